@@ -1,0 +1,139 @@
+//! Errors that say what went wrong, where, and whose fault it is.
+//!
+//! Every error that concerns a record carries its [`Location`]: module, topic, partition, offset
+//! and key, so an operator can find the record that caused it.
+
+use std::fmt;
+
+/// Whose fault an error is, and so whether retrying can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Domain {
+    /// The module, its configuration or the input is wrong; retrying the same input fails again.
+    User,
+    /// Something outside weir failed (disk, broker); a retry may succeed.
+    External,
+    /// A bug in weir.
+    Internal,
+}
+
+/// Where in the stream an error happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The processor's name (its module's file stem unless configured).
+    pub module: String,
+    pub topic: String,
+    pub partition: i32,
+    /// The offset of the record at fault, or the first and last offsets of the batch when no
+    /// single record could be blamed.
+    pub offsets: Offsets,
+    /// The key of the record at fault, shown as UTF-8 where valid.
+    pub key: Option<Vec<u8>>,
+}
+
+/// One offset, or the range of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offsets {
+    One(i64),
+    Range(i64, i64),
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "module `{}`, topic `{}` partition {} ", self.module, self.topic, self.partition)?;
+        match self.offsets {
+            Offsets::One(o) => write!(f, "offset {o}")?,
+            Offsets::Range(a, b) => write!(f, "offsets {a}..={b}")?,
+        }
+        match &self.key {
+            None => write!(f, " (no key)"),
+            Some(k) => match std::str::from_utf8(k) {
+                Ok(s) => write!(f, " key {s:?}"),
+                Err(_) => write!(f, " key 0x{}", hex::encode(k)),
+            },
+        }
+    }
+}
+
+/// Why processing a batch failed. The batch is discarded as a whole: no outputs, no state.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("guest trapped at {location}: {detail}")]
+    Trap { location: Location, detail: String },
+    #[error("guest exceeded its deadline of {deadline_ms} ms at {location}")]
+    Deadline { location: Location, deadline_ms: u64 },
+    #[error("guest exceeded its memory limit of {limit_mib} MiB at {location}")]
+    MemoryLimit { location: Location, limit_mib: u64 },
+    #[error("guest ran out of fuel ({fuel} units per batch) at {location}")]
+    OutOfFuel { location: Location, fuel: u64 },
+    #[error("guest rejected the record at {location}: {message}")]
+    Rejected { location: Location, message: String },
+    #[error("guest returned malformed outputs at {location}: {detail}")]
+    BadOutput { location: Location, detail: String },
+    #[error("state store failed at {location}: {source}")]
+    State { location: Location, source: StateError },
+}
+
+impl ProcessError {
+    pub fn domain(&self) -> Domain {
+        match self {
+            ProcessError::State { .. } => Domain::External,
+            _ => Domain::User,
+        }
+    }
+
+    pub fn location(&self) -> &Location {
+        match self {
+            ProcessError::Trap { location, .. }
+            | ProcessError::Deadline { location, .. }
+            | ProcessError::MemoryLimit { location, .. }
+            | ProcessError::OutOfFuel { location, .. }
+            | ProcessError::Rejected { location, .. }
+            | ProcessError::BadOutput { location, .. }
+            | ProcessError::State { location, .. } => location,
+        }
+    }
+}
+
+/// A state store could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("RocksDB at {path}: {source}")]
+    Rocks { path: String, source: rocksdb::Error },
+    #[error("state directory {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+/// A module could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{path}: cannot read: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: not a WebAssembly file (it does not start with the `\\0asm` magic bytes)")]
+    NotWasm { path: String },
+    #[error(
+        "{path}: a core WebAssembly module, not a component; build for `wasm32-wasip2` \
+         (or wrap it with `wasm-tools component new`)"
+    )]
+    CoreModule { path: String },
+    #[error("{path}: invalid component: {detail}")]
+    Invalid { path: String, detail: String },
+    #[error(
+        "{path}: built for another world: it does not export `{expected}` (it exports: {found})"
+    )]
+    WrongWorld { path: String, expected: String, found: String },
+    #[error("{path}: needs imports weir does not provide: {detail}")]
+    Imports { path: String, detail: String },
+    #[error("{path}: init rejected the configuration: {message}")]
+    Config { path: String, message: String },
+    #[error("{path}: init failed: {detail}")]
+    Init { path: String, detail: String },
+}
+
+impl LoadError {
+    pub fn domain(&self) -> Domain {
+        match self {
+            LoadError::Read { .. } => Domain::External,
+            _ => Domain::User,
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! weir's runtime: runs WebAssembly stream processors on records, with per-partition state.
+//!
+//! The data path reads top to bottom: [`config`] (what the user asked for), [`engine`] (compile,
+//! cache, instantiate and call components under limits), [`host`] (what a guest may import),
+//! [`state`] (stores and their per-batch view), [`record`] (how records cross into the guest and
+//! back), and [`testrun`] (`weir test`: records from a JSONL file, no broker).
+
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod host;
+pub mod inspect;
+pub mod jsonl;
+pub mod record;
+pub mod state;
+pub mod testrun;

@@ -1,0 +1,49 @@
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use super::{Entry, StateStore, WriteBatch};
+use crate::error::StateError;
+
+/// A store that lives in memory and is lost with the process: for tests and `weir test`
+/// without `--state-dir`.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryStore {
+    map: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every entry, in key order.
+    pub fn entries(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.map.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))
+    }
+}
+
+impl StateStore for MemoryStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        Ok(self.map.get(key).cloned())
+    }
+
+    fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>, StateError> {
+        let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
+        Ok(self
+            .map
+            .range::<[u8], _>((Bound::Included(start), upper))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn apply(&mut self, writes: &WriteBatch) -> Result<(), StateError> {
+        for (key, value) in writes {
+            match value {
+                Some(v) => self.map.insert(key.clone(), v.clone()),
+                None => self.map.remove(key),
+            };
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,39 @@
+//! State stores: one per processor and input partition.
+//!
+//! A [`StateStore`] is the durable part (RocksDB on disk, or memory for tests). A [`StateView`]
+//! sits in front of it for the duration of a batch: it buffers the batch's writes so reads see
+//! them at once, and [`StateView::commit`] hands them to the store as one atomic write at the
+//! batch boundary, or [`StateView::rollback`] forgets them when the batch fails.
+
+mod memory;
+mod rocks;
+mod view;
+
+pub use memory::MemoryStore;
+pub use rocks::RocksStore;
+pub use view::StateView;
+
+#[cfg(test)]
+mod test;
+
+use crate::error::StateError;
+
+/// A key and its value.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// The writes of one batch: a value to store, or `None` to delete.
+pub type WriteBatch = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+/// The durable store behind a [`StateView`].
+pub trait StateStore: Send {
+    /// The value under `key`.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
+
+    /// Entries with `start <= key < end` (no upper bound when `end` is `None`), ascending, at
+    /// most `limit`.
+    fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize)
+        -> Result<Vec<Entry>, StateError>;
+
+    /// Applies all writes atomically: after a crash either all or none are visible.
+    fn apply(&mut self, writes: &WriteBatch) -> Result<(), StateError>;
+}

@@ -1,0 +1,64 @@
+use super::*;
+
+fn stored(pairs: &[(&str, &str)]) -> MemoryStore {
+    let mut store = MemoryStore::new();
+    let writes = pairs.iter().map(|(k, v)| (k.as_bytes().to_vec(), Some(v.as_bytes().to_vec())));
+    store.apply(&writes.collect()).unwrap();
+    store
+}
+
+fn keys(entries: Vec<Entry>) -> Vec<String> {
+    entries.into_iter().map(|(k, _)| String::from_utf8(k).unwrap()).collect()
+}
+
+#[test]
+fn reads_see_the_batchs_own_writes_before_commit() {
+    let mut view = StateView::new(Box::new(stored(&[("a", "1")])));
+    view.put(b"a".to_vec(), b"2".to_vec());
+    view.delete(b"b".to_vec());
+    assert_eq!(view.get(b"a").unwrap(), Some(b"2".to_vec()));
+    assert_eq!(view.get(b"b").unwrap(), None);
+}
+
+#[test]
+fn rollback_leaves_the_store_as_it_was() {
+    let mut view = StateView::new(Box::new(stored(&[("a", "1")])));
+    view.put(b"a".to_vec(), b"2".to_vec());
+    view.rollback();
+    assert_eq!(view.get(b"a").unwrap(), Some(b"1".to_vec()));
+}
+
+#[test]
+fn scans_merge_pending_writes_and_deletes_in_key_order() {
+    let mut view = StateView::new(Box::new(stored(&[("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")])));
+    view.delete(b"b".to_vec());
+    view.put(b"bb".to_vec(), b"x".to_vec());
+    view.put(b"z".to_vec(), b"x".to_vec());
+    assert_eq!(keys(view.scan(b"a", Some(b"d"), 10).unwrap()), ["a", "bb", "c"]);
+    assert_eq!(keys(view.scan(b"a", None, 3).unwrap()), ["a", "bb", "c"]);
+    assert_eq!(keys(view.scan(b"c", None, 10).unwrap()), ["c", "d", "z"]);
+}
+
+#[test]
+fn a_limited_scan_does_not_skip_stored_keys_that_sort_before_pending_ones() {
+    let mut view = StateView::new(Box::new(stored(&[("a", "1"), ("b", "2"), ("c", "3")])));
+    view.put(b"d".to_vec(), b"x".to_vec());
+    assert_eq!(keys(view.scan(b"", None, 2).unwrap()), ["a", "b"]);
+}
+
+#[test]
+fn rocksdb_commits_a_batch_atomically_and_keeps_it_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut view = StateView::new(Box::new(RocksStore::open(dir.path()).unwrap()));
+        view.put(b"k1".to_vec(), b"v1".to_vec());
+        view.put(b"k2".to_vec(), b"v2".to_vec());
+        view.commit().unwrap();
+        view.delete(b"k1".to_vec());
+        view.rollback();
+    }
+    let store = RocksStore::open(dir.path()).unwrap();
+    assert_eq!(store.get(b"k1").unwrap(), Some(b"v1".to_vec()));
+    assert_eq!(keys(store.scan(b"k", Some(b"l"), 10).unwrap()), ["k1", "k2"]);
+    assert_eq!(keys(store.scan(b"k2", None, 10).unwrap()), ["k2"]);
+}

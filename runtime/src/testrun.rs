@@ -1,0 +1,131 @@
+//! `weir test`: runs a module over records from a JSONL file, no broker, outputs as JSONL.
+//!
+//! Records are grouped into batches of consecutive records from one partition, as a Kafka
+//! consumer would deliver them. Each partition gets its own instance and state store; each batch
+//! commits its state only when it succeeded, so a failing run leaves the state directory as it
+//! was after the last good batch.
+
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+use crate::engine::{Engine, Instance, Module};
+use crate::jsonl::{parse_line, InputRecord, OutputLine};
+use crate::record::Batch;
+use crate::state::{MemoryStore, RocksStore, StateStore};
+
+/// What `weir test` was asked to do.
+#[derive(Debug, Clone)]
+pub struct TestRun {
+    pub module: PathBuf,
+    /// A JSONL file, or `-` for standard input.
+    pub input: PathBuf,
+    pub config: Vec<(String, String)>,
+    /// Where state persists between runs; in memory when `None`.
+    pub state_dir: Option<PathBuf>,
+    pub batch_size: usize,
+}
+
+/// What a run did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub records: usize,
+    pub batches: usize,
+    pub outputs: usize,
+}
+
+/// Reads every input line first, so a malformed line stops the run before anything is
+/// processed, and names its line number.
+pub fn read_input(path: &Path) -> anyhow::Result<Vec<InputRecord>> {
+    let shown = path.display();
+    let reader: Box<dyn BufRead> = if path == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let file = std::fs::File::open(path).with_context(|| format!("cannot open input {shown}"))?;
+        Box::new(std::io::BufReader::new(file))
+    };
+    let mut records = Vec::new();
+    for (n, line) in reader.lines().enumerate() {
+        let line = line.with_context(|| format!("{shown}:{}: cannot read", n + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match parse_line(&line) {
+            Ok(record) => records.push(record),
+            Err(e) => bail!("{shown}:{}: malformed record: {e}", n + 1),
+        }
+    }
+    Ok(records)
+}
+
+/// Runs `run` with `engine`, writing one JSON line per output to `out`.
+pub fn run(engine: &Engine, run: &TestRun, out: &mut dyn Write) -> anyhow::Result<Summary> {
+    if run.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let records = read_input(&run.input)?;
+    let module = engine.load(&run.module)?;
+    let mut instances: HashMap<i32, Instance> = HashMap::new();
+    let mut next_offset: HashMap<(String, i32), i64> = HashMap::new();
+    let mut batch = Batch::new("input", "input", 0);
+    let mut summary = Summary::default();
+
+    let mut rest = records.as_slice();
+    while let Some(first) = rest.first() {
+        let same = rest
+            .iter()
+            .take(run.batch_size)
+            .take_while(|r| r.topic == first.topic && r.partition == first.partition)
+            .count();
+        let (chunk, tail) = rest.split_at(same);
+        rest = tail;
+
+        batch.reset(&first.topic, &first.topic, first.partition);
+        for r in chunk {
+            let next = next_offset.entry((r.topic.clone(), r.partition)).or_insert(0);
+            let offset = r.offset.unwrap_or(*next);
+            *next = offset + 1;
+            let headers = r.headers.iter().map(|(k, v)| (k.as_slice(), v.as_slice()));
+            batch.push(offset, r.timestamp, r.key.as_deref(), r.value.as_deref(), headers);
+        }
+
+        let instance = match instances.entry(first.partition) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(open_instance(&module, run, &first.topic, first.partition)?)
+            }
+        };
+        let outputs = match instance.process(&batch) {
+            Ok(outputs) => outputs,
+            Err(e) => {
+                out.flush()?;
+                return Err(e.into());
+            }
+        };
+        for o in outputs.iter() {
+            serde_json::to_writer(&mut *out, &OutputLine::from_output(&o))?;
+            out.write_all(b"\n")?;
+        }
+        instance.commit().context("cannot commit state")?;
+        summary.records += chunk.len();
+        summary.batches += 1;
+        summary.outputs += outputs.len();
+    }
+    out.flush()?;
+    Ok(summary)
+}
+
+fn open_instance(module: &Module, run: &TestRun, topic: &str, partition: i32) -> anyhow::Result<Instance> {
+    let store: Box<dyn StateStore> = match &run.state_dir {
+        Some(dir) => Box::new(RocksStore::open(&store_path(dir, module.name(), partition))?),
+        None => Box::new(MemoryStore::new()),
+    };
+    Ok(module.instantiate(topic, partition, store, &run.config)?)
+}
+
+/// `<state-dir>/<processor>/partition-<n>`: one store per processor and input partition.
+pub fn store_path(state_dir: &Path, processor: &str, partition: i32) -> PathBuf {
+    state_dir.join(processor).join(format!("partition-{partition}"))
+}

@@ -1,0 +1,135 @@
+//! Run processors natively in unit tests and benchmarks, through the same code paths as in
+//! wasm: build a batch, call the processor glue, read the outputs.
+//!
+//! ```
+//! use weir_sdk::testing::TestBatch;
+//! use weir_sdk::{Output, Record};
+//!
+//! fn shout(record: &Record) -> Output {
+//!     record.map_value(|v| v.to_ascii_uppercase())
+//! }
+//!
+//! let batch = TestBatch::new("words").with(Some("k"), "hi");
+//! let outputs = batch.run(shout).unwrap();
+//! assert_eq!(outputs[0].value(), Some(&b"HI"[..]));
+//! ```
+
+use crate::bindings::weir::processor::types as wit;
+use crate::record::{bytes, ABSENT, HEADER_STRIDE};
+use crate::{Batch, Error, IntoOutputs, Output, Record};
+
+/// A batch built in memory.
+#[derive(Debug, Clone)]
+pub struct TestBatch {
+    wit: wit::Batch,
+}
+
+impl TestBatch {
+    /// An empty batch from partition 0 of `topic`.
+    pub fn new(topic: &str) -> Self {
+        let wit = wit::Batch {
+            input: topic.to_owned(),
+            topic: topic.to_owned(),
+            partition: 0,
+            offsets: Vec::new(),
+            timestamps: Vec::new(),
+            records: Vec::new(),
+            headers: Vec::new(),
+            data: Vec::new(),
+        };
+        Self { wit }
+    }
+
+    fn append(&mut self, bytes: Option<&[u8]>) -> [u32; 2] {
+        match bytes {
+            None => [0, ABSENT],
+            Some(b) => {
+                let at = self.wit.data.len() as u32;
+                self.wit.data.extend_from_slice(b);
+                [at, b.len() as u32]
+            }
+        }
+    }
+
+    /// Appends a record with this key and value, the next offset, and the given headers.
+    pub fn push(&mut self, key: Option<&[u8]>, value: Option<&[u8]>, headers: &[(&str, &[u8])]) {
+        let first_header = (self.wit.headers.len() / HEADER_STRIDE) as u32;
+        for (name, value) in headers {
+            let [name_at, name_len] = self.append(Some(name.as_bytes()));
+            let [value_at, value_len] = self.append(Some(value));
+            self.wit.headers.extend_from_slice(&[name_at, name_len, value_at, value_len]);
+        }
+        let [key_at, key_len] = self.append(key);
+        let [value_at, value_len] = self.append(value);
+        self.wit.offsets.push(self.wit.offsets.len() as i64);
+        self.wit.timestamps.push(-1);
+        self.wit.records.extend_from_slice(&[key_at, key_len, value_at, value_len, first_header, headers.len() as u32]);
+    }
+
+    /// Appends a record with a UTF-8 key and value.
+    pub fn with(mut self, key: Option<&str>, value: &str) -> Self {
+        self.push(key.map(str::as_bytes), Some(value.as_bytes()), &[]);
+        self
+    }
+
+    pub fn batch(&self) -> Batch<'_> {
+        Batch::new(&self.wit)
+    }
+
+    /// Record `index`.
+    pub fn record(&self, index: usize) -> Option<Record<'_>> {
+        self.batch().get(index)
+    }
+
+    /// Runs a per-record processor over the batch, as `#[processor]` does in wasm.
+    pub fn run<R: IntoOutputs>(&self, f: impl Fn(&Record<'_>) -> R) -> Result<Vec<Output>, Error> {
+        let out = crate::glue::process_each(&self.wit, f).map_err(from_wit)?;
+        Ok(decode(&out))
+    }
+
+    /// Runs a per-record processor and counts its outputs without decoding them: the native
+    /// side of the benchmark, doing exactly the work the wasm glue does.
+    pub fn run_encoded<R: IntoOutputs>(&self, f: impl Fn(&Record<'_>) -> R) -> Result<usize, Error> {
+        let out = crate::glue::process_each(&self.wit, f).map_err(from_wit)?;
+        Ok(out.sources.len())
+    }
+}
+
+fn from_wit(e: wit::ProcessingError) -> Error {
+    Error { record: e.record, message: e.message }
+}
+
+fn decode(out: &wit::Outputs) -> Vec<Output> {
+    let owned = |at: u32, len: u32| bytes(&out.data, at, len).map(<[u8]>::to_vec);
+    let text = |at: u32, len: u32| owned(at, len).map(|b| String::from_utf8_lossy(&b).into_owned());
+    out.records
+        .chunks_exact(8)
+        .enumerate()
+        .map(|(i, c)| Output {
+            topic: text(c[0], c[1]),
+            key: owned(c[2], c[3]),
+            value: owned(c[4], c[5]),
+            headers: out
+                .headers
+                .get(c[6] as usize * HEADER_STRIDE..(c[6] + c[7]) as usize * HEADER_STRIDE)
+                .unwrap_or_default()
+                .chunks_exact(HEADER_STRIDE)
+                .map(|h| (text(h[0], h[1]).unwrap_or_default(), owned(h[2], h[3]).unwrap_or_default()))
+                .collect(),
+            timestamp: out.timestamps.get(i).copied().filter(|&t| t >= 0),
+            source: out.sources.get(i).copied(),
+        })
+        .collect()
+}
+
+/// Empties this thread's native state stub.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn reset_state() {
+    crate::state::backend::clear();
+}
+
+/// Everything in this thread's native state stub, in key order.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn state_entries() -> Vec<(Vec<u8>, Vec<u8>)> {
+    crate::state::backend::entries()
+}
