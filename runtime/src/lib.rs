@@ -5,6 +5,7 @@
 //! [`state`] (stores and their per-batch view), [`record`] (how records cross into the guest and
 //! back), and [`testrun`] (`weir test`: records from a JSONL file, no broker).
 
+pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod error;

@@ -16,7 +16,7 @@ pub(crate) fn config(key: &str) -> Option<&'static str> {
 /// Checks the configuration against the keys the processor declared, keeps it, and routes
 /// panics to the host's log so a trap comes with its message.
 pub fn init(config: Vec<(String, String)>, accepted: &[&str]) -> Result<(), String> {
-    std::panic::set_hook(Box::new(|info| crate::log::error(format!("panicked: {info}"))));
+    std::panic::set_hook(Box::new(|info| crate::log::error(info.to_string())));
     if let Some((key, _)) = config.iter().find(|(k, _)| !accepted.contains(&k.as_str())) {
         let expected = if accepted.is_empty() {
             "this processor takes no configuration".to_owned()

@@ -1,12 +1,14 @@
 //! Write a weir stream processor in Rust as one function.
 //!
-//! ```ignore
-//! use weir_sdk::{processor, Record, Output};
+//! ```
+//! use weir_sdk::{processor, Output, Record};
 //!
 //! #[processor]
 //! fn uppercase(record: &Record) -> Output {
 //!     record.map_value(|v| v.to_ascii_uppercase())
 //! }
+//! # let out = weir_sdk::testing::TestBatch::new("t").with(None, "hi").run(uppercase).unwrap();
+//! # assert_eq!(out[0].value(), Some(&b"HI"[..]));
 //! ```
 //!
 //! Build with `cargo build --target wasm32-wasip2 --release` and run the `.wasm` with

@@ -4,9 +4,15 @@
 //! languages read the same state. Writes are visible at once and become durable with the
 //! batch's outputs; a failed batch leaves the state as it was.
 //!
-//! ```ignore
-//! let count = state::get::<u64>(word)?.unwrap_or(0) + 1;
-//! state::put(word, &count)?;
+//! ```
+//! use weir_sdk::{state, Error};
+//!
+//! fn count(word: &str) -> Result<u64, Error> {
+//!     let count = state::get::<u64>(word)?.unwrap_or(0) + 1;
+//!     state::put(word, &count)?;
+//!     Ok(count)
+//! }
+//! # assert_eq!((count("w").unwrap(), count("w").unwrap()), (1, 2));
 //! ```
 
 use serde::de::DeserializeOwned;

@@ -1,31 +1,63 @@
 //! Shared helpers of weir's end-to-end tests and benchmarks: where the guest components are,
-//! and how to run the `weir` binary.
+//! and how to run `weir` commands.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 /// The component built from guest crate `name` (`word-count` or `word_count`).
 pub fn guest(name: &str) -> PathBuf {
     Path::new(env!("WEIR_GUEST_DIR")).join(format!("{}.wasm", name.replace('-', "_")))
 }
 
-/// The `weir` binary built beside these tests.
-pub fn weir_bin() -> PathBuf {
-    // Integration tests and benches live in <target>/<profile>/deps; the binary one level up.
-    let exe = std::env::current_exe().unwrap_or_default();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap_or(Path::new("."));
-    profile_dir.join("weir")
+/// What a `weir` command printed, and how it ended.
+#[derive(Debug)]
+pub struct Run {
+    pub stdout: String,
+    /// The error, on one line as the binary prints it, when the command failed.
+    pub error: Option<String>,
+    /// Whether the command reported success.
+    pub ok: bool,
 }
 
-/// Runs `weir` with `args`, using `cache_dir` for compiled components.
-pub fn weir(args: &[&str], cache_dir: &Path) -> Output {
-    let bin = weir_bin();
-    Command::new(&bin)
-        .args(args)
-        .env("WEIR_CACHE_DIR", cache_dir)
-        .env("WEIR_LOG", "warn")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e} (build it with `cargo build --release -p weir-runtime`)", bin.display()))
+/// Runs `weir <args>` in this process, through the same code as the binary, with its own
+/// compiled-component cache in `cache_dir`.
+pub fn weir(args: &[&str], cache_dir: &Path) -> Run {
+    let cache = cache_dir.to_string_lossy().into_owned();
+    let mut argv = vec!["weir"];
+    argv.extend_from_slice(args);
+    if args.first().is_some_and(|c| *c == "test" || *c == "inspect") {
+        argv.extend_from_slice(&["--cache-dir", &cache]);
+    }
+    let mut out = Vec::new();
+    let result = weir_runtime::cli::run_from(argv, &mut out);
+    let stdout = String::from_utf8_lossy(&out).into_owned();
+    match result {
+        Ok(ok) => Run { stdout, error: None, ok },
+        Err(e) => Run { stdout, error: Some(format!("{e:#}")), ok: false },
+    }
+}
+
+impl Run {
+    /// The error of a run that must have failed.
+    pub fn failure(&self) -> &str {
+        assert!(!self.ok, "expected the command to fail, it printed:\n{}", self.stdout);
+        self.error.as_deref().unwrap_or("(the command failed without an error message)")
+    }
+
+    /// The output lines of a run that must have succeeded, parsed as JSON.
+    pub fn lines(&self) -> Vec<serde_json::Value> {
+        assert!(self.ok, "expected success, got: {:?}", self.error);
+        self.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("output line is not JSON ({e}): {l}")))
+            .collect()
+    }
+}
+
+/// Writes `lines` to a file `name` in `dir`, one per line, and returns its path.
+pub fn write_lines(dir: &Path, name: &str, lines: &[&str]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    path
 }
 
 /// The golden inputs and expected outputs under `tests/golden/`.

@@ -151,6 +151,7 @@ impl Instance {
         };
         let mut detail = one_line(&error);
         if let Some(said) = self.store.data_mut().last_error.take() {
+            let said = said.split_whitespace().collect::<Vec<_>>().join(" ");
             detail = format!("{detail} (guest said: {said})");
         }
         ProcessError::Trap { location, detail }

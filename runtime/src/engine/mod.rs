@@ -224,7 +224,12 @@ pub(crate) fn one_line(e: &wasmtime::Error) -> String {
     for cause in e.chain() {
         let text = cause.to_string();
         // Wasm backtraces are multi-line and long; the first line says enough.
-        let first = text.lines().next().unwrap_or_default().trim().to_owned();
+        let first = text.lines().next().unwrap_or_default().trim().trim_end_matches(':').to_owned();
+        // wasmtime wraps traps in "error while executing at wasm backtrace: <frames>"; the trap
+        // itself follows in the chain and says what happened.
+        if first.starts_with("error while executing at wasm backtrace") {
+            continue;
+        }
         if !first.is_empty() && !parts.contains(&first) {
             parts.push(first);
         }

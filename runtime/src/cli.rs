@@ -1,0 +1,121 @@
+//! The `weir` command line, as a library so tests drive exactly what the binary runs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use crate::engine::{Engine, EngineOptions};
+use crate::{config, inspect, testrun};
+
+/// weir runs WebAssembly stream processors on Kafka records, with state and exactly-once commits.
+#[derive(Parser)]
+#[command(name = "weir", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a processor over records from a JSONL file, no broker needed; outputs go to stdout as
+    /// JSONL.
+    #[command(after_help = "Input lines look like {\"key\": \"k\", \"value\": \"v\", \"partition\": 0}; \
+bytes that are not UTF-8 are written {\"base64\": \"...\"}.\n\
+Example: weir test --module uppercase.wasm --input records.jsonl")]
+    Test(TestArgs),
+    /// Show which world and version a component targets, its size, and whether it is valid.
+    Inspect {
+        /// The component to inspect.
+        module: PathBuf,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+}
+
+#[derive(Args)]
+struct TestArgs {
+    /// The processor component (.wasm).
+    #[arg(long, short)]
+    module: PathBuf,
+    /// Records to process, one JSON object per line; `-` reads standard input.
+    #[arg(long, short)]
+    input: PathBuf,
+    /// Configuration for the processor's init, as key=value (repeatable).
+    #[arg(long = "config", short = 'c', value_name = "KEY=VALUE")]
+    config: Vec<String>,
+    /// Keep state here between runs (RocksDB, one store per partition); in memory otherwise.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Most records handed to the processor in one call.
+    #[arg(long, default_value_t = 100)]
+    batch_size: usize,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+#[derive(Args)]
+struct LimitArgs {
+    /// Most linear memory a processor instance may use, in MiB.
+    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    memory_limit: usize,
+    /// Longest a processor may take for one batch, in milliseconds.
+    #[arg(long, default_value_t = 5000, value_name = "MS")]
+    deadline: u64,
+    /// Meter guests with this much fuel per batch (slower; off by default).
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Where compiled components are cached [default: ~/.cache/weir/components].
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Compile every time, without reading or writing the cache.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+impl LimitArgs {
+    fn engine(&self) -> anyhow::Result<Engine> {
+        let defaults = EngineOptions::default();
+        let cache_dir = if self.no_cache { None } else { self.cache_dir.clone().or(defaults.cache_dir) };
+        Engine::new(EngineOptions {
+            memory_limit: self.memory_limit << 20,
+            deadline: Duration::from_millis(self.deadline),
+            fuel: self.fuel,
+            cache_dir,
+            ..defaults
+        })
+    }
+}
+
+/// Parses `args` (the first is the program name) and runs the command, writing its output to
+/// `out`. Returns whether the command succeeded; errors carry the one-line explanation.
+pub fn run_from<I, T>(args: I, out: &mut dyn std::io::Write) -> anyhow::Result<bool>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    run(Cli::try_parse_from(args)?, out)
+}
+
+pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<bool> {
+    match cli.command {
+        Command::Test(args) => {
+            let config = config::parse_pairs(&args.config).map_err(anyhow::Error::msg)?;
+            let engine = args.limits.engine()?;
+            let run = testrun::TestRun {
+                module: args.module,
+                input: args.input,
+                config,
+                state_dir: args.state_dir,
+                batch_size: args.batch_size,
+            };
+            let summary = testrun::run(&engine, &run, out)?;
+            tracing::info!(records = summary.records, batches = summary.batches, outputs = summary.outputs, "done");
+            Ok(true)
+        }
+        Command::Inspect { module, limits } => {
+            let (report, valid) = inspect::inspect(&limits.engine()?, &module);
+            out.write_all(report.as_bytes())?;
+            Ok(valid)
+        }
+    }
+}

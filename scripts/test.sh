@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what it needs, builds weir and every guest
+# component, runs unit, golden, bad-input and engine tests, checks the `weir` binary end to end,
+# and prints the engine benchmark.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+
+step() { printf '\n== %s\n' "$*" >&2; }
+
+step "build (release; the guests are built by tests/build.rs)"
+cargo build --release --workspace --all-targets
+
+step "tests"
+cargo test --release --workspace
+
+step "the weir binary, end to end"
+weir="$CARGO_TARGET_DIR/release/weir"
+guests="$CARGO_TARGET_DIR/guests/wasm32-wasip2/release"
+out=$("$weir" test --module "$guests/uppercase.wasm" --input tests/golden/uppercase.input.jsonl)
+diff <(printf '%s\n' "$out") tests/golden/uppercase.expected.jsonl
+if "$weir" test --module "$guests/not_a_processor.wasm" --input tests/golden/uppercase.input.jsonl 2>/dev/null; then
+    echo "weir accepted a component for another world" >&2
+    exit 1
+fi
+"$weir" inspect "$guests/word_count.wasm" >/dev/null
+echo "ok" >&2
+
+step "benchmark (figures only; speed is not asserted in tests)"
+cargo bench -p weir-tests --bench engine

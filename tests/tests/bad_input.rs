@@ -1,0 +1,154 @@
+//! Bad input gets a one-line error that says what and where, and loses nothing.
+
+use weir_runtime::state::{RocksStore, StateStore};
+use weir_tests::{guest, weir, write_lines};
+
+fn module_arg(name: &str) -> String {
+    guest(name).to_string_lossy().into_owned()
+}
+
+/// Runs `weir test` on `module` with `lines` as input and extra `args`, returning the error.
+fn fails(module: &str, lines: &[&str], args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_lines(dir.path(), "in.jsonl", lines);
+    let mut argv = vec!["test", "--module", module, "--input", input.to_str().unwrap()];
+    argv.extend_from_slice(args);
+    let run = weir(&argv, dir.path());
+    let error = run.failure().to_owned();
+    assert_eq!(error.lines().count(), 1, "the error is not one line: {error}");
+    error
+}
+
+#[test]
+fn a_file_that_is_not_wasm_is_refused_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_lines(dir.path(), "notes.wasm", &["just some text"]);
+    let error = fails(path.to_str().unwrap(), &[r#"{"value": "x"}"#], &[]);
+    assert!(error.contains("notes.wasm") && error.contains("not a WebAssembly file"), "{error}");
+}
+
+#[test]
+fn a_core_module_is_refused_as_not_a_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("core.wasm");
+    std::fs::write(&path, b"\0asm\x01\0\0\0").unwrap();
+    let error = fails(path.to_str().unwrap(), &[r#"{"value": "x"}"#], &[]);
+    assert!(error.contains("core.wasm") && error.contains("not a component"), "{error}");
+}
+
+#[test]
+fn a_truncated_component_is_refused_as_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cut.wasm");
+    let bytes = std::fs::read(guest("uppercase")).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let error = fails(path.to_str().unwrap(), &[r#"{"value": "x"}"#], &[]);
+    assert!(error.contains("cut.wasm") && error.contains("invalid component"), "{error}");
+}
+
+#[test]
+fn a_component_for_another_world_is_refused_naming_what_it_exports() {
+    let error = fails(&module_arg("not-a-processor"), &[r#"{"value": "x"}"#], &[]);
+    assert!(error.contains("built for another world"), "{error}");
+    assert!(error.contains("weir:processor/processor@0.1.0") && error.contains("wasi:cli/run"), "{error}");
+}
+
+#[test]
+fn a_trapping_guest_is_reported_with_topic_partition_offset_key_and_panic_message() {
+    let error = fails(
+        &module_arg("misbehave"),
+        &[
+            r#"{"key": "fine", "value": "ok"}"#,
+            r#"{"key": "also-fine", "value": "ok"}"#,
+            r#"{"topic": "orders", "partition": 0, "key": "poison", "value": "panic"}"#,
+        ],
+        &["--batch-size", "10"],
+    );
+    assert!(error.contains("trapped"), "{error}");
+    assert!(error.contains("module `misbehave`") && error.contains("topic `orders` partition 0"), "{error}");
+    assert!(error.contains("offset 0") && error.contains(r#"key "poison""#), "{error}");
+    assert!(error.contains("asked to panic at offset 0"), "{error}");
+}
+
+#[test]
+fn the_record_that_traps_is_found_inside_a_batch() {
+    let error = fails(
+        &module_arg("misbehave"),
+        &[r#"{"key": "a", "value": "ok"}"#, r#"{"key": "b", "value": "ok"}"#, r#"{"key": "c", "value": "panic"}"#, r#"{"key": "d", "value": "ok"}"#],
+        &["--batch-size", "4"],
+    );
+    assert!(error.contains("offset 2") && error.contains(r#"key "c""#), "{error}");
+}
+
+#[test]
+fn a_guest_that_loops_forever_is_stopped_at_its_deadline() {
+    let started = std::time::Instant::now();
+    let error = fails(&module_arg("misbehave"), &[r#"{"key": "spin", "value": "loop"}"#], &["--deadline", "200"]);
+    assert!(error.contains("deadline of 200 ms") && error.contains("offset 0") && error.contains(r#"key "spin""#), "{error}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "the deadline did not stop the guest promptly");
+}
+
+#[test]
+fn a_guest_that_allocates_without_bound_is_stopped_at_its_memory_limit() {
+    let error = fails(&module_arg("misbehave"), &[r#"{"key": "hog", "value": "alloc"}"#], &["--memory-limit", "64"]);
+    assert!(error.contains("memory limit of 64 MiB") && error.contains(r#"key "hog""#), "{error}");
+}
+
+#[test]
+fn a_guest_out_of_fuel_is_stopped_when_fuel_is_metered() {
+    let error = fails(&module_arg("misbehave"), &[r#"{"value": "loop"}"#], &["--fuel", "1000000"]);
+    assert!(error.contains("ran out of fuel") && error.contains("offset 0"), "{error}");
+}
+
+#[test]
+fn a_record_the_guest_rejects_is_named_with_the_guests_reason() {
+    let error = fails(&module_arg("misbehave"), &[r#"{"value": "ok"}"#, r#"{"key": "bad", "value": "reject"}"#], &[]);
+    assert!(error.contains("rejected") && error.contains("offset 1") && error.contains("asked to reject"), "{error}");
+}
+
+#[test]
+fn a_malformed_input_line_is_named_by_its_line_number() {
+    let error = fails(&module_arg("uppercase"), &[r#"{"value": "fine"}"#, "", r#"{"value": 42}"#], &[]);
+    assert!(error.contains("in.jsonl:3: malformed record") && error.contains("value must be a string"), "{error}");
+    let error = fails(&module_arg("uppercase"), &[r#"{"value": "fine""#], &[]);
+    assert!(error.contains("in.jsonl:1: malformed record"), "{error}");
+}
+
+#[test]
+fn an_unknown_config_key_is_refused_with_its_name() {
+    let error = fails(&module_arg("word-count"), &[r#"{"value": "x"}"#], &["--config", "colour=blue"]);
+    assert!(error.contains("unknown config key `colour`") && error.contains("takes no configuration"), "{error}");
+    let error = fails(&module_arg("misbehave"), &[r#"{"value": "x"}"#], &["--config", "nte=typo"]);
+    assert!(error.contains("unknown config key `nte`") && error.contains("accepts: note"), "{error}");
+}
+
+#[test]
+fn a_config_argument_without_equals_is_refused() {
+    let error = fails(&module_arg("misbehave"), &[r#"{"value": "x"}"#], &["--config", "note"]);
+    assert!(error.contains("--config expects key=value, got `note`"), "{error}");
+}
+
+#[test]
+fn a_failed_batch_leaves_the_state_directory_as_the_last_good_batch_left_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let good = [r#"{"value": "ok"}"#, r#"{"value": "ok"}"#];
+    let bad = [r#"{"value": "ok"}"#, r#"{"value": "ok"}"#, r#"{"value": "ok"}"#, r#"{"value": "panic"}"#];
+    let module = module_arg("misbehave");
+    let run = |lines: &[&str]| {
+        let input = write_lines(dir.path(), "in.jsonl", lines);
+        let args = ["test", "-m", &module, "-i", input.to_str().unwrap(), "--batch-size", "2", "--state-dir", state.to_str().unwrap()];
+        weir(&args, dir.path())
+    };
+    let failed = run(&bad);
+    assert!(failed.failure().contains("offset 3"), "{:?}", failed.error);
+    assert_eq!(failed.stdout.lines().count(), 2, "the first batch's outputs were written");
+
+    let keys = || {
+        let store = RocksStore::open(&state.join("misbehave").join("partition-0")).unwrap();
+        let entries = store.scan(b"", None, 100).unwrap();
+        entries.into_iter().map(|(k, _)| String::from_utf8(k).unwrap()).collect::<Vec<_>>()
+    };
+    assert_eq!(keys(), ["seen/0", "seen/1"], "only the good batch's writes are in the store");
+    assert!(run(&good).ok, "the state directory still opens and works");
+}

@@ -1,0 +1,68 @@
+//! Every example through `weir test`, output compared line by line with `tests/golden/`.
+
+use weir_tests::{golden, guest, weir};
+
+fn assert_golden(example: &str) {
+    let cache = tempfile::tempdir().unwrap();
+    let input = golden(&format!("{example}.input.jsonl"));
+    let module = guest(example);
+    let run = weir(&["test", "--module", module.to_str().unwrap(), "--input", input.to_str().unwrap()], cache.path());
+    let expected = std::fs::read_to_string(golden(&format!("{example}.expected.jsonl"))).unwrap();
+    assert!(run.ok, "{example}: {:?}", run.error);
+    let got: Vec<&str> = run.stdout.lines().collect();
+    let want: Vec<&str> = expected.lines().collect();
+    assert_eq!(got, want, "{example}: outputs differ from tests/golden/{example}.expected.jsonl");
+}
+
+#[test]
+fn uppercase_uppercases_values_and_keeps_keys_headers_and_bytes() {
+    assert_golden("uppercase");
+}
+
+#[test]
+fn filter_json_keeps_only_json_values() {
+    assert_golden("filter-json");
+}
+
+#[test]
+fn route_by_key_sends_each_record_to_the_output_its_key_names() {
+    assert_golden("route-by-key");
+}
+
+#[test]
+fn word_count_emits_running_counts_per_partition() {
+    assert_golden("word-count");
+}
+
+#[test]
+fn word_counts_continue_across_runs_with_a_state_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = weir_tests::write_lines(dir.path(), "in.jsonl", &[r#"{"value": "tick tock"}"#, r#"{"value": "tick"}"#]);
+    let state = dir.path().join("state");
+    let module = guest("word-count");
+    let args = ["test", "-m", module.to_str().unwrap(), "-i", input.to_str().unwrap(), "--state-dir", state.to_str().unwrap()];
+    let first = weir(&args, dir.path()).lines();
+    let second = weir(&args, dir.path()).lines();
+    let counts = |lines: &[serde_json::Value]| lines.iter().map(|l| format!("{}={}", l["key"], l["value"])).collect::<Vec<_>>();
+    assert_eq!(counts(&first), [r#""tick"="1""#, r#""tock"="1""#, r#""tick"="2""#]);
+    assert_eq!(counts(&second), [r#""tick"="3""#, r#""tock"="2""#, r#""tick"="4""#]);
+}
+
+#[test]
+fn outputs_do_not_depend_on_the_batch_size() {
+    let cache = tempfile::tempdir().unwrap();
+    let input = golden("word-count.input.jsonl");
+    let module = guest("word-count");
+    let run = |size: &str| weir(&["test", "-m", module.to_str().unwrap(), "-i", input.to_str().unwrap(), "--batch-size", size], cache.path());
+    assert_eq!(run("1").stdout, run("1000").stdout);
+}
+
+#[test]
+fn inspect_names_the_world_and_version_of_a_processor() {
+    let cache = tempfile::tempdir().unwrap();
+    let run = weir(&["inspect", guest("word-count").to_str().unwrap()], cache.path());
+    assert!(run.ok, "{:?}", run.error);
+    assert!(run.stdout.contains("world:   weir:processor/stream-processor, version 0.1.0"), "{}", run.stdout);
+    assert!(run.stdout.contains("imports: weir:processor/state@0.1.0"), "{}", run.stdout);
+    assert!(run.stdout.contains("valid:   yes"), "{}", run.stdout);
+}
