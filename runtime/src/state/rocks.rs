@@ -18,6 +18,7 @@ impl RocksStore {
             .map_err(|source| StateError::Io { path: path.display().to_string(), source })?;
         let mut opts = Options::default();
         opts.create_if_missing(true);
+        opts.set_write_buffer_size(8 << 20);
         let db = DB::open(&opts, path).map_err(|source| StateError::Rocks {
             path: path.display().to_string(),
             source,
