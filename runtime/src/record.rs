@@ -182,7 +182,7 @@ impl Outputs {
     /// malformed and how.
     pub(crate) fn check(wit: wit::Outputs, batch_len: usize) -> Result<Self, (usize, String)> {
         let n = wit.sources.len();
-        if wit.records.len() != n * OUTPUT_STRIDE || wit.timestamps.len() != n || wit.headers.len() % HEADER_STRIDE != 0 {
+        if wit.records.len() != n * OUTPUT_STRIDE || wit.timestamps.len() != n || !wit.headers.len().is_multiple_of(HEADER_STRIDE) {
             return Err((0, format!(
                 "output columns disagree: {} sources, {} timestamps, {} record numbers, {} header numbers",
                 n, wit.timestamps.len(), wit.records.len(), wit.headers.len()

@@ -1,5 +1,7 @@
 //! Every example through `weir test`, output compared line by line with `tests/golden/`.
 
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
+
 use weir_tests::{golden, guest, weir};
 
 fn assert_golden(example: &str) {

@@ -41,7 +41,7 @@ impl Instance {
     ) -> Result<Self, LoadError> {
         let log = LogContext { module: module.name.clone(), topic: topic.to_owned(), partition };
         let host = HostState::new(state, log, module.engine.options().memory_limit);
-        let (store, bindings) = start(&module, host, config).map_err(|(e, _)| e)?;
+        let (store, bindings) = start(&module, host, config).map_err(|failed| failed.0)?;
         Ok(Self { module, config: config.to_vec(), store, bindings, dead: false })
     }
 
@@ -52,6 +52,7 @@ impl Instance {
     /// Runs the guest over `batch`. On error nothing of the batch is kept, and the error names
     /// the record at fault: the one the guest named, or for a trap the one that traps when the
     /// batch's records are retried one by one on a fresh instance.
+    #[allow(clippy::result_large_err, reason = "errors are rare and carry their whole location")]
     pub fn process(&mut self, batch: &Batch) -> Result<Outputs, ProcessError> {
         let failure = match self.call(batch) {
             Ok(outputs) => return Ok(outputs),
@@ -124,7 +125,8 @@ impl Instance {
                 self.dead = false;
                 Ok(())
             }
-            Err((error, host)) => {
+            Err(failed) => {
+                let (error, host) = *failed;
                 // Keep the partition's state with the dead instance; the next call retries.
                 self.store.data_mut().state = host.into_state();
                 Err(error)
@@ -185,13 +187,16 @@ fn arm(store: &mut Store<HostState>, module: &Module) {
     data.limiter.exceeded = false;
 }
 
+/// Why a start failed, and the host state to keep.
+type FailedStart = Box<(LoadError, HostState)>;
+
 /// Instantiates the module in a new store and calls `init`. On failure the host state comes
 /// back, so the partition's state is never lost with a failed start.
 fn start(
     module: &Module,
     host: HostState,
     config: &[(String, String)],
-) -> Result<(Store<HostState>, Processor), (LoadError, HostState)> {
+) -> Result<(Store<HostState>, Processor), FailedStart> {
     let mut store = Store::new(module.engine.wasmtime(), host);
     store.limiter(|s| &mut s.limiter);
     store.epoch_deadline_trap();
@@ -199,12 +204,12 @@ fn start(
     let path = module.path.clone();
     let bindings = match module.pre.instantiate(&mut store) {
         Ok(bindings) => bindings,
-        Err(e) => return Err((LoadError::Init { path, detail: one_line(&e) }, store.into_data())),
+        Err(e) => return Err(Box::new((LoadError::Init { path, detail: one_line(&e) }, store.into_data()))),
     };
     let error = match bindings.weir_processor_processor().call_init(&mut store, config) {
         Ok(Ok(())) => return Ok((store, bindings)),
         Ok(Err(message)) => LoadError::Config { path, message },
         Err(e) => LoadError::Init { path, detail: one_line(&e) },
     };
-    Err((error, store.into_data()))
+    Err(Box::new((error, store.into_data())))
 }
