@@ -1,12 +1,23 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh machine: installs what it needs, builds weir and every guest
-# component, runs unit, golden, bad-input and engine tests, checks the `weir` binary end to end,
-# and prints the engine benchmark.
+# The whole test suite, from a fresh machine: installs what it needs, starts a real Apache Kafka
+# broker (scripts/kafka.sh), builds weir and every guest component, runs unit, golden, bad-input,
+# engine and Kafka tests, checks the `weir` binary end to end, and prints the benchmarks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
 step() { printf '\n== %s\n' "$*" >&2; }
+
+step "Kafka broker (scripts/kafka.sh)"
+if ./scripts/kafka.sh status >/dev/null 2>&1; then
+    WEIR_KAFKA_BOOTSTRAP=$(./scripts/kafka.sh start)
+else
+    WEIR_KAFKA_BOOTSTRAP=$(./scripts/kafka.sh start)
+    # Stop the broker this run started, and only that one.
+    trap './scripts/kafka.sh stop' EXIT
+fi
+export WEIR_KAFKA_BOOTSTRAP
+echo "broker at $WEIR_KAFKA_BOOTSTRAP" >&2
 
 step "build (release; the guests are built by tests/build.rs)"
 cargo build --release --workspace --all-targets

@@ -4,7 +4,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
 use crate::engine::{Engine, EngineOptions};
+use crate::pipeline::config::PipelineConfig;
+use crate::pipeline::Pipeline;
 use crate::{config, inspect, testrun};
 
 /// weir runs WebAssembly stream processors on Kafka records, with state and exactly-once commits.
@@ -23,6 +28,11 @@ enum Command {
 bytes that are not UTF-8 are written {\"base64\": \"...\"}.\n\
 Example: weir test --module uppercase.wasm --input records.jsonl")]
     Test(TestArgs),
+    /// Run a pipeline: consume Kafka topics, run the module on every batch, produce its outputs and
+    /// commit as the pipeline's guarantee says. Stops cleanly on SIGINT or SIGTERM.
+    #[command(after_help = "The pipeline file is TOML; see runtime/src/pipeline/config.rs or the README.\n\
+Example: weir run pipeline.toml --bootstrap-servers 127.0.0.1:9092 --instance-id a")]
+    Run(RunArgs),
     /// Show which world and version a component targets, its size, and whether it is valid.
     Inspect {
         /// The component to inspect.
@@ -51,6 +61,30 @@ struct TestArgs {
     batch_size: usize,
     #[command(flatten)]
     limits: LimitArgs,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The pipeline file (TOML).
+    pipeline: PathBuf,
+    /// Overrides `bootstrap_servers`.
+    #[arg(long)]
+    bootstrap_servers: Option<String>,
+    /// Overrides `instance_id` (the transactional id is <application_id>-<instance_id>).
+    #[arg(long)]
+    instance_id: Option<String>,
+    /// Overrides `guarantee`.
+    #[arg(long, value_parser = ["exactly-once", "at-least-once", "at-most-once"])]
+    guarantee: Option<String>,
+    /// Overrides `auto_offset_reset`.
+    #[arg(long, value_parser = ["earliest", "latest"])]
+    auto_offset_reset: Option<String>,
+    /// Overrides `state_dir`.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Where compiled components are cached [default: ~/.cache/weir/components].
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -112,10 +146,79 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<bool> {
             tracing::info!(records = summary.records, batches = summary.batches, outputs = summary.outputs, "done");
             Ok(true)
         }
+        Command::Run(args) => {
+            let config = run_config(&args)?;
+            let defaults = EngineOptions::default();
+            let engine = Engine::new(EngineOptions {
+                memory_limit: config.module.memory_limit_mib << 20,
+                deadline: Duration::from_millis(config.module.deadline_ms),
+                fuel: config.module.fuel,
+                cache_dir: args.cache_dir.clone().or(defaults.cache_dir),
+                ..defaults
+            })?;
+            let stop = Arc::new(AtomicBool::new(false));
+            for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(signal, stop.clone())?;
+            }
+            let stats = Pipeline::new(config, &engine)?.run(&stop)?;
+            std::io::Write::write_fmt(out, format_args!("consumed {} records, produced {}\n", stats.consumed, stats.produced))?;
+            Ok(true)
+        }
         Command::Inspect { module, limits } => {
             let (report, valid) = inspect::inspect(&limits.engine()?, &module);
             out.write_all(report.as_bytes())?;
             Ok(valid)
+        }
+    }
+}
+
+/// The pipeline file with the command line's overrides, checked again after them.
+fn run_config(args: &RunArgs) -> anyhow::Result<PipelineConfig> {
+    let mut config = PipelineConfig::load(&args.pipeline)?;
+    let value = |s: &str| toml::Value::String(s.to_owned());
+    if let Some(b) = &args.bootstrap_servers {
+        config.bootstrap_servers = b.clone();
+    }
+    if let Some(i) = &args.instance_id {
+        config.instance_id = Some(i.clone());
+    }
+    if let Some(g) = &args.guarantee {
+        config.guarantee = value(g).try_into()?;
+    }
+    if let Some(r) = &args.auto_offset_reset {
+        config.auto_offset_reset = value(r).try_into()?;
+    }
+    if let Some(d) = &args.state_dir {
+        config.state_dir = Some(d.clone());
+    }
+    config.check().map_err(anyhow::Error::msg)?;
+    Ok(config)
+}
+
+/// The whole `weir` program: logging to stderr, output to stdout, one-line errors, exit codes.
+pub fn main() -> std::process::ExitCode {
+    use std::process::ExitCode;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| "warn,weir::guest=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let result = run(Cli::parse(), &mut out);
+    let flushed = std::io::Write::flush(&mut out);
+    match (result, flushed) {
+        (Ok(true), Ok(())) => ExitCode::SUCCESS,
+        (Ok(false), _) => ExitCode::FAILURE,
+        (Ok(true), Err(e)) => {
+            eprintln!("weir: error: cannot write the output: {e}");
+            ExitCode::FAILURE
+        }
+        (Err(e), _) => {
+            eprintln!("weir: error: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -3,7 +3,8 @@
 //! The data path reads top to bottom: [`config`] (what the user asked for), [`engine`] (compile,
 //! cache, instantiate and call components under limits), [`host`] (what a guest may import),
 //! [`state`] (stores and their per-batch view), [`record`] (how records cross into the guest and
-//! back), and [`testrun`] (`weir test`: records from a JSONL file, no broker).
+//! back), [`kafka`] and [`pipeline`] (`weir run`: consume, process, produce, commit), and
+//! [`testrun`] (`weir test`: records from a JSONL file, no broker).
 
 pub mod cli;
 pub mod config;
@@ -12,6 +13,8 @@ pub mod error;
 pub mod host;
 pub mod inspect;
 pub mod jsonl;
+pub mod kafka;
+pub mod pipeline;
 pub mod record;
 pub mod state;
 pub mod testrun;

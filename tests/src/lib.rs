@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod kafka;
+
 /// The component built from guest crate `name` (`word-count` or `word_count`).
 pub fn guest(name: &str) -> PathBuf {
     Path::new(env!("WEIR_GUEST_DIR")).join(format!("{}.wasm", name.replace('-', "_")))

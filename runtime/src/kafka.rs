@@ -1,0 +1,208 @@
+//! Kafka source and sink: client settings for each guarantee, the consumer context that closes
+//! the open transaction before partitions are released, and the producer context that counts
+//! failed deliveries.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
+use rdkafka::producer::{DeliveryResult, Producer as _, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use crate::pipeline::config::{Guarantee, PipelineConfig};
+
+/// How long transactional calls and synchronous commits may take.
+pub const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub type Producer = ThreadedProducer<ProducerCtx>;
+pub type Consumer = BaseConsumer<ConsumerCtx>;
+
+/// What the pipeline loop and the rebalance callback share.
+pub struct Shared {
+    pub guarantee: Guarantee,
+    pub producer: OnceLock<Arc<Producer>>,
+    pub book: Mutex<Book>,
+    /// Set when partitions were revoked: the loop drops the batch in hand and its instances.
+    pub rebalanced: AtomicBool,
+}
+
+/// The work since the last commit.
+#[derive(Debug, Default)]
+pub struct Book {
+    /// Whether a transaction is open (exactly-once).
+    pub txn_open: bool,
+    /// Next offset to consume per (topic, partition), for records processed since the last
+    /// commit.
+    pub offsets: BTreeMap<(String, i32), i64>,
+}
+
+impl Book {
+    pub fn positions(&self) -> KafkaResult<TopicPartitionList> {
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), next) in &self.offsets {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+        }
+        Ok(tpl)
+    }
+}
+
+impl Shared {
+    pub fn new(guarantee: Guarantee) -> Arc<Self> {
+        Arc::new(Self {
+            guarantee,
+            producer: OnceLock::new(),
+            book: Mutex::new(Book::default()),
+            rebalanced: AtomicBool::new(false),
+        })
+    }
+
+    pub fn book(&self) -> std::sync::MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Before partitions go to another instance: abort the open transaction (exactly-once; the
+    /// next owner resumes from the committed offsets), or commit what was acknowledged
+    /// (at-least-once).
+    fn on_revoke(&self, consumer: &Consumer) {
+        let mut book = self.book();
+        match (self.guarantee, self.producer.get()) {
+            (Guarantee::ExactlyOnce, Some(producer)) if book.txn_open => {
+                match producer.abort_transaction(KAFKA_TIMEOUT) {
+                    Ok(()) => tracing::info!("partitions revoked: aborted the open transaction"),
+                    Err(e) => tracing::error!("partitions revoked: aborting the open transaction failed: {e}"),
+                }
+                book.txn_open = false;
+            }
+            (Guarantee::AtLeastOnce, Some(producer)) if !book.offsets.is_empty() => {
+                let acknowledged = producer.flush(KAFKA_TIMEOUT).is_ok() && producer.context().take_failures().is_none();
+                let committed = acknowledged
+                    && book.positions().and_then(|tpl| consumer.commit(&tpl, CommitMode::Sync)).is_ok();
+                if !committed {
+                    tracing::warn!("partitions revoked before their outputs were acknowledged; they will be reprocessed");
+                }
+            }
+            _ => {}
+        }
+        book.offsets.clear();
+        self.rebalanced.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The consumer's context: logs through `tracing`, and closes the open work on revocation.
+pub struct ConsumerCtx {
+    pub shared: Arc<Shared>,
+}
+
+impl ClientContext for ConsumerCtx {}
+
+impl ConsumerContext for ConsumerCtx {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(partitions = tpl.count(), "partitions revoked");
+                self.shared.on_revoke(consumer);
+            }
+            Rebalance::Assign(tpl) => tracing::info!(partitions = tpl.count(), "partitions assigned"),
+            Rebalance::Error(e) => tracing::warn!("rebalance error: {e}"),
+        }
+    }
+}
+
+/// The producer's context: remembers failed deliveries until the next commit looks.
+#[derive(Default)]
+pub struct ProducerCtx {
+    failed: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl ProducerCtx {
+    /// How many deliveries failed since the last call, and the last failure.
+    pub fn take_failures(&self) -> Option<(u64, String)> {
+        let failed = self.failed.swap(0, Ordering::SeqCst);
+        let last = self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        (failed > 0).then(|| (failed, last.unwrap_or_default()))
+    }
+}
+
+impl ClientContext for ProducerCtx {}
+
+impl ProducerContext for ProducerCtx {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((error, message)) = result {
+            use rdkafka::message::Message as _;
+            self.failed.fetch_add(1, Ordering::SeqCst);
+            let text = format!("topic `{}` partition {}: {error}", message.topic(), message.partition());
+            *self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(text);
+        }
+    }
+}
+
+/// Settings both clients share: the bootstrap servers and the user's `[kafka]` table.
+fn base(config: &PipelineConfig) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", &config.bootstrap_servers);
+    for (key, value) in &config.kafka {
+        client.set(key, value);
+    }
+    client
+}
+
+fn default(client: &mut ClientConfig, config: &PipelineConfig, key: &str, value: &str) {
+    if !config.kafka.contains_key(key) {
+        client.set(key, value);
+    }
+}
+
+/// The producer: transactional under exactly-once, idempotent otherwise; partitions by key the
+/// way Java clients do, so co-partitioned topics agree.
+pub fn producer(config: &PipelineConfig) -> anyhow::Result<Arc<Producer>> {
+    let mut client = base(config);
+    default(&mut client, config, "partitioner", "murmur2_random");
+    default(&mut client, config, "linger.ms", "5");
+    match config.guarantee {
+        Guarantee::ExactlyOnce => {
+            client.set("transactional.id", format!("{}-{}", config.application_id, config.instance()));
+            // A crashed instance that does not come back holds its partitions' offsets at most
+            // this long (Kafka Streams uses 10 s under exactly-once too).
+            default(&mut client, config, "transaction.timeout.ms", "10000");
+        }
+        _ => {
+            client.set("enable.idempotence", "true");
+        }
+    }
+    let producer: Producer = client
+        .create_with_context(ProducerCtx::default())
+        .map_err(|e| anyhow::anyhow!("cannot create the Kafka producer: {e}"))?;
+    if config.guarantee == Guarantee::ExactlyOnce {
+        producer
+            .init_transactions(KAFKA_TIMEOUT)
+            .map_err(|e| anyhow::anyhow!("cannot initialise transactions at {}: {e}", config.bootstrap_servers))?;
+    }
+    Ok(Arc::new(producer))
+}
+
+/// The consumer, in the application's group, reading only committed records.
+pub fn consumer(config: &PipelineConfig, shared: Arc<Shared>) -> anyhow::Result<Consumer> {
+    let mut client = base(config);
+    client
+        .set("group.id", &config.application_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", config.auto_offset_reset.as_kafka());
+    // A crashed instance's partitions move after this long (the broker's minimum by default).
+    default(&mut client, config, "session.timeout.ms", "6000");
+    default(&mut client, config, "heartbeat.interval.ms", "1500");
+    let consumer: Consumer = client
+        .create_with_context(ConsumerCtx { shared })
+        .map_err(|e| anyhow::anyhow!("cannot create the Kafka consumer: {e}"))?;
+    let topics: Vec<&str> = config.inputs.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics).map_err(|e| anyhow::anyhow!("cannot subscribe to {topics:?}: {e}"))?;
+    Ok(consumer)
+}

@@ -1,0 +1,255 @@
+//! `PIPELINE.toml`: what `weir run` consumes, runs and produces, and how it commits.
+//!
+//! ```toml
+//! application_id = "word-count"          # consumer group, prefix of all weir creates
+//! bootstrap_servers = "127.0.0.1:9092"
+//! inputs = ["sentences"]
+//! guarantee = "exactly-once"             # or "at-least-once", "at-most-once"
+//! auto_offset_reset = "earliest"         # or "latest"
+//!
+//! [outputs]                              # names the module routes to, and their topics
+//! default = "word-counts"
+//!
+//! [module]
+//! path = "word_count.wasm"
+//! config = { }                           # handed to the module's init
+//!
+//! [kafka]                                # passed to librdkafka verbatim
+//! "security.protocol" = "plaintext"
+//! ```
+//!
+//! Unknown keys and bad values are refused at start, naming the key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// How consumed offsets are committed relative to the outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Guarantee {
+    /// Offsets, outputs and state changes commit in one Kafka transaction.
+    #[default]
+    ExactlyOnce,
+    /// Offsets are committed only after every output before them is acknowledged.
+    AtLeastOnce,
+    /// Offsets are committed before the records are processed.
+    AtMostOnce,
+}
+
+/// Where to start reading a partition that has no committed offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum OffsetReset {
+    #[default]
+    Earliest,
+    Latest,
+}
+
+impl OffsetReset {
+    pub fn as_kafka(self) -> &'static str {
+        match self {
+            OffsetReset::Earliest => "earliest",
+            OffsetReset::Latest => "latest",
+        }
+    }
+}
+
+/// The module a pipeline runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleConfig {
+    /// The component, relative to the pipeline file.
+    pub path: PathBuf,
+    /// Handed to the module's `init`.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// Most linear memory an instance may use, in MiB.
+    #[serde(default = "default_memory_mib")]
+    pub memory_limit_mib: usize,
+    /// Longest a batch may take, in milliseconds.
+    #[serde(default = "default_deadline_ms")]
+    pub deadline_ms: u64,
+    /// Fuel per batch, if metered.
+    #[serde(default)]
+    pub fuel: Option<u64>,
+}
+
+/// A whole pipeline file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// The consumer group, and the prefix of the transactional id and of anything weir creates.
+    pub application_id: String,
+    #[serde(default = "default_bootstrap")]
+    pub bootstrap_servers: String,
+    /// Topics to consume.
+    pub inputs: Vec<String>,
+    /// Output names (as the module routes to them) and their topics; `default` is the output of
+    /// records the module does not route.
+    #[serde(default)]
+    pub outputs: BTreeMap<String, String>,
+    pub module: ModuleConfig,
+    #[serde(default)]
+    pub guarantee: Guarantee,
+    #[serde(default)]
+    pub auto_offset_reset: OffsetReset,
+    /// How often to commit; default 100 ms under exactly-once (as Kafka Streams), 1 s otherwise.
+    #[serde(default)]
+    pub commit_interval_ms: Option<u64>,
+    /// Most records handed to the module in one call.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Longest to wait for a batch to fill, in milliseconds.
+    #[serde(default = "default_linger_ms")]
+    pub linger_ms: u64,
+    /// Names this instance: its transactional id is `<application_id>-<instance_id>`, and a
+    /// restart with the same id fences the previous process at once. Default: the host name.
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    /// Where state stores live; in memory when absent.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    /// librdkafka settings passed verbatim to both consumer and producer.
+    #[serde(default)]
+    pub kafka: BTreeMap<String, String>,
+}
+
+fn default_bootstrap() -> String {
+    "127.0.0.1:9092".into()
+}
+fn default_batch_size() -> usize {
+    500
+}
+fn default_linger_ms() -> u64 {
+    5
+}
+fn default_memory_mib() -> usize {
+    256
+}
+fn default_deadline_ms() -> u64 {
+    5000
+}
+
+/// librdkafka settings weir sets itself from the guarantee; a `[kafka]` table may not override them.
+const MANAGED: &[&str] = &[
+    "bootstrap.servers",
+    "group.id",
+    "group.instance.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "isolation.level",
+    "transactional.id",
+    "enable.idempotence",
+    "auto.offset.reset",
+];
+
+impl PipelineConfig {
+    /// Reads and checks a pipeline file. Relative module paths are taken from the file's folder.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read pipeline {}: {e}", path.display()))?;
+        let mut config: PipelineConfig = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), one_line(&e.to_string())))?;
+        if config.module.path.is_relative() {
+            let base = path.parent().unwrap_or(Path::new("."));
+            config.module.path = base.join(&config.module.path);
+        }
+        config.check().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(config)
+    }
+
+    /// Refuses values that parse but make no sense, naming the key.
+    pub fn check(&self) -> Result<(), String> {
+        let id_ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        if !id_ok(&self.application_id) {
+            return Err(format!("application_id `{}` must be non-empty letters, digits, `.`, `_` or `-`", self.application_id));
+        }
+        if let Some(id) = &self.instance_id {
+            if !id_ok(id) {
+                return Err(format!("instance_id `{id}` must be non-empty letters, digits, `.`, `_` or `-`"));
+            }
+        }
+        if self.inputs.is_empty() || self.inputs.iter().any(String::is_empty) {
+            return Err("inputs must name at least one topic, and no empty ones".into());
+        }
+        if let Some((name, _)) = self.outputs.iter().find(|(_, topic)| topic.is_empty()) {
+            return Err(format!("outputs.{name} names an empty topic"));
+        }
+        if self.batch_size == 0 {
+            return Err("batch_size must be at least 1".into());
+        }
+        if self.commit_interval_ms == Some(0) {
+            return Err("commit_interval_ms must be at least 1".into());
+        }
+        if let Some(key) = self.kafka.keys().find(|k| MANAGED.contains(&k.as_str())) {
+            return Err(format!(
+                "kafka.\"{key}\" is set by weir (from application_id, instance_id, guarantee or auto_offset_reset); remove it"
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn commit_interval(&self) -> Duration {
+        let default = match self.guarantee {
+            Guarantee::ExactlyOnce => 100,
+            _ => 1000,
+        };
+        Duration::from_millis(self.commit_interval_ms.unwrap_or(default))
+    }
+
+    /// This instance's name: `instance_id`, else the host name, else `0`.
+    pub fn instance(&self) -> String {
+        self.instance_id.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect::<String>())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "0".into())
+        })
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn parse(text: &str) -> Result<PipelineConfig, String> {
+        let config: PipelineConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.check()?;
+        Ok(config)
+    }
+
+    const MINIMAL: &str = "application_id = \"app\"\ninputs = [\"in\"]\n[module]\npath = \"m.wasm\"\n";
+
+    #[test]
+    fn a_minimal_pipeline_gets_exactly_once_from_earliest_with_100ms_commits() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!((c.guarantee, c.auto_offset_reset), (Guarantee::ExactlyOnce, OffsetReset::Earliest));
+        assert_eq!(c.commit_interval(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let err = parse(&format!("{MINIMAL}\n[module.limits]\nx = 1\n")).unwrap_err();
+        assert!(err.contains("limits"), "{err}");
+        let err = parse(&format!("batchsize = 5\n{MINIMAL}")).unwrap_err();
+        assert!(err.contains("batchsize"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_refused_by_name() {
+        let err = parse(&format!("guarantee = \"twice\"\n{MINIMAL}")).unwrap_err();
+        assert!(err.contains("twice") && err.contains("exactly-once"), "{err}");
+        let err = parse(&format!("{MINIMAL}[kafka]\n\"enable.auto.commit\" = \"true\"\n")).unwrap_err();
+        assert!(err.contains("enable.auto.commit"), "{err}");
+        let err = parse(&format!("batch_size = 0\n{MINIMAL}")).unwrap_err();
+        assert!(err.contains("batch_size"), "{err}");
+    }
+}

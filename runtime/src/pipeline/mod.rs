@@ -1,0 +1,384 @@
+//! `weir run`: consume, process, produce, commit.
+//!
+//! One loop per process: poll a batch, hand each partition's records to that partition's
+//! instance, produce its outputs, and commit as the guarantee says:
+//!
+//! - exactly-once: every commit interval is one Kafka transaction holding the outputs and the
+//!   consumed offsets (sent with the consumer's group metadata, KIP-447); the state writes of the
+//!   interval are applied when it commits. On a Kafka error the transaction is aborted, state
+//!   rolled back, and the partitions rewound to their committed offsets.
+//! - at-least-once: offsets are committed after every output before them is acknowledged.
+//! - at-most-once: offsets are committed before the records are processed.
+//!
+//! A guest error (trap, deadline, rejected record) stops the pipeline with the error, after
+//! aborting or without committing, so nothing is lost: the record is still there on restart.
+
+pub mod config;
+mod status;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context as _};
+use rdkafka::consumer::{CommitMode, Consumer as _};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, Headers as _, Message as _, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer as _};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::engine::{Engine, Instance, Module};
+use crate::kafka::{self, Consumer, Producer, Shared, KAFKA_TIMEOUT};
+use crate::record::{Batch, Outputs};
+use crate::state::{MemoryStore, RocksStore, StateStore};
+use config::{Guarantee, OffsetReset, PipelineConfig};
+pub use status::Stats;
+
+/// A running pipeline: the consumer, and the work it feeds.
+pub struct Pipeline {
+    consumer: Consumer,
+    work: Work,
+    last_commit: Instant,
+}
+
+/// Everything that processes what the consumer returns (apart from the consumer, so that the
+/// borrowed messages and the work can be used together).
+struct Work {
+    config: PipelineConfig,
+    module: Module,
+    producer: Arc<Producer>,
+    shared: Arc<Shared>,
+    instances: HashMap<i32, Instance>,
+    batch: Batch,
+    stats: Stats,
+}
+
+/// Why a step failed: Kafka trouble is retried from the last commit; anything else stops.
+enum Failure {
+    Kafka(anyhow::Error),
+    Fatal(anyhow::Error),
+}
+
+impl From<KafkaError> for Failure {
+    fn from(e: KafkaError) -> Self {
+        let fatal = matches!(&e, KafkaError::Transaction(t) if t.is_fatal())
+            || e.rdkafka_error_code() == Some(RDKafkaErrorCode::Fenced)
+            || e.rdkafka_error_code() == Some(RDKafkaErrorCode::ProducerFenced);
+        if fatal {
+            Failure::Fatal(anyhow!("Kafka: {e} (another instance with this instance_id took over?)"))
+        } else {
+            Failure::Kafka(anyhow!("Kafka: {e}"))
+        }
+    }
+}
+
+impl Pipeline {
+    /// Connects to Kafka and loads the module; nothing is consumed yet.
+    pub fn new(config: PipelineConfig, engine: &Engine) -> anyhow::Result<Self> {
+        let module = engine.load(&config.module.path)?;
+        let shared = Shared::new(config.guarantee);
+        let producer = kafka::producer(&config)?;
+        let _ = shared.producer.set(producer.clone());
+        let consumer = kafka::consumer(&config, shared.clone())?;
+        tracing::info!(
+            application = %config.application_id, instance = %config.instance(), guarantee = ?config.guarantee,
+            inputs = ?config.inputs, module = %module.name(), "pipeline started"
+        );
+        let work = Work {
+            config,
+            module,
+            producer,
+            shared,
+            instances: HashMap::new(),
+            batch: Batch::new("", "", 0),
+            stats: Stats::default(),
+        };
+        Ok(Self { consumer, work, last_commit: Instant::now() })
+    }
+
+    /// Runs until `stop` is set, then commits what is done and leaves the group.
+    pub fn run(mut self, stop: &AtomicBool) -> anyhow::Result<Stats> {
+        let mut status = status::Status::new();
+        while !stop.load(Ordering::SeqCst) {
+            let step = self.step();
+            if let Err(failure) = step.and_then(|()| self.commit_if_due()) {
+                match failure {
+                    Failure::Kafka(e) => {
+                        tracing::warn!("{e:#}; aborting and resuming from the last commit");
+                        self.recover();
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                    Failure::Fatal(e) => {
+                        self.abandon();
+                        return Err(e);
+                    }
+                }
+            }
+            status.tick(&self.work.stats, &self.consumer);
+        }
+        status.finish(&self.work.stats);
+        if let Err(Failure::Kafka(e) | Failure::Fatal(e)) = self.commit() {
+            self.abandon();
+            return Err(e.context("the final commit failed; the open work will be redone on restart"));
+        }
+        self.consumer.unsubscribe();
+        let stats = self.work.stats;
+        tracing::info!(consumed = stats.consumed, produced = stats.produced, "pipeline stopped");
+        Ok(stats)
+    }
+
+    /// Polls one batch and processes it.
+    fn step(&mut self) -> Result<(), Failure> {
+        let (consumer, work) = (&self.consumer, &mut self.work);
+        let messages = poll_batch(consumer, work.config.batch_size, Duration::from_millis(work.config.linger_ms))?;
+        if work.shared.rebalanced.swap(false, Ordering::SeqCst) {
+            // The revoke callback closed the open work; what this poll returned may belong to
+            // partitions that are no longer ours, and is read again by their owner.
+            work.after_rebalance();
+            return Ok(());
+        }
+        if messages.is_empty() {
+            return Ok(());
+        }
+        if work.config.guarantee == Guarantee::AtMostOnce {
+            let mut tpl = TopicPartitionList::new();
+            for m in &messages {
+                tpl.add_partition_offset(m.topic(), m.partition(), Offset::Offset(m.offset() + 1))?;
+            }
+            consumer.commit(&tpl, CommitMode::Sync)?;
+        }
+        if work.config.guarantee == Guarantee::ExactlyOnce {
+            let mut book = work.shared.book();
+            if !book.txn_open {
+                work.producer.begin_transaction()?;
+                book.txn_open = true;
+            }
+        }
+        let mut start = 0;
+        while start < messages.len() {
+            let (topic, partition) = (messages[start].topic(), messages[start].partition());
+            let len = messages[start..].iter().take_while(|m| m.topic() == topic && m.partition() == partition).count();
+            work.process(&messages[start..start + len])?;
+            start += len;
+        }
+        work.stats.consumed += messages.len() as u64;
+        Ok(())
+    }
+
+    fn commit_if_due(&mut self) -> Result<(), Failure> {
+        if self.last_commit.elapsed() >= self.work.config.commit_interval() {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Commits the work since the last commit, as the guarantee says.
+    fn commit(&mut self) -> Result<(), Failure> {
+        self.last_commit = Instant::now();
+        let mut book = self.work.shared.book();
+        match self.work.config.guarantee {
+            Guarantee::ExactlyOnce => {
+                if !book.txn_open {
+                    return Ok(());
+                }
+                if !book.offsets.is_empty() {
+                    let metadata = self
+                        .consumer
+                        .group_metadata()
+                        .ok_or_else(|| Failure::Kafka(anyhow!("the consumer has no group metadata yet")))?;
+                    self.work.producer.send_offsets_to_transaction(&book.positions()?, &metadata, KAFKA_TIMEOUT)?;
+                }
+                self.work.producer.commit_transaction(KAFKA_TIMEOUT)?;
+                book.txn_open = false;
+            }
+            Guarantee::AtLeastOnce => {
+                if book.offsets.is_empty() {
+                    return Ok(());
+                }
+                self.work.producer.flush(KAFKA_TIMEOUT)?;
+                if let Some((count, last)) = self.work.producer.context().take_failures() {
+                    return Err(Failure::Kafka(anyhow!("{count} outputs were not delivered (last: {last})")));
+                }
+                self.consumer.commit(&book.positions()?, CommitMode::Sync)?;
+            }
+            Guarantee::AtMostOnce => {}
+        }
+        book.offsets.clear();
+        drop(book);
+        for instance in self.work.instances.values_mut() {
+            instance.commit().map_err(|e| Failure::Fatal(anyhow!("state commit failed: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// After a Kafka error: abort, roll back, and rewind to the committed offsets.
+    fn recover(&mut self) {
+        self.abandon();
+        if let Err(e) = self.rewind() {
+            tracing::warn!("rewinding to the committed offsets failed: {e}; retrying");
+        }
+    }
+
+    /// Drops the work since the last commit.
+    fn abandon(&mut self) {
+        let mut book = self.work.shared.book();
+        if book.txn_open {
+            if let Err(e) = self.work.producer.abort_transaction(KAFKA_TIMEOUT) {
+                tracing::error!("aborting the transaction failed: {e}");
+            }
+            book.txn_open = false;
+        }
+        book.offsets.clear();
+        drop(book);
+        for instance in self.work.instances.values_mut() {
+            instance.rollback();
+        }
+    }
+
+    /// Seeks every assigned partition to its committed offset, or to the reset position.
+    fn rewind(&mut self) -> Result<(), KafkaError> {
+        let assignment = self.consumer.assignment()?;
+        let committed = self.consumer.committed_offsets(assignment, KAFKA_TIMEOUT)?;
+        let reset = match self.work.config.auto_offset_reset {
+            OffsetReset::Earliest => Offset::Beginning,
+            OffsetReset::Latest => Offset::End,
+        };
+        let mut seek = TopicPartitionList::new();
+        for e in committed.elements() {
+            let offset = match e.offset() {
+                Offset::Offset(o) => Offset::Offset(o),
+                _ => reset,
+            };
+            seek.add_partition_offset(e.topic(), e.partition(), offset)?;
+        }
+        self.consumer.seek_partitions(seek, KAFKA_TIMEOUT)?;
+        Ok(())
+    }
+}
+
+impl Work {
+    /// Runs one partition's run of messages through its instance and produces the outputs.
+    fn process(&mut self, messages: &[BorrowedMessage<'_>]) -> Result<(), Failure> {
+        let first = &messages[0];
+        let (topic, partition) = (first.topic(), first.partition());
+        self.batch.reset(topic, topic, partition);
+        for m in messages {
+            let headers = m.headers();
+            let pairs = headers.iter().flat_map(|h| h.iter()).map(|h| (h.key.as_bytes(), h.value.unwrap_or_default()));
+            self.batch.push(m.offset(), m.timestamp().to_millis(), m.key(), m.payload(), pairs);
+        }
+        let instance = match self.instances.entry(partition) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(open_instance(&self.module, &self.config, topic, partition).map_err(Failure::Fatal)?)
+            }
+        };
+        let outputs = instance.process(&self.batch).map_err(|e| Failure::Fatal(e.into()))?;
+        produce(&self.producer, &self.config, &self.batch, &outputs)?;
+        self.stats.produced += outputs.len() as u64;
+        let last = messages[messages.len() - 1].offset();
+        self.shared.book().offsets.insert((topic.to_owned(), partition), last + 1);
+        Ok(())
+    }
+
+    fn after_rebalance(&mut self) {
+        for instance in self.instances.values_mut() {
+            match self.config.guarantee {
+                Guarantee::ExactlyOnce => instance.rollback(),
+                _ => {
+                    if let Err(e) = instance.commit() {
+                        tracing::warn!("state commit at rebalance failed: {e}");
+                    }
+                }
+            }
+        }
+        self.instances.clear();
+    }
+}
+
+/// Up to `max` messages: waits up to 100 ms for the first, then up to `linger` for the rest.
+fn poll_batch(consumer: &Consumer, max: usize, linger: Duration) -> Result<Vec<BorrowedMessage<'_>>, Failure> {
+    let mut messages = Vec::new();
+    let deadline = Instant::now() + linger;
+    while messages.len() < max {
+        let wait = if messages.is_empty() {
+            Duration::from_millis(100)
+        } else {
+            deadline.saturating_duration_since(Instant::now())
+        };
+        match consumer.poll(wait) {
+            Some(Ok(m)) => messages.push(m),
+            Some(Err(KafkaError::PartitionEOF(_))) => {}
+            Some(Err(e)) => {
+                if messages.is_empty() {
+                    return Err(e.into());
+                }
+                tracing::warn!("consumer: {e}");
+                break;
+            }
+            None => break,
+        }
+        if !messages.is_empty() && Instant::now() >= deadline {
+            break;
+        }
+    }
+    Ok(messages)
+}
+
+/// Produces every output to its topic, keyed, with the input's timestamp unless the guest set one.
+fn produce(producer: &Producer, config: &PipelineConfig, batch: &Batch, outputs: &Outputs) -> Result<(), Failure> {
+    for o in outputs.iter() {
+        let name = o.topic().unwrap_or("default");
+        let topic = config.outputs.get(name).ok_or_else(|| {
+            let known: Vec<&str> = config.outputs.keys().map(String::as_str).collect();
+            Failure::Fatal(anyhow!(
+                "module `{}` routed a record (topic `{}` partition {} offset {}) to output `{name}`, \
+                 which the pipeline does not configure (outputs: {})",
+                config.module.path.display(),
+                batch.topic(),
+                batch.partition(),
+                batch.offset(o.source()).unwrap_or(-1),
+                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            ))
+        })?;
+        let mut headers = OwnedHeaders::new_with_capacity(o.headers().count());
+        for (k, v) in o.headers() {
+            headers = headers.insert(Header { key: &String::from_utf8_lossy(k), value: Some(v) });
+        }
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).headers(headers);
+        if let Some(key) = o.key() {
+            record = record.key(key);
+        }
+        if let Some(value) = o.value() {
+            record = record.payload(value);
+        }
+        if let Some(ts) = o.timestamp().or_else(|| batch.timestamp(o.source())) {
+            record = record.timestamp(ts);
+        }
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An instance for one input partition, with its state store.
+fn open_instance(module: &Module, config: &PipelineConfig, topic: &str, partition: i32) -> anyhow::Result<Instance> {
+    let store: Box<dyn StateStore> = match &config.state_dir {
+        Some(dir) => {
+            let path = dir.join(&config.application_id).join(module.name()).join(format!("partition-{partition}"));
+            Box::new(RocksStore::open(&path).with_context(|| format!("state store {}", path.display()))?)
+        }
+        None => Box::new(MemoryStore::new()),
+    };
+    let module_config: Vec<(String, String)> = config.module.config.clone().into_iter().collect();
+    Ok(module.instantiate(topic, partition, store, &module_config)?)
+}

@@ -1,0 +1,249 @@
+//! Helpers for tests against the real Kafka broker that `scripts/kafka.sh start` runs: its
+//! address, topics with random names, producing and reading back with read_committed, and
+//! `weir run` as a child process that can be killed.
+//!
+//! A test that needs the broker fails with a clear message when it is absent; it never skips.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+
+/// The broker's address: `WEIR_KAFKA_BOOTSTRAP`, else 127.0.0.1:`WEIR_KAFKA_PORT` (9092).
+/// Panics, naming the fix, when nothing answers there.
+pub fn bootstrap() -> String {
+    let address = std::env::var("WEIR_KAFKA_BOOTSTRAP").unwrap_or_else(|_| {
+        format!("127.0.0.1:{}", std::env::var("WEIR_KAFKA_PORT").unwrap_or_else(|_| "9092".into()))
+    });
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &address)
+        .create()
+        .unwrap_or_else(|e| panic!("cannot create a Kafka client: {e}"));
+    if let Err(e) = probe.fetch_metadata(None, Duration::from_secs(10)) {
+        panic!(
+            "no Kafka broker answers at {address} ({e}). These tests need the real broker: \
+             run `scripts/kafka.sh start` (./scripts/test.sh does) or set WEIR_KAFKA_BOOTSTRAP."
+        );
+    }
+    address
+}
+
+/// `prefix` with a random suffix, so tests share one broker without sharing topics or groups.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{:08x}", rand::random::<u32>())
+}
+
+/// Creates `name` with `partitions` partitions.
+pub fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap_or_else(|e| panic!("admin client: {e}"));
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let results = futures_executor::block_on(admin.create_topics([&topic], &AdminOptions::new()))
+        .unwrap_or_else(|e| panic!("creating topic {name}: {e}"));
+    for r in results {
+        if let Err((t, e)) = r {
+            panic!("creating topic {t}: {e}");
+        }
+    }
+}
+
+/// A record to produce: key, value, headers.
+pub type TestRecord = (String, String, Vec<(String, String)>);
+
+/// The input records `0..n`: key `k<i>`, value `record <i>`, header `seq=<i>`.
+pub fn numbered(range: std::ops::Range<usize>) -> Vec<TestRecord> {
+    range.map(|i| (format!("k{i}"), format!("record {i}"), vec![("seq".to_owned(), i.to_string())])).collect()
+}
+
+/// Produces `records` to `topic` and waits until all are acknowledged; with `pace`, spread
+/// over about that long.
+pub fn produce(bootstrap: &str, topic: &str, records: &[TestRecord], pace: Option<Duration>) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .unwrap_or_else(|e| panic!("producer: {e}"));
+    let start = Instant::now();
+    for (i, (key, value, headers)) in records.iter().enumerate() {
+        if let Some(pace) = pace {
+            let due = pace.mul_f64(i as f64 / records.len() as f64);
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        let mut owned = OwnedHeaders::new();
+        for (k, v) in headers {
+            owned = owned.insert(Header { key: k, value: Some(v.as_bytes()) });
+        }
+        let mut record = BaseRecord::to(topic).key(key.as_str()).payload(value.as_str()).headers(owned);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60)).unwrap_or_else(|e| panic!("flushing test records: {e}"));
+}
+
+/// A record read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadRecord {
+    pub key: Option<String>,
+    pub value: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub partition: i32,
+}
+
+/// Reads `topic` from the beginning with read_committed until `want` records arrived, or nothing
+/// new arrived for `quiet`, or `timeout` passed.
+pub fn read_committed(bootstrap: &str, topic: &str, want: usize, quiet: Duration, timeout: Duration) -> Vec<ReadRecord> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("reader"))
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap_or_else(|e| panic!("reader: {e}"));
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("metadata of {topic}: {e}"));
+    let mut tpl = TopicPartitionList::new();
+    for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning).unwrap_or_else(|e| panic!("{e}"));
+    }
+    consumer.assign(&tpl).unwrap_or_else(|e| panic!("assign {topic}: {e}"));
+    let mut out = Vec::new();
+    let start = Instant::now();
+    let mut last_new = Instant::now();
+    while out.len() < want && start.elapsed() < timeout && last_new.elapsed() < quiet {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
+                let headers = m
+                    .headers()
+                    .map(|hs| hs.iter().map(|h| (h.key.to_owned(), text(h.value).unwrap_or_default())).collect())
+                    .unwrap_or_default();
+                out.push(ReadRecord { key: text(m.key()), value: text(m.payload()), headers, partition: m.partition() });
+                last_new = Instant::now();
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Counts how often each value occurs.
+pub fn counts(records: &[ReadRecord]) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for r in records {
+        *counts.entry(r.value.clone().unwrap_or_default()).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Writes a pipeline file for `module` from `input` to `output`.
+pub fn pipeline_file(dir: &Path, app: &str, bootstrap: &str, input: &str, output: &str, module: &Path, extra: &str) -> PathBuf {
+    let path = dir.join(format!("{app}.toml"));
+    let text = format!(
+        "application_id = \"{app}\"\nbootstrap_servers = \"{bootstrap}\"\ninputs = [\"{input}\"]\n{extra}\n\
+         [outputs]\ndefault = \"{output}\"\n\n[module]\npath = \"{}\"\n",
+        module.display()
+    );
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    path
+}
+
+/// `weir run` as a child process, with its stderr collected (and watched for log lines).
+pub struct Weir {
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl Weir {
+    /// Starts `<bin> run pipeline args...` with info-level logs; `bin` is the `weir-e2e` binary
+    /// (`env!("CARGO_BIN_EXE_weir-e2e")` in a test).
+    pub fn start(bin: &Path, pipeline: &Path, args: &[&str], cache_dir: &Path) -> Self {
+        let mut child = Command::new(bin)
+            .arg("run")
+            .arg(pipeline)
+            .args(args)
+            .args(["--cache-dir", &cache_dir.to_string_lossy()])
+            .env("WEIR_LOG", "info,rdkafka=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start weir: {e}"));
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            if let Some(stderr) = stderr {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Ok(mut log) = sink.lock() {
+                        log.push_str(&line);
+                        log.push('\n');
+                    }
+                }
+            }
+        });
+        Self { child, log }
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Waits until its log contains `needle`, or panics with the log after `timeout`.
+    pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) {
+        let start = Instant::now();
+        while !self.log().contains(needle) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("weir exited ({status}) before logging {needle:?}:\n{}", self.log());
+            }
+            assert!(start.elapsed() < timeout, "weir did not log {needle:?} within {timeout:?}:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: no chance to commit or leave the group.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for a clean exit; panics with the log if it was not clean.
+    pub fn stop(mut self) {
+        // SAFETY: sending a signal to our own child by its PID.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let status = self.child.wait().unwrap_or_else(|e| panic!("waiting for weir: {e}"));
+        assert!(status.success(), "weir did not stop cleanly ({status}):\n{}", self.log());
+    }
+}
+
+impl Drop for Weir {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
