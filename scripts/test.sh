@@ -9,14 +9,12 @@ source scripts/setup.sh
 step() { printf '\n== %s\n' "$*" >&2; }
 
 step "Kafka broker (scripts/kafka.sh)"
-if ./scripts/kafka.sh status >/dev/null 2>&1; then
-    WEIR_KAFKA_BOOTSTRAP=$(./scripts/kafka.sh start)
-else
-    WEIR_KAFKA_BOOTSTRAP=$(./scripts/kafka.sh start)
-    # Stop the broker this run started, and only that one.
-    trap './scripts/kafka.sh stop' EXIT
-fi
+already_running=false
+./scripts/kafka.sh status >/dev/null 2>&1 && already_running=true
+WEIR_KAFKA_BOOTSTRAP=$(./scripts/kafka.sh start)
 export WEIR_KAFKA_BOOTSTRAP
+# Stop the broker only if this run started it.
+$already_running || trap './scripts/kafka.sh stop' EXIT
 echo "broker at $WEIR_KAFKA_BOOTSTRAP" >&2
 
 step "build (release; the guests are built by tests/build.rs)"
@@ -37,5 +35,6 @@ fi
 "$weir" inspect "$guests/word_count.wasm" >/dev/null
 echo "ok" >&2
 
-step "benchmark (figures only; speed is not asserted in tests)"
+step "benchmarks (figures only; speed is not asserted in tests)"
 cargo bench -p weir-tests --bench engine
+cargo bench -p weir-tests --bench pipeline

@@ -82,6 +82,9 @@ struct RunArgs {
     /// Overrides `state_dir`.
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Stop after consuming this many records (and committing them).
+    #[arg(long)]
+    max_records: Option<u64>,
     /// Where compiled components are cached [default: ~/.cache/weir/components].
     #[arg(long)]
     cache_dir: Option<PathBuf>,
@@ -160,7 +163,7 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<bool> {
             for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
                 signal_hook::flag::register(signal, stop.clone())?;
             }
-            let stats = Pipeline::new(config, &engine)?.run(&stop)?;
+            let stats = Pipeline::new(config, &engine)?.run(&stop, args.max_records)?;
             std::io::Write::write_fmt(out, format_args!("consumed {} records, produced {}\n", stats.consumed, stats.produced))?;
             Ok(true)
         }

@@ -97,10 +97,12 @@ impl Pipeline {
         Ok(Self { consumer, work, last_commit: Instant::now() })
     }
 
-    /// Runs until `stop` is set, then commits what is done and leaves the group.
-    pub fn run(mut self, stop: &AtomicBool) -> anyhow::Result<Stats> {
+    /// Runs until `stop` is set (or, with `max_records`, until that many records were
+    /// consumed), then commits what is done and leaves the group.
+    pub fn run(mut self, stop: &AtomicBool, max_records: Option<u64>) -> anyhow::Result<Stats> {
         let mut status = status::Status::new();
-        while !stop.load(Ordering::SeqCst) {
+        let done = |stats: &Stats| max_records.is_some_and(|max| stats.consumed >= max);
+        while !stop.load(Ordering::SeqCst) && !done(&self.work.stats) {
             let step = self.step();
             if let Err(failure) = step.and_then(|()| self.commit_if_due()) {
                 match failure {
@@ -122,9 +124,13 @@ impl Pipeline {
             self.abandon();
             return Err(e.context("the final commit failed; the open work will be redone on restart"));
         }
+        self.work.stats.finished = Some(Instant::now());
         self.consumer.unsubscribe();
         let stats = self.work.stats;
-        tracing::info!(consumed = stats.consumed, produced = stats.produced, "pipeline stopped");
+        tracing::info!(
+            consumed = stats.consumed, produced = stats.produced, batches = stats.batches, commits = stats.commits,
+            commit_ms = stats.commit_time.as_millis() as u64, "pipeline stopped"
+        );
         Ok(stats)
     }
 
@@ -141,6 +147,7 @@ impl Pipeline {
         if messages.is_empty() {
             return Ok(());
         }
+        work.stats.first_record.get_or_insert_with(Instant::now);
         if work.config.guarantee == Guarantee::AtMostOnce {
             let mut tpl = TopicPartitionList::new();
             for m in &messages {
@@ -163,19 +170,26 @@ impl Pipeline {
             start += len;
         }
         work.stats.consumed += messages.len() as u64;
+        work.stats.batches += 1;
         Ok(())
     }
 
+    /// Commits when the interval has passed since the last commit ended (a commit itself can
+    /// take as long as the interval; counting from its start would commit back to back).
     fn commit_if_due(&mut self) -> Result<(), Failure> {
         if self.last_commit.elapsed() >= self.work.config.commit_interval() {
-            self.commit()?;
+            let started = Instant::now();
+            let result = self.commit();
+            self.last_commit = Instant::now();
+            self.work.stats.commits += 1;
+            self.work.stats.commit_time += started.elapsed();
+            result?;
         }
         Ok(())
     }
 
     /// Commits the work since the last commit, as the guarantee says.
     fn commit(&mut self) -> Result<(), Failure> {
-        self.last_commit = Instant::now();
         let mut book = self.work.shared.book();
         match self.work.config.guarantee {
             Guarantee::ExactlyOnce => {
@@ -342,11 +356,15 @@ fn produce(producer: &Producer, config: &PipelineConfig, batch: &Batch, outputs:
                 if known.is_empty() { "none".to_owned() } else { known.join(", ") }
             ))
         })?;
-        let mut headers = OwnedHeaders::new_with_capacity(o.headers().count());
-        for (k, v) in o.headers() {
-            headers = headers.insert(Header { key: &String::from_utf8_lossy(k), value: Some(v) });
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
+        let count = o.headers().count();
+        if count > 0 {
+            let mut headers = OwnedHeaders::new_with_capacity(count);
+            for (k, v) in o.headers() {
+                headers = headers.insert(Header { key: &String::from_utf8_lossy(k), value: Some(v) });
+            }
+            record = record.headers(headers);
         }
-        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).headers(headers);
         if let Some(key) = o.key() {
             record = record.key(key);
         }

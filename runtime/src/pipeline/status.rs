@@ -13,6 +13,21 @@ use crate::kafka::Consumer;
 pub struct Stats {
     pub consumed: u64,
     pub produced: u64,
+    /// When the first record arrived (after the group join), and when the last commit ended.
+    pub first_record: Option<Instant>,
+    pub finished: Option<Instant>,
+    /// Polled batches with records, commits, and the time spent committing.
+    pub batches: u64,
+    pub commits: u64,
+    pub commit_time: Duration,
+}
+
+impl Stats {
+    /// Records consumed per second between the first record and the end.
+    pub fn throughput(&self) -> Option<f64> {
+        let secs = self.finished?.duration_since(self.first_record?).as_secs_f64();
+        (secs > 0.0).then(|| self.consumed as f64 / secs)
+    }
 }
 
 pub(super) struct Status {
