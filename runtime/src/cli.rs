@@ -33,6 +33,19 @@ Example: weir test --module uppercase.wasm --input records.jsonl")]
     #[command(after_help = "The pipeline file is TOML; see runtime/src/pipeline/config.rs or the README.\n\
 Example: weir run pipeline.toml --bootstrap-servers 127.0.0.1:9092 --instance-id a")]
     Run(RunArgs),
+    /// Try weir with no broker: an embedded in-memory Kafka (not durable), sample records in, a
+    /// pipeline running the module, the outputs printed.
+    Demo {
+        /// The processor component (.wasm).
+        #[arg(long, short)]
+        module: PathBuf,
+        /// Sample records, JSONL as for `weir test`.
+        #[arg(long, short)]
+        input: PathBuf,
+        /// The delivery guarantee of the demo pipeline.
+        #[arg(long, default_value = "exactly-once", value_parser = ["exactly-once", "at-least-once", "at-most-once"])]
+        guarantee: String,
+    },
     /// Show which world and version a component targets, its size, and whether it is valid.
     Inspect {
         /// The component to inspect.
@@ -165,6 +178,12 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<bool> {
             }
             let stats = Pipeline::new(config, &engine)?.run(&stop, args.max_records)?;
             std::io::Write::write_fmt(out, format_args!("consumed {} records, produced {}\n", stats.consumed, stats.produced))?;
+            Ok(true)
+        }
+        Command::Demo { module, input, guarantee } => {
+            let guarantee = toml::Value::String(guarantee).try_into()?;
+            let engine = Engine::new(EngineOptions::default())?;
+            crate::demo::run(&engine, &crate::demo::Demo { module, input, guarantee }, out)?;
             Ok(true)
         }
         Command::Inspect { module, limits } => {
