@@ -1,5 +1,5 @@
 use crate::bindings::weir::processor::types as wit;
-use crate::record::{ABSENT, HEADER_STRIDE};
+use crate::record::{append, HEADER_STRIDE};
 use crate::{Error, Record};
 
 /// One record to produce.
@@ -158,14 +158,7 @@ impl OutputSink {
     }
 
     fn append(&mut self, bytes: Option<&[u8]>) -> [u32; 2] {
-        match bytes {
-            None => [0, ABSENT],
-            Some(b) => {
-                let at = self.out.data.len() as u32;
-                self.out.data.extend_from_slice(b);
-                [at, b.len() as u32]
-            }
-        }
+        append(&mut self.out.data, bytes)
     }
 
     pub(crate) fn push(&mut self, o: Output) {

@@ -63,6 +63,19 @@ pub struct Record<'a> {
     index: u32,
 }
 
+/// Appends `bytes` to `data` and returns where they are, as the WIT's (offset, length) pair, or
+/// the absent marker for `None`.
+pub(crate) fn append(data: &mut Vec<u8>, bytes: Option<&[u8]>) -> [u32; 2] {
+    match bytes {
+        None => [0, ABSENT],
+        Some(b) => {
+            let at = data.len() as u32;
+            data.extend_from_slice(b);
+            [at, b.len() as u32]
+        }
+    }
+}
+
 /// The bytes at `at..at+len`; `None` when absent (or, from a faulty host, out of bounds).
 pub(crate) fn bytes(data: &[u8], at: u32, len: u32) -> Option<&[u8]> {
     if len == ABSENT {

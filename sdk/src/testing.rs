@@ -15,7 +15,7 @@
 //! ```
 
 use crate::bindings::weir::processor::types as wit;
-use crate::record::{bytes, ABSENT, HEADER_STRIDE};
+use crate::record::{append, bytes, HEADER_STRIDE};
 use crate::{Batch, Error, IntoOutputs, Output, Record};
 
 /// A batch built in memory.
@@ -41,14 +41,7 @@ impl TestBatch {
     }
 
     fn append(&mut self, bytes: Option<&[u8]>) -> [u32; 2] {
-        match bytes {
-            None => [0, ABSENT],
-            Some(b) => {
-                let at = self.wit.data.len() as u32;
-                self.wit.data.extend_from_slice(b);
-                [at, b.len() as u32]
-            }
-        }
+        append(&mut self.wit.data, bytes)
     }
 
     /// Appends a record with this key and value, the next offset, and the given headers.
