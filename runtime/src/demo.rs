@@ -22,6 +22,7 @@ use crate::pipeline::config::{Guarantee, ModuleConfig, PipelineConfig};
 use crate::pipeline::Pipeline;
 use crate::testrun::read_input;
 
+const APPLICATION: &str = "weir-demo";
 const INPUT: &str = "demo-input";
 const OUTPUT: &str = "demo-output";
 const PARTITIONS: i32 = 2;
@@ -40,7 +41,11 @@ pub fn run(engine: &Engine, demo: &Demo, out: &mut dyn Write) -> anyhow::Result<
     let records = read_input(&demo.input)?;
     let cluster = MockCluster::new(1).context("cannot start the embedded Kafka mock cluster")?;
     let bootstrap = cluster.bootstrap_servers();
-    for topic in [INPUT, OUTPUT] {
+    // The mock broker cannot create topics through the admin API, so the changelog a stateful
+    // module needs is made here, named as `changelog::topic` names it.
+    let store = demo.module.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    let changelog = format!("{APPLICATION}-{store}-changelog");
+    for topic in [INPUT, OUTPUT, changelog.as_str()] {
         cluster.create_topic(topic, PARTITIONS, 1).with_context(|| format!("cannot create {topic}"))?;
     }
     eprintln!(
@@ -75,7 +80,7 @@ pub fn run(engine: &Engine, demo: &Demo, out: &mut dyn Write) -> anyhow::Result<
     let mut outputs = BTreeMap::new();
     outputs.insert("default".to_owned(), OUTPUT.to_owned());
     let config = PipelineConfig {
-        application_id: "weir-demo".into(),
+        application_id: APPLICATION.into(),
         bootstrap_servers: bootstrap.clone(),
         inputs: vec![INPUT.into()],
         outputs,

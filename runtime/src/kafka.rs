@@ -112,14 +112,23 @@ impl ConsumerContext for ConsumerCtx {
     }
 }
 
-/// The producer's context: remembers failed deliveries until the next commit looks.
+/// The producer's context: remembers failed deliveries until the next commit looks, and the
+/// last changelog offset written per partition (for the stores' checkpoints).
 #[derive(Default)]
 pub struct ProducerCtx {
     failed: AtomicU64,
     last_error: Mutex<Option<String>>,
+    changelog: Option<String>,
+    changelog_offsets: Mutex<std::collections::HashMap<i32, i64>>,
 }
 
 impl ProducerCtx {
+    /// The offset after the last changelog record delivered to `partition` since the last call.
+    pub fn take_changelog_end(&self, partition: i32) -> Option<i64> {
+        let mut offsets = self.changelog_offsets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        offsets.remove(&partition).map(|last| last + 1)
+    }
+
     /// How many deliveries failed since the last call, and the last failure.
     pub fn take_failures(&self) -> Option<(u64, String)> {
         let failed = self.failed.swap(0, Ordering::SeqCst);
@@ -134,8 +143,15 @@ impl ProducerContext for ProducerCtx {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        use rdkafka::message::Message as _;
+        if let (Ok(message), Some(changelog)) = (result, &self.changelog) {
+            if message.topic() == changelog {
+                let mut offsets = self.changelog_offsets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let last = offsets.entry(message.partition()).or_insert(message.offset());
+                *last = (*last).max(message.offset());
+            }
+        }
         if let Err((error, message)) = result {
-            use rdkafka::message::Message as _;
             self.failed.fetch_add(1, Ordering::SeqCst);
             let text = format!("topic `{}` partition {}: {error}", message.topic(), message.partition());
             *self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(text);
@@ -161,7 +177,7 @@ fn default(client: &mut ClientConfig, config: &PipelineConfig, key: &str, value:
 
 /// The producer: transactional under exactly-once, idempotent otherwise; partitions by key the
 /// way Java clients do, so co-partitioned topics agree.
-pub fn producer(config: &PipelineConfig) -> anyhow::Result<Arc<Producer>> {
+pub fn producer(config: &PipelineConfig, changelog: Option<&str>) -> anyhow::Result<Arc<Producer>> {
     let mut client = base(config);
     default(&mut client, config, "partitioner", "murmur2_random");
     default(&mut client, config, "linger.ms", "5");
@@ -177,7 +193,7 @@ pub fn producer(config: &PipelineConfig) -> anyhow::Result<Arc<Producer>> {
         }
     }
     let producer: Producer = client
-        .create_with_context(ProducerCtx::default())
+        .create_with_context(ProducerCtx { changelog: changelog.map(str::to_owned), ..ProducerCtx::default() })
         .map_err(|e| anyhow::anyhow!("cannot create the Kafka producer: {e}"))?;
     if config.guarantee == Guarantee::ExactlyOnce {
         producer

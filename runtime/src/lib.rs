@@ -6,6 +6,7 @@
 //! back), [`kafka`] and [`pipeline`] (`weir run`: consume, process, produce, commit), and
 //! [`testrun`] (`weir test`: records from a JSONL file, no broker).
 
+pub mod changelog;
 pub mod cli;
 pub mod config;
 pub mod demo;

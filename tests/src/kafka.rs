@@ -247,3 +247,64 @@ impl Drop for Weir {
         let _ = self.child.wait();
     }
 }
+
+pub const LONG: Duration = Duration::from_secs(180);
+pub const QUIET: Duration = Duration::from_secs(20);
+
+/// A test's input and output topics (random names), its folder, and the weir binary.
+pub struct Setup {
+    pub bootstrap: String,
+    pub input: String,
+    pub output: String,
+    pub dir: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+/// Topics with `partitions` partitions; `bin` is `env!("CARGO_BIN_EXE_weir-e2e")`.
+pub fn setup(bin: &str, partitions: i32) -> Setup {
+    let bootstrap = bootstrap();
+    let (input, output) = (unique("in"), unique("out"));
+    create_topic(&bootstrap, &input, partitions);
+    create_topic(&bootstrap, &output, partitions);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    Setup { bootstrap, input, output, dir, bin: PathBuf::from(bin) }
+}
+
+impl Setup {
+    /// A pipeline file running guest `module` from the input to the output.
+    pub fn pipeline(&self, module: &str, app: &str, extra: &str) -> PathBuf {
+        pipeline_file(self.dir.path(), app, &self.bootstrap, &self.input, &self.output, &crate::guest(module), extra)
+    }
+
+    pub fn start(&self, pipeline: &Path, args: &[&str]) -> Weir {
+        Weir::start(&self.bin, pipeline, args, self.dir.path())
+    }
+}
+
+/// Starts and SIGKILLs weir `crashes` times at random moments while `records` flow in, then
+/// lets a last instance run until the output has `want` records (or goes quiet).
+pub fn crash_repeatedly(s: &Setup, pipeline: &Path, input: Vec<TestRecord>, crashes: usize, want: usize) -> Vec<ReadRecord> {
+    use rand::Rng;
+    let records = input.len();
+    let (bootstrap, topic) = (s.bootstrap.clone(), s.input.clone());
+    let producer = std::thread::spawn(move || produce(&bootstrap, &topic, &input, Some(Duration::from_secs(40))));
+    let mut rng = rand::rng();
+    let mut committed_at_kills = Vec::new();
+    for _ in 0..crashes {
+        let mut weir = s.start(pipeline, &["--instance-id", "crashy"]);
+        weir.wait_for_log("partitions assigned", LONG);
+        std::thread::sleep(Duration::from_millis(rng.random_range(300..2000)));
+        weir.kill();
+        let so_far = read_committed(&s.bootstrap, &s.output, usize::MAX, Duration::from_secs(1), LONG).len();
+        committed_at_kills.push(so_far);
+    }
+    println!("outputs committed when each SIGKILL landed: {committed_at_kills:?} (of {records} inputs)");
+    let mid_stream = committed_at_kills.iter().filter(|&&n| n > 0 && n < records).count();
+    assert!(mid_stream >= 3, "the crashes must land while records flow: {committed_at_kills:?}");
+    producer.join().unwrap_or_else(|_| panic!("the producer thread panicked"));
+    let last = s.start(pipeline, &["--instance-id", "crashy"]);
+    let out = read_committed(&s.bootstrap, &s.output, want, QUIET, LONG);
+    last.stop();
+    out
+}
+

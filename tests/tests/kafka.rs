@@ -6,62 +6,7 @@
 
 use std::time::Duration;
 
-use rand::Rng;
-use weir_tests::guest;
-use weir_tests::kafka::{bootstrap, counts, create_topic, numbered, pipeline_file, produce, read_committed, unique, Weir};
-
-const LONG: Duration = Duration::from_secs(180);
-const QUIET: Duration = Duration::from_secs(20);
-
-struct Setup {
-    bootstrap: String,
-    input: String,
-    output: String,
-    dir: tempfile::TempDir,
-}
-
-fn setup(partitions: i32) -> Setup {
-    let bootstrap = bootstrap();
-    let (input, output) = (unique("in"), unique("out"));
-    create_topic(&bootstrap, &input, partitions);
-    create_topic(&bootstrap, &output, partitions);
-    Setup { bootstrap, input, output, dir: tempfile::tempdir().unwrap() }
-}
-
-impl Setup {
-    fn pipeline(&self, app: &str, extra: &str) -> std::path::PathBuf {
-        pipeline_file(self.dir.path(), app, &self.bootstrap, &self.input, &self.output, &guest("uppercase"), extra)
-    }
-
-    fn start(&self, pipeline: &std::path::Path, args: &[&str]) -> Weir {
-        Weir::start(std::path::Path::new(env!("CARGO_BIN_EXE_weir-e2e")), pipeline, args, self.dir.path())
-    }
-}
-
-/// Starts and SIGKILLs weir `crashes` times at random moments while `records` flow in, then
-/// lets a last instance run until the output has `want` records (or goes quiet).
-fn crash_repeatedly(s: &Setup, pipeline: &std::path::Path, records: usize, crashes: usize, want: usize) -> Vec<weir_tests::kafka::ReadRecord> {
-    let (bootstrap, input) = (s.bootstrap.clone(), s.input.clone());
-    let producer = std::thread::spawn(move || produce(&bootstrap, &input, &numbered(0..records), Some(Duration::from_secs(40))));
-    let mut rng = rand::rng();
-    let mut committed_at_kills = Vec::new();
-    for _ in 0..crashes {
-        let mut weir = s.start(pipeline, &["--instance-id", "crashy"]);
-        weir.wait_for_log("partitions assigned", LONG);
-        std::thread::sleep(Duration::from_millis(rng.random_range(300..2000)));
-        weir.kill();
-        let so_far = read_committed(&s.bootstrap, &s.output, usize::MAX, Duration::from_secs(1), LONG).len();
-        committed_at_kills.push(so_far);
-    }
-    println!("outputs committed when each SIGKILL landed: {committed_at_kills:?} (of {records} inputs)");
-    let mid_stream = committed_at_kills.iter().filter(|&&n| n > 0 && n < records).count();
-    assert!(mid_stream >= 3, "the crashes must land while records flow: {committed_at_kills:?}");
-    producer.join().unwrap();
-    let last = s.start(pipeline, &["--instance-id", "crashy"]);
-    let out = read_committed(&s.bootstrap, &s.output, want, QUIET, LONG);
-    last.stop();
-    out
-}
+use weir_tests::kafka::{counts, crash_repeatedly, numbered, produce, read_committed, setup, unique, LONG, QUIET};
 
 fn expected_value(i: usize) -> String {
     format!("RECORD {i}")
@@ -69,8 +14,8 @@ fn expected_value(i: usize) -> String {
 
 #[test]
 fn a_stateless_pipeline_uppercases_every_record_keeping_keys_and_headers() {
-    let s = setup(2);
-    let pipeline = s.pipeline(&unique("upper"), "");
+    let s = setup(env!("CARGO_BIN_EXE_weir-e2e"), 2);
+    let pipeline = s.pipeline("uppercase", &unique("upper"), "");
     produce(&s.bootstrap, &s.input, &numbered(0..1000), None);
     let weir = s.start(&pipeline, &[]);
     let out = read_committed(&s.bootstrap, &s.output, 1000, QUIET, LONG);
@@ -85,10 +30,10 @@ fn a_stateless_pipeline_uppercases_every_record_keeping_keys_and_headers() {
 
 #[test]
 fn exactly_once_survives_sigkill_crashes_without_loss_or_duplicates() {
-    let s = setup(4);
+    let s = setup(env!("CARGO_BIN_EXE_weir-e2e"), 4);
     let records = 100_000;
-    let pipeline = s.pipeline(&unique("eos"), "guarantee = \"exactly-once\"");
-    let out = crash_repeatedly(&s, &pipeline, records, 5, records);
+    let pipeline = s.pipeline("uppercase", &unique("eos"), "guarantee = \"exactly-once\"");
+    let out = crash_repeatedly(&s, &pipeline, numbered(0..records), 5, records);
     let seen = counts(&out);
     let missing = (0..records).filter(|i| !seen.contains_key(&expected_value(*i))).count();
     let duplicated = seen.values().filter(|&&c| c > 1).count();
@@ -97,10 +42,10 @@ fn exactly_once_survives_sigkill_crashes_without_loss_or_duplicates() {
 
 #[test]
 fn at_least_once_loses_nothing_under_sigkill_crashes() {
-    let s = setup(4);
+    let s = setup(env!("CARGO_BIN_EXE_weir-e2e"), 4);
     let records = 100_000;
-    let pipeline = s.pipeline(&unique("alo"), "guarantee = \"at-least-once\"\ncommit_interval_ms = 200");
-    let out = crash_repeatedly(&s, &pipeline, records, 5, usize::MAX);
+    let pipeline = s.pipeline("uppercase", &unique("alo"), "guarantee = \"at-least-once\"\ncommit_interval_ms = 200");
+    let out = crash_repeatedly(&s, &pipeline, numbered(0..records), 5, usize::MAX);
     let seen = counts(&out);
     let missing = (0..records).filter(|i| !seen.contains_key(&expected_value(*i))).count();
     let duplicates: usize = seen.values().map(|c| c - 1).sum();
@@ -110,10 +55,10 @@ fn at_least_once_loses_nothing_under_sigkill_crashes() {
 
 #[test]
 fn at_most_once_never_duplicates_under_sigkill_crashes() {
-    let s = setup(4);
+    let s = setup(env!("CARGO_BIN_EXE_weir-e2e"), 4);
     let records = 100_000;
-    let pipeline = s.pipeline(&unique("amo"), "guarantee = \"at-most-once\"");
-    let out = crash_repeatedly(&s, &pipeline, records, 5, usize::MAX);
+    let pipeline = s.pipeline("uppercase", &unique("amo"), "guarantee = \"at-most-once\"");
+    let out = crash_repeatedly(&s, &pipeline, numbered(0..records), 5, usize::MAX);
     let seen = counts(&out);
     let duplicated = seen.values().filter(|&&c| c > 1).count();
     let lost = records - seen.len();
@@ -124,9 +69,9 @@ fn at_most_once_never_duplicates_under_sigkill_crashes() {
 #[test]
 fn offset_reset_earliest_sees_the_history_and_latest_only_new_records() {
     for (reset, want) in [("earliest", 20), ("latest", 10)] {
-        let s = setup(1);
+        let s = setup(env!("CARGO_BIN_EXE_weir-e2e"), 1);
         produce(&s.bootstrap, &s.input, &numbered(0..10), None);
-        let pipeline = s.pipeline(&unique(reset), &format!("auto_offset_reset = \"{reset}\""));
+        let pipeline = s.pipeline("uppercase", &unique(reset), &format!("auto_offset_reset = \"{reset}\""));
         let mut weir = s.start(&pipeline, &[]);
         weir.wait_for_log("partitions assigned", LONG);
         // Let the consumer settle on its starting position before the new records arrive.
@@ -143,9 +88,9 @@ fn offset_reset_earliest_sees_the_history_and_latest_only_new_records() {
 
 #[test]
 fn two_instances_split_the_partitions_and_the_survivor_takes_over_exactly_once() {
-    let s = setup(4);
+    let s = setup(env!("CARGO_BIN_EXE_weir-e2e"), 4);
     let records = 40_000;
-    let pipeline = s.pipeline(&unique("pair"), "");
+    let pipeline = s.pipeline("uppercase", &unique("pair"), "");
     let mut a = s.start(&pipeline, &["--instance-id", "a"]);
     let mut b = s.start(&pipeline, &["--instance-id", "b"]);
     a.wait_for_log("partitions assigned partitions=2", LONG);

@@ -76,7 +76,17 @@ impl Instance {
 
     /// Makes the state writes of every batch since the last commit durable, atomically.
     pub fn commit(&mut self) -> Result<(), StateError> {
-        self.store.data_mut().state.commit()
+        self.commit_at(None)
+    }
+
+    /// Like [`Instance::commit`], recording the changelog offset the store now reflects.
+    pub fn commit_at(&mut self, checkpoint: Option<i64>) -> Result<(), StateError> {
+        self.store.data_mut().state.commit(checkpoint)
+    }
+
+    /// The state writes since the last commit (`None`: a delete), for the changelog.
+    pub fn pending_writes(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
+        self.store.data().state.pending()
     }
 
     /// Forgets the state writes of every batch since the last commit.

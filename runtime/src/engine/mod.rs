@@ -35,7 +35,7 @@ pub use instance::Instance;
 
 use crate::error::LoadError;
 use crate::host::HostState;
-use bindings::{StreamProcessorPre as ProcessorPre, PROCESSOR_EXPORT};
+use bindings::{StreamProcessorPre as ProcessorPre, PROCESSOR_EXPORT, STATE_IMPORT};
 
 /// How often the epoch advances; deadlines are rounded up to it.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -128,7 +128,9 @@ impl Engine {
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Imports { path: path.into(), detail: one_line(&e) })?;
         let pre = ProcessorPre::new(pre).map_err(|e| LoadError::Invalid { path: path.into(), detail: one_line(&e) })?;
-        Ok(Module { engine: self.clone(), name: name.into(), path: path.into(), size: bytes.len(), pre })
+        let uses_state =
+            component.component_type().imports(&self.inner.wasmtime).any(|(name, _)| name.starts_with(STATE_IMPORT));
+        Ok(Module { engine: self.clone(), name: name.into(), path: path.into(), size: bytes.len(), uses_state, pre })
     }
 
     /// Validates and compiles (or loads from cache) without checking the world.
@@ -157,6 +159,7 @@ pub struct Module {
     name: String,
     path: String,
     size: usize,
+    uses_state: bool,
     pre: ProcessorPre<HostState>,
 }
 
@@ -172,6 +175,11 @@ impl Module {
     /// The component's size in bytes.
     pub fn size(&self) -> usize {
         self.size
+    }
+
+    /// Whether the component imports the state interface (and so needs a changelog).
+    pub fn uses_state(&self) -> bool {
+        self.uses_state
     }
 
     /// A new instance for one input partition, with its own state, initialised with `config`.

@@ -28,6 +28,7 @@ use rdkafka::message::{BorrowedMessage, Header, Headers as _, Message as _, Owne
 use rdkafka::producer::{BaseRecord, Producer as _};
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::changelog;
 use crate::engine::{Engine, Instance, Module};
 use crate::kafka::{self, Consumer, Producer, Shared, KAFKA_TIMEOUT};
 use crate::record::{Batch, Outputs};
@@ -47,6 +48,8 @@ pub struct Pipeline {
 struct Work {
     config: PipelineConfig,
     module: Module,
+    /// The changelog topic, for a processor that keeps state.
+    changelog: Option<String>,
     producer: Arc<Producer>,
     shared: Arc<Shared>,
     instances: HashMap<i32, Instance>,
@@ -77,8 +80,12 @@ impl Pipeline {
     /// Connects to Kafka and loads the module; nothing is consumed yet.
     pub fn new(config: PipelineConfig, engine: &Engine) -> anyhow::Result<Self> {
         let module = engine.load(&config.module.path)?;
+        let changelog = match module.uses_state() {
+            true => Some(changelog::ensure(&config, module.name())?),
+            false => None,
+        };
         let shared = Shared::new(config.guarantee);
-        let producer = kafka::producer(&config)?;
+        let producer = kafka::producer(&config, changelog.as_deref())?;
         let _ = shared.producer.set(producer.clone());
         let consumer = kafka::consumer(&config, shared.clone())?;
         tracing::info!(
@@ -88,6 +95,7 @@ impl Pipeline {
         let work = Work {
             config,
             module,
+            changelog,
             producer,
             shared,
             instances: HashMap::new(),
@@ -188,40 +196,42 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Commits the work since the last commit, as the guarantee says.
+    /// Commits the work since the last commit, as the guarantee says: state changes to the
+    /// changelog, outputs and offsets to Kafka, then state to the local stores.
     fn commit(&mut self) -> Result<(), Failure> {
         let mut book = self.work.shared.book();
+        if book.offsets.is_empty() && !book.txn_open {
+            return Ok(());
+        }
+        self.work.write_changelog()?;
+        let producer = &self.work.producer;
         match self.work.config.guarantee {
             Guarantee::ExactlyOnce => {
-                if !book.txn_open {
-                    return Ok(());
-                }
                 if !book.offsets.is_empty() {
                     let metadata = self
                         .consumer
                         .group_metadata()
                         .ok_or_else(|| Failure::Kafka(anyhow!("the consumer has no group metadata yet")))?;
-                    self.work.producer.send_offsets_to_transaction(&book.positions()?, &metadata, KAFKA_TIMEOUT)?;
+                    producer.send_offsets_to_transaction(&book.positions()?, &metadata, KAFKA_TIMEOUT)?;
                 }
-                self.work.producer.commit_transaction(KAFKA_TIMEOUT)?;
+                producer.commit_transaction(KAFKA_TIMEOUT)?;
                 book.txn_open = false;
             }
-            Guarantee::AtLeastOnce => {
-                if book.offsets.is_empty() {
-                    return Ok(());
+            Guarantee::AtLeastOnce | Guarantee::AtMostOnce => {
+                producer.flush(KAFKA_TIMEOUT)?;
+                if let Some((count, last)) = producer.context().take_failures() {
+                    return Err(Failure::Kafka(anyhow!("{count} records were not delivered (last: {last})")));
                 }
-                self.work.producer.flush(KAFKA_TIMEOUT)?;
-                if let Some((count, last)) = self.work.producer.context().take_failures() {
-                    return Err(Failure::Kafka(anyhow!("{count} outputs were not delivered (last: {last})")));
+                if self.work.config.guarantee == Guarantee::AtLeastOnce {
+                    self.consumer.commit(&book.positions()?, CommitMode::Sync)?;
                 }
-                self.consumer.commit(&book.positions()?, CommitMode::Sync)?;
             }
-            Guarantee::AtMostOnce => {}
         }
         book.offsets.clear();
         drop(book);
-        for instance in self.work.instances.values_mut() {
-            instance.commit().map_err(|e| Failure::Fatal(anyhow!("state commit failed: {e}")))?;
+        for (partition, instance) in self.work.instances.iter_mut() {
+            let checkpoint = producer.context().take_changelog_end(*partition);
+            instance.commit_at(checkpoint).map_err(|e| Failure::Fatal(anyhow!("state commit failed: {e}")))?;
         }
         Ok(())
     }
@@ -272,6 +282,22 @@ impl Pipeline {
 }
 
 impl Work {
+    /// Produces every instance's pending state writes to its changelog partition (a delete as
+    /// a tombstone); under exactly-once they join the open transaction.
+    fn write_changelog(&self) -> Result<(), Failure> {
+        let Some(topic) = &self.changelog else { return Ok(()) };
+        for (partition, instance) in &self.instances {
+            for (key, value) in instance.pending_writes() {
+                let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).partition(*partition).key(key);
+                if let Some(value) = value {
+                    record = record.payload(value);
+                }
+                send(&self.producer, record)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Runs one partition's run of messages through its instance and produces the outputs.
     fn process(&mut self, messages: &[BorrowedMessage<'_>]) -> Result<(), Failure> {
         let first = &messages[0];
@@ -285,7 +311,8 @@ impl Work {
         let instance = match self.instances.entry(partition) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(open_instance(&self.module, &self.config, topic, partition).map_err(Failure::Fatal)?)
+                let changelog = self.changelog.as_deref();
+                e.insert(open_instance(&self.module, &self.config, changelog, topic, partition).map_err(Failure::Fatal)?)
             }
         };
         let outputs = instance.process(&self.batch).map_err(|e| Failure::Fatal(e.into()))?;
@@ -374,29 +401,44 @@ fn produce(producer: &Producer, config: &PipelineConfig, batch: &Batch, outputs:
         if let Some(ts) = o.timestamp().or_else(|| batch.timestamp(o.source())) {
             record = record.timestamp(ts);
         }
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(10));
-                }
-                Err((e, _)) => return Err(e.into()),
-            }
-        }
+        send(producer, record)?;
     }
     Ok(())
 }
 
-/// An instance for one input partition, with its state store.
-fn open_instance(module: &Module, config: &PipelineConfig, topic: &str, partition: i32) -> anyhow::Result<Instance> {
-    let store: Box<dyn StateStore> = match &config.state_dir {
+/// Sends one record, waiting while the producer's queue is full.
+fn send<'a>(producer: &Producer, mut record: BaseRecord<'a, [u8], [u8]>) -> Result<(), Failure> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                producer.poll(Duration::from_millis(10));
+            }
+            Err((e, _)) => return Err(e.into()),
+        }
+    }
+}
+
+/// An instance for one input partition, with its state store brought up to the end of its
+/// changelog first.
+fn open_instance(
+    module: &Module,
+    config: &PipelineConfig,
+    changelog: Option<&str>,
+    topic: &str,
+    partition: i32,
+) -> anyhow::Result<Instance> {
+    let mut store: Box<dyn StateStore> = match &config.state_dir {
         Some(dir) => {
             let path = dir.join(&config.application_id).join(module.name()).join(format!("partition-{partition}"));
             Box::new(RocksStore::open(&path).with_context(|| format!("state store {}", path.display()))?)
         }
         None => Box::new(MemoryStore::new()),
     };
+    if let Some(changelog) = changelog {
+        crate::changelog::restore(config, changelog, partition, store.as_mut())?;
+    }
     let module_config: Vec<(String, String)> = config.module.config.clone().into_iter().collect();
     Ok(module.instantiate(topic, partition, store, &module_config)?)
 }

@@ -9,6 +9,7 @@ use crate::error::StateError;
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
     map: BTreeMap<Vec<u8>, Vec<u8>>,
+    checkpoint: Option<i64>,
 }
 
 impl MemoryStore {
@@ -37,13 +38,26 @@ impl StateStore for MemoryStore {
             .collect())
     }
 
-    fn apply(&mut self, writes: &WriteBatch) -> Result<(), StateError> {
+    fn apply(&mut self, writes: &WriteBatch, checkpoint: Option<i64>) -> Result<(), StateError> {
         for (key, value) in writes {
             match value {
                 Some(v) => self.map.insert(key.clone(), v.clone()),
                 None => self.map.remove(key),
             };
         }
+        if checkpoint.is_some() {
+            self.checkpoint = checkpoint;
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&self) -> Result<Option<i64>, StateError> {
+        Ok(self.checkpoint)
+    }
+
+    fn clear(&mut self) -> Result<(), StateError> {
+        self.map.clear();
+        self.checkpoint = None;
         Ok(())
     }
 }

@@ -34,6 +34,13 @@ pub trait StateStore: Send {
     fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize)
         -> Result<Vec<Entry>, StateError>;
 
-    /// Applies all writes atomically: after a crash either all or none are visible.
-    fn apply(&mut self, writes: &WriteBatch) -> Result<(), StateError>;
+    /// Applies all writes atomically, together with `checkpoint` when given (the changelog
+    /// offset a restore continues from): after a crash either all or none are visible.
+    fn apply(&mut self, writes: &WriteBatch, checkpoint: Option<i64>) -> Result<(), StateError>;
+
+    /// The checkpoint stored by the last `apply` that had one.
+    fn checkpoint(&self) -> Result<Option<i64>, StateError>;
+
+    /// Removes every entry and the checkpoint, so the store can be rebuilt from its changelog.
+    fn clear(&mut self) -> Result<(), StateError>;
 }

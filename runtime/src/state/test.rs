@@ -3,7 +3,7 @@ use super::*;
 fn stored(pairs: &[(&str, &str)]) -> MemoryStore {
     let mut store = MemoryStore::new();
     let writes = pairs.iter().map(|(k, v)| (k.as_bytes().to_vec(), Some(v.as_bytes().to_vec())));
-    store.apply(&writes.collect()).unwrap();
+    store.apply(&writes.collect(), None).unwrap();
     store
 }
 
@@ -53,12 +53,24 @@ fn rocksdb_commits_a_batch_atomically_and_keeps_it_across_reopen() {
         let mut view = StateView::new(Box::new(RocksStore::open(dir.path()).unwrap()));
         view.put(b"k1".to_vec(), b"v1".to_vec());
         view.put(b"k2".to_vec(), b"v2".to_vec());
-        view.commit().unwrap();
+        view.commit(Some(42)).unwrap();
         view.delete(b"k1".to_vec());
         view.rollback();
     }
     let store = RocksStore::open(dir.path()).unwrap();
+    assert_eq!(store.checkpoint().unwrap(), Some(42));
     assert_eq!(store.get(b"k1").unwrap(), Some(b"v1".to_vec()));
     assert_eq!(keys(store.scan(b"k", Some(b"l"), 10).unwrap()), ["k1", "k2"]);
     assert_eq!(keys(store.scan(b"k2", None, 10).unwrap()), ["k2"]);
+}
+
+#[test]
+fn clearing_a_rocksdb_store_removes_every_key_and_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = RocksStore::open(dir.path()).unwrap();
+    let writes: WriteBatch = (0..100u8).map(|i| (vec![i, 0xff], Some(vec![i]))).collect();
+    store.apply(&writes, Some(7)).unwrap();
+    store.clear().unwrap();
+    assert_eq!(store.scan(b"", None, 1000).unwrap().len(), 0);
+    assert_eq!(store.checkpoint().unwrap(), None);
 }

@@ -69,17 +69,23 @@ impl StateView {
         Ok(merged.into_iter().take(limit).collect())
     }
 
-    /// Makes the writes since the last commit durable, atomically. On error they are dropped
-    /// and the cache is emptied, since the store may hold either version.
-    pub fn commit(&mut self) -> Result<(), StateError> {
-        if self.pending.is_empty() {
+    /// The writes since the last commit, in no particular order (`None`: a delete).
+    pub fn pending(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
+        self.pending.iter().map(|(k, v)| (k.as_slice(), v.as_deref()))
+    }
+
+    /// Makes the writes since the last commit durable, atomically, with the changelog
+    /// `checkpoint` when given. On error they are dropped and the cache is emptied, since the
+    /// store may hold either version.
+    pub fn commit(&mut self, checkpoint: Option<i64>) -> Result<(), StateError> {
+        if self.pending.is_empty() && checkpoint.is_none() {
             return Ok(());
         }
         let mut writes: WriteBatch = self.pending.drain().collect();
         // In key order, RocksDB inserts each key next to the last instead of searching its
         // memtable from the top: about 3x cheaper commits for batches of scattered keys.
         writes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        if let Err(e) = self.store.apply(&writes) {
+        if let Err(e) = self.store.apply(&writes, checkpoint) {
             self.cache.clear();
             return Err(e);
         }

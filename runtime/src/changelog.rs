@@ -1,0 +1,180 @@
+//! Changelog topics: the durable copy of every state store, as in Kafka Streams.
+//!
+//! Each stateful processor has one compacted topic, `<application_id>-<store>-changelog`, with one
+//! partition per input partition. Every state write of a commit interval goes there inside the
+//! same transaction as the outputs and the consumed offsets (a delete is a tombstone). The local
+//! RocksDB store is written after the transaction commits, with a checkpoint: the changelog offset
+//! it reflects. When a partition is assigned, its store is brought up to the end of its changelog
+//! from that checkpoint before any record is processed. A checkpoint the log cannot have written
+//! (past its end, or before its start) means the local store cannot be trusted: it is cleared and
+//! rebuilt from the beginning.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message as _;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::pipeline::config::PipelineConfig;
+use crate::state::{StateStore, WriteBatch};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+/// Writes per RocksDB batch while restoring.
+const RESTORE_CHUNK: usize = 20_000;
+
+/// The changelog topic of `store` in `config`'s application.
+pub fn topic(config: &PipelineConfig, store: &str) -> String {
+    format!("{}-{store}-changelog", config.application_id)
+}
+
+fn client(config: &PipelineConfig) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", &config.bootstrap_servers);
+    for (k, v) in &config.kafka {
+        client.set(k, v);
+    }
+    client
+}
+
+/// How many partitions the inputs have; they must agree, since state is kept per partition.
+fn input_partitions(config: &PipelineConfig, consumer: &BaseConsumer) -> anyhow::Result<i32> {
+    let mut counts = Vec::new();
+    for input in &config.inputs {
+        let metadata = consumer
+            .fetch_metadata(Some(input), TIMEOUT)
+            .with_context(|| format!("cannot read the metadata of input `{input}`"))?;
+        let n = metadata.topics().first().map_or(0, |t| t.partitions().len()) as i32;
+        if n == 0 {
+            bail!("input topic `{input}` does not exist");
+        }
+        counts.push((input.as_str(), n));
+    }
+    let n = counts[0].1;
+    if let Some((other, m)) = counts.iter().find(|(_, m)| *m != n) {
+        bail!("a stateful processor needs co-partitioned inputs: `{}` has {n} partitions, `{other}` has {m}", counts[0].0);
+    }
+    Ok(n)
+}
+
+/// Creates the changelog (compacted, one partition per input partition) if it is missing, and
+/// refuses one whose partition count does not match the inputs.
+pub fn ensure(config: &PipelineConfig, store: &str) -> anyhow::Result<String> {
+    let name = topic(config, store);
+    let consumer: BaseConsumer = client(config).create()?;
+    let partitions = input_partitions(config, &consumer)?;
+    let metadata = consumer.fetch_metadata(Some(&name), TIMEOUT)?;
+    let existing = metadata.topics().first().map_or(0, |t| t.partitions().len()) as i32;
+    if existing == partitions {
+        return Ok(name);
+    }
+    if existing > 0 {
+        bail!(
+            "changelog topic `{name}` has {existing} partitions but the inputs have {partitions}; \
+             the state of each input partition lives in the changelog partition with its number"
+        );
+    }
+    let admin: AdminClient<DefaultClientContext> = client(config).create()?;
+    let new = NewTopic::new(&name, partitions, TopicReplication::Fixed(-1)).set("cleanup.policy", "compact");
+    let results = futures_executor::block_on(admin.create_topics([&new], &AdminOptions::new()))
+        .with_context(|| format!("cannot create changelog topic `{name}`"))?;
+    for result in results {
+        match result {
+            Ok(_) => tracing::info!(topic = %name, partitions, "created changelog topic"),
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, e)) => bail!("cannot create changelog topic `{t}`: {e}"),
+        }
+    }
+    Ok(name)
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Restored {
+    pub records: u64,
+    pub elapsed: Duration,
+    /// Whether local state was thrown away and rebuilt from the beginning.
+    pub rebuilt: bool,
+}
+
+/// Brings `store` up to the end of partition `partition` of `topic` (read_committed).
+pub fn restore(
+    config: &PipelineConfig,
+    topic: &str,
+    partition: i32,
+    store: &mut dyn StateStore,
+) -> anyhow::Result<Restored> {
+    let started = Instant::now();
+    let consumer: BaseConsumer = client(config)
+        .set("group.id", format!("{}-restore", config.application_id))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .create()?;
+    let (low, high) = consumer
+        .fetch_watermarks(topic, partition, TIMEOUT)
+        .with_context(|| format!("cannot read the offsets of changelog `{topic}` partition {partition}"))?;
+    let mut rebuilt = false;
+    let mut from = store.checkpoint()?;
+    if let Some(checkpoint) = from {
+        if checkpoint > high || checkpoint < low {
+            tracing::warn!(
+                topic, partition, checkpoint, low, high,
+                "local state does not match its changelog; rebuilding it from the changelog"
+            );
+            store.clear()?;
+            from = None;
+            rebuilt = true;
+        }
+    }
+    let start = from.unwrap_or(low);
+    if start >= high {
+        return Ok(Restored { records: 0, elapsed: started.elapsed(), rebuilt });
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(start))?;
+    consumer.assign(&tpl)?;
+
+    let mut writes: WriteBatch = Vec::with_capacity(RESTORE_CHUNK);
+    let (mut records, mut next, mut logged) = (0u64, start, Instant::now());
+    loop {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                let Some(key) = m.key() else { continue };
+                writes.push((key.to_vec(), m.payload().map(<[u8]>::to_vec)));
+                next = m.offset() + 1;
+                records += 1;
+                if writes.len() >= RESTORE_CHUNK {
+                    store.apply(&writes, Some(next))?;
+                    writes.clear();
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            Some(Err(e)) => return Err(anyhow!("restoring from `{topic}` partition {partition}: {e}")),
+            None => {
+                let position = consumer.position()?;
+                let at = position.elements().first().and_then(|e| e.offset().to_raw()).unwrap_or(start);
+                if at >= high {
+                    next = next.max(at);
+                    break;
+                }
+            }
+        }
+        if logged.elapsed() > Duration::from_secs(5) {
+            tracing::info!(topic, partition, restored = records, at = next, end = high, "restoring state");
+            logged = Instant::now();
+        }
+    }
+    // The position after the last record read: control records of committed transactions
+    // included, so the next restore does not read them again.
+    let position = consumer.position()?;
+    let end = position.elements().first().and_then(|e| e.offset().to_raw()).unwrap_or(next).max(next);
+    store.apply(&writes, Some(end))?;
+    let elapsed = started.elapsed();
+    tracing::info!(topic, partition, records, elapsed_ms = elapsed.as_millis() as u64, rebuilt, "state restored");
+    Ok(Restored { records, elapsed, rebuilt })
+}
