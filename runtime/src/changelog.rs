@@ -24,8 +24,24 @@ use crate::pipeline::config::PipelineConfig;
 use crate::state::{StateStore, WriteBatch};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
-/// Writes per RocksDB batch while restoring.
-const RESTORE_CHUNK: usize = 20_000;
+/// Changelog records per RocksDB batch while restoring.
+const RESTORE_CHUNK: usize = 50_000;
+
+/// Applies a chunk of changelog records: the last write of each key wins, in key order (cheaper
+/// inserts), with the checkpoint after the chunk.
+fn apply_chunk(store: &mut dyn StateStore, writes: &mut WriteBatch, checkpoint: i64) -> anyhow::Result<()> {
+    // A stable sort keeps each key's writes in log order; keep the last of each run.
+    writes.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut last: WriteBatch = Vec::with_capacity(writes.len());
+    for (key, value) in writes.drain(..) {
+        match last.last_mut() {
+            Some(prev) if prev.0 == key => prev.1 = value,
+            _ => last.push((key, value)),
+        }
+    }
+    store.bulk_load(&last, checkpoint)?;
+    Ok(())
+}
 
 /// The changelog topic of `store` in `config`'s application.
 pub fn topic(config: &PipelineConfig, store: &str) -> String {
@@ -114,6 +130,10 @@ pub fn restore(
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")
+        // Catching up, not tailing: big fetches, no waiting for more.
+        .set("max.partition.fetch.bytes", "16777216")
+        .set("fetch.wait.max.ms", "10")
+        .set("queued.min.messages", "1000000")
         .create()?;
     let (low, high) = consumer
         .fetch_watermarks(topic, partition, TIMEOUT)
@@ -142,15 +162,17 @@ pub fn restore(
     let mut writes: WriteBatch = Vec::with_capacity(RESTORE_CHUNK);
     let (mut records, mut next, mut logged) = (0u64, start, Instant::now());
     loop {
-        match consumer.poll(Duration::from_millis(500)) {
+        match consumer.poll(Duration::from_millis(50)) {
             Some(Ok(m)) => {
                 let Some(key) = m.key() else { continue };
                 writes.push((key.to_vec(), m.payload().map(<[u8]>::to_vec)));
                 next = m.offset() + 1;
                 records += 1;
                 if writes.len() >= RESTORE_CHUNK {
-                    store.apply(&writes, Some(next))?;
-                    writes.clear();
+                    apply_chunk(store, &mut writes, next)?;
+                }
+                if next >= high {
+                    break;
                 }
             }
             Some(Err(KafkaError::PartitionEOF(_))) => break,
@@ -173,7 +195,7 @@ pub fn restore(
     // included, so the next restore does not read them again.
     let position = consumer.position()?;
     let end = position.elements().first().and_then(|e| e.offset().to_raw()).unwrap_or(next).max(next);
-    store.apply(&writes, Some(end))?;
+    apply_chunk(store, &mut writes, end)?;
     let elapsed = started.elapsed();
     tracing::info!(topic, partition, records, elapsed_ms = elapsed.as_millis() as u64, rebuilt, "state restored");
     Ok(Restored { records, elapsed, rebuilt })

@@ -6,8 +6,13 @@
 //! Wasm. weir runs `uppercase`. Throughput is measured from the first record consumed to the
 //! last commit, so joining the group is not counted.
 //!
+//! Then, on one-word records keyed by the word: `word-count` next to `uppercase` under
+//! exactly-once (the price of state), restore speed from a changelog of as many records, and the
+//! same word count written with Quix Streams (`quix_wordcount.py`, needs `pip install
+//! quixstreams`).
+//!
 //! Run: `scripts/kafka.sh start` then `cargo bench -p weir-tests --bench pipeline`
-//! (`WEIR_BENCH_RECORDS` changes the record count).
+//! (`WEIR_BENCH_RECORDS` changes the record count; `-- restore` runs only the restore section).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
@@ -21,6 +26,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use weir_runtime::engine::{Engine, EngineOptions};
 use weir_runtime::pipeline::config::{Guarantee, PipelineConfig};
 use weir_runtime::pipeline::Pipeline;
+use weir_runtime::changelog;
+use weir_runtime::state::RocksStore;
 use weir_tests::guest;
 use weir_tests::kafka::{bootstrap, create_topic, produce, unique};
 
@@ -44,34 +51,148 @@ fn main() {
     println!("weir pipeline benchmark: {total} records of 100 bytes, {PARTITIONS} partitions (produced in {:.1} s)", started.elapsed().as_secs_f64());
     println!("{:>14} {:>16} {:>16} {:>8}", "guarantee", "raw rdkafka r/s", "weir r/s", "ratio");
     let engine = Engine::new(EngineOptions::default()).unwrap_or_else(|e| panic!("engine: {e}"));
+    if std::env::args().skip(1).any(|a| a == "restore") {
+        restore_speed(&bootstrap, total);
+        return;
+    }
     for guarantee in [Guarantee::ExactlyOnce, Guarantee::AtLeastOnce] {
         let raw = passthrough(&bootstrap, &input, guarantee, total);
-        let weir = weir(&engine, &bootstrap, &input, guarantee, total);
+        let weir = weir(&engine, &config(&bootstrap, &input, "uppercase", guarantee, None), total);
         println!("{:>14} {raw:>16.0} {weir:>16.0} {:>8.2}", format!("{guarantee:?}"), weir / raw);
     }
+    stateful(&engine, &bootstrap, total);
 }
 
-fn weir(engine: &Engine, bootstrap: &str, input: &str, guarantee: Guarantee, total: usize) -> f64 {
+/// The price of state, restore speed, and Quix Streams' word count, on one-word records keyed
+/// by the word (100,000 distinct words).
+fn stateful(engine: &Engine, bootstrap: &str, total: usize) {
+    let words = unique("bench-words");
+    create_topic(bootstrap, &words, PARTITIONS);
+    let records: Vec<_> = (0..total).map(|i| format!("word-{:06}", (i * 7919) % 100_000)).map(|w| (w.clone(), w, Vec::new())).collect();
+    produce(bootstrap, &words, &records, None);
+    drop(records);
+    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let stateless = weir(engine, &config(bootstrap, &words, "uppercase", Guarantee::ExactlyOnce, None), total);
+    let counting = config(bootstrap, &words, "word-count", Guarantee::ExactlyOnce, Some(state.path()));
+    let stateful = weir(engine, &counting, total);
+    println!();
+    println!("the price of state: {total} one-word records, exactly-once, RocksDB stores with a changelog");
+    println!("{:>24} {:>16} {:>16} {:>8}", "", "uppercase r/s", "word-count r/s", "ratio");
+    println!("{:>24} {stateless:>16.0} {stateful:>16.0} {:>8.2}", "weir", stateful / stateless);
+
+    restore_speed(bootstrap, total);
+    quix(bootstrap, &words, total.min(300_000), stateful);
+}
+
+/// Restores stores from a changelog of `total` records (250,000 distinct keys).
+fn restore_speed(bootstrap: &str, total: usize) {
+    let topic = unique("bench-changelog");
+    create_topic(bootstrap, &topic, PARTITIONS);
+    let records: Vec<_> = (0..total).map(|i| (format!("key-{:06}", i % 250_000), i.to_string(), Vec::new())).collect();
+    produce(bootstrap, &topic, &records, None);
+    drop(records);
+    let config = config(bootstrap, &topic, "word-count", Guarantee::ExactlyOnce, None);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let (mut restored, started) = (0, Instant::now());
+    for p in 0..PARTITIONS {
+        let mut store = RocksStore::open_changelog_backed(&dir.path().join(p.to_string())).unwrap_or_else(|e| panic!("{e}"));
+        restored += changelog::restore(&config, &topic, p, &mut store).unwrap_or_else(|e| panic!("restore: {e:#}")).records;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let read = read_only(bootstrap, &topic);
+    println!();
+    println!("restore: {restored} changelog records into RocksDB in {secs:.2} s: {:.0} records/s", restored as f64 / secs);
+    println!("baseline: reading the same partitions one after another, no store: {read:.0} records/s");
+}
+
+/// Records per second for a plain read_committed consumer reading each partition to its end.
+fn read_only(bootstrap: &str, topic: &str) -> f64 {
+    let (mut records, started) = (0u64, Instant::now());
+    for p in 0..PARTITIONS {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", unique("bench-read"))
+            .set("isolation.level", "read_committed")
+            .set("max.partition.fetch.bytes", "16777216")
+            .set("fetch.wait.max.ms", "10")
+            .set("queued.min.messages", "1000000")
+            .create()
+            .unwrap_or_else(|e| panic!("consumer: {e}"));
+        let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap_or_else(|e| panic!("{e}"));
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap_or_else(|e| panic!("{e}"));
+        consumer.assign(&tpl).unwrap_or_else(|e| panic!("{e}"));
+        loop {
+            match consumer.poll(Duration::from_millis(50)) {
+                Some(Ok(m)) => {
+                    records += 1;
+                    if m.offset() + 1 >= high {
+                        break;
+                    }
+                }
+                Some(Err(e)) => panic!("{e}"),
+                None => {}
+            }
+        }
+    }
+    records as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Quix Streams' word count (tests/benches/quix_wordcount.py) on the same records.
+fn quix(bootstrap: &str, words: &str, count: usize, weir_rate: f64) {
+    let output = unique("bench-quix-out");
+    create_topic(bootstrap, &output, PARTITIONS);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches").join("quix_wordcount.py");
+    let run = std::process::Command::new("python3")
+        .arg(&script)
+        .args(["--broker", bootstrap, "--input", words, "--output", &output, "--count", &count.to_string()])
+        .output();
+    println!();
+    let report = match run {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
+        Ok(out) => {
+            println!("quix streams: FAILED ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""));
+            return;
+        }
+        Err(e) => {
+            println!("quix streams: FAILED to run python3: {e}");
+            return;
+        }
+    };
+    let rate = report
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| v["records_per_second"].as_f64())
+        .unwrap_or(f64::NAN);
+    println!("word count, exactly-once, same broker and input ({count} records for Quix)");
+    println!("{:>24} {:>16} {:>16} {:>8}", "", "quix r/s", "weir r/s", "ratio");
+    println!("{:>24} {rate:>16.0} {weir_rate:>16.0} {:>8.1}", "", weir_rate / rate);
+}
+
+fn config(bootstrap: &str, input: &str, module: &str, guarantee: Guarantee, state_dir: Option<&std::path::Path>) -> PipelineConfig {
     let output = unique("bench-weir-out");
     create_topic(bootstrap, &output, PARTITIONS);
     let mut outputs = BTreeMap::new();
     outputs.insert("default".to_owned(), output);
-    let config = PipelineConfig {
+    PipelineConfig {
         application_id: unique("bench-weir"),
         bootstrap_servers: bootstrap.to_owned(),
         inputs: vec![input.to_owned()],
         outputs,
-        module: toml::from_str(&format!("path = \"{}\"", guest("uppercase").display())).unwrap_or_else(|e| panic!("{e}")),
+        module: toml::from_str(&format!("path = \"{}\"", guest(module).display())).unwrap_or_else(|e| panic!("{e}")),
         guarantee,
         auto_offset_reset: Default::default(),
         commit_interval_ms: None,
         batch_size: BATCH,
         linger_ms: 5,
         instance_id: Some("bench".into()),
-        state_dir: None,
+        state_dir: state_dir.map(|p| p.to_path_buf()),
         kafka: BTreeMap::new(),
-    };
-    let pipeline = Pipeline::new(config, engine).unwrap_or_else(|e| panic!("pipeline: {e:#}"));
+    }
+}
+
+fn weir(engine: &Engine, config: &PipelineConfig, total: usize) -> f64 {
+    let pipeline = Pipeline::new(config.clone(), engine).unwrap_or_else(|e| panic!("pipeline: {e:#}"));
     let stats = pipeline.run(&AtomicBool::new(false), Some(total as u64)).unwrap_or_else(|e| panic!("pipeline: {e:#}"));
     stats.throughput().unwrap_or(0.0)
 }

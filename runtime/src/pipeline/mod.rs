@@ -203,7 +203,9 @@ impl Pipeline {
         if book.offsets.is_empty() && !book.txn_open {
             return Ok(());
         }
+        let t0 = Instant::now();
         self.work.write_changelog()?;
+        let t1 = Instant::now();
         let producer = &self.work.producer;
         match self.work.config.guarantee {
             Guarantee::ExactlyOnce => {
@@ -229,10 +231,15 @@ impl Pipeline {
         }
         book.offsets.clear();
         drop(book);
+        let t2 = Instant::now();
         for (partition, instance) in self.work.instances.iter_mut() {
             let checkpoint = producer.context().take_changelog_end(*partition);
             instance.commit_at(checkpoint).map_err(|e| Failure::Fatal(anyhow!("state commit failed: {e}")))?;
         }
+        tracing::debug!(
+            changelog_us = (t1 - t0).as_micros() as u64, kafka_us = (t2 - t1).as_micros() as u64,
+            state_us = t2.elapsed().as_micros() as u64, "committed"
+        );
         Ok(())
     }
 
@@ -432,7 +439,11 @@ fn open_instance(
     let mut store: Box<dyn StateStore> = match &config.state_dir {
         Some(dir) => {
             let path = dir.join(&config.application_id).join(module.name()).join(format!("partition-{partition}"));
-            Box::new(RocksStore::open(&path).with_context(|| format!("state store {}", path.display()))?)
+            let store = match changelog {
+                Some(_) => RocksStore::open_changelog_backed(&path),
+                None => RocksStore::open(&path),
+            };
+            Box::new(store.with_context(|| format!("state store {}", path.display()))?)
         }
         None => Box::new(MemoryStore::new()),
     };
