@@ -36,5 +36,7 @@ fi
 echo "ok" >&2
 
 step "benchmarks (figures only; speed is not asserted in tests)"
+# The pipeline benchmark compares weir's word count with the same one in Quix Streams.
+python3 -m pip install -q quixstreams >&2 || echo "pip could not install quixstreams; its comparison will say so" >&2
 cargo bench -p weir-tests --bench engine
 cargo bench -p weir-tests --bench pipeline

@@ -117,6 +117,21 @@ pub struct Restored {
     pub rebuilt: bool,
 }
 
+/// The restore consumer's context: reaching the end of the partition is the goal, not an error.
+struct RestoreCtx;
+
+impl rdkafka::ClientContext for RestoreCtx {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let eof = matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF);
+        if !eof {
+            tracing::warn!("changelog restore: {error}: {reason}");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for RestoreCtx {}
+
 /// Brings `store` up to the end of partition `partition` of `topic` (read_committed).
 pub fn restore(
     config: &PipelineConfig,
@@ -125,7 +140,7 @@ pub fn restore(
     store: &mut dyn StateStore,
 ) -> anyhow::Result<Restored> {
     let started = Instant::now();
-    let consumer: BaseConsumer = client(config)
+    let consumer: BaseConsumer<RestoreCtx> = client(config)
         .set("group.id", format!("{}-restore", config.application_id))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
@@ -134,7 +149,7 @@ pub fn restore(
         .set("max.partition.fetch.bytes", "16777216")
         .set("fetch.wait.max.ms", "10")
         .set("queued.min.messages", "1000000")
-        .create()?;
+        .create_with_context(RestoreCtx)?;
     let (low, high) = consumer
         .fetch_watermarks(topic, partition, TIMEOUT)
         .with_context(|| format!("cannot read the offsets of changelog `{topic}` partition {partition}"))?;
