@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context as _};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::kafka::base;
 use crate::pipeline::config::PipelineConfig;
 use crate::state::{StateStore, WriteBatch};
 
@@ -48,15 +48,6 @@ pub fn topic(config: &PipelineConfig, store: &str) -> String {
     format!("{}-{store}-changelog", config.application_id)
 }
 
-fn client(config: &PipelineConfig) -> ClientConfig {
-    let mut client = ClientConfig::new();
-    client.set("bootstrap.servers", &config.bootstrap_servers);
-    for (k, v) in &config.kafka {
-        client.set(k, v);
-    }
-    client
-}
-
 /// How many partitions the inputs have; they must agree, since state is kept per partition.
 fn input_partitions(config: &PipelineConfig, consumer: &BaseConsumer) -> anyhow::Result<i32> {
     let mut counts = Vec::new();
@@ -81,7 +72,7 @@ fn input_partitions(config: &PipelineConfig, consumer: &BaseConsumer) -> anyhow:
 /// refuses one whose partition count does not match the inputs.
 pub fn ensure(config: &PipelineConfig, store: &str) -> anyhow::Result<String> {
     let name = topic(config, store);
-    let consumer: BaseConsumer = client(config).create()?;
+    let consumer: BaseConsumer = base(config).create()?;
     let partitions = input_partitions(config, &consumer)?;
     let metadata = consumer.fetch_metadata(Some(&name), TIMEOUT)?;
     let existing = metadata.topics().first().map_or(0, |t| t.partitions().len()) as i32;
@@ -94,7 +85,7 @@ pub fn ensure(config: &PipelineConfig, store: &str) -> anyhow::Result<String> {
              the state of each input partition lives in the changelog partition with its number"
         );
     }
-    let admin: AdminClient<DefaultClientContext> = client(config).create()?;
+    let admin: AdminClient<DefaultClientContext> = base(config).create()?;
     let new = NewTopic::new(&name, partitions, TopicReplication::Fixed(-1)).set("cleanup.policy", "compact");
     let results = futures_executor::block_on(admin.create_topics([&new], &AdminOptions::new()))
         .with_context(|| format!("cannot create changelog topic `{name}`"))?;
@@ -140,7 +131,7 @@ pub fn restore(
     store: &mut dyn StateStore,
 ) -> anyhow::Result<Restored> {
     let started = Instant::now();
-    let consumer: BaseConsumer<RestoreCtx> = client(config)
+    let consumer: BaseConsumer<RestoreCtx> = base(config)
         .set("group.id", format!("{}-restore", config.application_id))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")

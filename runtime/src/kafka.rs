@@ -1,6 +1,6 @@
-//! Kafka source and sink: client settings for each guarantee, the consumer context that closes
-//! the open transaction before partitions are released, and the producer context that counts
-//! failed deliveries.
+//! Kafka source and sink: client settings for each guarantee, the consumer context that drops
+//! the open work before partitions are released, and the producer context that counts failed
+//! deliveries.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaResult;
 use rdkafka::producer::{DeliveryResult, Producer as _, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -64,28 +64,18 @@ impl Shared {
         self.book.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Before partitions go to another instance: abort the open transaction (exactly-once; the
-    /// next owner resumes from the committed offsets), or commit what was acknowledged
-    /// (at-least-once).
-    fn on_revoke(&self, consumer: &Consumer) {
+    /// Before partitions go to another instance: drop the work since the last commit. Under
+    /// exactly-once the open transaction is aborted; otherwise nothing more is committed. The
+    /// next owner resumes from the committed offsets with the state its changelog holds, so
+    /// at-least-once may repeat outputs but never loses a state change.
+    fn on_revoke(&self) {
         let mut book = self.book();
-        match (self.guarantee, self.producer.get()) {
-            (Guarantee::ExactlyOnce, Some(producer)) if book.txn_open => {
-                match producer.abort_transaction(KAFKA_TIMEOUT) {
-                    Ok(()) => tracing::info!("partitions revoked: aborted the open transaction"),
-                    Err(e) => tracing::error!("partitions revoked: aborting the open transaction failed: {e}"),
-                }
-                book.txn_open = false;
+        if let (true, Some(producer)) = (book.txn_open, self.producer.get()) {
+            match producer.abort_transaction(KAFKA_TIMEOUT) {
+                Ok(()) => tracing::info!("partitions revoked: aborted the open transaction"),
+                Err(e) => tracing::error!("partitions revoked: aborting the open transaction failed: {e}"),
             }
-            (Guarantee::AtLeastOnce, Some(producer)) if !book.offsets.is_empty() => {
-                let acknowledged = producer.flush(KAFKA_TIMEOUT).is_ok() && producer.context().take_failures().is_none();
-                let committed = acknowledged
-                    && book.positions().and_then(|tpl| consumer.commit(&tpl, CommitMode::Sync)).is_ok();
-                if !committed {
-                    tracing::warn!("partitions revoked before their outputs were acknowledged; they will be reprocessed");
-                }
-            }
-            _ => {}
+            book.txn_open = false;
         }
         book.offsets.clear();
         self.rebalanced.store(true, Ordering::SeqCst);
@@ -100,11 +90,11 @@ pub struct ConsumerCtx {
 impl ClientContext for ConsumerCtx {}
 
 impl ConsumerContext for ConsumerCtx {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 tracing::info!(partitions = tpl.count(), "partitions revoked");
-                self.shared.on_revoke(consumer);
+                self.shared.on_revoke();
             }
             Rebalance::Assign(tpl) => tracing::info!(partitions = tpl.count(), "partitions assigned"),
             Rebalance::Error(e) => tracing::warn!("rebalance error: {e}"),
@@ -159,8 +149,9 @@ impl ProducerContext for ProducerCtx {
     }
 }
 
-/// Settings both clients share: the bootstrap servers and the user's `[kafka]` table.
-fn base(config: &PipelineConfig) -> ClientConfig {
+/// Settings every client of a pipeline shares: the bootstrap servers and the user's `[kafka]`
+/// table.
+pub fn base(config: &PipelineConfig) -> ClientConfig {
     let mut client = ClientConfig::new();
     client.set("bootstrap.servers", &config.bootstrap_servers);
     for (key, value) in &config.kafka {

@@ -330,16 +330,11 @@ impl Work {
         Ok(())
     }
 
+    /// After a revocation: the work since the last commit is gone (see `Shared::on_revoke`),
+    /// so is its state, and partitions may have moved.
     fn after_rebalance(&mut self) {
         for instance in self.instances.values_mut() {
-            match self.config.guarantee {
-                Guarantee::ExactlyOnce => instance.rollback(),
-                _ => {
-                    if let Err(e) = instance.commit() {
-                        tracing::warn!("state commit at rebalance failed: {e}");
-                    }
-                }
-            }
+            instance.rollback();
         }
         self.instances.clear();
     }
