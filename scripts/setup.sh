@@ -8,7 +8,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/weir/target}"
 mkdir -p "$CARGO_TARGET_DIR"
 
 missing=()
-for pkg in librocksdb-dev libclang-dev; do
+for pkg in librocksdb-dev libclang-dev libssl-dev pkg-config; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
