@@ -108,6 +108,11 @@ pub struct Restored {
     pub rebuilt: bool,
 }
 
+/// Where the restore consumer (assigned one partition) will read next, once it knows.
+fn position(consumer: &BaseConsumer<RestoreCtx>) -> anyhow::Result<Option<i64>> {
+    Ok(consumer.position()?.elements().first().and_then(|e| e.offset().to_raw()))
+}
+
 /// The restore consumer's context: reaching the end of the partition is the goal, not an error.
 struct RestoreCtx;
 
@@ -184,8 +189,7 @@ pub fn restore(
             Some(Err(KafkaError::PartitionEOF(_))) => break,
             Some(Err(e)) => return Err(anyhow!("restoring from `{topic}` partition {partition}: {e}")),
             None => {
-                let position = consumer.position()?;
-                let at = position.elements().first().and_then(|e| e.offset().to_raw()).unwrap_or(start);
+                let at = position(&consumer)?.unwrap_or(start);
                 if at >= high {
                     next = next.max(at);
                     break;
@@ -199,8 +203,7 @@ pub fn restore(
     }
     // The position after the last record read: control records of committed transactions
     // included, so the next restore does not read them again.
-    let position = consumer.position()?;
-    let end = position.elements().first().and_then(|e| e.offset().to_raw()).unwrap_or(next).max(next);
+    let end = position(&consumer)?.unwrap_or(next).max(next);
     apply_chunk(store, &mut writes, end)?;
     let elapsed = started.elapsed();
     tracing::info!(topic, partition, records, elapsed_ms = elapsed.as_millis() as u64, rebuilt, "state restored");

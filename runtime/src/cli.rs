@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use crate::engine::{Engine, EngineOptions};
+use crate::engine::{ComponentCache, Engine, EngineOptions};
 use crate::pipeline::config::PipelineConfig;
 use crate::pipeline::Pipeline;
 use crate::{config, inspect, testrun};
@@ -124,16 +124,20 @@ struct LimitArgs {
 
 impl LimitArgs {
     fn engine(&self) -> anyhow::Result<Engine> {
-        let defaults = EngineOptions::default();
-        let cache_dir = if self.no_cache { None } else { self.cache_dir.clone().or(defaults.cache_dir) };
-        Engine::new(EngineOptions {
-            memory_limit: self.memory_limit << 20,
-            deadline: Duration::from_millis(self.deadline),
-            fuel: self.fuel,
-            cache_dir,
-            ..defaults
-        })
+        let cache_dir = if self.no_cache { None } else { self.cache_dir.clone().or_else(ComponentCache::default_dir) };
+        engine(self.memory_limit, self.deadline, self.fuel, cache_dir)
     }
+}
+
+/// An engine with these limits (MiB, milliseconds, fuel per batch) and component cache.
+fn engine(memory_mib: usize, deadline_ms: u64, fuel: Option<u64>, cache_dir: Option<PathBuf>) -> anyhow::Result<Engine> {
+    Engine::new(EngineOptions {
+        memory_limit: memory_mib << 20,
+        deadline: Duration::from_millis(deadline_ms),
+        fuel,
+        cache_dir,
+        ..EngineOptions::default()
+    })
 }
 
 /// Parses `args` (the first is the program name) and runs the command, writing its output to
@@ -164,14 +168,9 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<bool> {
         }
         Command::Run(args) => {
             let config = run_config(&args)?;
-            let defaults = EngineOptions::default();
-            let engine = Engine::new(EngineOptions {
-                memory_limit: config.module.memory_limit_mib << 20,
-                deadline: Duration::from_millis(config.module.deadline_ms),
-                fuel: config.module.fuel,
-                cache_dir: args.cache_dir.clone().or(defaults.cache_dir),
-                ..defaults
-            })?;
+            let module = &config.module;
+            let cache_dir = args.cache_dir.clone().or_else(ComponentCache::default_dir);
+            let engine = engine(module.memory_limit_mib, module.deadline_ms, module.fuel, cache_dir)?;
             let stop = Arc::new(AtomicBool::new(false));
             for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
                 signal_hook::flag::register(signal, stop.clone())?;

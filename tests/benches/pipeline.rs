@@ -24,7 +24,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use weir_runtime::engine::{Engine, EngineOptions};
-use weir_runtime::pipeline::config::{Guarantee, PipelineConfig};
+use weir_runtime::pipeline::config::{Guarantee, ModuleConfig, PipelineConfig};
 use weir_runtime::pipeline::Pipeline;
 use weir_runtime::changelog;
 use weir_runtime::state::RocksStore;
@@ -184,7 +184,7 @@ fn config(bootstrap: &str, input: &str, module: &str, guarantee: Guarantee, stat
         bootstrap_servers: bootstrap.to_owned(),
         inputs: vec![input.to_owned()],
         outputs,
-        module: toml::from_str(&format!("path = \"{}\"", guest(module).display())).unwrap_or_else(|e| panic!("{e}")),
+        module: ModuleConfig::at(guest(module)),
         guarantee,
         auto_offset_reset: Default::default(),
         commit_interval_ms: None,

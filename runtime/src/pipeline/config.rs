@@ -77,6 +77,19 @@ pub struct ModuleConfig {
     pub fuel: Option<u64>,
 }
 
+impl ModuleConfig {
+    /// The module at `path`, with no configuration and the default limits.
+    pub fn at(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            config: BTreeMap::new(),
+            memory_limit_mib: default_memory_mib(),
+            deadline_ms: default_deadline_ms(),
+            fuel: None,
+        }
+    }
+}
+
 /// A whole pipeline file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
