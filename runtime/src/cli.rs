@@ -46,6 +46,19 @@ Example: weir run pipeline.toml --bootstrap-servers 127.0.0.1:9092 --instance-id
         #[arg(long, default_value = "exactly-once", value_parser = ["exactly-once", "at-least-once", "at-most-once"])]
         guarantee: String,
     },
+    /// Build a processor's folder into a component: Rust (Cargo.toml), Python (app.py) or
+    /// JavaScript (app.js). The component is checked and compiled into weir's cache.
+    #[command(after_help = "Python needs componentize-py (pip), JavaScript needs Node.js and componentize-js (npm).\n\
+Example: weir build guest-examples/python/word-count -o word-count.wasm")]
+    Build {
+        /// The processor's folder.
+        dir: PathBuf,
+        /// Where to write the component [default: <folder name>.wasm in the current folder].
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
     /// Show which world and version a component targets, its size, and whether it is valid.
     Inspect {
         /// The component to inspect.
@@ -183,6 +196,18 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<bool> {
             let guarantee = toml::Value::String(guarantee).try_into()?;
             let engine = Engine::new(EngineOptions::default())?;
             crate::demo::run(&engine, &crate::demo::Demo { module, input, guarantee }, out)?;
+            Ok(true)
+        }
+        Command::Build { dir, out: target, limits } => {
+            let target = match target {
+                Some(t) => t,
+                None => {
+                    let name = std::fs::canonicalize(&dir)?.file_name().map(|n| n.to_owned()).unwrap_or_default();
+                    PathBuf::from(name).with_extension("wasm")
+                }
+            };
+            let language = crate::build::build(&limits.engine()?, &dir, &target)?;
+            writeln!(out, "built {} ({language:?}) into {}", dir.display(), target.display())?;
             Ok(true)
         }
         Command::Inspect { module, limits } => {

@@ -4,8 +4,10 @@
 //! cache, instantiate and call components under limits), [`host`] (what a guest may import),
 //! [`state`] (stores and their per-batch view), [`record`] (how records cross into the guest and
 //! back), [`kafka`] and [`pipeline`] (`weir run`: consume, process, produce, commit), and
-//! [`testrun`] (`weir test`: records from a JSONL file, no broker).
+//! [`testrun`] (`weir test`: records from a JSONL file, no broker). [`build`] (`weir build`) turns
+//! a Rust, Python or JavaScript folder into a component.
 
+pub mod build;
 pub mod changelog;
 pub mod cli;
 pub mod config;

@@ -1,0 +1,226 @@
+"""weir's Python SDK: write a stream processor as one function per record.
+
+    from weir import Processor, processor   # Processor is the export weir calls
+
+    @processor
+    def uppercase(record):
+        return record.map_value(bytes.upper)
+
+Build it with `weir build DIR` (componentize-py underneath). The function receives a `Record`
+and returns an `Output`, a list of them, or None. An exception fails the batch with a
+processing error that names the record; weir commits nothing of a failed batch.
+
+This module turns weir's columnar batches (see wit/processor.wit) into records and outputs
+back into columns, so user code never sees them.
+"""
+
+from weir import log, state
+from weir._host import Err, types
+
+__all__ = ["Output", "Processor", "Record", "config", "log", "processor", "state"]
+
+_ABSENT = 0xFFFF_FFFF
+_RECORD_STRIDE = 6
+_HEADER_STRIDE = 4
+
+_function = None
+_accepted = ()
+_config = {}
+
+
+def processor(function=None, *, config=()):
+    """Registers the per-record function; `config` lists the configuration keys it accepts.
+
+    Use as `@processor` or `@processor(config=["threshold"])`.
+    """
+
+    def register(f):
+        global _function, _accepted
+        if _function is not None and _function is not f:
+            raise RuntimeError(f"a second @processor ({f.__name__}); a component has one")
+        _function, _accepted = f, tuple(config)
+        return f
+
+    return register(function) if function is not None else register
+
+
+def config(key):
+    """The value given for a configuration key (`--config key=value`), or None."""
+    return _config.get(key)
+
+
+class Record:
+    """One input record. `key` and `value` are bytes, or None when absent (a value of None is
+    a tombstone); `timestamp` is milliseconds since the Unix epoch, or None."""
+
+    __slots__ = ("_batch", "index", "offset", "timestamp", "key", "value", "_first_header", "_header_count")
+
+    def __init__(self, batch, index):
+        columns = batch.records
+        at = index * _RECORD_STRIDE
+        data = batch.data
+        self._batch = batch
+        self.index = index
+        self.offset = batch.offsets[index]
+        timestamp = batch.timestamps[index]
+        self.timestamp = None if timestamp < 0 else timestamp
+        key_len, value_len = columns[at + 1], columns[at + 3]
+        self.key = None if key_len == _ABSENT else data[columns[at] : columns[at] + key_len]
+        self.value = None if value_len == _ABSENT else data[columns[at + 2] : columns[at + 2] + value_len]
+        self._first_header = columns[at + 4]
+        self._header_count = columns[at + 5]
+
+    @property
+    def topic(self):
+        return self._batch.topic
+
+    @property
+    def partition(self):
+        return self._batch.partition
+
+    @property
+    def input(self):
+        return self._batch.input
+
+    @property
+    def headers(self):
+        """The headers as (name, value) pairs, in order; names may repeat."""
+        columns, data = self._batch.headers, self._batch.data
+        pairs = []
+        for h in range(self._first_header, self._first_header + self._header_count):
+            n, nl, v, vl = columns[h * _HEADER_STRIDE : h * _HEADER_STRIDE + _HEADER_STRIDE]
+            name = data[n : n + nl].decode("utf-8", errors="replace")
+            pairs.append((name, None if vl == _ABSENT else data[v : v + vl]))
+        return pairs
+
+    def header(self, name):
+        """The value of the first header called `name`, or None."""
+        return next((v for n, v in self.headers if n == name), None)
+
+    def text(self):
+        """The value as a str; an error if it is a tombstone or not UTF-8."""
+        if self.value is None:
+            raise ValueError("the record has no value (tombstone)")
+        return self.value.decode("utf-8")
+
+    def key_text(self):
+        """The key as a str, or None without a key."""
+        return None if self.key is None else self.key.decode("utf-8")
+
+    def map_value(self, f):
+        """An output like this record (same key, headers and timestamp) with the value mapped
+        by `f`; a tombstone stays a tombstone."""
+        value = None if self.value is None else f(self.value)
+        return Output(value, key=self.key, headers=self.headers if self._header_count else (), source=self)
+
+    def forward(self):
+        """An output identical to this record, for the default output."""
+        return self.map_value(lambda value: value)
+
+    def __repr__(self):
+        return f"Record(topic={self.topic!r}, partition={self.partition}, offset={self.offset}, key={self.key!r})"
+
+
+def _bytes(value, what):
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"an output's {what} must be bytes, str or None, not {type(value).__name__}")
+
+
+class Output:
+    """One record to produce. `value` None is a tombstone. `topic` names a configured output
+    (None: the default one). `timestamp` None takes the timestamp of the record it answers."""
+
+    __slots__ = ("value", "key", "topic", "headers", "timestamp", "source")
+
+    def __init__(self, value, *, key=None, topic=None, headers=(), timestamp=None, source=None):
+        self.value = _bytes(value, "value")
+        self.key = _bytes(key, "key")
+        self.topic = topic
+        self.headers = [(name, _bytes(v, f"header {name!r}")) for name, v in headers]
+        self.timestamp = timestamp
+        self.source = source
+
+    def __repr__(self):
+        return f"Output({self.value!r}, key={self.key!r}, topic={self.topic!r})"
+
+
+class _Sink:
+    """Outputs in weir's columns."""
+
+    __slots__ = ("records", "sources", "timestamps", "headers", "data", "source")
+
+    def __init__(self):
+        self.records, self.sources, self.timestamps, self.headers = [], [], [], []
+        self.data = bytearray()
+        self.source = 0
+
+    def _append(self, b):
+        if b is None:
+            return 0, _ABSENT
+        at = len(self.data)
+        self.data += b
+        return at, len(b)
+
+    def push(self, o):
+        if not isinstance(o, Output):
+            raise TypeError(f"a processor returns an Output, a list of Outputs or None, not {type(o).__name__}")
+        first_header = len(self.headers) // _HEADER_STRIDE
+        for name, value in o.headers:
+            self.headers.extend(self._append(name.encode("utf-8")))
+            self.headers.extend(self._append(value))
+        topic = None if o.topic is None else o.topic.encode("utf-8")
+        self.records.extend(self._append(topic))
+        self.records.extend(self._append(o.key))
+        self.records.extend(self._append(o.value))
+        self.records.append(first_header)
+        self.records.append(len(o.headers))
+        self.sources.append(self.source if o.source is None else o.source.index)
+        self.timestamps.append(-1 if o.timestamp is None else o.timestamp)
+
+    def emit(self, result):
+        if result is None:
+            return
+        if isinstance(result, Output):
+            self.push(result)
+            return
+        if isinstance(result, (bytes, str)):
+            raise TypeError("a processor returns Output(value), not a bare value")
+        for o in result:
+            self.push(o)
+
+    def finish(self):
+        return types.Outputs(self.records, self.sources, self.timestamps, self.headers, bytes(self.data))
+
+
+def _describe(error):
+    return f"{type(error).__name__}: {error}"
+
+
+class Processor:
+    """The component's `processor` export; weir calls it, user code does not."""
+
+    def init(self, config):
+        unknown = [k for k, _ in config if k not in _accepted]
+        if unknown:
+            accepts = f"this processor accepts: {', '.join(_accepted)}" if _accepted else "this processor takes no configuration"
+            raise Err(f"unknown config key `{unknown[0]}`; {accepts}")
+        _config.clear()
+        _config.update(config)
+        if _function is None:
+            raise Err("no function is registered with @weir.processor")
+
+    def process(self, batch):
+        sink = _Sink()
+        for index in range(len(batch.offsets)):
+            sink.source = index
+            try:
+                sink.emit(_function(Record(batch, index)))
+            except Exception as error:  # noqa: BLE001 - any failure fails the batch, located
+                log.error(f"record {index}: {_describe(error)}")
+                raise Err(types.ProcessingError(index, _describe(error))) from error
+        return sink.finish()

@@ -1,0 +1,81 @@
+"""The host's imports, from the bindings componentize-py generates from weir's WIT; off wasm
+(unit tests with plain CPython) an in-memory stand-in, like the Rust SDK's native stub."""
+
+try:
+    from componentize_py_types import Err
+    from wit_world.imports import log, state, types
+
+    NATIVE = False
+except ImportError:
+    import bisect
+    import sys
+    from dataclasses import dataclass
+
+    NATIVE = True
+
+    class Err(Exception):
+        """Stand-in for componentize-py's `Err`: the failure case of a WIT result."""
+
+        def __init__(self, value):
+            super().__init__(value)
+            self.value = value
+
+    class types:  # noqa: N801 - mirrors the generated module
+        @dataclass
+        class Outputs:
+            records: list
+            sources: list
+            timestamps: list
+            headers: list
+            data: bytes
+
+        @dataclass
+        class ProcessingError:
+            record: object
+            message: str
+
+        @dataclass
+        class Batch:
+            input: str
+            topic: str
+            partition: int
+            offsets: list
+            timestamps: list
+            records: list
+            headers: list
+            data: bytes
+
+    class state:  # noqa: N801
+        @dataclass
+        class Entry:
+            key: bytes
+            value: bytes
+
+        store = {}
+
+        @staticmethod
+        def get(key):
+            return state.store.get(key)
+
+        @staticmethod
+        def put(key, value):
+            state.store[key] = value
+
+        @staticmethod
+        def delete(key):
+            state.store.pop(key, None)
+
+        @staticmethod
+        def scan(start, end, limit):
+            keys = sorted(state.store)
+            i = bisect.bisect_left(keys, start)
+            chosen = [k for k in keys[i:] if end is None or k < end][:limit]
+            return [state.Entry(k, state.store[k]) for k in chosen]
+
+    class log:  # noqa: N801
+        class Level:
+            TRACE, DEBUG, INFO, WARN, ERROR = "trace", "debug", "info", "warn", "error"
+
+        @staticmethod
+        def log(level, message):
+            print(f"[{level}] {message}", file=sys.stderr)
