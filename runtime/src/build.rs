@@ -92,6 +92,8 @@ fn write_files(dir: &Path, files: &[(&str, &str)]) -> anyhow::Result<PathBuf> {
 /// Runs a toolchain command; a missing program gets an install hint, a failure its output.
 fn run(cmd: &mut Command, what: &str, install: &str) -> anyhow::Result<std::process::Output> {
     let program = cmd.get_program().to_string_lossy().into_owned();
+    // Toolchains written in Rust would print a backtrace that buries the user's error.
+    cmd.env("RUST_BACKTRACE", "0");
     let output = cmd.output().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => anyhow::anyhow!("{what}: `{program}` is not installed; {install}"),
         _ => anyhow::anyhow!("{what}: cannot run `{program}`: {e}"),
@@ -159,6 +161,7 @@ fn build_js(dir: &Path, wit: &Path, staging: &Path, out: &Path) -> anyhow::Resul
     let src = staging.join("src");
     copy_js_sources(dir, &src, 0)?;
     std::fs::write(src.join("weir.js"), JS_SDK)?;
+    check_js_syntax(dir, &src, &staging.join("check"))?;
     let script = staging.join("componentize.mjs");
     let entry = package.join("src").join("componentize.js");
     std::fs::write(
@@ -183,6 +186,39 @@ fn build_js(dir: &Path, wit: &Path, staging: &Path, out: &Path) -> anyhow::Resul
         "install Node.js 18 or later",
     )?;
     Ok(())
+}
+
+/// componentize-js reports a syntax error without saying where; `node --check` does, so every
+/// module is checked first (as an ES module, whatever the folder's package.json says).
+fn check_js_syntax(dir: &Path, src: &Path, check: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(check)?;
+    for file in js_files(src)? {
+        let relative = file.strip_prefix(src).unwrap_or(&file);
+        let copy = check.join(relative.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "__")).with_extension("mjs");
+        std::fs::copy(&file, &copy)?;
+        let shown = dir.join(relative);
+        let output = Command::new("node").arg("--check").arg(&copy).output();
+        let output = output.map_err(|e| anyhow::anyhow!("cannot run `node` (install Node.js 18 or later): {e}"))?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr).replace(&copy.display().to_string(), &shown.display().to_string());
+            let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty() && !l.starts_with("Node.js ") && !l.trim_start().starts_with("at ")).collect();
+            anyhow::bail!("{} is not valid JavaScript:\n  {}", shown.display(), lines.join("\n  "));
+        }
+    }
+    Ok(())
+}
+
+fn js_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            files.extend(js_files(&path)?);
+        } else if matches!(path.extension().and_then(OsStr::to_str), Some("js" | "mjs")) {
+            files.push(path);
+        }
+    }
+    Ok(files)
 }
 
 fn js_string(s: &str) -> String {

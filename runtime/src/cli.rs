@@ -202,7 +202,8 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<bool> {
             let target = match target {
                 Some(t) => t,
                 None => {
-                    let name = std::fs::canonicalize(&dir)?.file_name().map(|n| n.to_owned()).unwrap_or_default();
+                    let name = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
+                    let name = name.file_name().map(ToOwned::to_owned).unwrap_or_else(|| "processor".into());
                     PathBuf::from(name).with_extension("wasm")
                 }
             };

@@ -10,6 +10,50 @@ pub fn guest(name: &str) -> PathBuf {
     Path::new(env!("WEIR_GUEST_DIR")).join(format!("{}.wasm", name.replace('-', "_")))
 }
 
+/// The component of the Python (`"python"`) or JavaScript (`"js"`) example `name` under
+/// `guest-examples/<language>/`, built with `weir build` when missing or older than its sources
+/// (example, SDK, WIT). Needs componentize-py and componentize-js, which `scripts/test.sh`
+/// installs; without them this panics with the install command.
+pub fn polyglot_guest(language: &str, name: &str) -> PathBuf {
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = BUILDING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = root.join("guest-examples").join(language).join(name);
+    let out = polyglot_dir().join(format!("{language}-{name}.wasm"));
+    let sdk = root.join("sdk").join(if language == "js" { "js" } else { "python" });
+    let newest = [dir.as_path(), &sdk, &root.join("wit")].iter().map(|p| newest_mtime(p)).max().flatten();
+    let built = std::fs::metadata(&out).and_then(|m| m.modified()).ok();
+    if built.is_none() || built < newest {
+        let (dir_arg, out_arg) = (dir.to_string_lossy(), out.to_string_lossy());
+        let run = weir(&["build", &dir_arg, "-o", &out_arg], &polyglot_cache());
+        assert!(run.ok, "weir build {dir_arg} failed: {}", run.error.as_deref().unwrap_or("no error message"));
+    }
+    out
+}
+
+/// Where the Python and JS example components go, beside the Rust guests.
+fn polyglot_dir() -> PathBuf {
+    let guests = Path::new(env!("WEIR_GUEST_DIR"));
+    let dir = guests.ancestors().nth(2).unwrap_or(guests).join("polyglot");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    dir
+}
+
+/// A compiled-component cache shared by the tests that run the Python and JS components, which
+/// take seconds each to compile.
+pub fn polyglot_cache() -> PathBuf {
+    polyglot_dir().join("cache")
+}
+
+fn newest_mtime(path: &Path) -> Option<std::time::SystemTime> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_dir() {
+        return meta.modified().ok();
+    }
+    let entries = std::fs::read_dir(path).ok()?;
+    entries.filter_map(Result::ok).filter(|e| e.file_name() != "__pycache__").filter_map(|e| newest_mtime(&e.path())).max()
+}
+
 /// What a `weir` command printed, and how it ended.
 #[derive(Debug)]
 pub struct Run {
@@ -26,7 +70,7 @@ pub fn weir(args: &[&str], cache_dir: &Path) -> Run {
     let cache = cache_dir.to_string_lossy().into_owned();
     let mut argv = vec!["weir"];
     argv.extend_from_slice(args);
-    if args.first().is_some_and(|c| *c == "test" || *c == "inspect") {
+    if args.first().is_some_and(|c| *c == "test" || *c == "inspect" || *c == "build") {
         argv.extend_from_slice(&["--cache-dir", &cache]);
     }
     let mut out = Vec::new();

@@ -3,7 +3,9 @@
 #![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
 
 use weir_runtime::state::{RocksStore, StateStore};
-use weir_tests::{guest, weir, write_lines};
+use std::path::Path;
+
+use weir_tests::{guest, polyglot_cache, polyglot_guest, weir, write_lines};
 
 fn module_arg(name: &str) -> String {
     guest(name).to_string_lossy().into_owned()
@@ -12,10 +14,15 @@ fn module_arg(name: &str) -> String {
 /// Runs `weir test` on `module` with `lines` as input and extra `args`, returning the error.
 fn fails(module: &str, lines: &[&str], args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
+    fails_with_cache(module, lines, args, dir.path())
+}
+
+fn fails_with_cache(module: &str, lines: &[&str], args: &[&str], cache: &Path) -> String {
+    let dir = tempfile::tempdir().unwrap();
     let input = write_lines(dir.path(), "in.jsonl", lines);
     let mut argv = vec!["test", "--module", module, "--input", input.to_str().unwrap()];
     argv.extend_from_slice(args);
-    let run = weir(&argv, dir.path());
+    let run = weir(&argv, cache);
     let error = run.failure().to_owned();
     assert_eq!(error.lines().count(), 1, "the error is not one line: {error}");
     error
@@ -153,4 +160,63 @@ fn a_failed_batch_leaves_the_state_directory_as_the_last_good_batch_left_it() {
     };
     assert_eq!(keys(), ["seen/0", "seen/1"], "only the good batch's writes are in the store");
     assert!(run(&good).ok, "the state directory still opens and works");
+}
+
+#[test]
+fn an_exception_in_python_or_javascript_fails_the_batch_naming_the_record_and_the_exception() {
+    let lines = [r#"{"value": "fine"}"#, r#"{"key": "raw", "value": {"base64": "/w=="}}"#];
+    let python = polyglot_guest("python", "word-count");
+    let error = fails_with_cache(python.to_str().unwrap(), &lines, &[], &polyglot_cache());
+    assert!(error.contains("offset 1") && error.contains("\"raw\"") && error.contains("UnicodeDecodeError"), "{error}");
+    let js = polyglot_guest("js", "word-count");
+    let error = fails_with_cache(js.to_str().unwrap(), &lines, &[], &polyglot_cache());
+    assert!(error.contains("offset 1") && error.contains("\"raw\"") && error.contains("TypeError"), "{error}");
+}
+
+#[test]
+fn python_and_javascript_processors_refuse_unknown_config_keys_by_name() {
+    for language in ["python", "js"] {
+        let module = polyglot_guest(language, "uppercase");
+        let error = fails_with_cache(module.to_str().unwrap(), &[r#"{"value": "x"}"#], &["-c", "colour=blue"], &polyglot_cache());
+        assert!(error.contains("unknown config key `colour`") && error.contains("takes no configuration"), "{language}: {error}");
+    }
+}
+
+#[test]
+fn weir_build_names_the_folder_when_it_holds_no_processor() {
+    let dir = tempfile::tempdir().unwrap();
+    write_lines(dir.path(), "README.md", &["not code"]);
+    let run = weir(&["build", dir.path().to_str().unwrap()], dir.path());
+    let error = run.failure();
+    assert!(error.contains(dir.path().to_str().unwrap()) && error.contains("no Cargo.toml (Rust), app.py (Python) or app.js"), "{error}");
+    let missing = dir.path().join("nowhere");
+    let run = weir(&["build", missing.to_str().unwrap()], dir.path());
+    assert!(run.failure().contains("nowhere: not a folder"), "{:?}", run.error);
+}
+
+#[test]
+fn weir_build_shows_where_a_python_processor_is_broken() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("broken");
+    std::fs::create_dir(&app).unwrap();
+    write_lines(&app, "app.py", &["from weir import Processor, processor", "", "@processor", "def f(record)", "    return None"]);
+    let out = dir.path().join("broken.wasm");
+    let run = weir(&["build", app.to_str().unwrap(), "-o", out.to_str().unwrap()], dir.path());
+    let error = run.failure();
+    assert!(error.contains("componentize-py") && error.contains("app.py") && error.contains("SyntaxError"), "{error}");
+    assert!(!out.exists(), "a failed build left a component behind");
+}
+
+#[test]
+fn weir_build_shows_where_a_javascript_processor_is_broken() {
+    // Inside the repository, so weir build finds the componentize-js that `npm ci` installed.
+    let dir = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).unwrap();
+    let app = dir.path().join("broken");
+    std::fs::create_dir(&app).unwrap();
+    write_lines(&app, "app.js", &["import * as weir from \"weir\";", "export const processor = weir.processor((record) => {;"]);
+    let out = dir.path().join("broken.wasm");
+    let run = weir(&["build", app.to_str().unwrap(), "-o", out.to_str().unwrap()], dir.path());
+    let error = run.failure();
+    assert!(error.contains("broken/app.js:") && error.contains("SyntaxError: Unexpected end of input"), "{error}");
+    assert!(!out.exists(), "a failed build left a component behind");
 }

@@ -2,13 +2,23 @@
 
 #![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
 
-use weir_tests::{golden, guest, weir};
+use std::path::Path;
+
+use weir_tests::{golden, guest, polyglot_cache, polyglot_guest, weir};
 
 fn assert_golden(example: &str) {
     let cache = tempfile::tempdir().unwrap();
+    assert_golden_of(example, &guest(example), cache.path());
+}
+
+/// The Python or JS `example` gives, byte for byte, what the Rust one gives.
+fn assert_same_as_rust(language: &str, example: &str) {
+    assert_golden_of(example, &polyglot_guest(language, example), &polyglot_cache());
+}
+
+fn assert_golden_of(example: &str, module: &Path, cache: &Path) {
     let input = golden(&format!("{example}.input.jsonl"));
-    let module = guest(example);
-    let run = weir(&["test", "--module", module.to_str().unwrap(), "--input", input.to_str().unwrap()], cache.path());
+    let run = weir(&["test", "--module", module.to_str().unwrap(), "--input", input.to_str().unwrap()], cache);
     let expected = std::fs::read_to_string(golden(&format!("{example}.expected.jsonl"))).unwrap();
     assert!(run.ok, "{example}: {:?}", run.error);
     let got: Vec<&str> = run.stdout.lines().collect();
@@ -34,6 +44,48 @@ fn route_by_key_sends_each_record_to_the_output_its_key_names() {
 #[test]
 fn word_count_emits_running_counts_per_partition() {
     assert_golden("word-count");
+}
+
+#[test]
+fn python_uppercase_outputs_the_same_bytes_as_rust() {
+    assert_same_as_rust("python", "uppercase");
+}
+
+#[test]
+fn python_word_count_outputs_the_same_bytes_as_rust() {
+    assert_same_as_rust("python", "word-count");
+}
+
+#[test]
+fn javascript_uppercase_outputs_the_same_bytes_as_rust() {
+    assert_same_as_rust("js", "uppercase");
+}
+
+#[test]
+fn javascript_word_count_outputs_the_same_bytes_as_rust() {
+    assert_same_as_rust("js", "word-count");
+}
+
+#[test]
+fn python_and_javascript_read_the_state_rust_wrote() {
+    // One state directory, three languages: the counts run on, since all store JSON. The
+    // store is named after the component's file, so each goes under the same name.
+    let dir = tempfile::tempdir().unwrap();
+    let input = weir_tests::write_lines(dir.path(), "in.jsonl", &[r#"{"value": "tick"}"#]);
+    let state = dir.path().join("state");
+    let builds = [("rust", guest("word-count")), ("python", polyglot_guest("python", "word-count")), ("js", polyglot_guest("js", "word-count"))];
+    let counts: Vec<String> = builds
+        .iter()
+        .map(|(language, built)| {
+            let module = dir.path().join(language).join("word-count.wasm");
+            std::fs::create_dir(module.parent().unwrap()).unwrap();
+            std::fs::copy(built, &module).unwrap();
+            let args = ["test", "-m", module.to_str().unwrap(), "-i", input.to_str().unwrap(), "--state-dir", state.to_str().unwrap()];
+            let lines = weir(&args, &polyglot_cache()).lines();
+            lines[0]["value"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(counts, ["1", "2", "3"]);
 }
 
 #[test]
