@@ -248,6 +248,33 @@ impl Drop for Weir {
     }
 }
 
+/// `n` one-word records keyed by their word (so a word always lands in the same partition),
+/// starting at `from`, over a vocabulary of 500 words.
+pub fn words(from: usize, n: usize) -> Vec<TestRecord> {
+    (from..from + n).map(|i| format!("w{}", (i * 7919) % 500)).map(|w| (w.clone(), w, Vec::new())).collect()
+}
+
+/// How many times each word occurs in `records`.
+pub fn true_counts(records: &[TestRecord]) -> HashMap<String, u64> {
+    let mut counts = HashMap::new();
+    for (word, _, _) in records {
+        *counts.entry(word.clone()).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// The last count a word count emitted for each word (outputs of one word share a partition, in
+/// order).
+pub fn last_counts(out: &[ReadRecord]) -> HashMap<String, u64> {
+    out.iter()
+        .map(|r| {
+            let key = r.key.clone().unwrap_or_else(|| panic!("a word count output without a key: {r:?}"));
+            let value = r.value.as_deref().and_then(|v| v.parse().ok());
+            (key, value.unwrap_or_else(|| panic!("a word count output whose value is not a count: {r:?}")))
+        })
+        .collect()
+}
+
 pub const LONG: Duration = Duration::from_secs(180);
 pub const QUIET: Duration = Duration::from_secs(20);
 
@@ -258,6 +285,7 @@ pub struct Setup {
     pub output: String,
     pub dir: tempfile::TempDir,
     bin: PathBuf,
+    cache: Option<PathBuf>,
 }
 
 /// Topics with `partitions` partitions; `bin` is `env!("CARGO_BIN_EXE_weir-e2e")`.
@@ -267,17 +295,29 @@ pub fn setup(bin: &str, partitions: i32) -> Setup {
     create_topic(&bootstrap, &input, partitions);
     create_topic(&bootstrap, &output, partitions);
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    Setup { bootstrap, input, output, dir, bin: PathBuf::from(bin) }
+    Setup { bootstrap, input, output, dir, bin: PathBuf::from(bin), cache: None }
 }
 
 impl Setup {
     /// A pipeline file running guest `module` from the input to the output.
     pub fn pipeline(&self, module: &str, app: &str, extra: &str) -> PathBuf {
-        pipeline_file(self.dir.path(), app, &self.bootstrap, &self.input, &self.output, &crate::guest(module), extra)
+        self.pipeline_of(&crate::guest(module), app, extra)
+    }
+
+    /// A pipeline file running the component at `module` from the input to the output.
+    pub fn pipeline_of(&self, module: &Path, app: &str, extra: &str) -> PathBuf {
+        pipeline_file(self.dir.path(), app, &self.bootstrap, &self.input, &self.output, module, extra)
+    }
+
+    /// Instances started from now on share this compiled-component cache (a fresh one by
+    /// default), so components that take seconds to compile are compiled once.
+    pub fn with_cache(mut self, cache: PathBuf) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     pub fn start(&self, pipeline: &Path, args: &[&str]) -> Weir {
-        Weir::start(&self.bin, pipeline, args, self.dir.path())
+        Weir::start(&self.bin, pipeline, args, self.cache.as_deref().unwrap_or(self.dir.path()))
     }
 }
 

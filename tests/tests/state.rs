@@ -8,29 +8,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use weir_runtime::state::{RocksStore, StateStore};
-use weir_tests::kafka::{crash_repeatedly, produce, read_committed, setup, unique, ReadRecord, TestRecord, LONG, QUIET};
+use weir_tests::kafka::{
+    crash_repeatedly, last_counts, produce, read_committed, setup, true_counts, unique, words, TestRecord, LONG, QUIET,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_weir-e2e");
 const PARTITIONS: i32 = 4;
-
-/// `n` one-word records keyed by their word (so a word always lands in the same partition),
-/// starting at `from`, over a vocabulary of 500 words.
-fn words(from: usize, n: usize) -> Vec<TestRecord> {
-    (from..from + n).map(|i| format!("w{}", (i * 7919) % 500)).map(|w| (w.clone(), w, Vec::new())).collect()
-}
-
-fn true_counts(records: &[TestRecord]) -> HashMap<String, u64> {
-    let mut counts = HashMap::new();
-    for (word, _, _) in records {
-        *counts.entry(word.clone()).or_insert(0) += 1;
-    }
-    counts
-}
-
-/// The last count emitted for each word (outputs of one word share a partition, in order).
-fn last_counts(out: &[ReadRecord]) -> HashMap<String, u64> {
-    out.iter().map(|r| (r.key.clone().unwrap(), r.value.as_deref().unwrap().parse().unwrap())).collect()
-}
 
 /// Every count in the RocksDB stores under `state_dir` for application `app`.
 fn stored_counts(state_dir: &Path, app: &str) -> HashMap<String, u64> {

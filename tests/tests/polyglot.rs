@@ -1,0 +1,42 @@
+//! Python and JavaScript processors in real pipelines, against the real broker: the same
+//! exactly-once guarantees as Rust ones, state included.
+
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
+
+use weir_tests::kafka::{crash_repeatedly, last_counts, produce, read_committed, setup, true_counts, unique, words, LONG, QUIET};
+use weir_tests::{polyglot_cache, polyglot_guest};
+
+const BIN: &str = env!("CARGO_BIN_EXE_weir-e2e");
+
+#[test]
+fn a_python_word_count_stays_exact_across_sigkill_crashes() {
+    let s = setup(BIN, 2).with_cache(polyglot_cache());
+    let app = unique("py-wc");
+    let pipeline = s.pipeline_of(&polyglot_guest("python", "word-count"), &app, "");
+    let input = words(0, 30_000);
+    let truth = true_counts(&input);
+    let out = crash_repeatedly(&s, &pipeline, input, 5, 30_000);
+    assert_eq!(out.len(), 30_000, "one output per word, exactly once");
+    assert_eq!(last_counts(&out), truth, "the last count emitted for every word is its true count");
+}
+
+#[test]
+fn a_javascript_uppercase_pipeline_uppercases_every_record_once_keeping_keys_and_headers() {
+    let s = setup(BIN, 2).with_cache(polyglot_cache());
+    let pipeline = s.pipeline_of(&polyglot_guest("js", "uppercase"), &unique("js-up"), "");
+    let input: Vec<_> = (0..2_000).map(|i| (format!("k{i}"), format!("record {i}"), vec![("n".into(), i.to_string())])).collect();
+    produce(&s.bootstrap, &s.input, &input, None);
+    let mut weir = s.start(&pipeline, &[]);
+    weir.wait_for_log("partitions assigned", LONG);
+    let mut out = read_committed(&s.bootstrap, &s.output, 2_000, QUIET, LONG);
+    let log = weir.log();
+    weir.stop();
+    assert_eq!(out.len(), 2_000, "weir's log:\n{log}");
+    out.sort_by_key(|r| r.key.as_deref().and_then(|k| k[1..].parse::<u32>().ok()));
+    assert_eq!(out.len(), 2_000);
+    for (i, r) in out.iter().enumerate() {
+        assert_eq!(r.key.as_deref(), Some(format!("k{i}").as_str()));
+        assert_eq!(r.value.as_deref(), Some(format!("RECORD {i}").as_str()));
+        assert_eq!(r.headers, vec![("n".to_owned(), i.to_string())]);
+    }
+}
