@@ -17,7 +17,12 @@ export WEIR_KAFKA_BOOTSTRAP
 $already_running || trap './scripts/kafka.sh stop' EXIT
 echo "broker at $WEIR_KAFKA_BOOTSTRAP" >&2
 
-step "build (release; the guests are built by tests/build.rs)"
+step "Python and JavaScript guest toolchains (componentize-py from PyPI, componentize-js from npm)"
+python3 -m pip install -q --disable-pip-version-check componentize-py==0.25.1 >&2
+command -v componentize-py >/dev/null || { echo "componentize-py installed but not on PATH" >&2; exit 1; }
+npm ci --no-audit --no-fund --loglevel=error >&2
+
+step "build (release; Rust guests by tests/build.rs, Python and JS ones by weir build in the tests)"
 cargo build --release --workspace --all-targets
 
 step "tests"

@@ -1,7 +1,7 @@
 //! Records on their way into a guest ([`Batch`]) and back out ([`Outputs`]).
 //!
-//! Both sides use the columnar encoding of `wit/processor.wit`: integer columns and one byte
-//! buffer per batch. A [`Batch`] is reusable: [`Batch::clear`] keeps its buffers, so a
+//! Both sides use the columnar encoding of `wit/processor.wit`: packed little-endian number
+//! columns and one byte buffer per batch. A [`Batch`] is reusable: [`Batch::clear`] keeps its buffers, so a
 //! steady-state pipeline allocates nothing per batch on the host side.
 
 use crate::engine::bindings::weir::processor::types as wit;
@@ -14,6 +14,36 @@ const RECORD_STRIDE: usize = 6;
 const OUTPUT_STRIDE: usize = 8;
 /// Numbers per header in `headers`.
 const HEADER_STRIDE: usize = 4;
+
+/// The WIT's packed number columns: `u32-column` (4 little-endian bytes each) and `s64-column`
+/// (8 each).
+mod column {
+    pub fn push_u32s(column: &mut Vec<u8>, values: &[u32]) {
+        for v in values {
+            column.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    pub fn push_i64(column: &mut Vec<u8>, value: i64) {
+        column.extend_from_slice(&value.to_le_bytes());
+    }
+
+    /// Row `row` of a u32 column with `N` numbers per row.
+    pub fn u32s<const N: usize>(column: &[u8], row: usize) -> Option<[u32; N]> {
+        let bytes = column.get(row * N * 4..(row + 1) * N * 4)?;
+        let mut out = [0; N];
+        for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+            *o = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+        Some(out)
+    }
+
+    /// Number `i` of an s64 column.
+    pub fn i64_at(column: &[u8], i: usize) -> Option<i64> {
+        let bytes = column.get(i * 8..i * 8 + 8)?;
+        <[u8; 8]>::try_from(bytes).ok().map(i64::from_le_bytes)
+    }
+}
 
 /// A batch of records from one partition of one input, ready to hand to a guest.
 #[derive(Debug)]
@@ -70,22 +100,22 @@ impl Batch {
         headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
     ) {
         let w = &mut self.wit;
-        let first_header = (w.headers.len() / HEADER_STRIDE) as u32;
+        let first_header = (w.headers.len() / (4 * HEADER_STRIDE)) as u32;
         let [key_at, key_len] = append(&mut w.data, key);
         let [value_at, value_len] = append(&mut w.data, value);
         for (name, value) in headers {
             let [name_at, name_len] = append(&mut w.data, Some(name));
             let [value_at, value_len] = append(&mut w.data, Some(value));
-            w.headers.extend_from_slice(&[name_at, name_len, value_at, value_len]);
+            column::push_u32s(&mut w.headers, &[name_at, name_len, value_at, value_len]);
         }
-        let header_count = (w.headers.len() / HEADER_STRIDE) as u32 - first_header;
-        w.offsets.push(offset);
-        w.timestamps.push(timestamp.unwrap_or(-1));
-        w.records.extend_from_slice(&[key_at, key_len, value_at, value_len, first_header, header_count]);
+        let header_count = (w.headers.len() / (4 * HEADER_STRIDE)) as u32 - first_header;
+        column::push_i64(&mut w.offsets, offset);
+        column::push_i64(&mut w.timestamps, timestamp.unwrap_or(-1));
+        column::push_u32s(&mut w.records, &[key_at, key_len, value_at, value_len, first_header, header_count]);
     }
 
     pub fn len(&self) -> usize {
-        self.wit.offsets.len()
+        self.wit.offsets.len() / 8
     }
 
     pub fn is_empty(&self) -> bool {
@@ -102,11 +132,11 @@ impl Batch {
 
     /// The offset of record `i`.
     pub fn offset(&self, i: usize) -> Option<i64> {
-        self.wit.offsets.get(i).copied()
+        column::i64_at(&self.wit.offsets, i)
     }
 
-    fn columns(&self, i: usize) -> Option<&[u32]> {
-        self.wit.records.get(i * RECORD_STRIDE..(i + 1) * RECORD_STRIDE)
+    fn columns(&self, i: usize) -> Option<[u32; RECORD_STRIDE]> {
+        column::u32s(&self.wit.records, i)
     }
 
     /// The key of record `i`.
@@ -123,7 +153,7 @@ impl Batch {
 
     /// The timestamp of record `i`.
     pub fn timestamp(&self, i: usize) -> Option<i64> {
-        self.wit.timestamps.get(i).copied().filter(|&t| t >= 0)
+        column::i64_at(&self.wit.timestamps, i).filter(|&t| t >= 0)
     }
 
     /// The headers of record `i`.
@@ -162,11 +192,9 @@ fn bytes(data: &[u8], at: u32, len: u32) -> Option<&[u8]> {
     data.get(at as usize..(at as usize).checked_add(len as usize)?)
 }
 
-fn headers<'a>(columns: &'a [u32], data: &'a [u8], first: usize, count: usize) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
-    columns
-        .get(first * HEADER_STRIDE..(first + count) * HEADER_STRIDE)
-        .unwrap_or_default()
-        .chunks_exact(HEADER_STRIDE)
+fn headers<'a>(columns: &'a [u8], data: &'a [u8], first: usize, count: usize) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+    (first..first.saturating_add(count))
+        .map_while(move |h| column::u32s::<HEADER_STRIDE>(columns, h))
         .map(move |h| (bytes(data, h[0], h[1]).unwrap_or_default(), bytes(data, h[2], h[3]).unwrap_or_default()))
 }
 
@@ -181,27 +209,34 @@ impl Outputs {
     /// Checks the guest's answer against the batch it answers. The error says which output is
     /// malformed and how.
     pub(crate) fn check(wit: wit::Outputs, batch_len: usize) -> Result<Self, (usize, String)> {
-        let n = wit.sources.len();
-        if wit.records.len() != n * OUTPUT_STRIDE || wit.timestamps.len() != n || !wit.headers.len().is_multiple_of(HEADER_STRIDE) {
+        let n = wit.sources.len() / 4;
+        let whole = wit.sources.len().is_multiple_of(4) && wit.headers.len().is_multiple_of(4 * HEADER_STRIDE);
+        if !whole || wit.records.len() != n * OUTPUT_STRIDE * 4 || wit.timestamps.len() != n * 8 {
             return Err((0, format!(
-                "output columns disagree: {} sources, {} timestamps, {} record numbers, {} header numbers",
-                n, wit.timestamps.len(), wit.records.len(), wit.headers.len()
+                "output columns disagree: {} bytes of sources, {} of timestamps, {} of record numbers, {} of header numbers",
+                wit.sources.len(), wit.timestamps.len(), wit.records.len(), wit.headers.len()
             )));
         }
         let in_bounds = |at: u32, len: u32| len == ABSENT || bytes(&wit.data, at, len).is_some();
-        if let Some(h) = wit.headers.chunks_exact(HEADER_STRIDE).position(|h| !(in_bounds(h[0], h[1]) && in_bounds(h[2], h[3])) || h[1] == ABSENT || h[3] == ABSENT) {
+        let header_count = wit.headers.len() / (4 * HEADER_STRIDE);
+        let bad_header = (0..header_count).filter_map(|h| column::u32s::<HEADER_STRIDE>(&wit.headers, h)).position(|h| {
+            !(in_bounds(h[0], h[1]) && in_bounds(h[2], h[3])) || h[1] == ABSENT || h[3] == ABSENT
+        });
+        if let Some(h) = bad_header {
             return Err((0, format!("header {h} points outside the output data")));
         }
-        let header_count = wit.headers.len() / HEADER_STRIDE;
-        for (i, c) in wit.records.chunks_exact(OUTPUT_STRIDE).enumerate() {
+        for i in 0..n {
+            let (Some(c), Some([source])) = (column::u32s::<OUTPUT_STRIDE>(&wit.records, i), column::u32s::<1>(&wit.sources, i)) else {
+                return Err((i, format!("output {i} is cut short")));
+            };
             if !(in_bounds(c[0], c[1]) && in_bounds(c[2], c[3]) && in_bounds(c[4], c[5])) {
                 return Err((i, format!("output {i} points outside the output data")));
             }
             if (c[6] as usize).saturating_add(c[7] as usize) > header_count {
                 return Err((i, format!("output {i} names headers beyond the list")));
             }
-            if wit.sources[i] as usize >= batch_len {
-                return Err((i, format!("output {i} answers record {} of a batch of {batch_len}", wit.sources[i])));
+            if source as usize >= batch_len {
+                return Err((i, format!("output {i} answers record {source} of a batch of {batch_len}")));
             }
             if bytes(&wit.data, c[0], c[1]).is_some_and(|t| std::str::from_utf8(t).is_err()) {
                 return Err((i, format!("output {i} names a topic that is not UTF-8")));
@@ -211,7 +246,7 @@ impl Outputs {
     }
 
     pub fn len(&self) -> usize {
-        self.wit.sources.len()
+        self.wit.sources.len() / 4
     }
 
     pub fn is_empty(&self) -> bool {
@@ -219,7 +254,12 @@ impl Outputs {
     }
 
     pub fn iter(&self) -> impl ExactSizeIterator<Item = OutputRef<'_>> {
-        (0..self.len()).map(move |index| OutputRef { all: &self.wit, index })
+        // Every row is there: `check` saw the column lengths agree.
+        (0..self.len()).map(move |index| OutputRef {
+            all: &self.wit,
+            index,
+            row: column::u32s(&self.wit.records, index).unwrap_or_default(),
+        })
     }
 }
 
@@ -228,11 +268,12 @@ impl Outputs {
 pub struct OutputRef<'a> {
     all: &'a wit::Outputs,
     index: usize,
+    row: [u32; OUTPUT_STRIDE],
 }
 
 impl<'a> OutputRef<'a> {
     fn column(&self, c: usize) -> u32 {
-        self.all.records[self.index * OUTPUT_STRIDE + c]
+        self.row[c]
     }
 
     fn bytes(&self, c: usize) -> Option<&'a [u8]> {
@@ -255,12 +296,12 @@ impl<'a> OutputRef<'a> {
 
     /// The timestamp the guest set, if any.
     pub fn timestamp(&self) -> Option<i64> {
-        Some(self.all.timestamps[self.index]).filter(|&t| t >= 0)
+        column::i64_at(&self.all.timestamps, self.index).filter(|&t| t >= 0)
     }
 
     /// Index in the batch of the record this output answers.
     pub fn source(&self) -> usize {
-        self.all.sources[self.index] as usize
+        column::u32s::<1>(&self.all.sources, self.index).map_or(0, |[s]| s as usize)
     }
 
     pub fn headers(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {

@@ -11,8 +11,8 @@
 // This module turns weir's columnar batches (see wit/processor.wit) into records and outputs
 // back into columns, so user code never sees them.
 
-import * as host from "weir:processor/state@0.1.0";
-import { log as hostLog } from "weir:processor/log@0.1.0";
+import * as host from "weir:processor/state@0.2.0";
+import { log as hostLog } from "weir:processor/log@0.2.0";
 
 const ABSENT = 0xffffffff;
 const RECORD_STRIDE = 6;
@@ -52,11 +52,13 @@ export function processor(fn, { config: accepted = [] } = {}) {
       return { tag: "ok", val: undefined };
     },
     process(batch) {
-      const sink = new Sink(batch.offsets.length, batch.data.length);
-      for (let index = 0; index < batch.offsets.length; index++) {
+      const columns = new Columns(batch);
+      const count = columns.offsets.length;
+      const sink = new Sink(count, batch.data.length);
+      for (let index = 0; index < count; index++) {
         sink.source = index;
         try {
-          sink.emit(fn(new Record(batch, index)));
+          sink.emit(fn(new Record(columns, index)));
         } catch (error) {
           log.error(`record ${index}: ${describe(error)}`);
           return { tag: "err", val: { record: index, message: describe(error) } };
@@ -71,44 +73,67 @@ function slice(data, at, len) {
   return len === ABSENT ? null : data.subarray(at, at + len);
 }
 
+/** A view of packed little-endian numbers as a typed array, without a copy when aligned. */
+function view(Type, bytes) {
+  const aligned = bytes.byteOffset % Type.BYTES_PER_ELEMENT === 0 ? bytes : bytes.slice();
+  return new Type(aligned.buffer, aligned.byteOffset, aligned.byteLength / Type.BYTES_PER_ELEMENT);
+}
+
+/** The bytes of a typed array, as the WIT's packed columns take them. */
+function packed(array) {
+  return new Uint8Array(array.buffer, array.byteOffset, array.byteLength);
+}
+
+/** A batch's packed number columns, read in place. */
+class Columns {
+  constructor(batch) {
+    this.batch = batch;
+    this.data = batch.data;
+    this.records = view(Uint32Array, batch.records);
+    this.headers = view(Uint32Array, batch.headers);
+    this.offsets = view(BigInt64Array, batch.offsets);
+    this.timestamps = view(BigInt64Array, batch.timestamps);
+  }
+}
+
 /**
  * One input record. `key` and `value` are Uint8Arrays, or null when absent (a null value is a
  * tombstone); `timestamp` is milliseconds since the Unix epoch, or null.
  */
 export class Record {
-  constructor(batch, index) {
+  constructor(columns, index) {
     const at = index * RECORD_STRIDE;
-    const columns = batch.records;
-    this.batch = batch;
+    const records = columns.records;
+    this.columns = columns;
     this.index = index;
-    this.key = slice(batch.data, columns[at], columns[at + 1]);
-    this.value = slice(batch.data, columns[at + 2], columns[at + 3]);
+    this.key = slice(columns.data, records[at], records[at + 1]);
+    this.value = slice(columns.data, records[at + 2], records[at + 3]);
   }
 
   get topic() {
-    return this.batch.topic;
+    return this.columns.batch.topic;
   }
 
   get partition() {
-    return this.batch.partition;
+    return this.columns.batch.partition;
   }
 
   get input() {
-    return this.batch.input;
+    return this.columns.batch.input;
   }
 
   get offset() {
-    return Number(this.batch.offsets[this.index]);
+    return Number(this.columns.offsets[this.index]);
   }
 
   get timestamp() {
-    const millis = Number(this.batch.timestamps[this.index]);
+    const millis = Number(this.columns.timestamps[this.index]);
     return millis < 0 ? null : millis;
   }
 
   /** The headers as [name, value] pairs, in order; names may repeat. */
   get headers() {
-    const { headers: columns, data, records } = this.batch;
+    const { headers: columns, data, records } = this.columns;
     const first = records[this.index * RECORD_STRIDE + 4];
     const count = records[this.index * RECORD_STRIDE + 5];
     const pairs = [];
@@ -139,8 +164,9 @@ export class Record {
   /** An output like this record (same key, headers and timestamp) with the value mapped by
    * `f`; a tombstone stays a tombstone. */
   mapValue(f) {
-    const value = this.value === null ? null : f(this.value);
-    return new Output(value, { key: this.key, headers: this.headers, source: this });
+    const value = this.value === null ? null : bytes(f(this.value), "value");
+    const hasHeaders = this.columns.records[this.index * RECORD_STRIDE + 5] !== 0;
+    return output(value, this.key, null, hasHeaders ? this.headers : NO_HEADERS, null, this);
   }
 
   /** An output identical to this record, for the default output. */
@@ -167,19 +193,46 @@ function bytes(value, what) {
  * answers.
  */
 export class Output {
-  constructor(value, { key = null, topic = null, headers = [], timestamp = null, source = null } = {}) {
+  constructor(value, options) {
+    const { key = null, topic = null, headers = NO_HEADERS, timestamp = null, source = null } = options ?? {};
     this.value = bytes(value, "value");
     this.key = bytes(key, "key");
     this.topic = topic;
-    this.headers = headers.map(([name, v]) => [name, bytes(v, `header ${name}`)]);
+    this.headers = headers.length ? headers.map(([name, v]) => [name, bytes(v, `header ${name}`)]) : NO_HEADERS;
     this.timestamp = timestamp;
     this.source = source;
   }
 }
 
+const NO_HEADERS = Object.freeze([]);
+
+/** An Output from parts already checked: the per-record fast path of `mapValue`. */
+function output(value, key, topic, headers, timestamp, source) {
+  const o = Object.create(Output.prototype);
+  o.value = value;
+  o.key = key;
+  o.topic = topic;
+  o.headers = headers;
+  o.timestamp = timestamp;
+  o.source = source;
+  return o;
+}
+
+const latin1 = new TextDecoder("latin1");
+const NON_ASCII = /[^\x00-\x7f]/;
+
 /** ASCII-only uppercase of bytes, like Rust's `to_ascii_uppercase`. */
 export function asciiUpper(value) {
-  return value.map((b) => (b >= 0x61 && b <= 0x7a ? b - 0x20 : b));
+  // The engine's own string functions beat a byte loop in the interpreter by far; for ASCII
+  // text, toUpperCase is exactly the ASCII mapping.
+  const text = latin1.decode(value);
+  if (!NON_ASCII.test(text)) return encoder.encode(text.toUpperCase());
+  const out = new Uint8Array(value.length);
+  for (let i = 0; i < value.length; i++) {
+    const b = value[i];
+    out[i] = b >= 0x61 && b <= 0x7a ? b - 0x20 : b;
+  }
+  return out;
 }
 
 /** A growable typed array. */
@@ -197,13 +250,21 @@ class Column {
     }
   }
 
-  push(...values) {
-    this.reserve(values.length);
-    for (const v of values) this.array[this.length++] = v;
+  push2(a, b) {
+    if (this.length + 2 > this.array.length) this.reserve(2);
+    this.array[this.length] = a;
+    this.array[this.length + 1] = b;
+    this.length += 2;
   }
 
+  push1(a) {
+    if (this.length + 1 > this.array.length) this.reserve(1);
+    this.array[this.length++] = a;
+  }
+
+  /** The packed bytes of what was pushed. */
   finish() {
-    return this.array.subarray(0, this.length);
+    return packed(this.array.subarray(0, this.length));
   }
 }
 
@@ -218,28 +279,37 @@ class Sink {
     this.source = 0;
   }
 
-  append(b) {
-    if (b === null) return [0, ABSENT];
-    const at = this.data.length;
-    this.data.reserve(b.length);
-    this.data.array.set(b, at);
-    this.data.length += b.length;
-    return [at, b.length];
+  /** Appends `b` to the data and its (offset, length) to `column`. */
+  append(column, b) {
+    if (b === null) {
+      column.push2(0, ABSENT);
+      return;
+    }
+    const data = this.data;
+    const at = data.length;
+    if (at + b.length > data.array.length) data.reserve(b.length);
+    data.array.set(b, at);
+    data.length = at + b.length;
+    column.push2(at, b.length);
   }
 
   push(o) {
     if (!(o instanceof Output)) {
       throw new TypeError(`a processor returns an Output, an array of Outputs or undefined, not ${typeof o}`);
     }
+    const records = this.records;
+    const headerCount = o.headers.length;
     const firstHeader = this.headers.length / HEADER_STRIDE;
-    for (const [name, value] of o.headers) {
-      this.headers.push(...this.append(encoder.encode(name)), ...this.append(value));
+    for (let h = 0; h < headerCount; h++) {
+      this.append(this.headers, encoder.encode(o.headers[h][0]));
+      this.append(this.headers, o.headers[h][1]);
     }
-    const topic = o.topic === null || o.topic === undefined ? null : encoder.encode(o.topic);
-    this.records.push(...this.append(topic), ...this.append(o.key), ...this.append(o.value));
-    this.records.push(firstHeader, o.headers.length);
-    this.sources.push(o.source === null ? this.source : o.source.index);
-    this.timestamps.push(BigInt(o.timestamp === null ? -1 : o.timestamp));
+    this.append(records, o.topic === null || o.topic === undefined ? null : encoder.encode(o.topic));
+    this.append(records, o.key);
+    this.append(records, o.value);
+    records.push2(firstHeader, headerCount);
+    this.sources.push1(o.source === null ? this.source : o.source.index);
+    this.timestamps.push1(o.timestamp === null ? -1n : BigInt(o.timestamp));
   }
 
   emit(result) {
@@ -257,7 +327,7 @@ class Sink {
       sources: this.sources.finish(),
       timestamps: this.timestamps.finish(),
       headers: this.headers.finish(),
-      data: this.data.finish(),
+      data: this.data.array.subarray(0, this.data.length),
     };
   }
 }

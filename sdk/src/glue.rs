@@ -52,7 +52,7 @@ pub fn process_batch<R: IntoOutputs>(
     f: impl Fn(&Batch<'_>) -> R,
 ) -> Result<wit::Outputs, wit::ProcessingError> {
     let mut sink = OutputSink::for_batch(batch);
-    sink.source = batch.offsets.len().saturating_sub(1) as u32;
+    sink.source = (batch.offsets.len() / 8).saturating_sub(1) as u32;
     f(&Batch::new(batch))
         .emit(&mut sink)
         .map_err(|e| wit::ProcessingError { record: e.record, message: e.message })?;

@@ -1,5 +1,5 @@
 use crate::bindings::weir::processor::types as wit;
-use crate::record::{append, HEADER_STRIDE};
+use crate::record::{append, column, HEADER_STRIDE};
 use crate::{Error, Record};
 
 /// One record to produce.
@@ -146,11 +146,11 @@ pub struct OutputSink {
 
 impl OutputSink {
     pub(crate) fn for_batch(batch: &wit::Batch) -> Self {
-        let n = batch.offsets.len();
+        let n = batch.offsets.len() / 8;
         let out = wit::Outputs {
-            records: Vec::with_capacity(n * 8),
-            sources: Vec::with_capacity(n),
-            timestamps: Vec::with_capacity(n),
+            records: Vec::with_capacity(n * 8 * 4),
+            sources: Vec::with_capacity(n * 4),
+            timestamps: Vec::with_capacity(n * 8),
             headers: Vec::new(),
             data: Vec::with_capacity(batch.data.len()),
         };
@@ -162,21 +162,21 @@ impl OutputSink {
     }
 
     pub(crate) fn push(&mut self, o: Output) {
-        let first_header = (self.out.headers.len() / HEADER_STRIDE) as u32;
+        let first_header = (self.out.headers.len() / (4 * HEADER_STRIDE)) as u32;
         for (name, value) in &o.headers {
             let [name_at, name_len] = self.append(Some(name.as_bytes()));
             let [value_at, value_len] = self.append(Some(value));
-            self.out.headers.extend_from_slice(&[name_at, name_len, value_at, value_len]);
+            column::push_u32s(&mut self.out.headers, &[name_at, name_len, value_at, value_len]);
         }
         let [topic_at, topic_len] = self.append(o.topic.as_deref().map(str::as_bytes));
         let [key_at, key_len] = self.append(o.key.as_deref());
         let [value_at, value_len] = self.append(o.value.as_deref());
         let header_count = o.headers.len() as u32;
-        self.out.records.extend_from_slice(&[
+        column::push_u32s(&mut self.out.records, &[
             topic_at, topic_len, key_at, key_len, value_at, value_len, first_header, header_count,
         ]);
-        self.out.sources.push(o.source.unwrap_or(self.source));
-        self.out.timestamps.push(o.timestamp.unwrap_or(-1));
+        column::push_u32s(&mut self.out.sources, &[o.source.unwrap_or(self.source)]);
+        column::push_i64(&mut self.out.timestamps, o.timestamp.unwrap_or(-1));
     }
 
     pub(crate) fn finish(self) -> wit::Outputs {

@@ -26,7 +26,7 @@ impl<'a> Batch<'a> {
     }
 
     pub fn len(&self) -> usize {
-        self.wit.offsets.len()
+        self.wit.offsets.len() / 8
     }
 
     pub fn is_empty(&self) -> bool {
@@ -40,11 +40,10 @@ impl<'a> Batch<'a> {
 
     /// The records in offset order.
     pub fn records(&self) -> impl ExactSizeIterator<Item = Record<'a>> + 'a {
-        static EMPTY: [u32; RECORD_STRIDE] = [0, ABSENT, 0, ABSENT, 0, 0];
         let batch = self.wit;
-        batch.records.chunks_exact(RECORD_STRIDE).enumerate().map(move |(i, c)| Record {
+        batch.records.chunks_exact(4 * RECORD_STRIDE).enumerate().map(move |(i, row)| Record {
             batch,
-            columns: c.try_into().unwrap_or(&EMPTY),
+            columns: column::row(row),
             index: i as u32,
         })
     }
@@ -55,11 +54,45 @@ pub(crate) const ABSENT: u32 = u32::MAX;
 const RECORD_STRIDE: usize = 6;
 pub(crate) const HEADER_STRIDE: usize = 4;
 
+/// The WIT's packed number columns: `u32-column` (4 little-endian bytes each) and `s64-column`
+/// (8 each).
+pub(crate) mod column {
+    pub fn push_u32s(column: &mut Vec<u8>, values: &[u32]) {
+        for v in values {
+            column.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    pub fn push_i64(column: &mut Vec<u8>, value: i64) {
+        column.extend_from_slice(&value.to_le_bytes());
+    }
+
+    /// The numbers in `bytes`, a whole row (extra numbers stay 0).
+    pub fn row<const N: usize>(bytes: &[u8]) -> [u32; N] {
+        let mut out = [0; N];
+        for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+            *o = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+        out
+    }
+
+    /// Row `row` of a u32 column with `N` numbers per row.
+    pub fn u32s<const N: usize>(column: &[u8], row: usize) -> Option<[u32; N]> {
+        column.get(row * N * 4..(row + 1) * N * 4).map(self::row)
+    }
+
+    /// Number `i` of an s64 column.
+    pub fn i64_at(column: &[u8], i: usize) -> Option<i64> {
+        let bytes = column.get(i * 8..i * 8 + 8)?;
+        <[u8; 8]>::try_from(bytes).ok().map(i64::from_le_bytes)
+    }
+}
+
 /// One input record. Its bytes are borrowed from the batch: no copies.
 #[derive(Debug, Clone, Copy)]
 pub struct Record<'a> {
     batch: &'a wit::Batch,
-    columns: &'a [u32; RECORD_STRIDE],
+    columns: [u32; RECORD_STRIDE],
     index: u32,
 }
 
@@ -86,8 +119,7 @@ pub(crate) fn bytes(data: &[u8], at: u32, len: u32) -> Option<&[u8]> {
 
 impl<'a> Record<'a> {
     fn new(batch: &'a wit::Batch, index: usize) -> Option<Self> {
-        let columns = batch.records.get(index * RECORD_STRIDE..(index + 1) * RECORD_STRIDE)?;
-        let columns = columns.try_into().ok()?;
+        let columns = column::u32s(&batch.records, index)?;
         Some(Record { batch, columns, index: index as u32 })
     }
 
@@ -105,12 +137,12 @@ impl<'a> Record<'a> {
     }
 
     pub fn offset(&self) -> i64 {
-        self.batch.offsets.get(self.index()).copied().unwrap_or(-1)
+        column::i64_at(&self.batch.offsets, self.index()).unwrap_or(-1)
     }
 
     /// Milliseconds since the Unix epoch, if the record has a timestamp.
     pub fn timestamp(&self) -> Option<i64> {
-        self.batch.timestamps.get(self.index()).copied().filter(|&t| t >= 0)
+        column::i64_at(&self.batch.timestamps, self.index()).filter(|&t| t >= 0)
     }
 
     /// The record's position in its batch.
@@ -142,8 +174,8 @@ impl<'a> Record<'a> {
     /// The headers, in order; names may repeat.
     pub fn headers(&self) -> Headers<'a> {
         let (first, count) = (self.columns[4] as usize, self.columns[5] as usize);
-        let columns = self.batch.headers.get(first * HEADER_STRIDE..(first + count) * HEADER_STRIDE);
-        Headers { columns: columns.unwrap_or_default().chunks_exact(HEADER_STRIDE), data: &self.batch.data }
+        let columns = self.batch.headers.get(first * 4 * HEADER_STRIDE..(first + count) * 4 * HEADER_STRIDE);
+        Headers { columns: columns.unwrap_or_default().chunks_exact(4 * HEADER_STRIDE), data: &self.batch.data }
     }
 
     /// The value of the first header called `name`.
@@ -171,7 +203,7 @@ impl<'a> Record<'a> {
 /// name that is not reads as the empty string.
 #[derive(Debug, Clone)]
 pub struct Headers<'a> {
-    columns: std::slice::ChunksExact<'a, u32>,
+    columns: std::slice::ChunksExact<'a, u8>,
     data: &'a [u8],
 }
 
@@ -179,7 +211,7 @@ impl<'a> Iterator for Headers<'a> {
     type Item = (&'a str, &'a [u8]);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let h = self.columns.next()?;
+        let h: [u32; HEADER_STRIDE] = column::row(self.columns.next()?);
         let name = bytes(self.data, h[0], h[1]).and_then(|n| std::str::from_utf8(n).ok()).unwrap_or_default();
         Some((name, bytes(self.data, h[2], h[3]).unwrap_or_default()))
     }

@@ -15,7 +15,7 @@
 //! ```
 
 use crate::bindings::weir::processor::types as wit;
-use crate::record::{append, bytes, HEADER_STRIDE};
+use crate::record::{append, bytes, column, HEADER_STRIDE};
 use crate::{Batch, Error, IntoOutputs, Output, Record};
 
 /// A batch built in memory.
@@ -46,17 +46,18 @@ impl TestBatch {
 
     /// Appends a record with this key and value, the next offset, and the given headers.
     pub fn push(&mut self, key: Option<&[u8]>, value: Option<&[u8]>, headers: &[(&str, &[u8])]) {
-        let first_header = (self.wit.headers.len() / HEADER_STRIDE) as u32;
+        let first_header = (self.wit.headers.len() / (4 * HEADER_STRIDE)) as u32;
         for (name, value) in headers {
             let [name_at, name_len] = self.append(Some(name.as_bytes()));
             let [value_at, value_len] = self.append(Some(value));
-            self.wit.headers.extend_from_slice(&[name_at, name_len, value_at, value_len]);
+            column::push_u32s(&mut self.wit.headers, &[name_at, name_len, value_at, value_len]);
         }
         let [key_at, key_len] = self.append(key);
         let [value_at, value_len] = self.append(value);
-        self.wit.offsets.push(self.wit.offsets.len() as i64);
-        self.wit.timestamps.push(-1);
-        self.wit.records.extend_from_slice(&[key_at, key_len, value_at, value_len, first_header, headers.len() as u32]);
+        let offset = (self.wit.offsets.len() / 8) as i64;
+        column::push_i64(&mut self.wit.offsets, offset);
+        column::push_i64(&mut self.wit.timestamps, -1);
+        column::push_u32s(&mut self.wit.records, &[key_at, key_len, value_at, value_len, first_header, headers.len() as u32]);
     }
 
     /// Appends a record with a UTF-8 key and value.
@@ -84,7 +85,7 @@ impl TestBatch {
     /// side of the benchmark, doing exactly the work the wasm glue does.
     pub fn run_encoded<R: IntoOutputs>(&self, f: impl Fn(&Record<'_>) -> R) -> Result<usize, Error> {
         let out = crate::glue::process_each(&self.wit, f).map_err(from_wit)?;
-        Ok(out.sources.len())
+        Ok(out.sources.len() / 4)
     }
 }
 
@@ -96,21 +97,19 @@ fn decode(out: &wit::Outputs) -> Vec<Output> {
     let owned = |at: u32, len: u32| bytes(&out.data, at, len).map(<[u8]>::to_vec);
     let text = |at: u32, len: u32| owned(at, len).map(|b| String::from_utf8_lossy(&b).into_owned());
     out.records
-        .chunks_exact(8)
+        .chunks_exact(4 * 8)
+        .map(column::row::<8>)
         .enumerate()
         .map(|(i, c)| Output {
             topic: text(c[0], c[1]),
             key: owned(c[2], c[3]),
             value: owned(c[4], c[5]),
-            headers: out
-                .headers
-                .get(c[6] as usize * HEADER_STRIDE..(c[6] + c[7]) as usize * HEADER_STRIDE)
-                .unwrap_or_default()
-                .chunks_exact(HEADER_STRIDE)
+            headers: (c[6] as usize..(c[6] + c[7]) as usize)
+                .filter_map(|h| column::u32s::<HEADER_STRIDE>(&out.headers, h))
                 .map(|h| (text(h[0], h[1]).unwrap_or_default(), owned(h[2], h[3]).unwrap_or_default()))
                 .collect(),
-            timestamp: out.timestamps.get(i).copied().filter(|&t| t >= 0),
-            source: out.sources.get(i).copied(),
+            timestamp: column::i64_at(&out.timestamps, i).filter(|&t| t >= 0),
+            source: column::u32s::<1>(&out.sources, i).map(|[s]| s),
         })
         .collect()
 }

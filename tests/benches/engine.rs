@@ -10,6 +10,9 @@
 //!   committing the state to the store is timed apart, since a pipeline commits once per
 //!   transaction, not once per batch.
 //!
+//! - `uppercase` in Rust, Python and JavaScript: the same processor through the same host path,
+//!   ns per record at batch sizes 100 and 1000, with each language's ratio to Rust.
+//!
 //! Run: `cargo bench -p weir-tests --bench engine` (figures are best of several rounds).
 
 use std::hint::black_box;
@@ -19,7 +22,7 @@ use weir_runtime::engine::{Engine, EngineOptions, Instance, Module};
 use weir_runtime::record::Batch;
 use weir_runtime::state::{MemoryStore, RocksStore, StateStore};
 use weir_sdk::testing::{reset_state, TestBatch};
-use weir_tests::guest;
+use weir_tests::{guest, polyglot_cache, polyglot_guest};
 
 const ROUNDS: usize = 7;
 
@@ -143,6 +146,9 @@ fn main() {
         println!("{batch_size:>6} {wasm:>10.0} {native:>10.0} {:>10.0}", wasm - native);
     }
     }
+    if wanted("languages") {
+        languages(&uppercase, &overhead);
+    }
     if !wanted("word-count") {
         return;
     }
@@ -168,5 +174,31 @@ fn main() {
             let per_call = (wasm - native - overhead[&batch_size]) / 2.0;
             println!("{batch_size:>6} {name:>10} {wasm:>10.0} {native:>10.0} {per_call:>14.0} {commit:>10.0}");
         }
+    }
+}
+
+/// `uppercase` written in Rust, Python and JavaScript, through the same host path.
+fn languages(rust: &Module, rust_overhead: &std::collections::HashMap<usize, f64>) {
+    // Python and JS components take seconds to compile: use the cache the tests filled.
+    let cached = Engine::new(EngineOptions { cache_dir: Some(polyglot_cache()), ..EngineOptions::default() })
+        .unwrap_or_else(|e| panic!("engine: {e}"));
+    let load = |language: &str| cached.load(&polyglot_guest(language, "uppercase")).unwrap_or_else(|e| panic!("{e}"));
+    let (python, js) = (load("python"), load("js"));
+    let input = records(1000, |i| {
+        let mut v = format!("record {i} ").into_bytes();
+        v.resize(100, b'x');
+        v
+    });
+    println!();
+    println!("uppercase in each language, 100-byte values: wasm ns per record (and its ratio to Rust)");
+    println!("{:>6} {:>10} {:>18} {:>18} {:>16}", "batch", "rust", "python", "javascript", "rust overhead");
+    for batch_size in [100, 1000] {
+        let run = |module: &Module, total: usize| wasm_ns(&mut instance(module, Box::new(MemoryStore::new())), &input, batch_size, total).0;
+        let rust_ns = run(rust, 200_000);
+        let python_ns = run(&python, 20_000);
+        let js_ns = run(&js, 20_000);
+        let ratio = |ns: f64| format!("{ns:.0} ({:.0}x)", ns / rust_ns);
+        let overhead = rust_overhead.get(&batch_size).map_or_else(|| "-".to_owned(), |o| format!("{o:.0}"));
+        println!("{batch_size:>6} {rust_ns:>10.0} {:>18} {:>18} {overhead:>16}", ratio(python_ns), ratio(js_ns));
     }
 }

@@ -9,7 +9,7 @@ wasmtime::component::bindgen!({
 });
 
 /// The exported interface every processor must have, with its version.
-pub const PROCESSOR_EXPORT: &str = "weir:processor/processor@0.1.0";
+pub const PROCESSOR_EXPORT: &str = "weir:processor/processor@0.2.0";
 
 /// The state interface, without its version: a component importing it keeps state.
 pub const STATE_IMPORT: &str = "weir:processor/state@";

@@ -14,6 +14,8 @@ This module turns weir's columnar batches (see wit/processor.wit) into records a
 back into columns, so user code never sees them.
 """
 
+from array import array
+
 from weir import log, state
 from weir._host import Err, types
 
@@ -49,43 +51,63 @@ def config(key):
     return _config.get(key)
 
 
+class _Columns:
+    """A batch's packed number columns, read in place (`memoryview.cast`, no copy)."""
+
+    __slots__ = ("batch", "records", "headers", "offsets", "timestamps", "data")
+
+    def __init__(self, batch):
+        self.batch = batch
+        self.records = memoryview(batch.records).cast("I")
+        self.headers = memoryview(batch.headers).cast("I")
+        self.offsets = memoryview(batch.offsets).cast("q")
+        self.timestamps = memoryview(batch.timestamps).cast("q")
+        self.data = batch.data
+
+
 class Record:
     """One input record. `key` and `value` are bytes, or None when absent (a value of None is
     a tombstone); `timestamp` is milliseconds since the Unix epoch, or None."""
 
-    __slots__ = ("_batch", "index", "offset", "timestamp", "key", "value", "_first_header", "_header_count")
+    __slots__ = ("_columns", "index", "key", "value", "_first_header", "_header_count")
 
-    def __init__(self, batch, index):
-        columns = batch.records
+    def __init__(self, columns, index):
+        records = columns.records
         at = index * _RECORD_STRIDE
-        data = batch.data
-        self._batch = batch
+        data = columns.data
+        self._columns = columns
         self.index = index
-        self.offset = batch.offsets[index]
-        timestamp = batch.timestamps[index]
-        self.timestamp = None if timestamp < 0 else timestamp
-        key_len, value_len = columns[at + 1], columns[at + 3]
-        self.key = None if key_len == _ABSENT else data[columns[at] : columns[at] + key_len]
-        self.value = None if value_len == _ABSENT else data[columns[at + 2] : columns[at + 2] + value_len]
-        self._first_header = columns[at + 4]
-        self._header_count = columns[at + 5]
+        key_at, key_len, value_at, value_len, self._first_header, self._header_count = records[at : at + _RECORD_STRIDE]
+        self.key = None if key_len == _ABSENT else data[key_at : key_at + key_len]
+        self.value = None if value_len == _ABSENT else data[value_at : value_at + value_len]
+
+    @property
+    def offset(self):
+        return self._columns.offsets[self.index]
+
+    @property
+    def timestamp(self):
+        timestamp = self._columns.timestamps[self.index]
+        return None if timestamp < 0 else timestamp
 
     @property
     def topic(self):
-        return self._batch.topic
+        return self._columns.batch.topic
 
     @property
     def partition(self):
-        return self._batch.partition
+        return self._columns.batch.partition
 
     @property
     def input(self):
-        return self._batch.input
+        return self._columns.batch.input
 
     @property
     def headers(self):
         """The headers as (name, value) pairs, in order; names may repeat."""
-        columns, data = self._batch.headers, self._batch.data
+        if not self._header_count:
+            return []
+        columns, data = self._columns.headers, self._columns.data
         pairs = []
         for h in range(self._first_header, self._first_header + self._header_count):
             n, nl, v, vl = columns[h * _HEADER_STRIDE : h * _HEADER_STRIDE + _HEADER_STRIDE]
@@ -110,8 +132,8 @@ class Record:
     def map_value(self, f):
         """An output like this record (same key, headers and timestamp) with the value mapped
         by `f`; a tombstone stays a tombstone."""
-        value = None if self.value is None else f(self.value)
-        return Output(value, key=self.key, headers=self.headers if self._header_count else (), source=self)
+        value = None if self.value is None else _bytes(f(self.value), "value")
+        return Output._like(self, value)
 
     def forward(self):
         """An output identical to this record, for the default output."""
@@ -145,47 +167,60 @@ class Output:
         self.timestamp = timestamp
         self.source = source
 
+    @classmethod
+    def _like(cls, record, value):
+        """Key, headers and source of `record`, with this value (already bytes or None)."""
+        o = cls.__new__(cls)
+        o.value, o.key, o.topic, o.timestamp, o.source = value, record.key, None, None, record
+        o.headers = record.headers
+        return o
+
     def __repr__(self):
         return f"Output({self.value!r}, key={self.key!r}, topic={self.topic!r})"
 
 
 class _Sink:
-    """Outputs in weir's columns."""
+    """Outputs in weir's packed columns (`array`s, little-endian like wasm)."""
 
     __slots__ = ("records", "sources", "timestamps", "headers", "data", "source")
 
     def __init__(self):
-        self.records, self.sources, self.timestamps, self.headers = [], [], [], []
+        self.records, self.sources, self.headers = array("I"), array("I"), array("I")
+        self.timestamps = array("q")
         self.data = bytearray()
         self.source = 0
 
-    def _append(self, b):
-        if b is None:
-            return 0, _ABSENT
-        at = len(self.data)
-        self.data += b
-        return at, len(b)
-
     def push(self, o):
-        if not isinstance(o, Output):
+        if type(o) is not Output:
             raise TypeError(f"a processor returns an Output, a list of Outputs or None, not {type(o).__name__}")
+        data = self.data
+        headers = o.headers
         first_header = len(self.headers) // _HEADER_STRIDE
-        for name, value in o.headers:
-            self.headers.extend(self._append(name.encode("utf-8")))
-            self.headers.extend(self._append(value))
-        topic = None if o.topic is None else o.topic.encode("utf-8")
-        self.records.extend(self._append(topic))
-        self.records.extend(self._append(o.key))
-        self.records.extend(self._append(o.value))
-        self.records.append(first_header)
-        self.records.append(len(o.headers))
+        for name, value in headers:
+            name = name.encode("utf-8")
+            at = len(data)
+            data += name
+            data += value
+            self.headers.extend((at, len(name), at + len(name), len(value)))
+        row = [0, _ABSENT, 0, _ABSENT, 0, _ABSENT, first_header, len(headers)]
+        if o.topic is not None:
+            topic = o.topic.encode("utf-8")
+            row[0], row[1] = len(data), len(topic)
+            data += topic
+        if o.key is not None:
+            row[2], row[3] = len(data), len(o.key)
+            data += o.key
+        if o.value is not None:
+            row[4], row[5] = len(data), len(o.value)
+            data += o.value
+        self.records.extend(row)
         self.sources.append(self.source if o.source is None else o.source.index)
         self.timestamps.append(-1 if o.timestamp is None else o.timestamp)
 
     def emit(self, result):
         if result is None:
             return
-        if isinstance(result, Output):
+        if type(result) is Output:
             self.push(result)
             return
         if isinstance(result, (bytes, str)):
@@ -194,7 +229,9 @@ class _Sink:
             self.push(o)
 
     def finish(self):
-        return types.Outputs(self.records, self.sources, self.timestamps, self.headers, bytes(self.data))
+        return types.Outputs(
+            self.records.tobytes(), self.sources.tobytes(), self.timestamps.tobytes(), self.headers.tobytes(), bytes(self.data)
+        )
 
 
 def _describe(error):
@@ -216,10 +253,12 @@ class Processor:
 
     def process(self, batch):
         sink = _Sink()
-        for index in range(len(batch.offsets)):
+        columns = _Columns(batch)
+        function = _function
+        for index in range(len(columns.offsets)):
             sink.source = index
             try:
-                sink.emit(_function(Record(batch, index)))
+                sink.emit(function(Record(columns, index)))
             except Exception as error:  # noqa: BLE001 - any failure fails the batch, located
                 log.error(f"record {index}: {_describe(error)}")
                 raise Err(types.ProcessingError(index, _describe(error))) from error
