@@ -22,6 +22,9 @@ python3 -m pip install -q --disable-pip-version-check componentize-py==0.25.1 >&
 command -v componentize-py >/dev/null || { echo "componentize-py installed but not on PATH" >&2; exit 1; }
 npm ci --no-audit --no-fund --loglevel=error >&2
 
+step "Python SDK unit tests (plain CPython, the SDK's in-memory host)"
+python3 -m unittest discover -s sdk/python/tests
+
 step "build (release; Rust guests by tests/build.rs, Python and JS ones by weir build in the tests)"
 cargo build --release --workspace --all-targets
 
@@ -38,6 +41,13 @@ if "$weir" test --module "$guests/not_a_processor.wasm" --input tests/golden/upp
     exit 1
 fi
 "$weir" inspect "$guests/word_count.wasm" >/dev/null
+# weir build on a Rust folder (the Python and JS ones are built by the tests), in the guests'
+# own target directory, where it is already built.
+built=$(mktemp -d)
+CARGO_TARGET_DIR="$CARGO_TARGET_DIR/guests" "$weir" build guest-examples/uppercase -o "$built/uppercase.wasm" >&2
+out=$("$weir" test --module "$built/uppercase.wasm" --input tests/golden/uppercase.input.jsonl)
+diff <(printf '%s\n' "$out") tests/golden/uppercase.expected.jsonl
+rm -rf "$built"
 echo "ok" >&2
 
 step "benchmarks (figures only; speed is not asserted in tests)"

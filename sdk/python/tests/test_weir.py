@@ -1,0 +1,131 @@
+"""The Python SDK on plain CPython, through its in-memory stand-in for the host: batches decode
+into records, outputs encode into weir's columns, state pages through scans, errors name the
+record. Run: python3 -m unittest discover sdk/python/tests"""
+
+import sys
+import unittest
+from array import array
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import weir  # noqa: E402
+from weir import Output, Record, state  # noqa: E402
+from weir._host import NATIVE, Err, types  # noqa: E402
+from weir._host import state as host_state  # noqa: E402
+
+ABSENT = 0xFFFF_FFFF
+
+
+def batch(*records):
+    """A batch of (key, value, headers) records, encoded as weir's host encodes them."""
+    data, rows, headers = bytearray(), array("I"), array("I")
+
+    def put(b):
+        if b is None:
+            return 0, ABSENT
+        at = len(data)
+        data.extend(b)
+        return at, len(b)
+
+    for key, value, hs in records:
+        first = len(headers) // 4
+        for name, v in hs:
+            headers.extend(put(name.encode()) + put(v))
+        rows.extend(put(key) + put(value) + (first, len(hs)))
+    n = len(records)
+    offsets, timestamps = array("q", range(10, 10 + n)), array("q", [1_700_000_000_000] * n)
+    return types.Batch("in", "orders", 3, offsets.tobytes(), timestamps.tobytes(), rows.tobytes(), headers.tobytes(), bytes(data))
+
+
+def decode(outputs):
+    rows, hs = memoryview(outputs.records).cast("I"), memoryview(outputs.headers).cast("I")
+    d = outputs.data
+
+    def get(at, n):
+        return None if n == ABSENT else d[at : at + n]
+
+    out = []
+    for i in range(len(rows) // 8):
+        r = rows[8 * i : 8 * i + 8]
+        headers = [(get(hs[4 * h], hs[4 * h + 1]).decode(), get(hs[4 * h + 2], hs[4 * h + 3])) for h in range(r[6], r[6] + r[7])]
+        out.append((get(r[0], r[1]), get(r[2], r[3]), get(r[4], r[5]), headers))
+    return out, memoryview(outputs.sources).cast("I").tolist(), memoryview(outputs.timestamps).cast("q").tolist()
+
+
+def run(function, b, config=()):
+    weir._function, weir._accepted = function, ()
+    processor = weir.Processor()
+    processor.init(list(config))
+    return processor.process(b)
+
+
+class SdkTest(unittest.TestCase):
+    def setUp(self):
+        self.assertTrue(NATIVE, "these tests run on plain CPython, not in a component")
+        host_state.store.clear()
+
+    def test_records_carry_key_value_headers_offset_timestamp_and_where_they_came_from(self):
+        seen = []
+        run(seen.append, batch((b"k", b"v", [("h", b"1"), ("h", b"2")]), (None, None, [])))
+        first, second = seen
+        self.assertEqual((first.key, first.value, first.headers), (b"k", b"v", [("h", b"1"), ("h", b"2")]))
+        self.assertEqual((first.offset, first.timestamp, first.topic, first.partition, first.input), (10, 1_700_000_000_000, "orders", 3, "in"))
+        self.assertEqual((second.key, second.value, second.headers, second.offset), (None, None, [], 11))
+        self.assertEqual(first.header("h"), b"1")
+
+    def test_map_value_keeps_key_and_headers_and_a_tombstone_stays_one(self):
+        out = run(lambda r: r.map_value(bytes.upper), batch((b"k", b"abc", [("h", b"x")]), (b"gone", None, [])))
+        rows, sources, timestamps = decode(out)
+        self.assertEqual(rows, [(None, b"k", b"ABC", [("h", b"x")]), (None, b"gone", None, [])])
+        self.assertEqual((sources, timestamps), ([0, 1], [-1, -1]))
+
+    def test_outputs_name_topic_key_headers_timestamp_and_several_per_record(self):
+        def split(record):
+            return [Output(w, key=w, topic="words", headers=[("from", record.key)], timestamp=5) for w in record.text().split()]
+
+        rows, sources, timestamps = decode(run(split, batch((b"r", b"a b", []))))
+        self.assertEqual(rows, [(b"words", b"a", b"a", [("from", b"r")]), (b"words", b"b", b"b", [("from", b"r")])])
+        self.assertEqual((sources, timestamps), ([0, 0], [5, 5]))
+
+    def test_an_exception_fails_the_batch_naming_the_record(self):
+        with self.assertRaises(Err) as failed:
+            run(lambda r: r.text() and None, batch((None, b"fine", []), (None, b"\xff", [])))
+        self.assertEqual(failed.exception.value.record, 1)
+        self.assertIn("UnicodeDecodeError", failed.exception.value.message)
+
+    def test_returning_something_other_than_outputs_is_an_error_that_says_so(self):
+        with self.assertRaises(Err) as failed:
+            run(lambda r: r.value, batch((None, b"v", [])))
+        self.assertIn("not a bare value", failed.exception.value.message)
+
+    def test_unknown_config_keys_are_refused_and_known_ones_readable(self):
+        weir._function, weir._accepted = (lambda r: None), ("limit",)
+        with self.assertRaises(Err) as failed:
+            weir.Processor().init([("limti", "3")])
+        self.assertEqual(failed.exception.value, "unknown config key `limti`; this processor accepts: limit")
+        weir.Processor().init([("limit", "3")])
+        self.assertEqual(weir.config("limit"), "3")
+
+    def test_state_is_json_like_the_rust_sdk_and_scans_page_through_everything(self):
+        state.put("n", 41)
+        self.assertEqual((state.get("n"), state.get_bytes("n"), state.get("missing", 0)), (41, b"41", 0))
+        state.put("s", "straße")
+        self.assertEqual(state.get_bytes("s"), '"straße"'.encode())
+        for i in range(600):
+            state.put(f"p/{i:04}", i)
+        state.put("p0", "outside")
+        keys = [k for k, _ in state.scan_prefix("p/")]
+        self.assertEqual(len(keys), 600)
+        self.assertEqual(keys, sorted(keys))
+        state.delete("n")
+        self.assertIsNone(state.get("n"))
+
+    def test_state_that_is_not_json_is_an_error_naming_the_key(self):
+        state.put_bytes("raw", b"\x00")
+        with self.assertRaisesRegex(ValueError, "'raw' does not decode"):
+            state.get("raw")
+
+
+if __name__ == "__main__":
+    unittest.main()
