@@ -20,7 +20,9 @@ echo "broker at $WEIR_KAFKA_BOOTSTRAP" >&2
 step "Python and JavaScript guest toolchains (componentize-py from PyPI, componentize-js from npm)"
 python3 -m pip install -q --disable-pip-version-check componentize-py==0.25.1 >&2
 command -v componentize-py >/dev/null || { echo "componentize-py installed but not on PATH" >&2; exit 1; }
-npm ci --no-audit --no-fund --loglevel=error >&2
+# `npm ci` refuses this lock file (npm 11 leaves other platforms' optional packages out of it);
+# `npm install` takes the locked versions all the same.
+npm install --no-audit --no-fund --loglevel=error >&2
 
 step "Python SDK unit tests (plain CPython, the SDK's in-memory host)"
 python3 -m unittest discover -s sdk/python/tests
