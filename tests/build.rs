@@ -7,7 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const GUESTS: &[&str] = &["uppercase", "filter-json", "route-by-key", "word-count", "misbehave", "not-a-processor"];
+const GUESTS: &[&str] =
+    &["uppercase", "filter-json", "route-by-key", "word-count", "orders-enrich", "orders-validate", "orders-aggregate", "misbehave", "not-a-processor"];
 
 fn main() {
     let root = PathBuf::from(env("CARGO_MANIFEST_DIR")).join("..");

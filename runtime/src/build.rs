@@ -21,6 +21,7 @@ const PYTHON_SDK: &[(&str, &str)] = &[
     ("_host.py", include_str!("../../sdk/python/weir/_host.py")),
     ("log.py", include_str!("../../sdk/python/weir/log.py")),
     ("state.py", include_str!("../../sdk/python/weir/state.py")),
+    ("table.py", include_str!("../../sdk/python/weir/table.py")),
 ];
 /// The JavaScript SDK, staged beside the user's modules as `weir.js`.
 const JS_SDK: &str = include_str!("../../sdk/js/weir.js");

@@ -19,7 +19,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::kafka::base;
+use crate::kafka::{base, CatchUpCtx};
 use crate::pipeline::config::PipelineConfig;
 use crate::state::{StateStore, WriteBatch};
 
@@ -48,22 +48,27 @@ pub fn topic(config: &PipelineConfig, store: &str) -> String {
     format!("{}-{store}-changelog", config.application_id)
 }
 
+/// How many partitions `topic` has; an error if it does not exist.
+pub(crate) fn partition_count(consumer: &BaseConsumer<impl rdkafka::consumer::ConsumerContext>, topic: &str, what: &str) -> anyhow::Result<i32> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), TIMEOUT)
+        .with_context(|| format!("cannot read the metadata of {what} `{topic}`"))?;
+    let n = metadata.topics().first().map_or(0, |t| t.partitions().len()) as i32;
+    if n == 0 {
+        bail!("{what} topic `{topic}` does not exist");
+    }
+    Ok(n)
+}
+
 /// How many partitions the inputs have; they must agree, since state is kept per partition.
-fn input_partitions(config: &PipelineConfig, consumer: &BaseConsumer) -> anyhow::Result<i32> {
+pub(crate) fn input_partitions(config: &PipelineConfig, consumer: &BaseConsumer<impl rdkafka::consumer::ConsumerContext>) -> anyhow::Result<i32> {
     let mut counts = Vec::new();
     for input in &config.inputs {
-        let metadata = consumer
-            .fetch_metadata(Some(input), TIMEOUT)
-            .with_context(|| format!("cannot read the metadata of input `{input}`"))?;
-        let n = metadata.topics().first().map_or(0, |t| t.partitions().len()) as i32;
-        if n == 0 {
-            bail!("input topic `{input}` does not exist");
-        }
-        counts.push((input.as_str(), n));
+        counts.push((input.as_str(), partition_count(consumer, input, "input")?));
     }
     let n = counts[0].1;
     if let Some((other, m)) = counts.iter().find(|(_, m)| *m != n) {
-        bail!("a stateful processor needs co-partitioned inputs: `{}` has {n} partitions, `{other}` has {m}", counts[0].0);
+        bail!("per-partition state and tables need co-partitioned inputs: `{}` has {n} partitions, `{other}` has {m}", counts[0].0);
     }
     Ok(n)
 }
@@ -109,24 +114,9 @@ pub struct Restored {
 }
 
 /// Where the restore consumer (assigned one partition) will read next, once it knows.
-fn position(consumer: &BaseConsumer<RestoreCtx>) -> anyhow::Result<Option<i64>> {
+fn position(consumer: &BaseConsumer<CatchUpCtx>) -> anyhow::Result<Option<i64>> {
     Ok(consumer.position()?.elements().first().and_then(|e| e.offset().to_raw()))
 }
-
-/// The restore consumer's context: reaching the end of the partition is the goal, not an error.
-struct RestoreCtx;
-
-impl rdkafka::ClientContext for RestoreCtx {
-    fn error(&self, error: KafkaError, reason: &str) {
-        let eof = matches!(error, KafkaError::PartitionEOF(_))
-            || error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF);
-        if !eof {
-            tracing::warn!("changelog restore: {error}: {reason}");
-        }
-    }
-}
-
-impl rdkafka::consumer::ConsumerContext for RestoreCtx {}
 
 /// Brings `store` up to the end of partition `partition` of `topic` (read_committed).
 pub fn restore(
@@ -136,7 +126,7 @@ pub fn restore(
     store: &mut dyn StateStore,
 ) -> anyhow::Result<Restored> {
     let started = Instant::now();
-    let consumer: BaseConsumer<RestoreCtx> = base(config)
+    let consumer: BaseConsumer<CatchUpCtx> = base(config)
         .set("group.id", format!("{}-restore", config.application_id))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
@@ -145,7 +135,7 @@ pub fn restore(
         .set("max.partition.fetch.bytes", "16777216")
         .set("fetch.wait.max.ms", "10")
         .set("queued.min.messages", "1000000")
-        .create_with_context(RestoreCtx)?;
+        .create_with_context(CatchUpCtx)?;
     let (low, high) = consumer
         .fetch_watermarks(topic, partition, TIMEOUT)
         .with_context(|| format!("cannot read the offsets of changelog `{topic}` partition {partition}"))?;

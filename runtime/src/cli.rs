@@ -85,6 +85,10 @@ struct TestArgs {
     /// Most records handed to the processor in one call.
     #[arg(long, default_value_t = 100)]
     batch_size: usize,
+    /// A table the processor looks up, as NAME=FILE.jsonl (input lines: key and value); read in
+    /// full before the first record, every key visible to every partition. Repeatable.
+    #[arg(long = "table", value_name = "NAME=FILE")]
+    tables: Vec<String>,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -174,6 +178,7 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<bool> {
                 config,
                 state_dir: args.state_dir,
                 batch_size: args.batch_size,
+                tables: table_args(&args.tables)?,
             };
             let summary = testrun::run(&engine, &run, out)?;
             tracing::info!(records = summary.records, batches = summary.batches, outputs = summary.outputs, "done");
@@ -217,6 +222,16 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<bool> {
             Ok(valid)
         }
     }
+}
+
+/// `--table NAME=FILE` arguments.
+fn table_args(args: &[String]) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    args.iter()
+        .map(|a| match a.split_once('=') {
+            Some((name, file)) if !name.is_empty() && !file.is_empty() => Ok((name.to_owned(), PathBuf::from(file))),
+            _ => Err(anyhow::anyhow!("--table expects NAME=FILE.jsonl, got `{a}`")),
+        })
+        .collect()
 }
 
 /// The pipeline file with the command line's overrides, checked again after them.

@@ -85,6 +85,7 @@ pub fn run(engine: &Engine, demo: &Demo, out: &mut dyn Write) -> anyhow::Result<
         inputs: vec![INPUT.into()],
         outputs,
         module: ModuleConfig::at(&demo.module),
+        tables: BTreeMap::new(),
         guarantee: demo.guarantee,
         auto_offset_reset: Default::default(),
         commit_interval_ms: None,

@@ -166,6 +166,22 @@ fn default(client: &mut ClientConfig, config: &PipelineConfig, key: &str, value:
     }
 }
 
+/// The context of consumers that read a partition to its end (changelog restores, tables):
+/// reaching the end is the goal, not an error.
+pub struct CatchUpCtx;
+
+impl rdkafka::ClientContext for CatchUpCtx {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        let eof = matches!(error, rdkafka::error::KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF);
+        if !eof {
+            tracing::warn!("catching up: {error}: {reason}");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for CatchUpCtx {}
+
 /// The producer: transactional under exactly-once, idempotent otherwise; partitions by key the
 /// way Java clients do, so co-partitioned topics agree.
 pub fn producer(config: &PipelineConfig, changelog: Option<&str>) -> anyhow::Result<Arc<Producer>> {

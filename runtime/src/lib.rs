@@ -21,4 +21,5 @@ pub mod kafka;
 pub mod pipeline;
 pub mod record;
 pub mod state;
+pub mod tables;
 pub mod testrun;

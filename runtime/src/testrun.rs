@@ -13,6 +13,7 @@ use anyhow::{bail, Context};
 
 use crate::engine::{Engine, Instance, Module};
 use crate::jsonl::{parse_line, InputRecord, OutputLine};
+use crate::tables::{TableSpec, TableView, Tables};
 use crate::record::Batch;
 use crate::state::{MemoryStore, RocksStore, StateStore};
 
@@ -26,6 +27,9 @@ pub struct TestRun {
     /// Where state persists between runs; in memory when `None`.
     pub state_dir: Option<PathBuf>,
     pub batch_size: usize,
+    /// Tables by name, each loaded from a JSONL file (as input lines) before any record is
+    /// processed; every partition sees every key, as in a global table.
+    pub tables: Vec<(String, PathBuf)>,
 }
 
 /// What a run did.
@@ -66,6 +70,7 @@ pub fn run(engine: &Engine, run: &TestRun, out: &mut dyn Write) -> anyhow::Resul
         bail!("--batch-size must be at least 1");
     }
     let records = read_input(&run.input)?;
+    let tables = load_tables(&run.tables)?;
     let module = engine.load(&run.module)?;
     let mut instances: HashMap<i32, Instance> = HashMap::new();
     let mut next_offset: HashMap<(String, i32), i64> = HashMap::new();
@@ -94,7 +99,9 @@ pub fn run(engine: &Engine, run: &TestRun, out: &mut dyn Write) -> anyhow::Resul
         let instance = match instances.entry(first.partition) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(open_instance(&module, run, &first.topic, first.partition)?)
+                let mut instance = open_instance(&module, run, &first.topic, first.partition)?;
+                instance.set_tables(TableView { tables: tables.clone(), partition: first.partition });
+                e.insert(instance)
             }
         };
         let outputs = match instance.process(&batch) {
@@ -115,6 +122,20 @@ pub fn run(engine: &Engine, run: &TestRun, out: &mut dyn Write) -> anyhow::Resul
     }
     out.flush()?;
     Ok(summary)
+}
+
+/// The `--table` files, read in full: later lines of a key replace earlier ones, and a `null`
+/// value deletes.
+fn load_tables(files: &[(String, PathBuf)]) -> anyhow::Result<Tables> {
+    let specs: Vec<TableSpec> =
+        files.iter().map(|(name, _)| TableSpec { name: name.clone(), topic: name.clone(), global: true }).collect();
+    let tables = Tables::new(&specs);
+    for (name, path) in files {
+        for r in read_input(path).with_context(|| format!("table `{name}`"))? {
+            tables.apply(name, r.partition, r.key.as_deref(), r.value.as_deref());
+        }
+    }
+    Ok(tables)
 }
 
 fn open_instance(module: &Module, run: &TestRun, topic: &str, partition: i32) -> anyhow::Result<Instance> {

@@ -13,6 +13,7 @@
 
 import * as host from "weir:processor/state@0.2.0";
 import { log as hostLog } from "weir:processor/log@0.2.0";
+import { get as tableGet } from "weir:processor/tables@0.2.0";
 
 const ABSENT = 0xffffffff;
 const RECORD_STRIDE = 6;
@@ -402,6 +403,22 @@ export const state = {
   scanPrefix(prefix) {
     const start = key(prefix);
     return scanRange(start, successor(start));
+  },
+};
+
+/**
+ * Lookups in the pipeline's tables: topics replayed from their start into local maps by key,
+ * kept current (`[tables.<name>]` in the pipeline file). Values are decoded from JSON.
+ */
+export const table = {
+  /** The value under `k` in table `name`, decoded from JSON, or `fallback`. */
+  get(name, k, fallback = undefined) {
+    const raw = tableGet(name, key(k));
+    return raw === undefined || raw === null ? fallback : decode(k, raw);
+  },
+  /** The raw value under `k` in table `name`, or undefined. */
+  getBytes(name, k) {
+    return tableGet(name, key(k)) ?? undefined;
   },
 };
 

@@ -29,6 +29,7 @@ pub mod log;
 mod output;
 mod record;
 pub mod state;
+pub mod table;
 pub mod testing;
 
 #[doc(hidden)]

@@ -114,6 +114,13 @@ fn decode(out: &wit::Outputs) -> Vec<Output> {
         .collect()
 }
 
+/// Sets `key` in table `name` of this thread's native table stub (what `table::get` reads off
+/// wasm).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn set_table(name: &str, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+    crate::table::backend::set(name, key.as_ref(), Some(value.as_ref()));
+}
+
 /// Empties this thread's native state stub.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn reset_state() {

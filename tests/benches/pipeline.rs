@@ -11,8 +11,13 @@
 //! same word count written with Quix Streams (`quix_wordcount.py`, needs `pip install
 //! quixstreams`).
 //!
+//! Then the enrichment join: as many orders, keyed by customer id, each looked up in a
+//! co-partitioned table of 100,000 customers (`orders-enrich`), next to `uppercase` on the same
+//! orders.
+//!
 //! Run: `scripts/kafka.sh start` then `cargo bench -p weir-tests --bench pipeline`
-//! (`WEIR_BENCH_RECORDS` changes the record count; `-- restore` runs only the restore section).
+//! (`WEIR_BENCH_RECORDS` changes the record count; `-- restore` runs only the restore section,
+//! `-- enrich` only the enrichment join).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
@@ -24,7 +29,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use weir_runtime::engine::{Engine, EngineOptions};
-use weir_runtime::pipeline::config::{Guarantee, ModuleConfig, PipelineConfig};
+use weir_runtime::pipeline::config::{Guarantee, ModuleConfig, PipelineConfig, TableConfig};
 use weir_runtime::pipeline::Pipeline;
 use weir_runtime::changelog;
 use weir_runtime::state::RocksStore;
@@ -55,12 +60,44 @@ fn main() {
         restore_speed(&bootstrap, total);
         return;
     }
+    if std::env::args().skip(1).any(|a| a == "enrich") {
+        enrichment(&engine, &bootstrap, total);
+        return;
+    }
     for guarantee in [Guarantee::ExactlyOnce, Guarantee::AtLeastOnce] {
         let raw = passthrough(&bootstrap, &input, guarantee, total);
         let weir = weir(&engine, &config(&bootstrap, &input, "uppercase", guarantee, None), total);
         println!("{:>14} {raw:>16.0} {weir:>16.0} {:>8.2}", format!("{guarantee:?}"), weir / raw);
     }
     stateful(&engine, &bootstrap, total);
+    enrichment(&engine, &bootstrap, total);
+}
+
+/// Orders joined with a co-partitioned table of 100,000 customers, next to `uppercase` on the
+/// same orders.
+fn enrichment(engine: &Engine, bootstrap: &str, total: usize) {
+    const CUSTOMERS: usize = 100_000;
+    let (orders, customers) = (unique("bench-orders"), unique("bench-customers"));
+    create_topic(bootstrap, &orders, PARTITIONS);
+    create_topic(bootstrap, &customers, PARTITIONS);
+    let table: Vec<_> = (0..CUSTOMERS)
+        .map(|i| (format!("c{i}"), format!(r#"{{"name":"customer {i}","email":"c{i}@example.com","tier":"gold"}}"#), Vec::new()))
+        .collect();
+    produce(bootstrap, &customers, &table, None);
+    let stream: Vec<_> = (0..total)
+        .map(|i| (format!("c{}", (i * 7919) % CUSTOMERS), format!(r#"{{"order_id":"o{i}","amount":{}.5,"item":"book"}}"#, i % 100), Vec::new()))
+        .collect();
+    produce(bootstrap, &orders, &stream, None);
+    drop((table, stream));
+    let stateless = weir(engine, &config(bootstrap, &orders, "uppercase", Guarantee::ExactlyOnce, None), total);
+    let mut joining = config(bootstrap, &orders, "orders-enrich", Guarantee::ExactlyOnce, None);
+    joining.tables.insert("customers".into(), TableConfig { topic: customers, global: false });
+    let started = Instant::now();
+    let joined = weir(engine, &joining, total);
+    println!();
+    println!("enrichment join: {total} orders against a table of {CUSTOMERS} customers, exactly-once (whole run {:.1} s)", started.elapsed().as_secs_f64());
+    println!("{:>24} {:>16} {:>16} {:>8}", "", "uppercase r/s", "enrich r/s", "ratio");
+    println!("{:>24} {stateless:>16.0} {joined:>16.0} {:>8.2}", "weir", joined / stateless);
 }
 
 /// The price of state, restore speed, and Quix Streams' word count, on one-word records keyed
@@ -185,6 +222,7 @@ fn config(bootstrap: &str, input: &str, module: &str, guarantee: Guarantee, stat
         inputs: vec![input.to_owned()],
         outputs,
         module: ModuleConfig::at(guest(module)),
+        tables: BTreeMap::new(),
         guarantee,
         auto_offset_reset: Default::default(),
         commit_interval_ms: None,

@@ -224,6 +224,21 @@ impl Weir {
         }
     }
 
+    /// Waits for it to exit on its own (a refused start), and for its log to be read.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        let status = self.child.wait().unwrap_or_else(|e| panic!("waiting for weir: {e}"));
+        let mut seen = self.log().len();
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = self.log().len();
+            if now == seen && now > 0 {
+                break;
+            }
+            seen = now;
+        }
+        status
+    }
+
     /// SIGKILL: no chance to commit or leave the group.
     pub fn kill(mut self) {
         let _ = self.child.kill();

@@ -47,6 +47,28 @@ fn word_count_emits_running_counts_per_partition() {
 }
 
 #[test]
+fn orders_enrich_joins_each_order_with_the_latest_customer_of_the_table() {
+    let cache = tempfile::tempdir().unwrap();
+    let (input, table) = (golden("orders-enrich.input.jsonl"), golden("orders-enrich.customers.jsonl"));
+    let module = guest("orders-enrich");
+    let table_arg = format!("customers={}", table.display());
+    let args = ["test", "-m", module.to_str().unwrap(), "-i", input.to_str().unwrap(), "--table", &table_arg];
+    let run = weir(&args, cache.path());
+    let expected = std::fs::read_to_string(golden("orders-enrich.expected.jsonl")).unwrap();
+    assert_eq!(run.stdout.lines().collect::<Vec<_>>(), expected.lines().collect::<Vec<_>>(), "{:?}", run.error);
+}
+
+#[test]
+fn a_lookup_in_a_table_that_is_not_declared_fails_naming_the_declared_ones() {
+    let cache = tempfile::tempdir().unwrap();
+    let input = golden("orders-enrich.input.jsonl");
+    let module = guest("orders-enrich");
+    let run = weir(&["test", "-m", module.to_str().unwrap(), "-i", input.to_str().unwrap()], cache.path());
+    let error = run.failure();
+    assert!(error.contains("no table named `customers`") && error.contains("offset 0"), "{error}");
+}
+
+#[test]
 fn python_uppercase_outputs_the_same_bytes_as_rust() {
     assert_same_as_rust("python", "uppercase");
 }

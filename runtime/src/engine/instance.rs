@@ -9,6 +9,7 @@ use crate::error::{LoadError, Location, Offsets, ProcessError, StateError};
 use crate::host::{HostState, LogContext};
 use crate::record::{Batch, Outputs};
 use crate::state::{MemoryStore, StateView};
+use crate::tables::TableView;
 
 /// An instance of a [`Module`] serving one input partition.
 ///
@@ -47,6 +48,11 @@ impl Instance {
 
     pub fn module(&self) -> &Module {
         &self.module
+    }
+
+    /// Gives the guest's table lookups these tables, seen from this instance's partition.
+    pub fn set_tables(&mut self, tables: TableView) {
+        self.store.data_mut().tables = Some(tables);
     }
 
     /// Runs the guest over `batch`. On error nothing of the batch is kept, and the error names
@@ -127,7 +133,9 @@ impl Instance {
     fn restart(&mut self) -> Result<(), LoadError> {
         let data = self.store.data_mut();
         let state = std::mem::replace(&mut data.state, StateView::new(Box::new(MemoryStore::new())));
-        let host = HostState::new(state, data.log.clone(), self.module.engine.options().memory_limit);
+        let tables = data.tables.take();
+        let mut host = HostState::new(state, data.log.clone(), self.module.engine.options().memory_limit);
+        host.tables = tables;
         match start(&self.module, host, &self.config) {
             Ok((store, bindings)) => {
                 self.store = store;
@@ -136,9 +144,11 @@ impl Instance {
                 Ok(())
             }
             Err(failed) => {
-                let (error, host) = *failed;
-                // Keep the partition's state with the dead instance; the next call retries.
+                let (error, mut host) = *failed;
+                // Keep the partition's state and tables with the dead instance; the next call retries.
+                let tables = host.tables.take();
                 self.store.data_mut().state = host.into_state();
+                self.store.data_mut().tables = tables;
                 Err(error)
             }
         }

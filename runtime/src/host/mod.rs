@@ -3,11 +3,13 @@
 
 mod log;
 mod state;
+mod tables;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::state::StateView;
+use crate::tables::TableView;
 
 /// Everything a guest instance's store holds.
 pub struct HostState {
@@ -15,6 +17,8 @@ pub struct HostState {
     table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) state: StateView,
+    /// The pipeline's tables, if it declares any.
+    pub(crate) tables: Option<TableView>,
     pub(crate) log: LogContext,
     /// The last error-level line the guest logged during the current call (the SDKs log
     /// panics and exceptions there), to explain a trap.
@@ -45,6 +49,7 @@ impl HostState {
             table: ResourceTable::new(),
             limiter: MemoryLimiter { limit: memory_limit, exceeded: false },
             state,
+            tables: None,
             log,
             last_error: None,
         }

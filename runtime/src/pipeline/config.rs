@@ -14,6 +14,10 @@
 //! path = "word_count.wasm"
 //! config = { }                           # handed to the module's init
 //!
+//! [tables.customers]                     # a table the module looks up by this name
+//! topic = "customers"                    # read from its start, kept current
+//! global = false                         # default: co-partitioned with the inputs
+//!
 //! [kafka]                                # passed to librdkafka verbatim
 //! "security.protocol" = "plaintext"
 //! ```
@@ -90,6 +94,19 @@ impl ModuleConfig {
     }
 }
 
+/// A table: a topic replayed from its start into a local map by key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableConfig {
+    /// The topic it is read from.
+    pub topic: String,
+    /// Every instance holds all partitions (any key can be looked up). Otherwise the table is
+    /// co-partitioned with the inputs: same partition count, and a record sees the partition
+    /// with its number.
+    #[serde(default)]
+    pub global: bool,
+}
+
 /// A whole pipeline file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -105,6 +122,9 @@ pub struct PipelineConfig {
     #[serde(default)]
     pub outputs: BTreeMap<String, String>,
     pub module: ModuleConfig,
+    /// Tables the module looks up, by the name it uses.
+    #[serde(default)]
+    pub tables: BTreeMap<String, TableConfig>,
     #[serde(default)]
     pub guarantee: Guarantee,
     #[serde(default)]
@@ -160,6 +180,14 @@ const MANAGED: &[&str] = &[
 ];
 
 impl PipelineConfig {
+    /// The tables, as the runtime declares them.
+    pub fn table_specs(&self) -> Vec<crate::tables::TableSpec> {
+        self.tables
+            .iter()
+            .map(|(name, t)| crate::tables::TableSpec { name: name.clone(), topic: t.topic.clone(), global: t.global })
+            .collect()
+    }
+
     /// Reads and checks a pipeline file. Relative module paths are taken from the file's folder.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
@@ -190,6 +218,14 @@ impl PipelineConfig {
         }
         if let Some((name, _)) = self.outputs.iter().find(|(_, topic)| topic.is_empty()) {
             return Err(format!("outputs.{name} names an empty topic"));
+        }
+        for (name, table) in &self.tables {
+            if table.topic.is_empty() {
+                return Err(format!("tables.{name}.topic is empty"));
+            }
+            if self.inputs.contains(&table.topic) {
+                return Err(format!("tables.{name} reads `{}`, which is also an input; a topic is a stream or a table", table.topic));
+            }
         }
         if self.batch_size == 0 {
             return Err("batch_size must be at least 1".into());

@@ -15,6 +15,7 @@
 
 pub mod config;
 mod status;
+mod tables;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +34,7 @@ use crate::engine::{Engine, Instance, Module};
 use crate::kafka::{self, Consumer, Producer, Shared, KAFKA_TIMEOUT};
 use crate::record::{Batch, Outputs};
 use crate::state::{MemoryStore, RocksStore, StateStore};
+use crate::tables::{TableView, Tables};
 use config::{Guarantee, OffsetReset, PipelineConfig};
 pub use status::Stats;
 
@@ -53,6 +55,9 @@ struct Work {
     producer: Arc<Producer>,
     shared: Arc<Shared>,
     instances: HashMap<i32, Instance>,
+    /// The tables the module looks up, and what keeps them current.
+    tables: Tables,
+    table_feed: Option<tables::TableFeed>,
     batch: Batch,
     stats: Stats,
 }
@@ -84,6 +89,9 @@ impl Pipeline {
             true => Some(changelog::ensure(&config, module.name())?),
             false => None,
         };
+        // Tables are read to their end before the inputs are subscribed to.
+        let tables = Tables::new(&config.table_specs());
+        let table_feed = tables::TableFeed::start(&config, &tables)?;
         let shared = Shared::new(config.guarantee);
         let producer = kafka::producer(&config, changelog.as_deref())?;
         let _ = shared.producer.set(producer.clone());
@@ -99,6 +107,8 @@ impl Pipeline {
             producer,
             shared,
             instances: HashMap::new(),
+            tables,
+            table_feed,
             batch: Batch::new("", "", 0),
             stats: Stats::default(),
         };
@@ -145,6 +155,9 @@ impl Pipeline {
     /// Polls one batch and processes it.
     fn step(&mut self) -> Result<(), Failure> {
         let (consumer, work) = (&self.consumer, &mut self.work);
+        if let Some(feed) = &mut work.table_feed {
+            feed.poll()?;
+        }
         let messages = poll_batch(consumer, work.config.batch_size, Duration::from_millis(work.config.linger_ms))?;
         if work.shared.rebalanced.swap(false, Ordering::SeqCst) {
             // The revoke callback closed the open work; what this poll returned may belong to
@@ -319,7 +332,11 @@ impl Work {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
                 let changelog = self.changelog.as_deref();
-                e.insert(open_instance(&self.module, &self.config, changelog, topic, partition).map_err(Failure::Fatal)?)
+                let mut instance = open_instance(&self.module, &self.config, changelog, topic, partition).map_err(Failure::Fatal)?;
+                if !self.config.tables.is_empty() {
+                    instance.set_tables(TableView { tables: self.tables.clone(), partition });
+                }
+                e.insert(instance)
             }
         };
         let outputs = instance.process(&self.batch).map_err(|e| Failure::Fatal(e.into()))?;

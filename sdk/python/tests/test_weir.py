@@ -10,9 +10,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import weir  # noqa: E402
-from weir import Output, Record, state  # noqa: E402
+from weir import Output, Record, state, table  # noqa: E402
 from weir._host import NATIVE, Err, types  # noqa: E402
 from weir._host import state as host_state  # noqa: E402
+from weir._host import tables as host_tables  # noqa: E402
 
 ABSENT = 0xFFFF_FFFF
 
@@ -120,6 +121,12 @@ class SdkTest(unittest.TestCase):
         self.assertEqual(keys, sorted(keys))
         state.delete("n")
         self.assertIsNone(state.get("n"))
+
+    def test_table_lookups_decode_json_and_miss_as_the_default(self):
+        host_tables.set("customers", b"c1", b'{"name": "Ada"}')
+        self.assertEqual(table.get("customers", "c1"), {"name": "Ada"})
+        self.assertEqual(table.get("customers", "c2", "unknown"), "unknown")
+        self.assertEqual(table.get_bytes("customers", b"c1"), b'{"name": "Ada"}')
 
     def test_state_that_is_not_json_is_an_error_naming_the_key(self):
         state.put_bytes("raw", b"\x00")

@@ -16,10 +16,10 @@ back into columns, so user code never sees them.
 
 from array import array
 
-from weir import log, state
+from weir import log, state, table
 from weir._host import Err, types
 
-__all__ = ["Output", "Processor", "Record", "config", "log", "processor", "state"]
+__all__ = ["Output", "Processor", "Record", "config", "log", "processor", "state", "table"]
 
 _ABSENT = 0xFFFF_FFFF
 _RECORD_STRIDE = 6

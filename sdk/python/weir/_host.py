@@ -3,7 +3,7 @@
 
 try:
     from componentize_py_types import Err
-    from wit_world.imports import log, state, types
+    from wit_world.imports import log, state, tables, types
 
     NATIVE = False
 except ImportError:
@@ -71,6 +71,18 @@ except ImportError:
             i = bisect.bisect_left(keys, start)
             chosen = [k for k in keys[i:] if end is None or k < end][:limit]
             return [state.Entry(k, state.store[k]) for k in chosen]
+
+    class tables:  # noqa: N801
+        store = {}
+
+        @staticmethod
+        def get(name, key):
+            return tables.store.get((name, key))
+
+        @staticmethod
+        def set(name, key, value):
+            """For unit tests: what `weir.table.get` finds off wasm."""
+            tables.store[(name, key)] = value
 
     class log:  # noqa: N801
         class Level:
