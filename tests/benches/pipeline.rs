@@ -54,7 +54,6 @@ fn main() {
     produce(&bootstrap, &input, &records, None);
     drop(records);
     println!("weir pipeline benchmark: {total} records of 100 bytes, {PARTITIONS} partitions (produced in {:.1} s)", started.elapsed().as_secs_f64());
-    println!("{:>14} {:>16} {:>16} {:>8}", "guarantee", "raw rdkafka r/s", "weir r/s", "ratio");
     let engine = Engine::new(EngineOptions::default()).unwrap_or_else(|e| panic!("engine: {e}"));
     if std::env::args().skip(1).any(|a| a == "restore") {
         restore_speed(&bootstrap, total);
@@ -64,6 +63,7 @@ fn main() {
         enrichment(&engine, &bootstrap, total);
         return;
     }
+    println!("{:>14} {:>16} {:>16} {:>8}", "guarantee", "raw rdkafka r/s", "weir r/s", "ratio");
     for guarantee in [Guarantee::ExactlyOnce, Guarantee::AtLeastOnce] {
         let raw = passthrough(&bootstrap, &input, guarantee, total);
         let weir = weir(&engine, &config(&bootstrap, &input, "uppercase", guarantee, None), total);
