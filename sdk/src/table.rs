@@ -51,8 +51,11 @@ pub(crate) mod backend {
     use std::cell::RefCell;
     use std::collections::BTreeMap;
 
+    /// (table, key) -> value.
+    type Entries = BTreeMap<(String, Vec<u8>), Vec<u8>>;
+
     thread_local! {
-        static TABLES: RefCell<BTreeMap<(String, Vec<u8>), Vec<u8>>> = const { RefCell::new(BTreeMap::new()) };
+        static TABLES: RefCell<Entries> = const { RefCell::new(BTreeMap::new()) };
     }
 
     pub fn get(name: &str, key: &[u8]) -> Option<Vec<u8>> {
