@@ -19,7 +19,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::kafka::{base, CatchUpCtx};
+use crate::kafka::{base, catch_up, CatchUpCtx};
 use crate::pipeline::config::PipelineConfig;
 use crate::state::{StateStore, WriteBatch};
 
@@ -126,14 +126,9 @@ pub fn restore(
     store: &mut dyn StateStore,
 ) -> anyhow::Result<Restored> {
     let started = Instant::now();
-    let consumer: BaseConsumer<CatchUpCtx> = base(config)
-        .set("group.id", format!("{}-restore", config.application_id))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "true")
-        // Catching up, not tailing: big fetches, no waiting for more.
+    let consumer: BaseConsumer<CatchUpCtx> = catch_up(config, "restore")
+        // Big fetches: a restore reads whole partitions as fast as it can.
         .set("max.partition.fetch.bytes", "16777216")
-        .set("fetch.wait.max.ms", "10")
         .set("queued.min.messages", "1000000")
         .create_with_context(CatchUpCtx)?;
     let (low, high) = consumer

@@ -166,6 +166,19 @@ fn default(client: &mut ClientConfig, config: &PipelineConfig, key: &str, value:
     }
 }
 
+/// A consumer that reads assigned partitions to their end (`read_committed`, end-of-partition
+/// events, no commits), for changelog restores and tables; `purpose` names its group.
+pub fn catch_up(config: &PipelineConfig, purpose: &str) -> ClientConfig {
+    let mut client = base(config);
+    client
+        .set("group.id", format!("{}-{purpose}", config.application_id))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .set("fetch.wait.max.ms", "10");
+    client
+}
+
 /// The context of consumers that read a partition to its end (changelog restores, tables):
 /// reaching the end is the goal, not an error.
 pub struct CatchUpCtx;

@@ -11,7 +11,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::config::PipelineConfig;
 use crate::changelog::{input_partitions, partition_count};
-use crate::kafka::{base, CatchUpCtx};
+use crate::kafka::{self, CatchUpCtx};
 use crate::tables::Tables;
 
 /// Most table records applied between two batches, so a busy table cannot starve the inputs.
@@ -37,12 +37,7 @@ impl TableFeed {
             if feed.consumers.iter().any(|(t, _)| *t == table.topic) {
                 continue;
             }
-            let consumer: BaseConsumer<CatchUpCtx> = base(config)
-                .set("group.id", format!("{}-tables", config.application_id))
-                .set("enable.auto.commit", "false")
-                .set("isolation.level", "read_committed")
-                .set("enable.partition.eof", "true")
-                .set("fetch.wait.max.ms", "10")
+            let consumer: BaseConsumer<CatchUpCtx> = kafka::catch_up(config, "tables")
                 .create_with_context(CatchUpCtx)
                 .context("cannot create a Kafka consumer for the tables")?;
             let partitions = partition_count(&consumer, &table.topic, &format!("table `{name}`"))?;
@@ -67,7 +62,7 @@ impl TableFeed {
                 ends.push((p, high));
             }
             consumer.assign(&assignment)?;
-            catch_up(&consumer, &feed.tables, &table.topic, ends)?;
+            read_to_end(&consumer, &feed.tables, &table.topic, ends)?;
             feed.consumers.push((table.topic.clone(), consumer));
         }
         for (name, keys, records, keyless) in feed.tables.sizes() {
@@ -98,7 +93,7 @@ impl TableFeed {
 
 /// Reads `topic` until every partition reached the end it had at start, or, under
 /// read_committed, the last committed record before an open transaction.
-fn catch_up(consumer: &BaseConsumer<CatchUpCtx>, tables: &Tables, topic: &str, ends: Vec<(i32, i64)>) -> anyhow::Result<()> {
+fn read_to_end(consumer: &BaseConsumer<CatchUpCtx>, tables: &Tables, topic: &str, ends: Vec<(i32, i64)>) -> anyhow::Result<()> {
     let mut open: Vec<(i32, i64)> = ends.into_iter().filter(|(_, high)| *high > 0).collect();
     let mut logged = Instant::now();
     while !open.is_empty() {
