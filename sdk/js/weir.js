@@ -199,13 +199,20 @@ export class Output {
     this.value = bytes(value, "value");
     this.key = bytes(key, "key");
     this.topic = topic;
-    this.headers = headers.length ? headers.map(([name, v]) => [name, bytes(v, `header ${name}`)]) : NO_HEADERS;
+    this.headers = headers.length ? headers.map(([name, v]) => [name, headerValue(name, v)]) : NO_HEADERS;
     this.timestamp = timestamp;
     this.source = source;
   }
 }
 
 const NO_HEADERS = Object.freeze([]);
+
+function headerValue(name, value) {
+  if (value === null || value === undefined) {
+    throw new TypeError(`header ${name} has no value; a header value is a Uint8Array or a string`);
+  }
+  return bytes(value, `header ${name}`);
+}
 
 /** An Output from parts already checked: the per-record fast path of `mapValue`. */
 function output(value, key, topic, headers, timestamp, source) {

@@ -100,6 +100,10 @@ class SdkTest(unittest.TestCase):
             run(lambda r: r.value, batch((None, b"v", [])))
         self.assertIn("not a bare value", failed.exception.value.message)
 
+    def test_a_header_without_a_value_is_refused_by_name(self):
+        with self.assertRaisesRegex(TypeError, "header 'trace' has no value"):
+            Output(b"v", headers=[("trace", None)])
+
     def test_unknown_config_keys_are_refused_and_known_ones_readable(self):
         weir._function, weir._accepted = (lambda r: None), ("limit",)
         with self.assertRaises(Err) as failed:

@@ -153,6 +153,12 @@ def _bytes(value, what):
     raise TypeError(f"an output's {what} must be bytes, str or None, not {type(value).__name__}")
 
 
+def _header_value(name, value):
+    if value is None:
+        raise TypeError(f"header {name!r} has no value; a header value is bytes or str")
+    return _bytes(value, f"header {name!r}")
+
+
 class Output:
     """One record to produce. `value` None is a tombstone. `topic` names a configured output
     (None: the default one). `timestamp` None takes the timestamp of the record it answers."""
@@ -163,7 +169,7 @@ class Output:
         self.value = _bytes(value, "value")
         self.key = _bytes(key, "key")
         self.topic = topic
-        self.headers = [(name, _bytes(v, f"header {name!r}")) for name, v in headers]
+        self.headers = [(name, _header_value(name, v)) for name, v in headers]
         self.timestamp = timestamp
         self.source = source
 
