@@ -12,7 +12,7 @@ const GUESTS: &[&str] =
 
 fn main() {
     let root = PathBuf::from(env("CARGO_MANIFEST_DIR")).join("..");
-    for watched in ["wit", "sdk", "guest-examples", "tests/guests", "Cargo.toml", "Cargo.lock", ".cargo/config.toml"] {
+    for watched in ["wit", "abi", "sdk", "guest-examples", "tests/guests", "Cargo.toml", "Cargo.lock", ".cargo/config.toml"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out: the guests go to <target>/guests.

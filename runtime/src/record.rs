@@ -6,44 +6,8 @@
 
 use crate::engine::bindings::weir::processor::types as wit;
 
-/// Marks an absent byte string (no key, or a tombstone) in a length column.
-pub const ABSENT: u32 = u32::MAX;
-/// Numbers per record in `batch.records`.
-const RECORD_STRIDE: usize = 6;
-/// Numbers per output in `outputs.records`.
-const OUTPUT_STRIDE: usize = 8;
-/// Numbers per header in `headers`.
-const HEADER_STRIDE: usize = 4;
-
-/// The WIT's packed number columns: `u32-column` (4 little-endian bytes each) and `s64-column`
-/// (8 each).
-mod column {
-    pub fn push_u32s(column: &mut Vec<u8>, values: &[u32]) {
-        for v in values {
-            column.extend_from_slice(&v.to_le_bytes());
-        }
-    }
-
-    pub fn push_i64(column: &mut Vec<u8>, value: i64) {
-        column.extend_from_slice(&value.to_le_bytes());
-    }
-
-    /// Row `row` of a u32 column with `N` numbers per row.
-    pub fn u32s<const N: usize>(column: &[u8], row: usize) -> Option<[u32; N]> {
-        let bytes = column.get(row * N * 4..(row + 1) * N * 4)?;
-        let mut out = [0; N];
-        for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
-            *o = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        }
-        Some(out)
-    }
-
-    /// Number `i` of an s64 column.
-    pub fn i64_at(column: &[u8], i: usize) -> Option<i64> {
-        let bytes = column.get(i * 8..i * 8 + 8)?;
-        <[u8; 8]>::try_from(bytes).ok().map(i64::from_le_bytes)
-    }
-}
+pub use weir_abi::ABSENT;
+use weir_abi::{append, bytes, column, HEADER_STRIDE, OUTPUT_STRIDE, RECORD_STRIDE};
 
 /// A batch of records from one partition of one input, ready to hand to a guest.
 #[derive(Debug)]
@@ -170,26 +134,6 @@ impl Batch {
         }
         one
     }
-}
-
-/// Appends `bytes` to `data`, returning its offset and length (or [`ABSENT`]).
-fn append(data: &mut Vec<u8>, bytes: Option<&[u8]>) -> [u32; 2] {
-    match bytes {
-        None => [0, ABSENT],
-        Some(b) => {
-            let at = data.len() as u32;
-            data.extend_from_slice(b);
-            [at, b.len() as u32]
-        }
-    }
-}
-
-/// The bytes at `at..at+len` of `data`; `None` when absent or out of bounds.
-fn bytes(data: &[u8], at: u32, len: u32) -> Option<&[u8]> {
-    if len == ABSENT {
-        return None;
-    }
-    data.get(at as usize..(at as usize).checked_add(len as usize)?)
 }
 
 fn headers<'a>(columns: &'a [u8], data: &'a [u8], first: usize, count: usize) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {

@@ -49,44 +49,8 @@ impl<'a> Batch<'a> {
     }
 }
 
-/// Marks an absent byte string in a length column (see `wit/processor.wit`).
-pub(crate) const ABSENT: u32 = u32::MAX;
-const RECORD_STRIDE: usize = 6;
-pub(crate) const HEADER_STRIDE: usize = 4;
-
-/// The WIT's packed number columns: `u32-column` (4 little-endian bytes each) and `s64-column`
-/// (8 each).
-pub(crate) mod column {
-    pub fn push_u32s(column: &mut Vec<u8>, values: &[u32]) {
-        for v in values {
-            column.extend_from_slice(&v.to_le_bytes());
-        }
-    }
-
-    pub fn push_i64(column: &mut Vec<u8>, value: i64) {
-        column.extend_from_slice(&value.to_le_bytes());
-    }
-
-    /// The numbers in `bytes`, a whole row (extra numbers stay 0).
-    pub fn row<const N: usize>(bytes: &[u8]) -> [u32; N] {
-        let mut out = [0; N];
-        for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
-            *o = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        }
-        out
-    }
-
-    /// Row `row` of a u32 column with `N` numbers per row.
-    pub fn u32s<const N: usize>(column: &[u8], row: usize) -> Option<[u32; N]> {
-        column.get(row * N * 4..(row + 1) * N * 4).map(self::row)
-    }
-
-    /// Number `i` of an s64 column.
-    pub fn i64_at(column: &[u8], i: usize) -> Option<i64> {
-        let bytes = column.get(i * 8..i * 8 + 8)?;
-        <[u8; 8]>::try_from(bytes).ok().map(i64::from_le_bytes)
-    }
-}
+pub(crate) use weir_abi::{append, bytes, column, HEADER_STRIDE};
+use weir_abi::RECORD_STRIDE;
 
 /// One input record. Its bytes are borrowed from the batch: no copies.
 #[derive(Debug, Clone, Copy)]
@@ -94,27 +58,6 @@ pub struct Record<'a> {
     batch: &'a wit::Batch,
     columns: [u32; RECORD_STRIDE],
     index: u32,
-}
-
-/// Appends `bytes` to `data` and returns where they are, as the WIT's (offset, length) pair, or
-/// the absent marker for `None`.
-pub(crate) fn append(data: &mut Vec<u8>, bytes: Option<&[u8]>) -> [u32; 2] {
-    match bytes {
-        None => [0, ABSENT],
-        Some(b) => {
-            let at = data.len() as u32;
-            data.extend_from_slice(b);
-            [at, b.len() as u32]
-        }
-    }
-}
-
-/// The bytes at `at..at+len`; `None` when absent (or, from a faulty host, out of bounds).
-pub(crate) fn bytes(data: &[u8], at: u32, len: u32) -> Option<&[u8]> {
-    if len == ABSENT {
-        return None;
-    }
-    data.get(at as usize..(at as usize).checked_add(len as usize)?)
 }
 
 impl<'a> Record<'a> {
