@@ -52,7 +52,7 @@ impl Instance {
 
     /// Gives the guest's table lookups these tables, seen from this instance's partition.
     pub fn set_tables(&mut self, tables: TableView) {
-        self.store.data_mut().tables = Some(tables);
+        self.store.data_mut().tables = tables;
     }
 
     /// Runs the guest over `batch`. On error nothing of the batch is kept, and the error names
@@ -133,9 +133,8 @@ impl Instance {
     fn restart(&mut self) -> Result<(), LoadError> {
         let data = self.store.data_mut();
         let state = std::mem::replace(&mut data.state, StateView::new(Box::new(MemoryStore::new())));
-        let tables = data.tables.take();
         let mut host = HostState::new(state, data.log.clone(), self.module.engine.options().memory_limit);
-        host.tables = tables;
+        host.tables = data.tables.clone();
         match start(&self.module, host, &self.config) {
             Ok((store, bindings)) => {
                 self.store = store;
@@ -144,11 +143,10 @@ impl Instance {
                 Ok(())
             }
             Err(failed) => {
-                let (error, mut host) = *failed;
-                // Keep the partition's state and tables with the dead instance; the next call retries.
-                let tables = host.tables.take();
+                let (error, host) = *failed;
+                // Keep the partition's state with the dead instance (its tables are still
+                // there); the next call retries.
                 self.store.data_mut().state = host.into_state();
-                self.store.data_mut().tables = tables;
                 Err(error)
             }
         }

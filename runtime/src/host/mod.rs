@@ -9,7 +9,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::state::StateView;
-use crate::tables::TableView;
+use crate::tables::{TableView, Tables};
 
 /// Everything a guest instance's store holds.
 pub struct HostState {
@@ -17,8 +17,8 @@ pub struct HostState {
     table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) state: StateView,
-    /// The pipeline's tables, if it declares any.
-    pub(crate) tables: Option<TableView>,
+    /// The pipeline's tables, as this instance's partition sees them (none until set).
+    pub(crate) tables: TableView,
     pub(crate) log: LogContext,
     /// The last error-level line the guest logged during the current call (the SDKs log
     /// panics and exceptions there), to explain a trap.
@@ -49,7 +49,7 @@ impl HostState {
             table: ResourceTable::new(),
             limiter: MemoryLimiter { limit: memory_limit, exceeded: false },
             state,
-            tables: None,
+            tables: TableView { tables: Tables::default(), partition: log.partition },
             log,
             last_error: None,
         }

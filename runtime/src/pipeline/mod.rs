@@ -333,9 +333,7 @@ impl Work {
             std::collections::hash_map::Entry::Vacant(e) => {
                 let changelog = self.changelog.as_deref();
                 let mut instance = open_instance(&self.module, &self.config, changelog, topic, partition).map_err(Failure::Fatal)?;
-                if !self.config.tables.is_empty() {
-                    instance.set_tables(TableView { tables: self.tables.clone(), partition });
-                }
+                instance.set_tables(TableView { tables: self.tables.clone(), partition });
                 e.insert(instance)
             }
         };
