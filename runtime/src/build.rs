@@ -168,15 +168,16 @@ fn build_js(dir: &Path, wit: &Path, staging: &Path, out: &Path) -> anyhow::Resul
     std::fs::write(
         &script,
         format!(
-            "import {{ componentize }} from {entry};\n\
-             import {{ writeFile }} from 'node:fs/promises';\n\
+            "import {{ writeFile }} from 'node:fs/promises';\n\
+             import {{ pathToFileURL }} from 'node:url';\n\
+             const {{ componentize }} = await import(pathToFileURL({entry}).href);\n\
              const {{ component }} = await componentize({{\n\
                sourcePath: 'app.js', witPath: {wit}, worldName: '{WORLD}',\n\
                // weir gives guests no network: leave out the HTTP client and fetch handler.\n\
                disableFeatures: ['http', 'fetch-event'],\n\
              }});\n\
              await writeFile({out}, component);\n",
-            entry = js_string(&url_of(&entry)),
+            entry = js_string(&entry.display().to_string()),
             wit = js_string(&wit.display().to_string()),
             out = js_string(&out.display().to_string()),
         ),
@@ -224,10 +225,6 @@ fn js_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 
 fn js_string(s: &str) -> String {
     serde_json::Value::String(s.to_owned()).to_string()
-}
-
-fn url_of(path: &Path) -> String {
-    format!("file://{}", path.display())
 }
 
 /// The componentize-js package: `WEIR_COMPONENTIZE_JS`, or `node_modules` in the folder or
