@@ -208,8 +208,9 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<bool> {
                 Some(t) => t,
                 None => {
                     let name = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
-                    let name = name.file_name().map(ToOwned::to_owned).unwrap_or_else(|| "processor".into());
-                    PathBuf::from(name).with_extension("wasm")
+                    // Appended, not set: a folder `orders.v2` builds `orders.v2.wasm`.
+                    let name = name.file_name().map_or("processor".into(), |n| n.to_string_lossy());
+                    PathBuf::from(format!("{name}.wasm"))
                 }
             };
             let language = crate::build::build(&limits.engine()?, &dir, &target)?;
