@@ -93,3 +93,19 @@ pub mod column {
         }
     }
 }
+
+/// Times (milliseconds since the epoch) as key bytes whose byte order is time order, for keys
+/// that scan in time order: timers in the host's store, windows and join buffers in the SDK's.
+pub mod time_key {
+    /// `at` as 8 big-endian bytes with the sign bit flipped, so negative times sort first.
+    #[inline]
+    pub fn encode(at: i64) -> [u8; 8] {
+        ((at as u64) ^ (1 << 63)).to_be_bytes()
+    }
+
+    /// The time that [`encode`] turned into `bytes`, if there are 8 of them.
+    #[inline]
+    pub fn decode(bytes: &[u8]) -> Option<i64> {
+        Some((u64::from_be_bytes(bytes.try_into().ok()?) ^ (1 << 63)) as i64)
+    }
+}

@@ -30,11 +30,14 @@ pub struct Location {
     pub key: Option<Vec<u8>>,
 }
 
-/// One offset, or the range of a batch.
+/// One offset, or the range of a batch, or the timer that was firing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Offsets {
     One(i64),
     Range(i64, i64),
+    /// A timer set for this time (milliseconds since the epoch) on the event-time clock
+    /// (`wall_clock` false) or the wall clock.
+    Timer { at: i64, wall_clock: bool },
 }
 
 impl fmt::Display for Location {
@@ -43,6 +46,9 @@ impl fmt::Display for Location {
         match self.offsets {
             Offsets::One(o) => write!(f, "offset {o}")?,
             Offsets::Range(a, b) => write!(f, "offsets {a}..={b}")?,
+            Offsets::Timer { at, wall_clock } => {
+                write!(f, "{} timer at {at}", if wall_clock { "wall-clock" } else { "event-time" })?
+            }
         }
         match &self.key {
             None => write!(f, " (no key)"),

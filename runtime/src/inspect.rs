@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::engine::bindings::PROCESSOR_EXPORT;
+use crate::engine::bindings::{PROCESSOR_EXPORT, TIMER_HANDLER_EXPORT};
 use crate::engine::Engine;
 
 /// A human-readable report, and whether the module is runnable here.
@@ -23,11 +23,16 @@ pub fn inspect(engine: &Engine, path: &Path) -> (String, bool) {
     let wasmtime = engine.wasmtime();
     let exports: Vec<&str> = ty.exports(wasmtime).map(|(n, _)| n).collect();
     let imports: Vec<&str> = ty.imports(wasmtime).map(|(n, _)| n).collect();
-    let world = if exports.contains(&PROCESSOR_EXPORT) {
-        let version = PROCESSOR_EXPORT.rsplit('@').next().unwrap_or_default();
-        format!("weir:processor/stream-processor, version {version}")
-    } else {
-        "not a weir processor".to_owned()
+    // The component's own version of the interfaces, which may be older than this weir's.
+    let unversioned = |name: &'static str| name.split('@').next().unwrap_or(name);
+    let exported = |name: &'static str| exports.iter().find(|e| e.split('@').next() == Some(unversioned(name)));
+    let world = match (exported(PROCESSOR_EXPORT), exported(TIMER_HANDLER_EXPORT)) {
+        (Some(export), timers) => {
+            let version = export.rsplit('@').next().unwrap_or_default();
+            let name = if timers.is_some() { "timed-processor" } else { "stream-processor" };
+            format!("weir:processor/{name}, version {version}")
+        }
+        (None, _) => "not a weir processor".to_owned(),
     };
     let _ = writeln!(report, "  world:   {world}");
     let _ = writeln!(report, "  exports: {}", list(&exports));

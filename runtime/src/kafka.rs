@@ -28,6 +28,9 @@ pub struct Shared {
     pub book: Mutex<Book>,
     /// Set when partitions were revoked: the loop drops the batch in hand and its instances.
     pub rebalanced: AtomicBool,
+    /// Set when partitions were assigned: a processor with timers opens their instances, so
+    /// their wall-clock timers fire even while no record arrives.
+    pub assigned: AtomicBool,
 }
 
 /// The work since the last commit.
@@ -57,6 +60,7 @@ impl Shared {
             producer: OnceLock::new(),
             book: Mutex::new(Book::default()),
             rebalanced: AtomicBool::new(false),
+            assigned: AtomicBool::new(false),
         })
     }
 
@@ -96,7 +100,10 @@ impl ConsumerContext for ConsumerCtx {
                 tracing::info!(partitions = tpl.count(), "partitions revoked");
                 self.shared.on_revoke();
             }
-            Rebalance::Assign(tpl) => tracing::info!(partitions = tpl.count(), "partitions assigned"),
+            Rebalance::Assign(tpl) => {
+                tracing::info!(partitions = tpl.count(), "partitions assigned");
+                self.shared.assigned.store(true, Ordering::SeqCst);
+            }
             Rebalance::Error(e) => tracing::warn!("rebalance error: {e}"),
         }
     }

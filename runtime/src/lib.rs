@@ -2,7 +2,7 @@
 //!
 //! The data path reads top to bottom: [`config`] (what the user asked for), [`engine`] (compile,
 //! cache, instantiate and call components under limits), [`host`] (what a guest may import),
-//! [`state`] (stores and their per-batch view), [`record`] (how records cross into the guest and
+//! [`state`] (stores and their per-batch view), [`timers`] (kept in those stores), [`record`] (how records cross into the guest and
 //! back), [`kafka`] and [`pipeline`] (`weir run`: consume, process, produce, commit), and
 //! [`testrun`] (`weir test`: records from a JSONL file, no broker). [`build`] (`weir build`) turns
 //! a Rust, Python or JavaScript folder into a component.
@@ -23,3 +23,4 @@ pub mod record;
 pub mod state;
 pub mod tables;
 pub mod testrun;
+pub mod timers;

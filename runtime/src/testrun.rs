@@ -104,21 +104,25 @@ pub fn run(engine: &Engine, run: &TestRun, out: &mut dyn Write) -> anyhow::Resul
                 e.insert(instance)
             }
         };
-        let outputs = match instance.process(&batch) {
-            Ok(outputs) => outputs,
+        // A processor with timers: the batch moves the partition's event time, and the
+        // event-time timers now due fire after it (wall-clock timers do not fire in a test run).
+        let processed = instance.process(&batch).and_then(|outputs| Ok((outputs, instance.advance(&batch)?)));
+        let (outputs, fired) = match processed {
+            Ok(done) => done,
             Err(e) => {
                 out.flush()?;
                 return Err(e.into());
             }
         };
-        for o in outputs.iter() {
+        let timer_outputs = fired.iter().flat_map(|f| f.outputs.iter());
+        for o in outputs.iter().chain(timer_outputs) {
             serde_json::to_writer(&mut *out, &OutputLine::from_output(&o))?;
             out.write_all(b"\n")?;
         }
         instance.commit().context("cannot commit state")?;
         summary.records += chunk.len();
         summary.batches += 1;
-        summary.outputs += outputs.len();
+        summary.outputs += outputs.len() + fired.iter().map(|f| f.outputs.len()).sum::<usize>();
     }
     out.flush()?;
     Ok(summary)

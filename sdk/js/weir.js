@@ -11,9 +11,9 @@
 // This module turns weir's columnar batches (see wit/processor.wit) into records and outputs
 // back into columns, so user code never sees them.
 
-import * as host from "weir:processor/state@0.2.0";
-import { log as hostLog } from "weir:processor/log@0.2.0";
-import { get as tableGet } from "weir:processor/tables@0.2.0";
+import * as host from "weir:processor/state@0.2.1";
+import { log as hostLog } from "weir:processor/log@0.2.1";
+import { get as tableGet } from "weir:processor/tables@0.2.1";
 
 const ABSENT = 0xffffffff;
 const RECORD_STRIDE = 6;

@@ -5,6 +5,7 @@ use std::sync::OnceLock;
 
 use crate::bindings::weir::processor::types as wit;
 use crate::output::OutputSink;
+use crate::timers::{self, Clock, Timer};
 use crate::{Batch, IntoOutputs, Record};
 
 static CONFIG: OnceLock<Vec<(String, String)>> = OnceLock::new();
@@ -36,8 +37,10 @@ pub fn process_each<R: IntoOutputs>(
     f: impl Fn(&Record<'_>) -> R,
 ) -> Result<wit::Outputs, wit::ProcessingError> {
     let mut sink = OutputSink::for_batch(batch);
+    timers::begin_call();
     for record in Batch::new(batch).records() {
         sink.source = record.index() as u32;
+        timers::saw(record.timestamp().unwrap_or(-1));
         f(&record).emit(&mut sink).map_err(|e| wit::ProcessingError {
             record: Some(e.record.unwrap_or(sink.source)),
             message: e.message,
@@ -53,8 +56,42 @@ pub fn process_batch<R: IntoOutputs>(
 ) -> Result<wit::Outputs, wit::ProcessingError> {
     let mut sink = OutputSink::for_batch(batch);
     sink.source = (batch.offsets.len() / 8).saturating_sub(1) as u32;
-    f(&Batch::new(batch))
+    timers::begin_call();
+    let batch_view = Batch::new(batch);
+    batch_view.records().for_each(|r| timers::saw(r.timestamp().unwrap_or(-1)));
+    f(&batch_view)
         .emit(&mut sink)
         .map_err(|e| wit::ProcessingError { record: e.record, message: e.message })?;
     Ok(sink.finish())
+}
+
+/// Calls `f` on every timer that fired, in order; an error names the timer it came from.
+pub fn on_timer_each<R: IntoOutputs>(
+    fired: Vec<wit::Timer>,
+    f: impl Fn(&Timer) -> R,
+) -> Result<wit::Outputs, wit::ProcessingError> {
+    let mut sink = OutputSink::with_capacity(fired.len());
+    timers::begin_call();
+    for (i, t) in fired.into_iter().enumerate() {
+        sink.source = i as u32;
+        let clock = match t.clock {
+            wit::Clock::EventTime => Clock::EventTime,
+            wit::Clock::WallClock => Clock::WallClock,
+        };
+        f(&Timer { clock, at: t.at, key: t.key }).emit(&mut sink).map_err(|e| wit::ProcessingError {
+            record: Some(e.record.unwrap_or(sink.source)),
+            message: e.message,
+        })?;
+    }
+    Ok(sink.finish())
+}
+
+/// The timer handler of a processor that declared none: a timer it set fired.
+pub fn no_timer_handler(fired: Vec<wit::Timer>) -> Result<wit::Outputs, wit::ProcessingError> {
+    Err(wit::ProcessingError {
+        record: (!fired.is_empty()).then_some(0),
+        message: "a timer fired, but the processor has no timer handler: name one with \
+                  `#[processor(on_timer = function)]`"
+            .to_owned(),
+    })
 }

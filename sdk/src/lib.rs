@@ -15,7 +15,9 @@
 //! `weir test` or `weir run`. A processor returns zero, one or many [`Output`]s per record
 //! (`()`, `Output`, `Option<Output>`, `Vec<Output>`, or any of these in a `Result`); with
 //! `#[processor(batch)]` it receives the whole [`Batch`] instead. Processors keep typed state in
-//! [`state`], read their configuration with [`config`], and log with [`log`].
+//! [`state`], look up tables with [`table`], set [`timers`] (with `#[processor(on_timer = f)]`),
+//! aggregate over time [`window`]s, join two streams with [`join`], read their configuration with
+//! [`config`], and log with [`log`].
 //!
 //! Off wasm (in `cargo test`), [`state`] and [`log`] are served by an in-process stub, so a
 //! processor's unit tests run on the host; see [`testing`].
@@ -31,12 +33,15 @@ mod record;
 pub mod state;
 pub mod table;
 pub mod testing;
+pub mod timers;
+pub mod join;
+pub mod window;
 
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "stream-processor",
+        world: "timed-processor",
         pub_export_macro: true,
         export_macro_name: "export",
         default_bindings_module: "weir_sdk::bindings",

@@ -146,13 +146,19 @@ pub struct OutputSink {
 
 impl OutputSink {
     pub(crate) fn for_batch(batch: &wit::Batch) -> Self {
-        let n = batch.offsets.len() / 8;
+        let mut sink = Self::with_capacity(batch.offsets.len() / 8);
+        sink.out.data.reserve(batch.data.len());
+        sink
+    }
+
+    /// A sink sized for about `n` outputs.
+    pub(crate) fn with_capacity(n: usize) -> Self {
         let out = wit::Outputs {
             records: Vec::with_capacity(n * 8 * 4),
             sources: Vec::with_capacity(n * 4),
             timestamps: Vec::with_capacity(n * 8),
             headers: Vec::new(),
-            data: Vec::with_capacity(batch.data.len()),
+            data: Vec::new(),
         };
         Self { out, source: 0 }
     }

@@ -16,6 +16,8 @@
 
 use crate::bindings::weir::processor::types as wit;
 use crate::record::{append, bytes, column, HEADER_STRIDE};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::timers::{self, Clock, Timer};
 use crate::{Batch, Error, IntoOutputs, Output, Record};
 
 /// A batch built in memory.
@@ -66,6 +68,20 @@ impl TestBatch {
         self
     }
 
+    /// Appends a record with a UTF-8 key and value and this timestamp (ms since the epoch).
+    pub fn with_at(mut self, key: Option<&str>, value: &str, timestamp: i64) -> Self {
+        self.push(key.map(str::as_bytes), Some(value.as_bytes()), &[]);
+        let at = self.wit.timestamps.len() - 8;
+        self.wit.timestamps[at..].copy_from_slice(&timestamp.to_le_bytes());
+        self
+    }
+
+    /// Reads records from input `name` (the topic name by default).
+    pub fn from_input(mut self, name: &str) -> Self {
+        name.clone_into(&mut self.wit.input);
+        self
+    }
+
     pub fn batch(&self) -> Batch<'_> {
         Batch::new(&self.wit)
     }
@@ -79,6 +95,21 @@ impl TestBatch {
     pub fn run<R: IntoOutputs>(&self, f: impl Fn(&Record<'_>) -> R) -> Result<Vec<Output>, Error> {
         let out = crate::glue::process_each(&self.wit, f).map_err(from_wit)?;
         Ok(decode(&out))
+    }
+
+    /// Runs a per-record processor, then does what weir does after a batch: moves this thread's
+    /// event time to the batch's newest timestamp and fires the event-time timers now due
+    /// through `on_timer`. Returns the processor's outputs, then the timers'.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn run_with_timers<R: IntoOutputs, T: IntoOutputs>(
+        &self,
+        f: impl Fn(&Record<'_>) -> R,
+        on_timer: impl Fn(&Timer) -> T,
+    ) -> Result<Vec<Output>, Error> {
+        let mut outputs = self.run(f)?;
+        let newest = (0..self.batch().len()).filter_map(|i| self.record(i)?.timestamp()).max().unwrap_or(-1);
+        outputs.extend(advance_event_time(newest, on_timer)?);
+        Ok(outputs)
     }
 
     /// Runs a per-record processor and counts its outputs without decoding them: the native
@@ -119,6 +150,51 @@ fn decode(out: &wit::Outputs) -> Vec<Output> {
 #[cfg(not(target_arch = "wasm32"))]
 pub fn set_table(name: &str, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
     crate::table::backend::set(name, key.as_ref(), Some(value.as_ref()));
+}
+
+/// Moves this thread's event time up to `t` (never back) and fires the event-time timers due
+/// by then through `on_timer`, oldest first, as weir does; timers they set that are already due
+/// fire too. Returns their outputs.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn advance_event_time<T: IntoOutputs>(t: i64, on_timer: impl Fn(&Timer) -> T) -> Result<Vec<Output>, Error> {
+    timers::backend::set_event_time(t);
+    fire(Clock::EventTime, timers::backend::event_time(), on_timer)
+}
+
+/// Fires the wall-clock timers due at `now` (ms since the epoch) through `on_timer`.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn fire_wall_clock<T: IntoOutputs>(now: i64, on_timer: impl Fn(&Timer) -> T) -> Result<Vec<Output>, Error> {
+    fire(Clock::WallClock, now, on_timer)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn fire<T: IntoOutputs>(clock: Clock, now: i64, on_timer: impl Fn(&Timer) -> T) -> Result<Vec<Output>, Error> {
+    let mut outputs = Vec::new();
+    loop {
+        let due = timers::backend::take_due(clock, now);
+        if due.is_empty() {
+            return Ok(outputs);
+        }
+        let wit_timers = due
+            .into_iter()
+            .map(|t| wit::Timer {
+                clock: match t.clock {
+                    Clock::EventTime => wit::Clock::EventTime,
+                    Clock::WallClock => wit::Clock::WallClock,
+                },
+                at: t.at,
+                key: t.key,
+            })
+            .collect();
+        let out = crate::glue::on_timer_each(wit_timers, &on_timer).map_err(from_wit)?;
+        outputs.extend(decode(&out));
+    }
+}
+
+/// Forgets this thread's native timers and event time.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn reset_timers() {
+    timers::backend::clear();
 }
 
 /// Empties this thread's native state stub.

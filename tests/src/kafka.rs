@@ -70,6 +70,11 @@ pub fn numbered(range: std::ops::Range<usize>) -> Vec<TestRecord> {
 /// Produces `records` to `topic` and waits until all are acknowledged; with `pace`, spread
 /// over about that long.
 pub fn produce(bootstrap: &str, topic: &str, records: &[TestRecord], pace: Option<Duration>) {
+    produce_at(bootstrap, topic, records, None, pace);
+}
+
+/// Like [`produce`], with record `i` timestamped `timestamps[i]` (ms since the epoch) when given.
+pub fn produce_at(bootstrap: &str, topic: &str, records: &[TestRecord], timestamps: Option<&[i64]>, pace: Option<Duration>) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
@@ -89,6 +94,9 @@ pub fn produce(bootstrap: &str, topic: &str, records: &[TestRecord], pace: Optio
             owned = owned.insert(Header { key: k, value: Some(v.as_bytes()) });
         }
         let mut record = BaseRecord::to(topic).key(key.as_str()).payload(value.as_str()).headers(owned);
+        if let Some(ts) = timestamps.and_then(|t| t.get(i)) {
+            record = record.timestamp(*ts);
+        }
         loop {
             match producer.send(record) {
                 Ok(()) => break,
@@ -339,10 +347,24 @@ impl Setup {
 /// Starts and SIGKILLs weir `crashes` times at random moments while `records` flow in, then
 /// lets a last instance run until the output has `want` records (or goes quiet).
 pub fn crash_repeatedly(s: &Setup, pipeline: &Path, input: Vec<TestRecord>, crashes: usize, want: usize) -> Vec<ReadRecord> {
+    crash_repeatedly_at(s, pipeline, input, None, crashes, want)
+}
+
+/// Like [`crash_repeatedly`], with the input records timestamped.
+pub fn crash_repeatedly_at(
+    s: &Setup,
+    pipeline: &Path,
+    input: Vec<TestRecord>,
+    timestamps: Option<Vec<i64>>,
+    crashes: usize,
+    want: usize,
+) -> Vec<ReadRecord> {
     use rand::Rng;
     let records = input.len();
     let (bootstrap, topic) = (s.bootstrap.clone(), s.input.clone());
-    let producer = std::thread::spawn(move || produce(&bootstrap, &topic, &input, Some(Duration::from_secs(40))));
+    let producer = std::thread::spawn(move || {
+        produce_at(&bootstrap, &topic, &input, timestamps.as_deref(), Some(Duration::from_secs(40)))
+    });
     let mut rng = rand::rng();
     let mut committed_at_kills = Vec::new();
     for _ in 0..crashes {

@@ -59,7 +59,7 @@ fn a_truncated_component_is_refused_as_invalid() {
 fn a_component_for_another_world_is_refused_naming_what_it_exports() {
     let error = fails(&module_arg("not-a-processor"), &[r#"{"value": "x"}"#], &[]);
     assert!(error.contains("built for another world"), "{error}");
-    assert!(error.contains("weir:processor/processor@0.2.0") && error.contains("wasi:cli/run"), "{error}");
+    assert!(error.contains("weir:processor/processor@0.2.1") && error.contains("wasi:cli/run"), "{error}");
 }
 
 #[test]

@@ -138,7 +138,7 @@ fn inspect_names_the_world_and_version_of_a_processor() {
     let cache = tempfile::tempdir().unwrap();
     let run = weir(&["inspect", guest("word-count").to_str().unwrap()], cache.path());
     assert!(run.ok, "{:?}", run.error);
-    assert!(run.stdout.contains("world:   weir:processor/stream-processor, version 0.2.0"), "{}", run.stdout);
-    assert!(run.stdout.contains("imports: weir:processor/state@0.2.0"), "{}", run.stdout);
+    assert!(run.stdout.contains("world:   weir:processor/timed-processor, version 0.2.1"), "{}", run.stdout);
+    assert!(run.stdout.contains("imports: weir:processor/state@0.2.1"), "{}", run.stdout);
     assert!(run.stdout.contains("valid:   yes"), "{}", run.stdout);
 }

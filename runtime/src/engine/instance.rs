@@ -1,8 +1,11 @@
-//! One running processor instance: its store, its state, and the call of a batch under limits.
+//! One running processor instance: its store, its state, and the call of a batch (or of due
+//! timers) under limits.
 
+use wasmtime::component::TypedFunc;
 use wasmtime::{Store, Trap};
 
 use super::bindings::exports::weir::processor::processor::ProcessingError;
+use super::bindings::weir::processor::types::{Clock, Outputs as WitOutputs, Timer};
 use super::bindings::StreamProcessor as Processor;
 use super::{deadline_ticks, one_line, Module};
 use crate::error::{LoadError, Location, Offsets, ProcessError, StateError};
@@ -10,6 +13,34 @@ use crate::host::{HostState, LogContext};
 use crate::record::{Batch, Outputs};
 use crate::state::{MemoryStore, StateView};
 use crate::tables::TableView;
+use crate::timers;
+
+/// The component's `on-timer` export.
+type OnTimer = TypedFunc<(Vec<Timer>,), (Result<WitOutputs, ProcessingError>,)>;
+
+/// Most `on-timer` calls per firing: a guest that keeps setting timers that are already due
+/// gets the rest at the next firing instead of holding up the partition.
+const MAX_TIMER_ROUNDS: usize = 100;
+
+/// Timers that fired together, and the outputs their handler returned.
+pub struct Fired {
+    pub timers: Vec<Timer>,
+    pub outputs: Outputs,
+    /// When they fired: the event time, or the wall-clock time, in ms since the epoch.
+    pub now: i64,
+}
+
+impl Fired {
+    /// The timestamp an output answering timer `i` gets unless the guest set one: the timer's
+    /// time for an event-time timer, the firing time for a wall-clock timer.
+    pub fn timestamp(&self, i: usize) -> Option<i64> {
+        let t = self.timers.get(i)?;
+        Some(match t.clock {
+            Clock::EventTime => t.at,
+            Clock::WallClock => self.now,
+        })
+    }
+}
 
 /// An instance of a [`Module`] serving one input partition.
 ///
@@ -22,7 +53,25 @@ pub struct Instance {
     config: Vec<(String, String)>,
     store: Store<HostState>,
     bindings: Processor,
+    on_timer: Option<OnTimer>,
+    /// The partition's event time, once read from the store (for a component with timers).
+    event_time: Option<i64>,
     dead: bool,
+}
+
+/// What a call was about, to say where it failed.
+enum Subject<'a> {
+    Batch(&'a Batch),
+    Timers(&'a [Timer]),
+}
+
+impl Subject<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Subject::Batch(b) => b.len(),
+            Subject::Timers(t) => t.len(),
+        }
+    }
 }
 
 /// How a call failed, before it is explained with a location.
@@ -42,8 +91,8 @@ impl Instance {
     ) -> Result<Self, LoadError> {
         let log = LogContext { module: module.name.clone(), topic: topic.to_owned(), partition };
         let host = HostState::new(state, log, module.engine.options().memory_limit);
-        let (store, bindings) = start(&module, host, config).map_err(|failed| failed.0)?;
-        Ok(Self { module, config: config.to_vec(), store, bindings, dead: false })
+        let (store, bindings, on_timer) = start(&module, host, config).map_err(|failed| failed.0)?;
+        Ok(Self { module, config: config.to_vec(), store, bindings, on_timer, event_time: None, dead: false })
     }
 
     pub fn module(&self) -> &Module {
@@ -60,22 +109,105 @@ impl Instance {
     /// batch's records are retried one by one on a fresh instance.
     #[allow(clippy::result_large_err, reason = "errors are rare and carry their whole location")]
     pub fn process(&mut self, batch: &Batch) -> Result<Outputs, ProcessError> {
-        let failure = match self.call(batch) {
+        if self.module.uses_timers() {
+            let event_time = self.event_time(&Subject::Batch(batch))?;
+            self.store.data_mut().event_time = event_time;
+        }
+        let result = self.call(batch);
+        self.conclude(result, &Subject::Batch(batch))
+    }
+
+    /// After a processed batch: moves the partition's event time up to the batch's newest
+    /// record timestamp, and fires the event-time timers now due. Nothing for a component
+    /// without timers.
+    #[allow(clippy::result_large_err, reason = "errors are rare and carry their whole location")]
+    pub fn advance(&mut self, batch: &Batch) -> Result<Vec<Fired>, ProcessError> {
+        if !self.module.uses_timers() {
+            return Ok(Vec::new());
+        }
+        let current = self.event_time(&Subject::Batch(batch))?;
+        let newest = (0..batch.len()).filter_map(|i| batch.timestamp(i)).max().unwrap_or(-1);
+        if newest > current {
+            self.event_time = Some(newest);
+            timers::store_event_time(&mut self.store.data_mut().state, newest);
+        }
+        let now = current.max(newest);
+        self.store.data_mut().event_time = now;
+        self.fire(Clock::EventTime, now)
+    }
+
+    /// Fires the wall-clock timers due at `now` (ms since the epoch).
+    #[allow(clippy::result_large_err, reason = "errors are rare and carry their whole location")]
+    pub fn fire_wall_clock(&mut self, now: i64) -> Result<Vec<Fired>, ProcessError> {
+        if !self.module.uses_timers() {
+            return Ok(Vec::new());
+        }
+        let event_time = self.event_time(&Subject::Timers(&[]))?;
+        self.store.data_mut().event_time = event_time;
+        self.fire(Clock::WallClock, now)
+    }
+
+    /// The partition's event time, read from the store the first time.
+    #[allow(clippy::result_large_err, reason = "errors are rare and carry their whole location")]
+    fn event_time(&mut self, subject: &Subject<'_>) -> Result<i64, ProcessError> {
+        if let Some(t) = self.event_time {
+            return Ok(t);
+        }
+        let t = timers::load_event_time(&mut self.store.data_mut().state)
+            .map_err(|source| ProcessError::State { location: self.location(subject, None), source })?;
+        self.event_time = Some(t);
+        Ok(t)
+    }
+
+    /// Calls `on-timer` with the timers on `clock` due at `now`, deleting each as it fires,
+    /// until none is due.
+    #[allow(clippy::result_large_err, reason = "errors are rare and carry their whole location")]
+    fn fire(&mut self, clock: Clock, now: i64) -> Result<Vec<Fired>, ProcessError> {
+        let mut fired = Vec::new();
+        for _ in 0..MAX_TIMER_ROUNDS {
+            let state = &mut self.store.data_mut().state;
+            let due = match timers::due(state, clock, now, timers::FIRE_BATCH) {
+                Ok(due) => due,
+                Err(source) => {
+                    let wall_clock = clock == Clock::WallClock;
+                    let offsets = Offsets::Timer { at: now, wall_clock };
+                    let location = Location { offsets, ..self.location(&Subject::Timers(&[]), None) };
+                    return Err(ProcessError::State { location, source });
+                }
+            };
+            if due.is_empty() {
+                break;
+            }
+            for t in &due {
+                state.delete(timers::timer_key(t.clock, t.at, &t.key));
+            }
+            let result = self.call_on_timer(&due);
+            let outputs = self.conclude(result, &Subject::Timers(&due))?;
+            fired.push(Fired { timers: due, outputs, now });
+        }
+        Ok(fired)
+    }
+
+    /// Turns a failed call into an error that names the record or timer at fault, forgetting
+    /// the state writes since the last commit.
+    #[allow(clippy::result_large_err, reason = "errors are rare and carry their whole location")]
+    fn conclude(&mut self, result: Result<Outputs, Failure>, subject: &Subject<'_>) -> Result<Outputs, ProcessError> {
+        let failure = match result {
             Ok(outputs) => return Ok(outputs),
             Err(failure) => failure,
         };
         self.rollback();
         match failure {
             Failure::Rejected(e) => {
-                let index = e.record.map(|i| i as usize).filter(|&i| i < batch.len());
-                Err(ProcessError::Rejected { location: self.location(batch, index), message: e.message })
+                let index = e.record.map(|i| i as usize).filter(|&i| i < subject.len());
+                Err(ProcessError::Rejected { location: self.location(subject, index), message: e.message })
             }
             Failure::BadOutput(index, detail) => {
-                Err(ProcessError::BadOutput { location: self.location(batch, Some(index)), detail })
+                Err(ProcessError::BadOutput { location: self.location(subject, Some(index)), detail })
             }
             Failure::Trap(error) => {
-                let culprit = if batch.len() > 1 { self.isolate(batch) } else { Some(0) };
-                Err(self.explain(error, batch, culprit))
+                let culprit = if subject.len() > 1 { self.isolate(subject) } else { Some(0) };
+                Err(self.explain(error, subject, culprit))
             }
         }
     }
@@ -101,13 +233,31 @@ impl Instance {
     }
 
     fn call(&mut self, batch: &Batch) -> Result<Outputs, Failure> {
+        self.call_with(batch.len(), |store, bindings, _| {
+            bindings.weir_processor_processor().call_process(store, &batch.wit)
+        })
+    }
+
+    fn call_on_timer(&mut self, timers: &[Timer]) -> Result<Outputs, Failure> {
+        self.call_with(timers.len(), |store, _, on_timer| match on_timer {
+            Some(f) => f.call(store, (timers.to_vec(),)).map(|(result,)| result),
+            None => Err(wasmtime::Error::msg("the component exports no `on-timer`")),
+        })
+    }
+
+    /// Calls into the guest under fresh limits (restarting it after a trap), and checks the
+    /// outputs it returns for `count` records or timers.
+    fn call_with(
+        &mut self,
+        count: usize,
+        f: impl FnOnce(&mut Store<HostState>, &Processor, Option<&OnTimer>) -> wasmtime::Result<Result<WitOutputs, ProcessingError>>,
+    ) -> Result<Outputs, Failure> {
         if self.dead {
             self.restart().map_err(|e| Failure::Trap(wasmtime::Error::msg(e.to_string())))?;
         }
         arm(&mut self.store, &self.module);
-        let result = self.bindings.weir_processor_processor().call_process(&mut self.store, &batch.wit);
-        match result {
-            Ok(Ok(outputs)) => Outputs::check(outputs, batch.len()).map_err(|(i, d)| Failure::BadOutput(i, d)),
+        match f(&mut self.store, &self.bindings, self.on_timer.as_ref()) {
+            Ok(Ok(outputs)) => Outputs::check(outputs, count).map_err(|(i, d)| Failure::BadOutput(i, d)),
             Ok(Err(rejected)) => Err(Failure::Rejected(rejected)),
             Err(trap) => {
                 self.dead = true;
@@ -116,11 +266,15 @@ impl Instance {
         }
     }
 
-    /// Retries each record alone to find the one that traps; state is rolled back after each.
-    fn isolate(&mut self, batch: &Batch) -> Option<usize> {
+    /// Retries each record (or timer) alone to find the one that traps; state is rolled back
+    /// after each.
+    fn isolate(&mut self, subject: &Subject<'_>) -> Option<usize> {
         let mut culprit = None;
-        for i in 0..batch.len() {
-            let failed = self.call(&batch.single(i)).is_err();
+        for i in 0..subject.len() {
+            let failed = match subject {
+                Subject::Batch(batch) => self.call(&batch.single(i)).is_err(),
+                Subject::Timers(timers) => self.call_on_timer(&timers[i..=i]).is_err(),
+            };
             self.rollback();
             if failed {
                 culprit = Some(i);
@@ -136,9 +290,10 @@ impl Instance {
         let mut host = HostState::new(state, data.log.clone(), self.module.engine.options().memory_limit);
         host.tables = data.tables.clone();
         match start(&self.module, host, &self.config) {
-            Ok((store, bindings)) => {
+            Ok((store, bindings, on_timer)) => {
                 self.store = store;
                 self.bindings = bindings;
+                self.on_timer = on_timer;
                 self.dead = false;
                 Ok(())
             }
@@ -152,8 +307,8 @@ impl Instance {
         }
     }
 
-    fn explain(&mut self, error: wasmtime::Error, batch: &Batch, culprit: Option<usize>) -> ProcessError {
-        let location = self.location(batch, culprit);
+    fn explain(&mut self, error: wasmtime::Error, subject: &Subject<'_>, culprit: Option<usize>) -> ProcessError {
+        let location = self.location(subject, culprit);
         let options = self.module.engine.options();
         if self.store.data().limiter.exceeded {
             return ProcessError::MemoryLimit { location, limit_mib: (options.memory_limit >> 20) as u64 };
@@ -177,18 +332,36 @@ impl Instance {
         ProcessError::Trap { location, detail }
     }
 
-    fn location(&self, batch: &Batch, index: Option<usize>) -> Location {
-        let offsets = match index {
-            Some(i) => Offsets::One(batch.offset(i).unwrap_or(-1)),
-            None => Offsets::Range(batch.offset(0).unwrap_or(-1), batch.offset(batch.len().saturating_sub(1)).unwrap_or(-1)),
-        };
-        Location {
+    fn location(&self, subject: &Subject<'_>, index: Option<usize>) -> Location {
+        let log = &self.store.data().log;
+        let mut location = Location {
             module: self.module.name.clone(),
-            topic: batch.topic().to_owned(),
-            partition: batch.partition(),
-            offsets,
-            key: index.and_then(|i| batch.key(i)).map(<[u8]>::to_vec),
+            topic: log.topic.clone(),
+            partition: log.partition,
+            offsets: Offsets::Range(-1, -1),
+            key: None,
+        };
+        match subject {
+            Subject::Batch(batch) => {
+                location.topic = batch.topic().to_owned();
+                location.partition = batch.partition();
+                location.offsets = match index {
+                    Some(i) => Offsets::One(batch.offset(i).unwrap_or(-1)),
+                    None => Offsets::Range(
+                        batch.offset(0).unwrap_or(-1),
+                        batch.offset(batch.len().saturating_sub(1)).unwrap_or(-1),
+                    ),
+                };
+                location.key = index.and_then(|i| batch.key(i)).map(<[u8]>::to_vec);
+            }
+            Subject::Timers(timers) => {
+                if let Some(t) = index.or((timers.len() == 1).then_some(0)).and_then(|i| timers.get(i)) {
+                    location.offsets = Offsets::Timer { at: t.at, wall_clock: t.clock == Clock::WallClock };
+                    location.key = Some(t.key.clone());
+                }
+            }
         }
+        location
     }
 }
 
@@ -212,20 +385,29 @@ type FailedStart = Box<(LoadError, HostState)>;
 /// back, so the partition's state is never lost with a failed start.
 fn start(
     module: &Module,
-    host: HostState,
+    mut host: HostState,
     config: &[(String, String)],
-) -> Result<(Store<HostState>, Processor), FailedStart> {
+) -> Result<(Store<HostState>, Processor, Option<OnTimer>), FailedStart> {
+    host.timer_handler = module.on_timer.is_some();
     let mut store = Store::new(module.engine.wasmtime(), host);
     store.limiter(|s| &mut s.limiter);
     store.epoch_deadline_trap();
     arm(&mut store, module);
     let path = module.path.clone();
-    let bindings = match module.pre.instantiate(&mut store) {
-        Ok(bindings) => bindings,
+    let instantiated = module.pre.instance_pre().instantiate(&mut store).and_then(|instance| {
+        let bindings = Processor::new(&mut store, &instance)?;
+        let on_timer = match &module.on_timer {
+            Some(index) => Some(instance.get_typed_func(&mut store, index)?),
+            None => None,
+        };
+        Ok((bindings, on_timer))
+    });
+    let (bindings, on_timer) = match instantiated {
+        Ok(found) => found,
         Err(e) => return Err(Box::new((LoadError::Init { path, detail: one_line(&e) }, store.into_data()))),
     };
     let error = match bindings.weir_processor_processor().call_init(&mut store, config) {
-        Ok(Ok(())) => return Ok((store, bindings)),
+        Ok(Ok(())) => return Ok((store, bindings, on_timer)),
         Ok(Err(message)) => LoadError::Config { path, message },
         Err(e) => LoadError::Init { path, detail: one_line(&e) },
     };

@@ -31,11 +31,11 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use cache::{CacheOutcome, ComponentCache};
-pub use instance::Instance;
+pub use instance::{Fired, Instance};
 
 use crate::error::LoadError;
 use crate::host::HostState;
-use bindings::{StreamProcessorPre as ProcessorPre, PROCESSOR_EXPORT, STATE_IMPORT};
+use bindings::{StreamProcessorPre as ProcessorPre, ON_TIMER, PROCESSOR_EXPORT, STATE_IMPORT, TIMERS_IMPORT, TIMER_HANDLER_EXPORT};
 
 /// How often the epoch advances; deadlines are rounded up to it.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -128,9 +128,22 @@ impl Engine {
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Imports { path: path.into(), detail: one_line(&e) })?;
         let pre = ProcessorPre::new(pre).map_err(|e| LoadError::Invalid { path: path.into(), detail: one_line(&e) })?;
-        let uses_state =
-            component.component_type().imports(&self.inner.wasmtime).any(|(name, _)| name.starts_with(STATE_IMPORT));
-        Ok(Module { engine: self.clone(), name: name.into(), path: path.into(), size: bytes.len(), uses_state, pre })
+        let imports = |prefix: &str| component.component_type().imports(&self.inner.wasmtime).any(|(n, _)| n.starts_with(prefix));
+        // Timers can only fire in a component that can both set them and handle them.
+        let on_timer = component
+            .get_export_index(None, TIMER_HANDLER_EXPORT)
+            .and_then(|handler| component.get_export_index(Some(&handler), ON_TIMER))
+            .filter(|_| imports(TIMERS_IMPORT));
+        let uses_state = imports(STATE_IMPORT) || on_timer.is_some();
+        Ok(Module {
+            engine: self.clone(),
+            name: name.into(),
+            path: path.into(),
+            size: bytes.len(),
+            uses_state,
+            on_timer,
+            pre,
+        })
     }
 
     /// Validates and compiles (or loads from cache) without checking the world.
@@ -160,6 +173,8 @@ pub struct Module {
     path: String,
     size: usize,
     uses_state: bool,
+    /// The `on-timer` function, for a component that sets and handles timers.
+    on_timer: Option<wasmtime::component::ComponentExportIndex>,
     pre: ProcessorPre<HostState>,
 }
 
@@ -177,9 +192,15 @@ impl Module {
         self.size
     }
 
-    /// Whether the component imports the state interface (and so needs a changelog).
+    /// Whether the component keeps state or timers (and so needs a changelog).
     pub fn uses_state(&self) -> bool {
         self.uses_state
+    }
+
+    /// Whether the component sets and handles timers: weir then tracks the event time of its
+    /// partitions and fires its timers.
+    pub fn uses_timers(&self) -> bool {
+        self.on_timer.is_some()
     }
 
     /// A new instance for one input partition, with its own state, initialised with `config`.
@@ -198,7 +219,8 @@ impl Module {
 fn check_world(engine: &wasmtime::Engine, component: &Component, path: &str) -> Result<(), LoadError> {
     let ty = component.component_type();
     let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
-    if exports.iter().any(|e| e == PROCESSOR_EXPORT) {
+    let (unversioned, _) = PROCESSOR_EXPORT.rsplit_once('.').unwrap_or((PROCESSOR_EXPORT, ""));
+    if exports.iter().any(|e| e.strip_prefix(unversioned).is_some_and(|patch| patch.starts_with('.'))) {
         return Ok(());
     }
     let found = if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") };

@@ -4,6 +4,7 @@
 mod log;
 mod state;
 mod tables;
+mod timers;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -20,6 +21,10 @@ pub struct HostState {
     /// The pipeline's tables, as this instance's partition sees them (none until set).
     pub(crate) tables: TableView,
     pub(crate) log: LogContext,
+    /// Whether the component exports `timer-handler`, so its timers can fire.
+    pub(crate) timer_handler: bool,
+    /// The partition's event time when the current call started (-1: none yet).
+    pub(crate) event_time: i64,
     /// The last error-level line the guest logged during the current call (the SDKs log
     /// panics and exceptions there), to explain a trap.
     pub(crate) last_error: Option<String>,
@@ -51,6 +56,8 @@ impl HostState {
             state,
             tables: TableView { tables: Tables::default(), partition: log.partition },
             log,
+            timer_handler: false,
+            event_time: -1,
             last_error: None,
         }
     }

@@ -12,6 +12,10 @@
 //!
 //! A guest error (trap, deadline, rejected record) stops the pipeline with the error, after
 //! aborting or without committing, so nothing is lost: the record is still there on restart.
+//!
+//! For a processor with timers, each batch moves its partition's event time and fires the
+//! event-time timers now due, and every [`WALL_CLOCK_TICK`] the due wall-clock timers of every
+//! assigned partition fire. Their outputs and deletions join the open work like a batch's.
 
 pub mod config;
 mod status;
@@ -20,7 +24,7 @@ mod tables;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context as _};
 use rdkafka::consumer::{CommitMode, Consumer as _};
@@ -30,13 +34,16 @@ use rdkafka::producer::{BaseRecord, Producer as _};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::changelog;
-use crate::engine::{Engine, Instance, Module};
+use crate::engine::{Engine, Fired, Instance, Module};
 use crate::kafka::{self, Consumer, Producer, Shared, KAFKA_TIMEOUT};
 use crate::record::{Batch, Outputs};
 use crate::state::{MemoryStore, RocksStore, StateStore};
 use crate::tables::{TableView, Tables};
 use config::{Guarantee, OffsetReset, PipelineConfig};
 pub use status::Stats;
+
+/// How often the wall-clock timers are checked.
+pub const WALL_CLOCK_TICK: Duration = Duration::from_millis(100);
 
 /// A running pipeline: the consumer, and the work it feeds.
 pub struct Pipeline {
@@ -60,6 +67,34 @@ struct Work {
     table_feed: Option<tables::TableFeed>,
     batch: Batch,
     stats: Stats,
+    last_wall_clock: Instant,
+}
+
+/// What outputs answer: records of a batch, or timers that fired on a partition.
+enum Answering<'a> {
+    Batch(&'a Batch),
+    Timers(&'a Fired, i32),
+}
+
+impl Answering<'_> {
+    fn timestamp(&self, source: usize) -> Option<i64> {
+        match self {
+            Answering::Batch(batch) => batch.timestamp(source),
+            Answering::Timers(fired, _) => fired.timestamp(source),
+        }
+    }
+
+    fn describe(&self, source: usize) -> String {
+        match self {
+            Answering::Batch(b) => {
+                format!("topic `{}` partition {} offset {}", b.topic(), b.partition(), b.offset(source).unwrap_or(-1))
+            }
+            Answering::Timers(fired, partition) => match fired.timers.get(source) {
+                Some(t) => format!("a {:?} timer at {} on partition {partition}", t.clock, t.at),
+                None => format!("a timer on partition {partition}"),
+            },
+        }
+    }
 }
 
 /// Why a step failed: Kafka trouble is retried from the last commit; anything else stops.
@@ -111,6 +146,7 @@ impl Pipeline {
             table_feed,
             batch: Batch::new("", "", 0),
             stats: Stats::default(),
+            last_wall_clock: Instant::now(),
         };
         Ok(Self { consumer, work, last_commit: Instant::now() })
     }
@@ -165,6 +201,15 @@ impl Pipeline {
             work.after_rebalance();
             return Ok(());
         }
+        if work.module.uses_timers() {
+            if work.shared.assigned.swap(false, Ordering::SeqCst) {
+                work.open_assigned(consumer)?;
+            }
+            if work.last_wall_clock.elapsed() >= WALL_CLOCK_TICK {
+                work.last_wall_clock = Instant::now();
+                work.fire_wall_clock()?;
+            }
+        }
         if messages.is_empty() {
             return Ok(());
         }
@@ -176,13 +221,7 @@ impl Pipeline {
             }
             consumer.commit(&tpl, CommitMode::Sync)?;
         }
-        if work.config.guarantee == Guarantee::ExactlyOnce {
-            let mut book = work.shared.book();
-            if !book.txn_open {
-                work.producer.begin_transaction()?;
-                book.txn_open = true;
-            }
-        }
+        work.begin()?;
         let mut start = 0;
         while start < messages.len() {
             let (topic, partition) = (messages[start].topic(), messages[start].partition());
@@ -213,7 +252,8 @@ impl Pipeline {
     /// changelog, outputs and offsets to Kafka, then state to the local stores.
     fn commit(&mut self) -> Result<(), Failure> {
         let mut book = self.work.shared.book();
-        if book.offsets.is_empty() && !book.txn_open {
+        let idle = self.work.instances.values().all(|i| i.pending_writes().next().is_none());
+        if book.offsets.is_empty() && !book.txn_open && idle {
             return Ok(());
         }
         let t0 = Instant::now();
@@ -302,6 +342,65 @@ impl Pipeline {
 }
 
 impl Work {
+    /// Opens a transaction under exactly-once, unless one is open.
+    fn begin(&self) -> Result<(), Failure> {
+        if self.config.guarantee == Guarantee::ExactlyOnce {
+            let mut book = self.shared.book();
+            if !book.txn_open {
+                self.producer.begin_transaction()?;
+                book.txn_open = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens an instance for every assigned partition that has none (restoring its state).
+    fn open_assigned(&mut self, consumer: &Consumer) -> Result<(), Failure> {
+        for e in consumer.assignment()?.elements() {
+            self.instance(e.topic(), e.partition())?;
+        }
+        Ok(())
+    }
+
+    /// Fires the due wall-clock timers of every open instance and produces their outputs.
+    fn fire_wall_clock(&mut self) -> Result<(), Failure> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let mut partitions: Vec<i32> = self.instances.keys().copied().collect();
+        partitions.sort_unstable();
+        for partition in partitions {
+            let Some(instance) = self.instances.get_mut(&partition) else { continue };
+            // Under exactly-once the firing joins a transaction like a batch; open one only
+            // when something is due, so an idle pipeline commits nothing.
+            let fired = instance.fire_wall_clock(now).map_err(|e| Failure::Fatal(e.into()))?;
+            if !fired.is_empty() {
+                self.begin()?;
+            }
+            self.produce_fired(&fired, partition)?;
+        }
+        Ok(())
+    }
+
+    fn produce_fired(&mut self, fired: &[Fired], partition: i32) -> Result<(), Failure> {
+        for f in fired {
+            produce(&self.producer, &self.config, &f.outputs, &Answering::Timers(f, partition))?;
+            self.stats.produced += f.outputs.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// The instance of `partition`, opened (and its state restored) on first use.
+    fn instance(&mut self, topic: &str, partition: i32) -> Result<&mut Instance, Failure> {
+        match self.instances.entry(partition) {
+            std::collections::hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let changelog = self.changelog.as_deref();
+                let mut instance = open_instance(&self.module, &self.config, changelog, topic, partition).map_err(Failure::Fatal)?;
+                instance.set_tables(TableView { tables: self.tables.clone(), partition });
+                Ok(e.insert(instance))
+            }
+        }
+    }
+
     /// Produces every instance's pending state writes to its changelog partition (a delete as
     /// a tombstone); under exactly-once they join the open transaction.
     fn write_changelog(&self) -> Result<(), Failure> {
@@ -328,21 +427,22 @@ impl Work {
             let pairs = headers.iter().flat_map(|h| h.iter()).map(|h| (h.key.as_bytes(), h.value.unwrap_or_default()));
             self.batch.push(m.offset(), m.timestamp().to_millis(), m.key(), m.payload(), pairs);
         }
-        let instance = match self.instances.entry(partition) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                let changelog = self.changelog.as_deref();
-                let mut instance = open_instance(&self.module, &self.config, changelog, topic, partition).map_err(Failure::Fatal)?;
-                instance.set_tables(TableView { tables: self.tables.clone(), partition });
-                e.insert(instance)
-            }
-        };
-        let outputs = instance.process(&self.batch).map_err(|e| Failure::Fatal(e.into()))?;
-        produce(&self.producer, &self.config, &self.batch, &outputs)?;
-        self.stats.produced += outputs.len() as u64;
+        let batch = std::mem::replace(&mut self.batch, Batch::new("", "", 0));
+        let result = self.process_batch(&batch, topic, partition);
+        self.batch = batch;
+        result?;
         let last = messages[messages.len() - 1].offset();
         self.shared.book().offsets.insert((topic.to_owned(), partition), last + 1);
         Ok(())
+    }
+
+    fn process_batch(&mut self, batch: &Batch, topic: &str, partition: i32) -> Result<(), Failure> {
+        let instance = self.instance(topic, partition)?;
+        let outputs = instance.process(batch).map_err(|e| Failure::Fatal(e.into()))?;
+        let fired = instance.advance(batch).map_err(|e| Failure::Fatal(e.into()))?;
+        produce(&self.producer, &self.config, &outputs, &Answering::Batch(batch))?;
+        self.stats.produced += outputs.len() as u64;
+        self.produce_fired(&fired, partition)
     }
 
     /// After a revocation: the work since the last commit is gone (see `Shared::on_revoke`),
@@ -384,19 +484,18 @@ fn poll_batch(consumer: &Consumer, max: usize, linger: Duration) -> Result<Vec<B
     Ok(messages)
 }
 
-/// Produces every output to its topic, keyed, with the input's timestamp unless the guest set one.
-fn produce(producer: &Producer, config: &PipelineConfig, batch: &Batch, outputs: &Outputs) -> Result<(), Failure> {
+/// Produces every output to its topic, keyed, with the timestamp of what it answers unless the
+/// guest set one.
+fn produce(producer: &Producer, config: &PipelineConfig, outputs: &Outputs, answering: &Answering<'_>) -> Result<(), Failure> {
     for o in outputs.iter() {
         let name = o.topic().unwrap_or("default");
         let topic = config.outputs.get(name).ok_or_else(|| {
             let known: Vec<&str> = config.outputs.keys().map(String::as_str).collect();
             Failure::Fatal(anyhow!(
-                "module `{}` routed a record (topic `{}` partition {} offset {}) to output `{name}`, \
+                "module `{}` routed a record (answering {}) to output `{name}`, \
                  which the pipeline does not configure (outputs: {})",
                 config.module.path.display(),
-                batch.topic(),
-                batch.partition(),
-                batch.offset(o.source()).unwrap_or(-1),
+                answering.describe(o.source()),
                 if known.is_empty() { "none".to_owned() } else { known.join(", ") }
             ))
         })?;
@@ -415,7 +514,7 @@ fn produce(producer: &Producer, config: &PipelineConfig, batch: &Batch, outputs:
         if let Some(value) = o.value() {
             record = record.payload(value);
         }
-        if let Some(ts) = o.timestamp().or_else(|| batch.timestamp(o.source())) {
+        if let Some(ts) = o.timestamp().or_else(|| answering.timestamp(o.source())) {
             record = record.timestamp(ts);
         }
         send(producer, record)?;
