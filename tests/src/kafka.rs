@@ -79,6 +79,8 @@ pub fn produce_at(bootstrap: &str, topic: &str, records: &[TestRecord], timestam
         .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
+        // As weir and the Java clients partition: keys land where their outputs will.
+        .set("partitioner", "murmur2_random")
         .create()
         .unwrap_or_else(|e| panic!("producer: {e}"));
     let start = Instant::now();
