@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const GUESTS: &[&str] =
-    &["uppercase", "filter-json", "route-by-key", "word-count", "windowed-count", "orders-enrich", "orders-validate", "orders-aggregate", "orders-notify", "misbehave", "not-a-processor"];
+    &["uppercase", "filter-json", "route-by-key", "word-count", "windowed-count", "reminders", "orders-enrich", "orders-validate", "orders-aggregate", "orders-notify", "misbehave", "not-a-processor"];
 
 fn main() {
     let root = PathBuf::from(env("CARGO_MANIFEST_DIR")).join("..");

@@ -237,6 +237,12 @@ impl Weir {
     /// Waits for it to exit on its own (a refused start), and for its log to be read.
     pub fn wait(&mut self) -> std::process::ExitStatus {
         let status = self.child.wait().unwrap_or_else(|e| panic!("waiting for weir: {e}"));
+        self.drain_log();
+        status
+    }
+
+    /// Waits until the log of an exited weir stops growing.
+    fn drain_log(&self) {
         let mut seen = self.log().len();
         for _ in 0..20 {
             std::thread::sleep(Duration::from_millis(100));
@@ -246,7 +252,6 @@ impl Weir {
             }
             seen = now;
         }
-        status
     }
 
     /// SIGKILL: no chance to commit or leave the group.
@@ -255,14 +260,17 @@ impl Weir {
         let _ = self.child.wait();
     }
 
-    /// SIGTERM, then waits for a clean exit; panics with the log if it was not clean.
-    pub fn stop(mut self) {
+    /// SIGTERM, then waits for a clean exit; panics with the log if it was not clean. Returns
+    /// the log.
+    pub fn stop(mut self) -> String {
         // SAFETY: sending a signal to our own child by its PID.
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
         }
         let status = self.child.wait().unwrap_or_else(|e| panic!("waiting for weir: {e}"));
         assert!(status.success(), "weir did not stop cleanly ({status}):\n{}", self.log());
+        self.drain_log();
+        self.log()
     }
 }
 

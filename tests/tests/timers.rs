@@ -102,3 +102,34 @@ fn window_results_fire_exactly_once_across_sigkill_crashes() {
     }
     assert_eq!(out.len(), want.len(), "no window twice, no window that should not have closed");
 }
+
+#[test]
+fn wall_clock_timers_fire_once_each_after_a_sigkill_with_no_new_records() {
+    let s = setup(BIN, 2);
+    let state = s.dir.path().join("state");
+    let extra = format!("state_dir = \"{}\"", state.display());
+    let pipeline = s.pipeline("reminders", &unique("reminders"), &extra);
+    let config = "\n[module.config]\ndelay_ms = \"4000\"\n";
+    std::fs::write(&pipeline, std::fs::read_to_string(&pipeline).unwrap() + config).unwrap();
+    let mut first = s.start(&pipeline, &["--instance-id", "remind"]);
+    first.wait_for_log("partitions assigned", LONG);
+    let records: Vec<TestRecord> = (0..200).map(|i| (format!("r{i}"), format!("reminder {i}"), vec![])).collect();
+    produce_at(&s.bootstrap, &s.input, &records, None, None);
+    // The timers are set and committed within the commit interval (100 ms), due 4 s later:
+    // kill in between, then restart with no new record coming.
+    std::thread::sleep(Duration::from_millis(1_500));
+    first.kill();
+    let before = read_committed(&s.bootstrap, &s.output, usize::MAX, Duration::from_secs(1), LONG).len();
+    let second = s.start(&pipeline, &["--instance-id", "remind"]);
+    let out = read_committed(&s.bootstrap, &s.output, records.len(), QUIET, LONG);
+    let extra = read_committed(&s.bootstrap, &s.output, records.len() + 1, Duration::from_secs(3), Duration::from_secs(3));
+    let log = second.stop();
+    println!("reminders committed before the SIGKILL: {before}");
+    assert!(log.contains("consumed=0"), "the restarted instance must fire what the killed one set, with no record to read:\n{log}");
+    let mut values: Vec<String> = out.iter().map(|r| r.value.clone().unwrap()).collect();
+    values.sort();
+    let mut want: Vec<String> = records.iter().map(|r| r.1.clone()).collect();
+    want.sort();
+    assert_eq!(values, want, "every reminder, once");
+    assert_eq!(extra.len(), records.len(), "no reminder twice");
+}
