@@ -116,6 +116,19 @@ fn a_record_the_guest_rejects_is_named_with_the_guests_reason() {
 }
 
 #[test]
+fn a_trap_in_a_timer_handler_names_the_timer_and_its_key() {
+    let error = fails(&module_arg("misbehave"), &[r#"{"value": "timer", "timestamp": 5}"#], &[]);
+    assert!(error.contains("event-time timer at 0") && error.contains(r#"key "ring""#), "{error}");
+    assert!(error.contains("asked to panic in the timer"), "{error}");
+}
+
+#[test]
+fn a_guest_cannot_touch_the_state_keys_that_hold_its_timers() {
+    let error = fails(&module_arg("misbehave"), &[r#"{"value": "reserved"}"#], &[]);
+    assert!(error.contains("reserved for weir's timers") && error.contains("offset 0"), "{error}");
+}
+
+#[test]
 fn a_malformed_input_line_is_named_by_its_line_number() {
     let error = fails(&module_arg("uppercase"), &[r#"{"value": "fine"}"#, "", r#"{"value": 42}"#], &[]);
     assert!(error.contains("in.jsonl:3: malformed record") && error.contains("value must be a string"), "{error}");

@@ -1,9 +1,11 @@
 //! A processor that misbehaves on request, for the bad-input tests: the value `panic` traps,
-//! `loop` never returns, `alloc` allocates without bound, `reject` returns an error, `state`
-//! writes to state first; anything else passes through.
+//! `loop` never returns, `alloc` allocates without bound, `reject` returns an error, `timer`
+//! sets a timer (event time 0) whose handler panics, `reserved` writes to a state key reserved
+//! for weir; every record writes to state first; anything else passes through.
+use weir_sdk::timers::{self, Clock, Timer};
 use weir_sdk::{processor, state, Error, Output, Record};
 
-#[processor(config = ["note"])]
+#[processor(config = ["note"], on_timer = misbehave_later)]
 pub fn misbehave(record: &Record) -> Result<Output, Error> {
     state::put(format!("seen/{}", record.offset()), &true)?;
     match record.value_str()? {
@@ -19,6 +21,18 @@ pub fn misbehave(record: &Record) -> Result<Output, Error> {
             }
         }
         "reject" => Err(Error::msg("asked to reject")),
+        "timer" => {
+            timers::set(Clock::EventTime, 0, "ring");
+            Ok(record.forward())
+        }
+        "reserved" => {
+            state::put_bytes(b"\xff\xffweir/timer/e", b"");
+            Ok(record.forward())
+        }
         _ => Ok(record.forward()),
     }
+}
+
+pub fn misbehave_later(timer: &Timer) {
+    panic!("asked to panic in the timer for {:?}", String::from_utf8_lossy(timer.key()));
 }
