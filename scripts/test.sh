@@ -50,6 +50,9 @@ CARGO_TARGET_DIR="$CARGO_TARGET_DIR/guests" "$weir" build guest-examples/upperca
 out=$("$weir" test --module "$built/uppercase.wasm" --input tests/golden/uppercase.input.jsonl)
 diff <(printf '%s\n' "$out") tests/golden/uppercase.expected.jsonl
 rm -rf "$built"
+# The order flow of guest-examples/orders, six pipelines on this broker, fed and read back with
+# `weir topic`; it fails if any order is lost or repeated.
+guest-examples/orders/run.sh 300
 echo "ok" >&2
 
 step "benchmarks (figures only; speed is not asserted in tests)"

@@ -59,12 +59,51 @@ Example: weir build guest-examples/python/word-count -o word-count.wasm")]
         #[command(flatten)]
         limits: LimitArgs,
     },
+    /// Create a topic, produce JSONL records to it, or read it as JSONL (committed records only).
+    #[command(subcommand)]
+    Topic(TopicCommand),
     /// Show which world and version a component targets, its size, and whether it is valid.
     Inspect {
         /// The component to inspect.
         module: PathBuf,
         #[command(flatten)]
         limits: LimitArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum TopicCommand {
+    /// Create a topic (an existing one with as many partitions is fine).
+    Create {
+        name: String,
+        #[arg(long, default_value_t = 1)]
+        partitions: i32,
+        /// A topic config, as key=value (repeatable), e.g. cleanup.policy=compact.
+        #[arg(long = "config", short = 'c', value_name = "KEY=VALUE")]
+        config: Vec<String>,
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap_servers: String,
+    },
+    /// Produce the records of a JSONL file (as for `weir test`), partitioned by key as weir
+    /// partitions its outputs (murmur2) unless a line names its partition.
+    Produce {
+        topic: String,
+        /// The records, one JSON object per line; `-` reads standard input.
+        #[arg(long, short)]
+        input: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap_servers: String,
+    },
+    /// Print a topic's committed records from its start as JSONL, until `--count` records or
+    /// `--idle-ms` without one.
+    Consume {
+        topic: String,
+        #[arg(long)]
+        count: Option<usize>,
+        #[arg(long, default_value_t = 5000)]
+        idle_ms: u64,
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap_servers: String,
     },
 }
 
@@ -215,6 +254,21 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<bool> {
             };
             let language = crate::build::build(&limits.engine()?, &dir, &target)?;
             writeln!(out, "built {} ({language:?}) into {}", dir.display(), target.display())?;
+            Ok(true)
+        }
+        Command::Topic(TopicCommand::Create { name, partitions, config, bootstrap_servers }) => {
+            let configs = config::parse_pairs(&config).map_err(anyhow::Error::msg)?;
+            crate::topic::create(&bootstrap_servers, &name, partitions, &configs)?;
+            writeln!(out, "topic {name}: {partitions} partitions")?;
+            Ok(true)
+        }
+        Command::Topic(TopicCommand::Produce { topic, input, bootstrap_servers }) => {
+            let n = crate::topic::produce(&bootstrap_servers, &topic, &input)?;
+            writeln!(out, "produced {n} records to {topic}")?;
+            Ok(true)
+        }
+        Command::Topic(TopicCommand::Consume { topic, count, idle_ms, bootstrap_servers }) => {
+            crate::topic::consume(&bootstrap_servers, &topic, count, Duration::from_millis(idle_ms), out)?;
             Ok(true)
         }
         Command::Inspect { module, limits } => {

@@ -19,6 +19,8 @@ use serde_json::{Map, Value};
 pub struct InputRecord {
     pub topic: String,
     pub partition: i32,
+    /// Whether the line named its partition (else 0).
+    pub partition_given: bool,
     pub offset: Option<i64>,
     pub timestamp: Option<i64>,
     pub key: Option<Vec<u8>>,
@@ -67,6 +69,7 @@ pub fn parse_line(line: &str) -> Result<InputRecord, String> {
     Ok(InputRecord {
         topic: parsed.topic.unwrap_or_else(|| "input".to_owned()),
         partition,
+        partition_given: parsed.partition.is_some(),
         offset: parsed.offset,
         timestamp: parsed.timestamp,
         key: bytes_field(parsed.key, "key")?,

@@ -24,3 +24,4 @@ pub mod state;
 pub mod tables;
 pub mod testrun;
 pub mod timers;
+pub mod topic;
