@@ -11,10 +11,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use crate::engine::{Engine, Instance, Module};
+use crate::engine::{Engine, Fired, Instance, Module};
+use crate::error::ProcessError;
 use crate::jsonl::{parse_line, InputRecord, OutputLine};
 use crate::tables::{TableSpec, TableView, Tables};
-use crate::record::Batch;
+use crate::record::{Batch, Outputs};
 use crate::state::{MemoryStore, RocksStore, StateStore};
 
 /// What `weir test` was asked to do.
@@ -106,8 +107,7 @@ pub fn run(engine: &Engine, run: &TestRun, out: &mut dyn Write) -> anyhow::Resul
         };
         // A processor with timers: the batch moves the partition's event time, and the
         // event-time timers now due fire after it (wall-clock timers do not fire in a test run).
-        let processed = instance.process(&batch).and_then(|outputs| Ok((outputs, instance.advance(&batch)?)));
-        let (outputs, fired) = match processed {
+        let (outputs, fired) = match process(instance, &batch) {
             Ok(done) => done,
             Err(e) => {
                 out.flush()?;
@@ -126,6 +126,13 @@ pub fn run(engine: &Engine, run: &TestRun, out: &mut dyn Write) -> anyhow::Resul
     }
     out.flush()?;
     Ok(summary)
+}
+
+/// Processes a batch, then fires the event-time timers it made due.
+#[allow(clippy::result_large_err, reason = "errors are rare and carry their whole location")]
+fn process(instance: &mut Instance, batch: &Batch) -> Result<(Outputs, Vec<Fired>), ProcessError> {
+    let outputs = instance.process(batch)?;
+    Ok((outputs, instance.advance(batch)?))
 }
 
 /// The `--table` files, read in full: later lines of a key replace earlier ones, and a `null`

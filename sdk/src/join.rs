@@ -220,7 +220,6 @@ mod tests {
     #[test]
     fn records_join_within_the_window_and_unjoined_ones_expire_once() {
         testing::reset_state();
-        testing::reset_timers();
         let orders = TestBatch::new("orders").with_at(Some("o1"), "order1", 100).with_at(Some("o2"), "order2", 101);
         assert!(orders.run_with_timers(join, unpaid).unwrap().is_empty());
         // o1's payment is 9 ms later: it joins. o2's comes 11 ms later: too far apart.

@@ -191,16 +191,12 @@ fn fire<T: IntoOutputs>(clock: Clock, now: i64, on_timer: impl Fn(&Timer) -> T) 
     }
 }
 
-/// Forgets this thread's native timers and event time.
-#[cfg(not(target_arch = "wasm32"))]
-pub fn reset_timers() {
-    timers::backend::clear();
-}
-
-/// Empties this thread's native state stub.
+/// Empties this thread's native state stub, with its timers and event time (weir keeps those
+/// in the state store too).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn reset_state() {
     crate::state::backend::clear();
+    timers::backend::clear();
 }
 
 /// Everything in this thread's native state stub, in key order.

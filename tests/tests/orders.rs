@@ -44,7 +44,7 @@ fn order(i: usize) -> (String, usize, &'static str, &'static str) {
 
 /// Whether order `i` is paid (a payment 500 ms of event time after the order).
 fn paid(i: usize) -> bool {
-    i % 3 != 0
+    !i.is_multiple_of(3)
 }
 
 /// Emails by order id.

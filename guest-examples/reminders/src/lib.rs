@@ -23,11 +23,11 @@ pub fn remind(timer: &Timer) -> Option<Output> {
 
 #[cfg(test)]
 mod tests {
-    use weir_sdk::testing::{fire_wall_clock, reset_state, reset_timers, TestBatch};
+    use weir_sdk::testing::{fire_wall_clock, reset_state, TestBatch};
 
     #[test]
     fn a_reminder_goes_out_once_when_its_time_comes() {
-        (reset_state(), reset_timers());
+        reset_state();
         assert!(TestBatch::new("t").with(Some("k"), "call mum").run(super::schedule).unwrap().is_empty());
         assert!(fire_wall_clock(0, super::remind).unwrap().is_empty());
         let out = fire_wall_clock(i64::MAX, super::remind).unwrap();

@@ -23,11 +23,11 @@ pub fn emit(timer: &Timer) -> Result<Option<Output>, Error> {
 
 #[cfg(test)]
 mod tests {
-    use weir_sdk::testing::{reset_state, reset_timers, TestBatch};
+    use weir_sdk::testing::{reset_state, TestBatch};
 
     #[test]
     fn a_window_counts_what_arrived_before_it_closed() {
-        (reset_state(), reset_timers());
+        reset_state();
         let batch = TestBatch::new("clicks").with_at(Some("a"), "", 1_000).with_at(Some("a"), "", 14_000)
             .with_at(Some("a"), "", 2_000).with_at(Some("a"), "", 15_000).with_at(Some("a"), "", 3_000);
         let out = batch.run_with_timers(super::count, super::emit).unwrap();

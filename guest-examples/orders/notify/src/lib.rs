@@ -30,11 +30,11 @@ fn email(order: &[u8], status: &str) -> Output {
 
 #[cfg(test)]
 mod tests {
-    use weir_sdk::testing::{reset_state, reset_timers, TestBatch};
+    use weir_sdk::testing::{reset_state, TestBatch};
 
     #[test]
     fn a_paid_order_is_confirmed_and_an_unpaid_one_reported_when_its_window_closes() {
-        (reset_state(), reset_timers());
+        reset_state();
         let verdicts = TestBatch::new("verdicts")
             .with_at(Some("o1"), r#"{"status":"VALIDATED"}"#, 0)
             .with_at(Some("o2"), r#"{"status":"VALIDATED"}"#, 0)
