@@ -15,9 +15,13 @@
 //! co-partitioned table of 100,000 customers (`orders-enrich`), next to `uppercase` on the same
 //! orders.
 //!
+//! Then windows: as many timestamped records over 1,000 keys counted per key in 10 s tumbling
+//! windows (`windowed-count`: a state write and a timer per record, a timer firing per window),
+//! next to the running count per key (`word-count`) on the same records.
+//!
 //! Run: `scripts/kafka.sh start` then `cargo bench -p weir-tests --bench pipeline`
 //! (`WEIR_BENCH_RECORDS` changes the record count; `-- restore` runs only the restore section,
-//! `-- enrich` only the enrichment join).
+//! `-- enrich` only the enrichment join, `-- windows` only the windows).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
@@ -34,7 +38,7 @@ use weir_runtime::pipeline::Pipeline;
 use weir_runtime::changelog;
 use weir_runtime::state::RocksStore;
 use weir_tests::guest;
-use weir_tests::kafka::{bootstrap, create_topic, produce, unique};
+use weir_tests::kafka::{bootstrap, create_topic, produce, produce_at, unique};
 
 const PARTITIONS: i32 = 4;
 const BATCH: usize = 500;
@@ -63,6 +67,10 @@ fn main() {
         enrichment(&engine, &bootstrap, total);
         return;
     }
+    if std::env::args().skip(1).any(|a| a == "windows") {
+        windows(&engine, &bootstrap, total);
+        return;
+    }
     println!("{:>14} {:>16} {:>16} {:>8}", "guarantee", "raw rdkafka r/s", "weir r/s", "ratio");
     for guarantee in [Guarantee::ExactlyOnce, Guarantee::AtLeastOnce] {
         let raw = passthrough(&bootstrap, &input, guarantee, total);
@@ -71,6 +79,27 @@ fn main() {
     }
     stateful(&engine, &bootstrap, total);
     enrichment(&engine, &bootstrap, total);
+    windows(&engine, &bootstrap, total);
+}
+
+/// Counts per key in event-time windows next to running counts per key, on the same records:
+/// 1,000 keys, one record per millisecond of event time.
+fn windows(engine: &Engine, bootstrap: &str, total: usize) {
+    let topic = unique("bench-clicks");
+    create_topic(bootstrap, &topic, PARTITIONS);
+    let records: Vec<_> = (0..total).map(|i| format!("user-{:04}", (i * 7919) % 1_000)).map(|k| (k.clone(), k, Vec::new())).collect();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let base = now - 3 * 3_600_000;
+    let timestamps: Vec<i64> = (0..total as i64).map(|i| base + i).collect();
+    produce_at(bootstrap, &topic, &records, Some(&timestamps), None);
+    drop((records, timestamps));
+    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let counting = weir(engine, &config(bootstrap, &topic, "word-count", Guarantee::ExactlyOnce, Some(&state.path().join("c"))), total);
+    let windowing = weir(engine, &config(bootstrap, &topic, "windowed-count", Guarantee::ExactlyOnce, Some(&state.path().join("w"))), total);
+    println!();
+    println!("windows: {total} records, 1,000 keys, 10 s tumbling windows of event time, exactly-once, RocksDB with a changelog");
+    println!("{:>24} {:>16} {:>16} {:>8}", "", "word-count r/s", "windowed r/s", "ratio");
+    println!("{:>24} {counting:>16.0} {windowing:>16.0} {:>8.2}", "weir", windowing / counting);
 }
 
 /// Orders joined with a co-partitioned table of 100,000 customers, next to `uppercase` on the

@@ -82,3 +82,29 @@ fn state_written_by_a_failed_batch_is_rolled_back_and_committed_state_stays() {
     let outputs = instance.process(&batch(&["x"])).unwrap();
     assert_eq!(outputs.iter().next().and_then(|o| o.value()), Some(&b"2"[..]), "x was counted once before, not twice");
 }
+
+/// One record for key `a` at `timestamp` (ms).
+fn click(timestamp: i64) -> Batch {
+    let mut batch = Batch::new("in", "in", 0);
+    batch.push(0, Some(timestamp), Some(b"a"), Some(b"click"), []);
+    batch
+}
+
+#[test]
+fn a_rolled_back_batch_takes_the_event_time_it_moved_with_it() {
+    let module = engine(None).load(&guest("windowed-count")).unwrap();
+    let mut instance = module.instantiate("in", 0, Box::new(MemoryStore::new()), &[]).unwrap();
+    // Event time 20 s, then forgotten (as after a Kafka error): a record at 1 s is on time
+    // again, and its window [0, 10 s) closes with it when event time reaches 40 s.
+    instance.process(&click(20_000)).unwrap();
+    assert!(instance.advance(&click(20_000)).unwrap().is_empty());
+    instance.rollback();
+    for t in [1_000, 40_000] {
+        instance.process(&click(t)).unwrap();
+        let fired = instance.advance(&click(t)).unwrap();
+        let values: Vec<_> = fired.iter().flat_map(|f| f.outputs.iter().map(|o| o.value().unwrap().to_vec())).collect();
+        if t == 40_000 {
+            assert_eq!(values, [br#"{"start":0,"end":10000,"count":1}"#.to_vec()]);
+        }
+    }
+}

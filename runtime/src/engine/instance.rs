@@ -230,6 +230,8 @@ impl Instance {
     /// Forgets the state writes of every batch since the last commit.
     pub fn rollback(&mut self) {
         self.store.data_mut().state.rollback();
+        // The event time may have moved with the forgotten batches: read it again.
+        self.event_time = None;
     }
 
     fn call(&mut self, batch: &Batch) -> Result<Outputs, Failure> {
