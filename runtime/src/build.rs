@@ -19,13 +19,18 @@ const WIT: &[(&str, &str)] = &[("processor.wit", include_str!("../../wit/process
 const PYTHON_SDK: &[(&str, &str)] = &[
     ("__init__.py", include_str!("../../sdk/python/weir/__init__.py")),
     ("_host.py", include_str!("../../sdk/python/weir/_host.py")),
+    ("join.py", include_str!("../../sdk/python/weir/join.py")),
     ("log.py", include_str!("../../sdk/python/weir/log.py")),
     ("state.py", include_str!("../../sdk/python/weir/state.py")),
     ("table.py", include_str!("../../sdk/python/weir/table.py")),
+    ("timers.py", include_str!("../../sdk/python/weir/timers.py")),
+    ("window.py", include_str!("../../sdk/python/weir/window.py")),
 ];
 /// The JavaScript SDK, staged beside the user's modules as `weir.js`.
 const JS_SDK: &str = include_str!("../../sdk/js/weir.js");
 const WORLD: &str = "stream-processor";
+/// The world with the `timer-handler` export too.
+const TIMED_WORLD: &str = "timed-processor";
 /// The toolchain versions weir is tested with; the install hints name them.
 pub const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 pub const COMPONENTIZE_JS: &str = "@bytecodealliance/componentize-js@0.23.0";
@@ -139,11 +144,15 @@ fn build_rust(dir: &Path, out: &Path) -> anyhow::Result<()> {
 fn build_python(dir: &Path, wit: &Path, staging: &Path, out: &Path) -> anyhow::Result<()> {
     let sdk = staging.join("python");
     write_files(&sdk.join("weir"), PYTHON_SDK)?;
+    // componentize-py wants every export of the world in `app`: an app that handles timers
+    // imports `TimerHandler` and gets the world that has it.
+    let app = std::fs::read_to_string(dir.join("app.py")).unwrap_or_default();
+    let world = if app.contains("TimerHandler") { TIMED_WORLD } else { WORLD };
     run(
         Command::new("componentize-py")
             .arg("-d")
             .arg(wit)
-            .args(["-w", WORLD, "componentize", "-p"])
+            .args(["-w", world, "componentize", "-p"])
             .arg(&sdk)
             .arg("-p")
             .arg(absolute(dir)?)

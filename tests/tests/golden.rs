@@ -69,6 +69,25 @@ fn a_lookup_in_a_table_that_is_not_declared_fails_naming_the_declared_ones() {
 }
 
 #[test]
+fn windowed_count_emits_each_window_once_when_it_closes_and_leaves_out_later_records() {
+    assert_golden("windowed-count");
+}
+
+#[test]
+fn windowed_count_gives_the_same_windows_whatever_the_batch_size() {
+    let cache = tempfile::tempdir().unwrap();
+    let input = golden("windowed-count.input.jsonl");
+    let module = guest("windowed-count");
+    let run = |size: &str| weir(&["test", "-m", module.to_str().unwrap(), "-i", input.to_str().unwrap(), "--batch-size", size], cache.path());
+    assert_eq!(run("1").stdout, run("1000").stdout);
+}
+
+#[test]
+fn python_windowed_count_outputs_the_same_bytes_as_rust() {
+    assert_same_as_rust("python", "windowed-count");
+}
+
+#[test]
 fn python_uppercase_outputs_the_same_bytes_as_rust() {
     assert_same_as_rust("python", "uppercase");
 }

@@ -14,11 +14,14 @@ from weir import Output, Record, state, table  # noqa: E402
 from weir._host import NATIVE, Err, types  # noqa: E402
 from weir._host import state as host_state  # noqa: E402
 from weir._host import tables as host_tables  # noqa: E402
+from weir._host import timers as host_timers  # noqa: E402
+from weir.join import LEFT, RIGHT, Join  # noqa: E402
+from weir.window import Windows  # noqa: E402
 
 ABSENT = 0xFFFF_FFFF
 
 
-def batch(*records):
+def batch(*records, stamps=None):
     """A batch of (key, value, headers) records, encoded as weir's host encodes them."""
     data, rows, headers = bytearray(), array("I"), array("I")
 
@@ -35,7 +38,7 @@ def batch(*records):
             headers.extend(put(name.encode()) + put(v))
         rows.extend(put(key) + put(value) + (first, len(hs)))
     n = len(records)
-    offsets, timestamps = array("q", range(10, 10 + n)), array("q", [1_700_000_000_000] * n)
+    offsets, timestamps = array("q", range(10, 10 + n)), array("q", stamps or [1_700_000_000_000] * n)
     return types.Batch("in", "orders", 3, offsets.tobytes(), timestamps.tobytes(), rows.tobytes(), headers.tobytes(), bytes(data))
 
 
@@ -61,10 +64,26 @@ def run(function, b, config=()):
     return processor.process(b)
 
 
+def run_with_timers(function, on_timer, stamped, input="in"):
+    """Runs (key, timestamp) records as one batch (values: the key), then does what weir does
+    after a batch: moves event time to the newest timestamp and fires the due event-time
+    timers."""
+    weir._function, weir._accepted, weir._on_timer = function, (), on_timer
+    b = batch(*[(k, k, []) for k, _ in stamped], stamps=[t for _, t in stamped])
+    b.input = input
+    out = weir.Processor().process(b)
+    host_timers.now = max([host_timers.now] + [t for _, t in stamped])
+    fired = decode(weir.TimerHandler().on_timer(host_timers.take_due(types.Clock.EVENT_TIME, host_timers.now)))
+    return decode(out)[0] + fired[0]
+
+
 class SdkTest(unittest.TestCase):
     def setUp(self):
         self.assertTrue(NATIVE, "these tests run on plain CPython, not in a component")
         host_state.store.clear()
+        host_timers.pending.clear()
+        host_timers.now = -1
+        weir._on_timer = None
 
     def test_records_carry_key_value_headers_offset_timestamp_and_where_they_came_from(self):
         seen = []
@@ -136,6 +155,54 @@ class SdkTest(unittest.TestCase):
         state.put_bytes("raw", b"\x00")
         with self.assertRaisesRegex(ValueError, "'raw' does not decode"):
             state.get("raw")
+
+    def test_a_window_emits_once_at_end_plus_grace_and_later_records_are_left_out(self):
+        windows = Windows.tumbling("counts", 10).grace(5)
+
+        def count(record):
+            windows.aggregate(record, record.key, lambda n: n + 1, initial=0)
+
+        def emit(timer):
+            w = windows.close(timer)
+            return None if w is None else weir.Output(f"{w.start}:{w.value}", key=w.key)
+
+        # [0, 10) closes at 15: the record at 3 after event time 12 is within grace.
+        self.assertEqual(run_with_timers(count, emit, [(b"a", 1), (b"a", 12), (b"a", 3)]), [])
+        out = run_with_timers(count, emit, [(b"a", 15), (b"a", 4)])
+        self.assertEqual([(key, value) for _, key, value, _ in out], [(b"a", b"0:2")])
+        out = run_with_timers(count, emit, [(b"a", 40)])
+        self.assertEqual([value for _, _, value, _ in out], [b"10:2"])
+        self.assertEqual(Windows.hopping("h", 10, 5).starts(12), [5, 10])
+        self.assertEqual(Windows.hopping("h", 10, 5).starts(-3), [-10, -5])
+
+    def test_records_join_within_the_window_and_unjoined_ones_expire_once(self):
+        paid = Join("paid", 10).grace(5)
+
+        def join(record):
+            side = RIGHT if record.input == "payments" else LEFT
+            return [record.map_value(lambda v, m=m: v + b"+" + m.value) for m in paid.add(side, record) or []]
+
+        def unpaid(timer):
+            expired = paid.expire(timer) or []
+            return [weir.Output(b"unpaid " + e.value, key=e.key) for e in expired if e.side == LEFT and not e.matched]
+
+        def values(out):
+            return [value for _, _, value, _ in out]
+
+        self.assertEqual(run_with_timers(join, unpaid, [(b"o1", 100), (b"o2", 101)], "orders"), [])
+        self.assertEqual(values(run_with_timers(join, unpaid, [(b"o1", 109), (b"o2", 112)], "payments")), [b"o1+o1"])
+        self.assertEqual(values(run_with_timers(join, unpaid, [(b"o9", 116)], "payments")), [b"unpaid o2"])
+        self.assertEqual(run_with_timers(join, unpaid, [(b"o1", 100)], "payments"), [])
+
+    def test_a_timer_without_a_handler_and_a_failing_handler_fail_naming_the_timer(self):
+        timer = types.Timer(types.Clock.WALL_CLOCK, 5, b"k")
+        with self.assertRaises(Err) as caught:
+            weir.TimerHandler().on_timer([timer])
+        self.assertIn("no function handles timers", caught.exception.value.message)
+        weir._on_timer = lambda t: 1 / 0
+        with self.assertRaises(Err) as caught:
+            weir.TimerHandler().on_timer([timer, timer])
+        self.assertEqual((caught.exception.value.record, caught.exception.value.message), (0, "ZeroDivisionError: division by zero"))
 
 
 if __name__ == "__main__":

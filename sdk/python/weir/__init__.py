@@ -7,7 +7,9 @@
         return record.map_value(bytes.upper)
 
 Build it with `weir build DIR` (componentize-py underneath). The function receives a `Record`
-and returns an `Output`, a list of them, or None. An exception fails the batch with a
+and returns an `Output`, a list of them, or None. `@processor(on_timer=f)` names the function
+weir calls with each timer that fires (see `weir.timers`, and `weir.window` for windows); such
+an app imports `TimerHandler` too, the second export. An exception fails the batch with a
 processing error that names the record; weir commits nothing of a failed batch.
 
 This module turns weir's columnar batches (see wit/processor.wit) into records and outputs
@@ -16,31 +18,33 @@ back into columns, so user code never sees them.
 
 from array import array
 
-from weir import log, state, table
+from weir import log, state, table, timers
 from weir._host import Err, types
 
-__all__ = ["Output", "Processor", "Record", "config", "log", "processor", "state", "table"]
+__all__ = ["Output", "Processor", "Record", "TimerHandler", "config", "log", "processor", "state", "table", "timers"]
 
 _ABSENT = 0xFFFF_FFFF
 _RECORD_STRIDE = 6
 _HEADER_STRIDE = 4
 
 _function = None
+_on_timer = None
 _accepted = ()
 _config = {}
 
 
-def processor(function=None, *, config=()):
-    """Registers the per-record function; `config` lists the configuration keys it accepts.
+def processor(function=None, *, config=(), on_timer=None):
+    """Registers the per-record function; `config` lists the configuration keys it accepts,
+    `on_timer` the function called with each timer that fires.
 
-    Use as `@processor` or `@processor(config=["threshold"])`.
+    Use as `@processor` or `@processor(config=["threshold"], on_timer=expire)`.
     """
 
     def register(f):
-        global _function, _accepted
+        global _function, _accepted, _on_timer
         if _function is not None and _function is not f:
             raise RuntimeError(f"a second @processor ({f.__name__}); a component has one")
-        _function, _accepted = f, tuple(config)
+        _function, _accepted, _on_timer = f, tuple(config), on_timer
         return f
 
     return register(function) if function is not None else register
@@ -261,11 +265,34 @@ class Processor:
         sink = _Sink()
         columns = _Columns(batch)
         function = _function
+        # With timers, event time moves record by record (`timers.event_time()`).
+        stamps = columns.timestamps if _on_timer is not None else None
+        timers._begin_call()
         for index in range(len(columns.offsets)):
             sink.source = index
+            if stamps is not None and stamps[index] > timers._batch_time:
+                timers._batch_time = stamps[index]
             try:
                 sink.emit(function(Record(columns, index)))
             except Exception as error:  # noqa: BLE001 - any failure fails the batch, located
                 log.error(f"record {index}: {_describe(error)}")
+                raise Err(types.ProcessingError(index, _describe(error))) from error
+        return sink.finish()
+
+
+class TimerHandler:
+    """The component's `timer-handler` export (world `timed-processor`); weir calls it."""
+
+    def on_timer(self, fired):
+        if _on_timer is None:
+            raise Err(types.ProcessingError(0, "a timer fired, but no function handles timers: @processor(on_timer=...)"))
+        sink = _Sink()
+        timers._begin_call()
+        for index, timer in enumerate(fired):
+            sink.source = index
+            try:
+                sink.emit(_on_timer(timer))
+            except Exception as error:  # noqa: BLE001 - any failure fails the timers, located
+                log.error(f"timer {index} (at {timer.at}): {_describe(error)}")
                 raise Err(types.ProcessingError(index, _describe(error))) from error
         return sink.finish()

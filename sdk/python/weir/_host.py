@@ -3,13 +3,14 @@
 
 try:
     from componentize_py_types import Err
-    from wit_world.imports import log, state, tables, types
+    from wit_world.imports import log, state, tables, timers, types
 
     NATIVE = False
 except ImportError:
     import bisect
     import sys
     from dataclasses import dataclass
+    from enum import Enum
 
     NATIVE = True
 
@@ -21,6 +22,16 @@ except ImportError:
             self.value = value
 
     class types:  # noqa: N801 - mirrors the generated module
+        class Clock(Enum):
+            EVENT_TIME = 0
+            WALL_CLOCK = 1
+
+        @dataclass
+        class Timer:
+            clock: object
+            at: int
+            key: bytes
+
         @dataclass
         class Outputs:
             records: list
@@ -83,6 +94,29 @@ except ImportError:
         def set(name, key, value):
             """For unit tests: what `weir.table.get` finds off wasm."""
             tables.store[(name, key)] = value
+
+    class timers:  # noqa: N801
+        pending = set()
+        now = -1
+
+        @staticmethod
+        def set(clock, at, key):
+            timers.pending.add((clock.value, at, key))
+
+        @staticmethod
+        def cancel(clock, at, key):
+            timers.pending.discard((clock.value, at, key))
+
+        @staticmethod
+        def event_time():
+            return timers.now
+
+        @staticmethod
+        def take_due(clock, now):
+            """For unit tests: removes and returns the timers on `clock` due at `now`, oldest first."""
+            due = sorted(t for t in timers.pending if t[0] == clock.value and t[1] <= now)
+            timers.pending.difference_update(due)
+            return [types.Timer(clock, at, key) for _, at, key in due]
 
     class log:  # noqa: N801
         class Level:

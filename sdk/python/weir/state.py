@@ -66,11 +66,17 @@ def _successor(prefix):
 def scan_range(start, end=None):
     """(key, value) pairs, values decoded, with start <= key < end (no bound when end is None),
     in key order, fetched from the host a page at a time."""
+    for key, raw in scan_range_bytes(start, end):
+        yield key, _decode(key, raw)
+
+
+def scan_range_bytes(start, end=None):
+    """Like `scan_range`, with the values as raw bytes."""
     start, end = _key(start), None if end is None else _key(end)
     while True:
         page = _host.scan(start, end, _PAGE)
         for entry in page:
-            yield entry.key, _decode(entry.key, entry.value)
+            yield entry.key, entry.value
         if len(page) < _PAGE:
             return
         start = page[-1].key + b"\x00"
