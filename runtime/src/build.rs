@@ -172,6 +172,9 @@ fn build_js(dir: &Path, wit: &Path, staging: &Path, out: &Path) -> anyhow::Resul
     copy_js_sources(dir, &src, 0)?;
     std::fs::write(src.join("weir.js"), JS_SDK)?;
     check_js_syntax(dir, &src, &staging.join("check"))?;
+    // As for Python: an app that exports `timerHandler` gets the world that has it.
+    let app = std::fs::read_to_string(dir.join("app.js")).unwrap_or_default();
+    let world = if app.contains("timerHandler") { TIMED_WORLD } else { WORLD };
     let script = staging.join("componentize.mjs");
     let entry = package.join("src").join("componentize.js");
     std::fs::write(
@@ -181,7 +184,7 @@ fn build_js(dir: &Path, wit: &Path, staging: &Path, out: &Path) -> anyhow::Resul
              import {{ pathToFileURL }} from 'node:url';\n\
              const {{ componentize }} = await import(pathToFileURL({entry}).href);\n\
              const {{ component }} = await componentize({{\n\
-               sourcePath: 'app.js', witPath: {wit}, worldName: '{WORLD}',\n\
+               sourcePath: 'app.js', witPath: {wit}, worldName: '{world}',\n\
                // weir gives guests no network: leave out the HTTP client and fetch handler.\n\
                disableFeatures: ['http', 'fetch-event'],\n\
              }});\n\

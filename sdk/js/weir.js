@@ -5,7 +5,9 @@
 //     export const processor = weir.processor((record) => record.mapValue(weir.asciiUpper));
 //
 // Build it with `weir build DIR` (componentize-js underneath). The function receives a Record
-// and returns an Output, an array of them, or undefined. A thrown exception fails the batch with
+// and returns an Output, an array of them, or undefined. `weir.processor(fn, { onTimer })` names
+// the function called with each timer that fires (see `timers`, and `Windows` for windows); such
+// an app also has `export { timerHandler } from "weir";`, the second export. A thrown exception fails the batch with
 // a processing error that names the record; weir commits nothing of a failed batch.
 //
 // This module turns weir's columnar batches (see wit/processor.wit) into records and outputs
@@ -14,6 +16,7 @@
 import * as host from "weir:processor/state@0.2.1";
 import { log as hostLog } from "weir:processor/log@0.2.1";
 import { get as tableGet } from "weir:processor/tables@0.2.1";
+import * as hostTimers from "weir:processor/timers@0.2.1";
 
 const ABSENT = 0xffffffff;
 const RECORD_STRIDE = 6;
@@ -24,6 +27,16 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
 const lossy = new TextDecoder("utf-8");
 
 let configuration = new Map();
+let onTimerFn = null;
+// The host's event time for the current call (asked for on first use), and the largest record
+// timestamp of the current batch so far.
+let hostTime = null;
+let batchTime = -1;
+
+function beginCall() {
+  hostTime = null;
+  batchTime = -1;
+}
 
 /** The value given for a configuration key (`--config key=value`), or undefined. */
 export function config(key) {
@@ -39,7 +52,8 @@ function describe(error) {
  * `export const processor = weir.processor(fn, { config: ["key"] })`.
  * `config` lists the configuration keys the processor accepts; others are refused at start.
  */
-export function processor(fn, { config: accepted = [] } = {}) {
+export function processor(fn, { config: accepted = [], onTimer = null } = {}) {
+  onTimerFn = onTimer;
   return {
     init(pairs) {
       const unknown = pairs.find(([key]) => !accepted.includes(key));
@@ -56,8 +70,12 @@ export function processor(fn, { config: accepted = [] } = {}) {
       const columns = new Columns(batch);
       const count = columns.offsets.length;
       const sink = new Sink(count, batch.data.length);
+      // With timers, event time moves record by record (`timers.eventTime()`).
+      const stamps = onTimerFn === null ? null : columns.timestamps;
+      beginCall();
       for (let index = 0; index < count; index++) {
         sink.source = index;
+        if (stamps !== null && Number(stamps[index]) > batchTime) batchTime = Number(stamps[index]);
         try {
           sink.emit(fn(new Record(columns, index)));
         } catch (error) {
@@ -433,3 +451,149 @@ export const table = {
 export const log = Object.fromEntries(
   ["trace", "debug", "info", "warn", "error"].map((level) => [level, (message) => hostLog(level, String(message))]),
 );
+
+/**
+ * Timers: weir calls the `onTimer` function given to `processor` at an event time or a
+ * wall-clock time, for a key. weir keeps timers in the processor's state store (they survive
+ * crashes and move with the partition); under exactly-once each fires exactly once, with its
+ * handler's outputs and state changes. Times are milliseconds since the Unix epoch.
+ */
+export const timers = {
+  EVENT_TIME: "event-time",
+  WALL_CLOCK: "wall-clock",
+  /** Sets a timer for key `k` at `at` on `clock`; the same clock, time and key keeps one. */
+  set(clock, at, k) {
+    hostTimers.set(clock, BigInt(at), key(k));
+  },
+  /** Removes the timer for `k` at `at` on `clock`, if there is one. */
+  cancel(clock, at, k) {
+    hostTimers.cancel(clock, BigInt(at), key(k));
+  },
+  /** The partition's event time, counting the current batch up to the record being processed;
+   * null before any timestamped record. */
+  eventTime() {
+    if (hostTime === null) hostTime = s64(hostTimers.eventTime());
+    const now = Math.max(hostTime, batchTime);
+    return now < 0 ? null : now;
+  },
+};
+
+// componentize-js 0.23 hands an s64 over as its unsigned 64 bits (-1 arrives as 2^64 - 1).
+function s64(n) {
+  return Number(BigInt.asIntN(64, BigInt(n)));
+}
+
+/** The component's `timer-handler` export: `export { timerHandler } from "weir";`. */
+export const timerHandler = {
+  onTimer(fired) {
+    if (onTimerFn === null) {
+      return { tag: "err", val: { record: 0, message: "a timer fired, but no function handles timers: weir.processor(fn, { onTimer })" } };
+    }
+    beginCall();
+    const sink = new Sink(fired.length, 0);
+    for (let index = 0; index < fired.length; index++) {
+      const t = fired[index];
+      sink.source = index;
+      try {
+        sink.emit(onTimerFn({ clock: t.clock, at: s64(t.at), key: t.key }));
+      } catch (error) {
+        log.error(`timer ${index} (at ${t.at}): ${describe(error)}`);
+        return { tag: "err", val: { record: index, message: describe(error) } };
+      }
+    }
+    return { tag: "ok", val: sink.finish() };
+  },
+};
+
+const SIGN = 1n << 63n;
+
+/** A time as 8 bytes whose order is time order (as in the Rust and Python SDKs). */
+function timeKey(at) {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setBigUint64(0, BigInt.asUintN(64, BigInt(at)) ^ SIGN);
+  return b;
+}
+
+function timeFrom(b) {
+  return Number(BigInt.asIntN(64, new DataView(b.buffer, b.byteOffset, 8).getBigUint64(0) ^ SIGN));
+}
+
+function concat(...parts) {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+function startsWith(b, prefix) {
+  return b.length >= prefix.length && prefix.every((x, i) => b[i] === x);
+}
+
+/**
+ * Aggregation over event-time windows, tumbling or hopping, with a grace period, with the same
+ * keys and values as the Rust and Python SDKs' windows. Each window of a key keeps its aggregate
+ * in state until event time reaches its end plus the grace period; then its timer fires and
+ * `close(timer)` hands over the final value once. A record whose windows all closed is left out.
+ */
+export class Windows {
+  constructor(name, size, advance, grace = 0) {
+    Object.assign(this, { name, size, advance, graceMs: grace, prefix: encoder.encode(`weir.window/${name}/`) });
+  }
+
+  static tumbling(name, sizeMs) {
+    return new Windows(name, sizeMs, sizeMs);
+  }
+
+  static hopping(name, sizeMs, advanceMs) {
+    return new Windows(name, sizeMs, advanceMs);
+  }
+
+  /** These windows, kept open for records up to `graceMs` later than their end. */
+  grace(graceMs) {
+    return new Windows(this.name, this.size, this.advance, graceMs);
+  }
+
+  /** The starts of the windows that contain `timestamp`, oldest first. */
+  starts(timestamp) {
+    const size = Math.max(this.size, 1);
+    const advance = Math.max(this.advance, 1);
+    const last = Math.floor(timestamp / advance) * advance;
+    const out = [];
+    for (let s = last - Math.floor((size - 1) / advance) * advance; s <= last; s += advance) {
+      if (s + size > timestamp) out.push(s);
+    }
+    return out;
+  }
+
+  /** Folds `record` into the aggregate of key `k` in each of its windows still open
+   * (`fold(aggregate) -> aggregate`, from `initial`); returns how many took it (0: too late). */
+  aggregate(record, k, fold, initial = null) {
+    if (record.timestamp === null) throw new Error(`window \`${this.name}\`: the record has no timestamp`);
+    const now = timers.eventTime() ?? record.timestamp;
+    let taken = 0;
+    for (const start of this.starts(record.timestamp)) {
+      const closes = start + this.size + this.graceMs;
+      if (closes <= now) continue;
+      const stateKey = concat(this.prefix, timeKey(start), k === null ? new Uint8Array() : key(k));
+      state.put(stateKey, fold(state.get(stateKey, initial)));
+      timers.set(timers.EVENT_TIME, closes, stateKey);
+      taken++;
+    }
+    return taken;
+  }
+
+  /** The window `timer` closes, as { key, start, end, value }, taken out of state; null for
+   * other timers. */
+  close(timer) {
+    if (!startsWith(timer.key, this.prefix) || timer.key.length < this.prefix.length + 8) return null;
+    const rest = timer.key.subarray(this.prefix.length);
+    if (state.getBytes(timer.key) === undefined) return null;
+    const value = state.get(timer.key);
+    state.delete(timer.key);
+    const start = timeFrom(rest.subarray(0, 8));
+    return { key: rest.slice(8), start, end: start + this.size, value };
+  }
+}

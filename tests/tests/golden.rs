@@ -88,6 +88,11 @@ fn python_windowed_count_outputs_the_same_bytes_as_rust() {
 }
 
 #[test]
+fn javascript_windowed_count_outputs_the_same_bytes_as_rust() {
+    assert_same_as_rust("js", "windowed-count");
+}
+
+#[test]
 fn python_uppercase_outputs_the_same_bytes_as_rust() {
     assert_same_as_rust("python", "uppercase");
 }
