@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use rdkafka::message::{Header, Message as _, OwnedHeaders};
+use rdkafka::message::Message as _;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+use rdkafka::producer::{BaseProducer, Producer as _};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::engine::Engine;
@@ -58,21 +58,7 @@ pub fn run(engine: &Engine, demo: &Demo, out: &mut dyn Write) -> anyhow::Result<
 
     let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create()?;
     for r in &records {
-        let mut headers = OwnedHeaders::new();
-        for (k, v) in &r.headers {
-            headers = headers.insert(Header { key: &String::from_utf8_lossy(k), value: Some(v) });
-        }
-        let mut record: BaseRecord<'_, [u8], [u8]> =
-            BaseRecord::to(INPUT).partition(r.partition % PARTITIONS).headers(headers);
-        if let Some(k) = &r.key {
-            record = record.key(k);
-        }
-        if let Some(v) = &r.value {
-            record = record.payload(v);
-        }
-        if let Some(t) = r.timestamp {
-            record = record.timestamp(t);
-        }
+        let record = r.to_kafka(INPUT).partition(r.partition % PARTITIONS);
         producer.send(record).map_err(|(e, _)| anyhow::anyhow!("producing the sample records: {e}"))?;
     }
     producer.flush(Duration::from_secs(10))?;

@@ -55,6 +55,30 @@ struct HeaderLine {
 }
 
 /// Parses one input line; the error says which field is wrong and how.
+impl InputRecord {
+    /// This record (key, value, headers, timestamp) for `topic`, partitioned by the caller.
+    pub fn to_kafka<'a>(&'a self, topic: &'a str) -> rdkafka::producer::BaseRecord<'a, [u8], [u8]> {
+        let mut record = rdkafka::producer::BaseRecord::to(topic);
+        if let Some(key) = &self.key {
+            record = record.key(key.as_slice());
+        }
+        if let Some(value) = &self.value {
+            record = record.payload(value.as_slice());
+        }
+        if let Some(ts) = self.timestamp {
+            record = record.timestamp(ts);
+        }
+        if !self.headers.is_empty() {
+            let mut headers = rdkafka::message::OwnedHeaders::new_with_capacity(self.headers.len());
+            for (k, v) in &self.headers {
+                headers = headers.insert(rdkafka::message::Header { key: &String::from_utf8_lossy(k), value: Some(v) });
+            }
+            record = record.headers(headers);
+        }
+        record
+    }
+}
+
 pub fn parse_line(line: &str) -> Result<InputRecord, String> {
     let parsed: InputLine = serde_json::from_str(line).map_err(|e| e.to_string())?;
     let partition = parsed.partition.unwrap_or(0);

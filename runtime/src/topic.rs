@@ -13,8 +13,8 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use rdkafka::message::{Header, Headers as _, Message as _, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer as _, ThreadedProducer};
+use rdkafka::message::{Headers as _, Message as _};
+use rdkafka::producer::{DefaultProducerContext, Producer as _, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
@@ -65,25 +65,9 @@ pub fn produce(bootstrap: &str, topic: &str, input: &Path) -> anyhow::Result<usi
         .set("linger.ms", "5")
         .create()?;
     for (n, r) in records.iter().enumerate() {
-        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
-        if let Some(key) = &r.key {
-            record = record.key(key);
-        }
-        if let Some(value) = &r.value {
-            record = record.payload(value);
-        }
-        if let Some(ts) = r.timestamp {
-            record = record.timestamp(ts);
-        }
+        let mut record = r.to_kafka(topic);
         if r.partition_given {
             record = record.partition(r.partition);
-        }
-        if !r.headers.is_empty() {
-            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-            for (k, v) in &r.headers {
-                headers = headers.insert(Header { key: &String::from_utf8_lossy(k), value: Some(v) });
-            }
-            record = record.headers(headers);
         }
         loop {
             match producer.send(record) {

@@ -75,11 +75,7 @@ fn windowed_count_emits_each_window_once_when_it_closes_and_leaves_out_later_rec
 
 #[test]
 fn windowed_count_gives_the_same_windows_whatever_the_batch_size() {
-    let cache = tempfile::tempdir().unwrap();
-    let input = golden("windowed-count.input.jsonl");
-    let module = guest("windowed-count");
-    let run = |size: &str| weir(&["test", "-m", module.to_str().unwrap(), "-i", input.to_str().unwrap(), "--batch-size", size], cache.path());
-    assert_eq!(run("1").stdout, run("1000").stdout);
+    assert_same_for_batch_sizes_1_and_1000("windowed-count");
 }
 
 #[test]
@@ -150,9 +146,14 @@ fn word_counts_continue_across_runs_with_a_state_directory() {
 
 #[test]
 fn outputs_do_not_depend_on_the_batch_size() {
+    assert_same_for_batch_sizes_1_and_1000("word-count");
+}
+
+/// `example` on its golden input gives the same outputs one record per call as 1000 per call.
+fn assert_same_for_batch_sizes_1_and_1000(example: &str) {
     let cache = tempfile::tempdir().unwrap();
-    let input = golden("word-count.input.jsonl");
-    let module = guest("word-count");
+    let input = golden(&format!("{example}.input.jsonl"));
+    let module = guest(example);
     let run = |size: &str| weir(&["test", "-m", module.to_str().unwrap(), "-i", input.to_str().unwrap(), "--batch-size", size], cache.path());
     assert_eq!(run("1").stdout, run("1000").stdout);
 }

@@ -16,6 +16,7 @@ record at or past its time has been processed. A component that sets timers impo
 
 from weir._host import timers as _host
 from weir._host import types
+from weir.state import _key
 
 EVENT_TIME = types.Clock.EVENT_TIME
 WALL_CLOCK = types.Clock.WALL_CLOCK
@@ -24,14 +25,6 @@ WALL_CLOCK = types.Clock.WALL_CLOCK
 # timestamp of the current batch so far.
 _host_time = None
 _batch_time = -1
-
-
-def _key(key):
-    if isinstance(key, bytes):
-        return key
-    if isinstance(key, str):
-        return key.encode("utf-8")
-    raise TypeError(f"a timer key is str or bytes, not {type(key).__name__}")
 
 
 def set(clock, at, key):  # noqa: A001 - the WIT's name
