@@ -108,3 +108,19 @@ fn a_rolled_back_batch_takes_the_event_time_it_moved_with_it() {
         }
     }
 }
+
+#[test]
+fn a_timer_set_for_a_time_that_already_fired_through_still_fires() {
+    let module = engine(None).load(&guest("reminders")).unwrap();
+    let config = [("delay_ms".to_owned(), "0".to_owned())];
+    let mut instance = module.instantiate("in", 0, Box::new(MemoryStore::new()), &config).unwrap();
+    let far = i64::MAX / 2;
+    let mut fire = |value: &str| {
+        instance.process(&batch(&[value])).unwrap();
+        let fired = instance.fire_wall_clock(far).unwrap();
+        fired.iter().flat_map(|f| f.outputs.iter().map(|o| o.value().unwrap().to_vec())).collect::<Vec<_>>()
+    };
+    // The first firing runs through `far`; the second reminder is set for now, long before it.
+    assert_eq!(fire("first"), [b"first".to_vec()]);
+    assert_eq!(fire("second"), [b"second".to_vec()]);
+}

@@ -165,8 +165,9 @@ impl Instance {
     fn fire(&mut self, clock: Clock, now: i64) -> Result<Vec<Fired>, ProcessError> {
         let mut fired = Vec::new();
         for _ in 0..MAX_TIMER_ROUNDS {
-            let state = &mut self.store.data_mut().state;
-            let due = match timers::due(state, clock, now, timers::FIRE_BATCH) {
+            let host = self.store.data_mut();
+            let after = host.fired.through(clock);
+            let due = match timers::due(&host.state, clock, after, now, timers::FIRE_BATCH) {
                 Ok(due) => due,
                 Err(source) => {
                     let wall_clock = clock == Clock::WallClock;
@@ -176,10 +177,12 @@ impl Instance {
                 }
             };
             if due.is_empty() {
+                // Everything up to `now` has fired (a timer set before it lowers this again).
+                host.fired.set(clock, Some(now));
                 break;
             }
             for t in &due {
-                state.delete(timers::timer_key(t.clock, t.at, &t.key));
+                host.state.delete(timers::timer_key(t.clock, t.at, &t.key));
             }
             let result = self.call_on_timer(&due);
             let outputs = self.conclude(result, &Subject::Timers(&due))?;
@@ -229,9 +232,12 @@ impl Instance {
 
     /// Forgets the state writes of every batch since the last commit.
     pub fn rollback(&mut self) {
-        self.store.data_mut().state.rollback();
-        // The event time may have moved with the forgotten batches: read it again.
+        let host = self.store.data_mut();
+        host.state.rollback();
+        // The event time may have moved with the forgotten batches, and fired timers come back:
+        // read both again.
         self.event_time = None;
+        host.fired = timers::FiredThrough::default();
     }
 
     fn call(&mut self, batch: &Batch) -> Result<Outputs, Failure> {

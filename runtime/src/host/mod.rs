@@ -25,6 +25,8 @@ pub struct HostState {
     pub(crate) timer_handler: bool,
     /// The partition's event time when the current call started (-1: none yet).
     pub(crate) event_time: i64,
+    /// How far the timers have fired, per clock (kept down as timers are set before it).
+    pub(crate) fired: crate::timers::FiredThrough,
     /// The last error-level line the guest logged during the current call (the SDKs log
     /// panics and exceptions there), to explain a trap.
     pub(crate) last_error: Option<String>,
@@ -58,6 +60,7 @@ impl HostState {
             log,
             timer_handler: false,
             event_time: -1,
+            fired: crate::timers::FiredThrough::default(),
             last_error: None,
         }
     }

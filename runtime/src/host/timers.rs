@@ -21,6 +21,7 @@ impl Host for HostState {
     fn set(&mut self, clock: Clock, at: i64, key: Vec<u8>) -> wasmtime::Result<()> {
         self.check_timer_handler()?;
         self.state.put(timer_key(clock, at, &key), Vec::new());
+        self.fired.timer_set(clock, at);
         Ok(())
     }
 
