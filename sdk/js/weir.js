@@ -382,16 +382,8 @@ function successor(prefix) {
 }
 
 function* scanRange(start, end) {
-  let from = key(start);
   const to = end === undefined || end === null ? undefined : key(end);
-  for (;;) {
-    const page = host.scan(from, to, PAGE);
-    for (const entry of page) yield [entry.key, decode(entry.key, entry.value)];
-    if (page.length < PAGE) return;
-    const last = page[page.length - 1].key;
-    from = new Uint8Array(last.length + 1);
-    from.set(last);
-  }
+  for (const [k, raw] of scanBytes(key(start), to)) yield [k, decode(k, raw)];
 }
 
 /**
@@ -595,5 +587,111 @@ export class Windows {
     state.delete(timer.key);
     const start = timeFrom(rest.subarray(0, 8));
     return { key: rest.slice(8), start, end: start + this.size, value };
+  }
+}
+
+function u32(n) {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, n);
+  return b;
+}
+
+/** Buffered records as the Rust and Python SDKs store them: [matched][length: 4 bytes][value]. */
+function encodeBuffered(buffered) {
+  return concat(...buffered.flatMap(([matched, value]) => [Uint8Array.of(matched ? 1 : 0), u32(value.length), value]));
+}
+
+function decodeBuffered(raw, k) {
+  const out = [];
+  let at = 0;
+  while (at < raw.length) {
+    if (at + 5 > raw.length) throw new Error(`join buffer under ${JSON.stringify(lossy.decode(k))} is corrupt`);
+    const length = new DataView(raw.buffer, raw.byteOffset + at + 1, 4).getUint32(0);
+    out.push([raw[at] === 1, raw.slice(at + 5, at + 5 + length)]);
+    at += 5 + length;
+  }
+  return out;
+}
+
+/** [key, raw value] pairs with start <= key < end, a page at a time. */
+function* scanBytes(start, end) {
+  let from = start;
+  for (;;) {
+    const page = host.scan(from, end, PAGE);
+    for (const entry of page) yield [entry.key, entry.value];
+    if (page.length < PAGE) return;
+    const last = page[page.length - 1].key;
+    from = new Uint8Array(last.length + 1);
+    from.set(last);
+  }
+}
+
+/**
+ * A stream-stream join by key within `withinMs`, with a grace period, with the same keys and
+ * values as the Rust and Python SDKs' joins. A record at `t` joins the other side's records of
+ * its key at `t ± within`, and leaves the buffer when event time reaches `t + within + grace`
+ * (its timer: pass it to `expire`, which says whether the record ever found a partner).
+ */
+export class Join {
+  static LEFT = "L";
+  static RIGHT = "R";
+
+  constructor(name, withinMs, graceMs = 0) {
+    Object.assign(this, { name, within: withinMs, graceMs, head: encoder.encode(`weir.join/${name}/`) });
+  }
+
+  /** This join, keeping records buffered `graceMs` longer for late partners. */
+  grace(graceMs) {
+    return new Join(this.name, this.within, graceMs);
+  }
+
+  prefix(side, k) {
+    return concat(this.head, encoder.encode(side), u32(k.length), k);
+  }
+
+  /** Buffers `record` on `side` (Join.LEFT or Join.RIGHT) and returns the other side's buffered
+   * records of its key within the window, as { timestamp, value }, oldest first; null when it
+   * came too late to join anything. */
+  add(side, record) {
+    if (record.key === null || record.timestamp === null) {
+      throw new Error(`join \`${this.name}\`: the record needs a key and a timestamp`);
+    }
+    const k = record.key.slice();
+    const ts = record.timestamp;
+    const expires = ts + this.within + this.graceMs;
+    const now = timers.eventTime();
+    if (now !== null && expires <= now) return null;
+    const other = this.prefix(side === Join.LEFT ? Join.RIGHT : Join.LEFT, k);
+    const matches = [];
+    for (const [sk, raw] of scanBytes(concat(other, timeKey(ts - this.within)), concat(other, timeKey(ts + this.within + 1)))) {
+      const buffered = decodeBuffered(raw, sk);
+      if (buffered.some(([matched]) => !matched)) host.put(sk, encodeBuffered(buffered.map(([, v]) => [true, v])));
+      const at = timeFrom(sk.subarray(other.length));
+      for (const [, value] of buffered) matches.push({ timestamp: at, value });
+    }
+    const own = concat(this.prefix(side, k), timeKey(ts));
+    const raw = host.get(own);
+    const buffered = raw === undefined || raw === null ? [] : decodeBuffered(raw, own);
+    buffered.push([matches.length > 0, record.value === null ? new Uint8Array() : record.value.slice()]);
+    host.put(own, encodeBuffered(buffered));
+    timers.set(timers.EVENT_TIME, expires, own);
+    return matches;
+  }
+
+  /** The buffered records `timer` expires, as { side, key, timestamp, value, matched }, taken
+   * out of state; null for other timers. */
+  expire(timer) {
+    const k = timer.key;
+    if (!startsWith(k, this.head) || k.length < this.head.length + 5) return null;
+    const rest = k.subarray(this.head.length);
+    const side = String.fromCharCode(rest[0]);
+    const length = new DataView(rest.buffer, rest.byteOffset + 1, 4).getUint32(0);
+    if ((side !== Join.LEFT && side !== Join.RIGHT) || rest.length !== 5 + length + 8) return null;
+    const raw = host.get(k);
+    if (raw === undefined || raw === null) return [];
+    host.delete(k);
+    const key = rest.slice(5, 5 + length);
+    const timestamp = timeFrom(rest.subarray(5 + length));
+    return decodeBuffered(raw, k).map(([matched, value]) => ({ side, key, timestamp, value, matched }));
   }
 }

@@ -84,6 +84,22 @@ fn python_windowed_count_outputs_the_same_bytes_as_rust() {
 }
 
 #[test]
+fn orders_notify_confirms_paid_orders_and_reports_unpaid_ones_when_their_window_closes() {
+    assert_golden("orders-notify");
+}
+
+#[test]
+fn orders_notify_gives_the_same_emails_whatever_the_batch_size() {
+    assert_same_for_batch_sizes_1_and_1000("orders-notify");
+}
+
+#[test]
+fn python_and_javascript_orders_notify_join_like_the_rust_one() {
+    assert_same_as_rust("python", "orders-notify");
+    assert_same_as_rust("js", "orders-notify");
+}
+
+#[test]
 fn javascript_windowed_count_outputs_the_same_bytes_as_rust() {
     assert_same_as_rust("js", "windowed-count");
 }
