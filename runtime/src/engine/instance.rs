@@ -54,8 +54,6 @@ pub struct Instance {
     store: Store<HostState>,
     bindings: Processor,
     on_timer: Option<OnTimer>,
-    /// The partition's event time, once read from the store (for a component with timers).
-    event_time: Option<i64>,
     dead: bool,
 }
 
@@ -92,7 +90,7 @@ impl Instance {
         let log = LogContext { module: module.name.clone(), topic: topic.to_owned(), partition };
         let host = HostState::new(state, log, module.engine.options().memory_limit);
         let (store, bindings, on_timer) = start(&module, host, config).map_err(|failed| failed.0)?;
-        Ok(Self { module, config: config.to_vec(), store, bindings, on_timer, event_time: None, dead: false })
+        Ok(Self { module, config: config.to_vec(), store, bindings, on_timer, dead: false })
     }
 
     pub fn module(&self) -> &Module {
@@ -110,8 +108,7 @@ impl Instance {
     #[allow(clippy::result_large_err, reason = "errors are rare and carry their whole location")]
     pub fn process(&mut self, batch: &Batch) -> Result<Outputs, ProcessError> {
         if self.module.uses_timers() {
-            let event_time = self.event_time(&Subject::Batch(batch))?;
-            self.store.data_mut().event_time = event_time;
+            self.event_time(&Subject::Batch(batch))?;
         }
         let result = self.call(batch);
         self.conclude(result, &Subject::Batch(batch))
@@ -128,12 +125,11 @@ impl Instance {
         let current = self.event_time(&Subject::Batch(batch))?;
         let newest = (0..batch.len()).filter_map(|i| batch.timestamp(i)).max().unwrap_or(-1);
         if newest > current {
-            self.event_time = Some(newest);
-            timers::store_event_time(&mut self.store.data_mut().state, newest);
+            let host = self.store.data_mut();
+            host.event_time = Some(newest);
+            timers::store_event_time(&mut host.state, newest);
         }
-        let now = current.max(newest);
-        self.store.data_mut().event_time = now;
-        self.fire(Clock::EventTime, now)
+        self.fire(Clock::EventTime, current.max(newest))
     }
 
     /// Fires the wall-clock timers due at `now` (ms since the epoch).
@@ -142,20 +138,21 @@ impl Instance {
         if !self.module.uses_timers() {
             return Ok(Vec::new());
         }
-        let event_time = self.event_time(&Subject::Timers(&[]))?;
-        self.store.data_mut().event_time = event_time;
+        self.event_time(&Subject::Timers(&[]))?;
         self.fire(Clock::WallClock, now)
     }
 
-    /// The partition's event time, read from the store the first time.
+    /// The partition's event time, which the guest sees too; read from the store the first
+    /// time.
     #[allow(clippy::result_large_err, reason = "errors are rare and carry their whole location")]
     fn event_time(&mut self, subject: &Subject<'_>) -> Result<i64, ProcessError> {
-        if let Some(t) = self.event_time {
+        let host = self.store.data_mut();
+        if let Some(t) = host.event_time {
             return Ok(t);
         }
-        let t = timers::load_event_time(&mut self.store.data_mut().state)
+        let t = timers::load_event_time(&mut host.state)
             .map_err(|source| ProcessError::State { location: self.location(subject, None), source })?;
-        self.event_time = Some(t);
+        self.store.data_mut().event_time = Some(t);
         Ok(t)
     }
 
@@ -235,8 +232,11 @@ impl Instance {
         let host = self.store.data_mut();
         host.state.rollback();
         // The event time may have moved with the forgotten batches, and fired timers come back:
-        // read both again.
-        self.event_time = None;
+        // read the one again (now, so retries see it; on error, at the next batch) and search
+        // for the other from the start.
+        if self.module.uses_timers() {
+            host.event_time = timers::load_event_time(&mut host.state).ok();
+        }
         host.fired = timers::FiredThrough::default();
     }
 
@@ -296,7 +296,9 @@ impl Instance {
         let data = self.store.data_mut();
         let state = std::mem::replace(&mut data.state, StateView::new(Box::new(MemoryStore::new())));
         let mut host = HostState::new(state, data.log.clone(), self.module.engine.options().memory_limit);
+        // What the partition's instance knows carries over to the fresh guest.
         host.tables = data.tables.clone();
+        (host.event_time, host.fired) = (data.event_time, data.fired);
         match start(&self.module, host, &self.config) {
             Ok((store, bindings, on_timer)) => {
                 self.store = store;

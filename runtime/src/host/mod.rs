@@ -23,8 +23,9 @@ pub struct HostState {
     pub(crate) log: LogContext,
     /// Whether the component exports `timer-handler`, so its timers can fire.
     pub(crate) timer_handler: bool,
-    /// The partition's event time when the current call started (-1: none yet).
-    pub(crate) event_time: i64,
+    /// The partition's event time when the current call started (-1: no timestamped record
+    /// yet), once read from the store (for a component with timers).
+    pub(crate) event_time: Option<i64>,
     /// How far the timers have fired, per clock (kept down as timers are set before it).
     pub(crate) fired: crate::timers::FiredThrough,
     /// The last error-level line the guest logged during the current call (the SDKs log
@@ -59,7 +60,7 @@ impl HostState {
             tables: TableView { tables: Tables::default(), partition: log.partition },
             log,
             timer_handler: false,
-            event_time: -1,
+            event_time: None,
             fired: crate::timers::FiredThrough::default(),
             last_error: None,
         }

@@ -31,6 +31,6 @@ impl Host for HostState {
     }
 
     fn event_time(&mut self) -> wasmtime::Result<i64> {
-        Ok(self.event_time)
+        Ok(self.event_time.unwrap_or(-1))
     }
 }
