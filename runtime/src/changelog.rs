@@ -19,7 +19,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::kafka::{base, catch_up, CatchUpCtx};
+use crate::kafka::{base, catch_up, input_partitions, CatchUpCtx};
 use crate::pipeline::config::PipelineConfig;
 use crate::state::{StateStore, WriteBatch};
 
@@ -46,31 +46,6 @@ fn apply_chunk(store: &mut dyn StateStore, writes: &mut WriteBatch, checkpoint: 
 /// The changelog topic of `store` in `config`'s application.
 pub fn topic(config: &PipelineConfig, store: &str) -> String {
     format!("{}-{store}-changelog", config.application_id)
-}
-
-/// How many partitions `topic` has; an error if it does not exist.
-pub(crate) fn partition_count(consumer: &BaseConsumer<impl rdkafka::consumer::ConsumerContext>, topic: &str, what: &str) -> anyhow::Result<i32> {
-    let metadata = consumer
-        .fetch_metadata(Some(topic), TIMEOUT)
-        .with_context(|| format!("cannot read the metadata of {what} `{topic}`"))?;
-    let n = metadata.topics().first().map_or(0, |t| t.partitions().len()) as i32;
-    if n == 0 {
-        bail!("{what} topic `{topic}` does not exist");
-    }
-    Ok(n)
-}
-
-/// How many partitions the inputs have; they must agree, since state is kept per partition.
-pub(crate) fn input_partitions(config: &PipelineConfig, consumer: &BaseConsumer<impl rdkafka::consumer::ConsumerContext>) -> anyhow::Result<i32> {
-    let mut counts = Vec::new();
-    for input in &config.inputs {
-        counts.push((input.as_str(), partition_count(consumer, input, "input")?));
-    }
-    let n = counts[0].1;
-    if let Some((other, m)) = counts.iter().find(|(_, m)| *m != n) {
-        bail!("per-partition state and tables need co-partitioned inputs: `{}` has {n} partitions, `{other}` has {m}", counts[0].0);
-    }
-    Ok(n)
 }
 
 /// Creates the changelog (compacted, one partition per input partition) if it is missing, and

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use anyhow::{bail, Context as _};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaResult;
@@ -201,6 +202,31 @@ impl rdkafka::ClientContext for CatchUpCtx {
 }
 
 impl rdkafka::consumer::ConsumerContext for CatchUpCtx {}
+
+/// How many partitions `topic` has; an error if it does not exist.
+pub fn partition_count(consumer: &BaseConsumer<impl rdkafka::consumer::ConsumerContext>, topic: &str, what: &str) -> anyhow::Result<i32> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), KAFKA_TIMEOUT)
+        .with_context(|| format!("cannot read the metadata of {what} `{topic}`"))?;
+    let n = metadata.topics().first().map_or(0, |t| t.partitions().len()) as i32;
+    if n == 0 {
+        bail!("{what} topic `{topic}` does not exist");
+    }
+    Ok(n)
+}
+
+/// How many partitions the inputs have; they must agree, since state is kept per partition.
+pub fn input_partitions(config: &PipelineConfig, consumer: &BaseConsumer<impl rdkafka::consumer::ConsumerContext>) -> anyhow::Result<i32> {
+    let mut counts = Vec::new();
+    for input in &config.inputs {
+        counts.push((input.as_str(), partition_count(consumer, input, "input")?));
+    }
+    let n = counts[0].1;
+    if let Some((other, m)) = counts.iter().find(|(_, m)| *m != n) {
+        bail!("per-partition state and tables need co-partitioned inputs: `{}` has {n} partitions, `{other}` has {m}", counts[0].0);
+    }
+    Ok(n)
+}
 
 /// The producer: transactional under exactly-once, idempotent otherwise; partitions by key the
 /// way Java clients do, so co-partitioned topics agree.

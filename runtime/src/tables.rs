@@ -49,10 +49,6 @@ impl Tables {
         Self { inner: Arc::new(RwLock::new(tables)) }
     }
 
-    pub fn specs(&self) -> Vec<TableSpec> {
-        self.read(|tables| tables.iter().map(|t| t.spec.clone()).collect())
-    }
-
     /// Applies one record of `topic`: the key now maps to the value, or is gone for a tombstone.
     /// Every table read from `topic` gets it.
     pub fn apply(&self, topic: &str, partition: i32, key: Option<&[u8]>, value: Option<&[u8]>) {

@@ -44,7 +44,7 @@ pub fn create(bootstrap: &str, name: &str, partitions: i32, configs: &[(String, 
             Ok(_) => {}
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {
                 let consumer: BaseConsumer = client(bootstrap).create()?;
-                let existing = crate::changelog::partition_count(&consumer, name, "the")?;
+                let existing = crate::kafka::partition_count(&consumer, name, "the")?;
                 if existing != partitions {
                     bail!("topic `{name}` exists with {existing} partitions, not {partitions}");
                 }
@@ -92,7 +92,7 @@ pub fn consume(bootstrap: &str, topic: &str, count: Option<usize>, idle: Duratio
         .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")
         .create()?;
-    let partitions = crate::changelog::partition_count(&consumer, topic, "the")?;
+    let partitions = crate::kafka::partition_count(&consumer, topic, "the")?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition_offset(topic, p, Offset::Beginning)?;

@@ -252,8 +252,8 @@ impl Pipeline {
     /// changelog, outputs and offsets to Kafka, then state to the local stores.
     fn commit(&mut self) -> Result<(), Failure> {
         let mut book = self.work.shared.book();
-        let idle = self.work.instances.values().all(|i| i.pending_writes().next().is_none());
-        if book.offsets.is_empty() && !book.txn_open && idle {
+        let idle = || self.work.instances.values().all(|i| i.pending_writes().next().is_none());
+        if book.offsets.is_empty() && !book.txn_open && idle() {
             return Ok(());
         }
         let t0 = Instant::now();
@@ -390,15 +390,8 @@ impl Work {
 
     /// The instance of `partition`, opened (and its state restored) on first use.
     fn instance(&mut self, topic: &str, partition: i32) -> Result<&mut Instance, Failure> {
-        match self.instances.entry(partition) {
-            std::collections::hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                let changelog = self.changelog.as_deref();
-                let mut instance = open_instance(&self.module, &self.config, changelog, topic, partition).map_err(Failure::Fatal)?;
-                instance.set_tables(TableView { tables: self.tables.clone(), partition });
-                Ok(e.insert(instance))
-            }
-        }
+        let Self { instances, module, config, changelog, tables, .. } = self;
+        instance_of(instances, module, config, changelog.as_deref(), tables, topic, partition)
     }
 
     /// Produces every instance's pending state writes to its changelog partition (a delete as
@@ -427,22 +420,17 @@ impl Work {
             let pairs = headers.iter().flat_map(|h| h.iter()).map(|h| (h.key.as_bytes(), h.value.unwrap_or_default()));
             self.batch.push(m.offset(), m.timestamp().to_millis(), m.key(), m.payload(), pairs);
         }
-        let batch = std::mem::replace(&mut self.batch, Batch::new("", "", 0));
-        let result = self.process_batch(&batch, topic, partition);
-        self.batch = batch;
-        result?;
+        // Borrowing only the fields it needs, so the batch in `self.batch` can go to the instance.
+        let Self { instances, module, config, changelog, tables, batch, .. } = self;
+        let instance = instance_of(instances, module, config, changelog.as_deref(), tables, topic, partition)?;
+        let outputs = instance.process(batch).map_err(|e| Failure::Fatal(e.into()))?;
+        let fired = instance.advance(batch).map_err(|e| Failure::Fatal(e.into()))?;
+        produce(&self.producer, &self.config, &outputs, &Answering::Batch(&self.batch))?;
+        self.stats.produced += outputs.len() as u64;
+        self.produce_fired(&fired, partition)?;
         let last = messages[messages.len() - 1].offset();
         self.shared.book().offsets.insert((topic.to_owned(), partition), last + 1);
         Ok(())
-    }
-
-    fn process_batch(&mut self, batch: &Batch, topic: &str, partition: i32) -> Result<(), Failure> {
-        let instance = self.instance(topic, partition)?;
-        let outputs = instance.process(batch).map_err(|e| Failure::Fatal(e.into()))?;
-        let fired = instance.advance(batch).map_err(|e| Failure::Fatal(e.into()))?;
-        produce(&self.producer, &self.config, &outputs, &Answering::Batch(batch))?;
-        self.stats.produced += outputs.len() as u64;
-        self.produce_fired(&fired, partition)
     }
 
     /// After a revocation: the work since the last commit is gone (see `Shared::on_revoke`),
@@ -532,6 +520,26 @@ fn send<'a>(producer: &Producer, mut record: BaseRecord<'a, [u8], [u8]>) -> Resu
                 producer.poll(Duration::from_millis(10));
             }
             Err((e, _)) => return Err(e.into()),
+        }
+    }
+}
+
+/// The instance of `partition` in `instances`, opened (and its state restored) on first use.
+fn instance_of<'a>(
+    instances: &'a mut HashMap<i32, Instance>,
+    module: &Module,
+    config: &PipelineConfig,
+    changelog: Option<&str>,
+    tables: &Tables,
+    topic: &str,
+    partition: i32,
+) -> Result<&'a mut Instance, Failure> {
+    match instances.entry(partition) {
+        std::collections::hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
+        std::collections::hash_map::Entry::Vacant(e) => {
+            let mut instance = open_instance(module, config, changelog, topic, partition).map_err(Failure::Fatal)?;
+            instance.set_tables(TableView { tables: tables.clone(), partition });
+            Ok(e.insert(instance))
         }
     }
 }

@@ -10,8 +10,7 @@ use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::config::PipelineConfig;
-use crate::changelog::{input_partitions, partition_count};
-use crate::kafka::{self, CatchUpCtx};
+use crate::kafka::{self, input_partitions, partition_count, CatchUpCtx};
 use crate::tables::Tables;
 
 /// Most table records applied between two batches, so a busy table cannot starve the inputs.
@@ -33,6 +32,8 @@ impl TableFeed {
         }
         let started = Instant::now();
         let mut feed = Self { consumers: Vec::new(), tables: tables.clone() };
+        // The inputs' partition count, asked for once, when a co-partitioned table needs it.
+        let mut inputs = None;
         for (name, table) in &config.tables {
             if feed.consumers.iter().any(|(t, _)| *t == table.topic) {
                 continue;
@@ -42,7 +43,10 @@ impl TableFeed {
                 .context("cannot create a Kafka consumer for the tables")?;
             let partitions = partition_count(&consumer, &table.topic, &format!("table `{name}`"))?;
             if !table.global {
-                let inputs = input_partitions(config, &consumer)?;
+                let inputs = match inputs {
+                    Some(n) => n,
+                    None => *inputs.insert(input_partitions(config, &consumer)?),
+                };
                 if partitions != inputs {
                     bail!(
                         "table `{name}` is co-partitioned with the inputs, but its topic `{}` has {partitions} partitions \
