@@ -141,13 +141,22 @@ fn build_rust(dir: &Path, out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The world to build `entry` for. componentize-py and componentize-js want every export of
+/// the world in the app: one that names the timer handler export (`handler`) gets the world that
+/// has it.
+fn world_of(entry: &Path, handler: &str) -> &'static str {
+    let app = std::fs::read_to_string(entry).unwrap_or_default();
+    if app.contains(handler) {
+        TIMED_WORLD
+    } else {
+        WORLD
+    }
+}
+
 fn build_python(dir: &Path, wit: &Path, staging: &Path, out: &Path) -> anyhow::Result<()> {
     let sdk = staging.join("python");
     write_files(&sdk.join("weir"), PYTHON_SDK)?;
-    // componentize-py wants every export of the world in `app`: an app that handles timers
-    // imports `TimerHandler` and gets the world that has it.
-    let app = std::fs::read_to_string(dir.join("app.py")).unwrap_or_default();
-    let world = if app.contains("TimerHandler") { TIMED_WORLD } else { WORLD };
+    let world = world_of(&dir.join("app.py"), "TimerHandler");
     run(
         Command::new("componentize-py")
             .arg("-d")
@@ -172,9 +181,7 @@ fn build_js(dir: &Path, wit: &Path, staging: &Path, out: &Path) -> anyhow::Resul
     copy_js_sources(dir, &src, 0)?;
     std::fs::write(src.join("weir.js"), JS_SDK)?;
     check_js_syntax(dir, &src, &staging.join("check"))?;
-    // As for Python: an app that exports `timerHandler` gets the world that has it.
-    let app = std::fs::read_to_string(dir.join("app.js")).unwrap_or_default();
-    let world = if app.contains("timerHandler") { TIMED_WORLD } else { WORLD };
+    let world = world_of(&dir.join("app.js"), "timerHandler");
     let script = staging.join("componentize.mjs");
     let entry = package.join("src").join("componentize.js");
     std::fs::write(

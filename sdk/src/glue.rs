@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use crate::bindings::weir::processor::types as wit;
 use crate::output::OutputSink;
-use crate::timers::{self, Clock, Timer};
+use crate::timers::{self, Timer};
 use crate::{Batch, IntoOutputs, Record};
 
 static CONFIG: OnceLock<Vec<(String, String)>> = OnceLock::new();
@@ -74,11 +74,7 @@ pub fn on_timer_each<R: IntoOutputs>(
     timers::begin_call();
     for (i, t) in fired.into_iter().enumerate() {
         sink.source = i as u32;
-        let clock = match t.clock {
-            wit::Clock::EventTime => Clock::EventTime,
-            wit::Clock::WallClock => Clock::WallClock,
-        };
-        f(&Timer { clock, at: t.at, key: t.key }).emit(&mut sink).map_err(|e| wit::ProcessingError {
+        f(&Timer { clock: t.clock.into(), at: t.at, key: t.key }).emit(&mut sink).map_err(|e| wit::ProcessingError {
             record: Some(e.record.unwrap_or(sink.source)),
             message: e.message,
         })?;

@@ -177,14 +177,7 @@ fn fire<T: IntoOutputs>(clock: Clock, now: i64, on_timer: impl Fn(&Timer) -> T) 
         }
         let wit_timers = due
             .into_iter()
-            .map(|t| wit::Timer {
-                clock: match t.clock {
-                    Clock::EventTime => wit::Clock::EventTime,
-                    Clock::WallClock => wit::Clock::WallClock,
-                },
-                at: t.at,
-                key: t.key,
-            })
+            .map(|t| wit::Timer { clock: t.clock.into(), at: t.at, key: t.key })
             .collect();
         let out = crate::glue::on_timer_each(wit_timers, &on_timer).map_err(from_wit)?;
         outputs.extend(decode(&out));

@@ -25,6 +25,8 @@
 
 use std::cell::Cell;
 
+use crate::bindings::weir::processor::types::Clock as WitClock;
+
 /// Which clock a timer follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Clock {
@@ -32,6 +34,24 @@ pub enum Clock {
     EventTime,
     /// The host's wall clock (checked about every 100 ms).
     WallClock,
+}
+
+impl From<Clock> for WitClock {
+    fn from(clock: Clock) -> Self {
+        match clock {
+            Clock::EventTime => WitClock::EventTime,
+            Clock::WallClock => WitClock::WallClock,
+        }
+    }
+}
+
+impl From<WitClock> for Clock {
+    fn from(clock: WitClock) -> Self {
+        match clock {
+            WitClock::EventTime => Clock::EventTime,
+            WitClock::WallClock => Clock::WallClock,
+        }
+    }
 }
 
 /// A timer that fired.
@@ -111,21 +131,13 @@ pub(crate) fn saw(timestamp: i64) {
 mod backend {
     use super::Clock;
     use crate::bindings::weir::processor::timers as host;
-    use crate::bindings::weir::processor::types::Clock as WitClock;
-
-    fn wit(clock: Clock) -> WitClock {
-        match clock {
-            Clock::EventTime => WitClock::EventTime,
-            Clock::WallClock => WitClock::WallClock,
-        }
-    }
 
     pub fn set(clock: Clock, at: i64, key: &[u8]) {
-        host::set(wit(clock), at, key);
+        host::set(clock.into(), at, key);
     }
 
     pub fn cancel(clock: Clock, at: i64, key: &[u8]) {
-        host::cancel(wit(clock), at, key);
+        host::cancel(clock.into(), at, key);
     }
 
     pub fn event_time() -> i64 {
