@@ -7,12 +7,26 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const GUESTS: &[&str] =
-    &["uppercase", "filter-json", "route-by-key", "word-count", "windowed-count", "reminders", "orders-enrich", "orders-validate", "orders-aggregate", "orders-notify", "misbehave", "not-a-processor"];
+const GUESTS: &[&str] = &[
+    "uppercase",
+    "filter-json",
+    "route-by-key",
+    "word-count",
+    "windowed-count",
+    "reminders",
+    "orders-enrich",
+    "orders-validate",
+    "orders-aggregate",
+    "orders-notify",
+    "misbehave",
+    "not-a-processor",
+];
 
 fn main() {
     let root = PathBuf::from(env("CARGO_MANIFEST_DIR")).join("..");
-    for watched in ["wit", "abi", "sdk", "guest-examples", "tests/guests", "Cargo.toml", "Cargo.lock", ".cargo/config.toml"] {
+    for watched in
+        ["wit", "abi", "sdk", "guest-examples", "tests/guests", "Cargo.toml", "Cargo.lock", ".cargo/config.toml"]
+    {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out: the guests go to <target>/guests.
@@ -21,9 +35,7 @@ fn main() {
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(&root)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
-        .arg(&target_dir);
+    cmd.current_dir(&root).args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"]).arg(&target_dir);
     for guest in GUESTS {
         cmd.args(["-p", guest]);
     }

@@ -60,7 +60,10 @@ impl Language {
                 "{}: no Cargo.toml (Rust), app.py (Python) or app.js (JavaScript) here; which language is it?",
                 dir.display()
             ),
-            _ => anyhow::bail!("{}: more than one of Cargo.toml, app.py and app.js; keep one entry per folder", dir.display()),
+            _ => anyhow::bail!(
+                "{}: more than one of Cargo.toml, app.py and app.js; keep one entry per folder",
+                dir.display()
+            ),
         }
     }
 }
@@ -76,7 +79,8 @@ pub fn build(engine: &Engine, dir: &Path, out: &Path) -> anyhow::Result<Language
         Language::Python => build_python(dir, &wit, staging.path(), &out_abs)?,
         Language::JavaScript => build_js(dir, &wit, staging.path(), &out_abs)?,
     }
-    let bytes = std::fs::read(&out_abs).map_err(|e| anyhow::anyhow!("{}: the build wrote no component: {e}", out.display()))?;
+    let bytes =
+        std::fs::read(&out_abs).map_err(|e| anyhow::anyhow!("{}: the build wrote no component: {e}", out.display()))?;
     engine
         .load_bytes("build", &out.display().to_string(), &bytes)
         .map_err(|e| anyhow::anyhow!("{}: built, but weir cannot run it: {e}", out.display()))?;
@@ -137,7 +141,8 @@ fn build_rust(dir: &Path, out: &Path) -> anyhow::Result<()> {
     let wasm = wasm.ok_or_else(|| {
         anyhow::anyhow!("{}: cargo built no .wasm; is the crate a `cdylib` (crate-type = [\"cdylib\"])?", dir.display())
     })?;
-    std::fs::copy(&wasm, out).map_err(|e| anyhow::anyhow!("cannot copy {} to {}: {e}", wasm.display(), out.display()))?;
+    std::fs::copy(&wasm, out)
+        .map_err(|e| anyhow::anyhow!("cannot copy {} to {}: {e}", wasm.display(), out.display()))?;
     Ok(())
 }
 
@@ -215,14 +220,19 @@ fn check_js_syntax(dir: &Path, src: &Path, check: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(check)?;
     for file in js_files(src)? {
         let relative = file.strip_prefix(src).unwrap_or(&file);
-        let copy = check.join(relative.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "__")).with_extension("mjs");
+        let copy =
+            check.join(relative.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "__")).with_extension("mjs");
         std::fs::copy(&file, &copy)?;
         let shown = dir.join(relative);
         let output = Command::new("node").arg("--check").arg(&copy).output();
         let output = output.map_err(|e| anyhow::anyhow!("cannot run `node` (install Node.js 18 or later): {e}"))?;
         if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr).replace(&copy.display().to_string(), &shown.display().to_string());
-            let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty() && !l.starts_with("Node.js ") && !l.trim_start().starts_with("at ")).collect();
+            let stderr = String::from_utf8_lossy(&output.stderr)
+                .replace(&copy.display().to_string(), &shown.display().to_string());
+            let lines: Vec<&str> = stderr
+                .lines()
+                .filter(|l| !l.trim().is_empty() && !l.starts_with("Node.js ") && !l.trim_start().starts_with("at "))
+                .collect();
             anyhow::bail!("{} is not valid JavaScript:\n  {}", shown.display(), lines.join("\n  "));
         }
     }
@@ -289,7 +299,9 @@ fn copy_js_sources(from: &Path, to: &Path, depth: usize) -> anyhow::Result<()> {
         } else if matches!(path.extension().and_then(OsStr::to_str), Some("js" | "mjs")) {
             let sdk = if depth == 0 { "./weir.js".to_owned() } else { "../".repeat(depth) + "weir.js" };
             let text = std::fs::read_to_string(&path)?;
-            let text = text.replace("from \"weir\"", &format!("from \"{sdk}\"")).replace("from 'weir'", &format!("from '{sdk}'"));
+            let text = text
+                .replace("from \"weir\"", &format!("from \"{sdk}\""))
+                .replace("from 'weir'", &format!("from '{sdk}'"));
             std::fs::write(&target, text)?;
         } else {
             std::fs::copy(&path, &target)?;

@@ -114,7 +114,11 @@ pub fn restore(
     if let Some(checkpoint) = from {
         if checkpoint > high || checkpoint < low {
             tracing::warn!(
-                topic, partition, checkpoint, low, high,
+                topic,
+                partition,
+                checkpoint,
+                low,
+                high,
                 "local state does not match its changelog; rebuilding it from the changelog"
             );
             store.clear()?;

@@ -48,8 +48,10 @@ Example: weir run pipeline.toml --bootstrap-servers 127.0.0.1:9092 --instance-id
     },
     /// Build a processor's folder into a component: Rust (Cargo.toml), Python (app.py) or
     /// JavaScript (app.js). The component is checked and compiled into weir's cache.
-    #[command(after_help = "Python needs componentize-py (pip), JavaScript needs Node.js and componentize-js (npm).\n\
-Example: weir build guest-examples/python/word-count -o word-count.wasm")]
+    #[command(
+        after_help = "Python needs componentize-py (pip), JavaScript needs Node.js and componentize-js (npm).\n\
+Example: weir build guest-examples/python/word-count -o word-count.wasm"
+    )]
     Build {
         /// The processor's folder.
         dir: PathBuf,
@@ -186,7 +188,12 @@ impl LimitArgs {
 }
 
 /// An engine with these limits (MiB, milliseconds, fuel per batch) and component cache.
-fn engine(memory_mib: usize, deadline_ms: u64, fuel: Option<u64>, cache_dir: Option<PathBuf>) -> anyhow::Result<Engine> {
+fn engine(
+    memory_mib: usize,
+    deadline_ms: u64,
+    fuel: Option<u64>,
+    cache_dir: Option<PathBuf>,
+) -> anyhow::Result<Engine> {
     Engine::new(EngineOptions {
         memory_limit: memory_mib << 20,
         deadline: Duration::from_millis(deadline_ms),
@@ -233,7 +240,10 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<bool> {
                 signal_hook::flag::register(signal, stop.clone())?;
             }
             let stats = Pipeline::new(config, &engine)?.run(&stop, args.max_records)?;
-            std::io::Write::write_fmt(out, format_args!("consumed {} records, produced {}\n", stats.consumed, stats.produced))?;
+            std::io::Write::write_fmt(
+                out,
+                format_args!("consumed {} records, produced {}\n", stats.consumed, stats.produced),
+            )?;
             Ok(true)
         }
         Command::Demo { module, input, guarantee } => {

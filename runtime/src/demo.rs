@@ -83,10 +83,8 @@ pub fn run(engine: &Engine, demo: &Demo, out: &mut dyn Write) -> anyhow::Result<
     };
     let stats = Pipeline::new(config, engine)?.run(&AtomicBool::new(false), Some(records.len() as u64))?;
 
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("group.id", "weir-demo-reader")
-        .create()?;
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", &bootstrap).set("group.id", "weir-demo-reader").create()?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..PARTITIONS {
         tpl.add_partition_offset(OUTPUT, p, Offset::Beginning)?;

@@ -37,7 +37,10 @@ pub enum Offsets {
     Range(i64, i64),
     /// A timer set for this time (milliseconds since the epoch) on the event-time clock
     /// (`wall_clock` false) or the wall clock.
-    Timer { at: i64, wall_clock: bool },
+    Timer {
+        at: i64,
+        wall_clock: bool,
+    },
 }
 
 impl fmt::Display for Location {
@@ -123,9 +126,7 @@ pub enum LoadError {
     CoreModule { path: String },
     #[error("{path}: invalid component: {detail}")]
     Invalid { path: String, detail: String },
-    #[error(
-        "{path}: built for another world: it does not export `{expected}` (it exports: {found})"
-    )]
+    #[error("{path}: built for another world: it does not export `{expected}` (it exports: {found})")]
     WrongWorld { path: String, expected: String, found: String },
     #[error("{path}: needs imports weir does not provide: {detail}")]
     Imports { path: String, detail: String },

@@ -50,7 +50,11 @@ pub fn inspect(engine: &Engine, path: &Path) -> (String, bool) {
 }
 
 fn list(names: &[&str]) -> String {
-    if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
 }
 
 fn human_size(bytes: usize) -> String {

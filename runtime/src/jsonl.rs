@@ -113,10 +113,7 @@ fn bytes_field(value: Option<Value>, field: &str) -> Result<Option<Vec<u8>>, Str
                 .map_err(|e| format!("{field}: invalid base64: {e}")),
             _ => Err(format!("{field}: base64 must be a string")),
         },
-        Some(other) => Err(format!(
-            "{field} must be a string, null or {{\"base64\": ...}}, got {}",
-            kind(&other)
-        )),
+        Some(other) => Err(format!("{field} must be a string, null or {{\"base64\": ...}}, got {}", kind(&other))),
     }
 }
 

@@ -204,7 +204,11 @@ impl rdkafka::ClientContext for CatchUpCtx {
 impl rdkafka::consumer::ConsumerContext for CatchUpCtx {}
 
 /// How many partitions `topic` has; an error if it does not exist.
-pub fn partition_count(consumer: &BaseConsumer<impl rdkafka::consumer::ConsumerContext>, topic: &str, what: &str) -> anyhow::Result<i32> {
+pub fn partition_count(
+    consumer: &BaseConsumer<impl rdkafka::consumer::ConsumerContext>,
+    topic: &str,
+    what: &str,
+) -> anyhow::Result<i32> {
     let metadata = consumer
         .fetch_metadata(Some(topic), KAFKA_TIMEOUT)
         .with_context(|| format!("cannot read the metadata of {what} `{topic}`"))?;
@@ -216,14 +220,20 @@ pub fn partition_count(consumer: &BaseConsumer<impl rdkafka::consumer::ConsumerC
 }
 
 /// How many partitions the inputs have; they must agree, since state is kept per partition.
-pub fn input_partitions(config: &PipelineConfig, consumer: &BaseConsumer<impl rdkafka::consumer::ConsumerContext>) -> anyhow::Result<i32> {
+pub fn input_partitions(
+    config: &PipelineConfig,
+    consumer: &BaseConsumer<impl rdkafka::consumer::ConsumerContext>,
+) -> anyhow::Result<i32> {
     let mut counts = Vec::new();
     for input in &config.inputs {
         counts.push((input.as_str(), partition_count(consumer, input, "input")?));
     }
     let n = counts[0].1;
     if let Some((other, m)) = counts.iter().find(|(_, m)| *m != n) {
-        bail!("per-partition state and tables need co-partitioned inputs: `{}` has {n} partitions, `{other}` has {m}", counts[0].0);
+        bail!(
+            "per-partition state and tables need co-partitioned inputs: `{}` has {n} partitions, `{other}` has {m}",
+            counts[0].0
+        );
     }
     Ok(n)
 }

@@ -136,7 +136,12 @@ impl Batch {
     }
 }
 
-fn headers<'a>(columns: &'a [u8], data: &'a [u8], first: usize, count: usize) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+fn headers<'a>(
+    columns: &'a [u8],
+    data: &'a [u8],
+    first: usize,
+    count: usize,
+) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
     (first..first.saturating_add(count))
         .map_while(move |h| column::u32s::<HEADER_STRIDE>(columns, h))
         .map(move |h| (bytes(data, h[0], h[1]).unwrap_or_default(), bytes(data, h[2], h[3]).unwrap_or_default()))
@@ -163,14 +168,16 @@ impl Outputs {
         }
         let in_bounds = |at: u32, len: u32| len == ABSENT || bytes(&wit.data, at, len).is_some();
         let header_count = wit.headers.len() / (4 * HEADER_STRIDE);
-        let bad_header = (0..header_count).filter_map(|h| column::u32s::<HEADER_STRIDE>(&wit.headers, h)).position(|h| {
-            !(in_bounds(h[0], h[1]) && in_bounds(h[2], h[3])) || h[1] == ABSENT || h[3] == ABSENT
-        });
+        let bad_header = (0..header_count)
+            .filter_map(|h| column::u32s::<HEADER_STRIDE>(&wit.headers, h))
+            .position(|h| !(in_bounds(h[0], h[1]) && in_bounds(h[2], h[3])) || h[1] == ABSENT || h[3] == ABSENT);
         if let Some(h) = bad_header {
             return Err((0, format!("header {h} points outside the output data")));
         }
         for i in 0..n {
-            let (Some(c), Some([source])) = (column::u32s::<OUTPUT_STRIDE>(&wit.records, i), column::u32s::<1>(&wit.sources, i)) else {
+            let (Some(c), Some([source])) =
+                (column::u32s::<OUTPUT_STRIDE>(&wit.records, i), column::u32s::<1>(&wit.sources, i))
+            else {
                 return Err((i, format!("output {i} is cut short")));
             };
             if !(in_bounds(c[0], c[1]) && in_bounds(c[2], c[3]) && in_bounds(c[4], c[5])) {

@@ -14,9 +14,9 @@ use anyhow::{bail, Context};
 use crate::engine::{Engine, Fired, Instance, Module};
 use crate::error::ProcessError;
 use crate::jsonl::{parse_line, InputRecord, OutputLine};
-use crate::tables::{TableSpec, TableView, Tables};
 use crate::record::{Batch, Outputs};
 use crate::state::{MemoryStore, RocksStore, StateStore};
+use crate::tables::{TableSpec, TableView, Tables};
 
 /// What `weir test` was asked to do.
 #[derive(Debug, Clone)]

@@ -84,7 +84,13 @@ pub fn timer_key(clock: Clock, at: i64, key: &[u8]) -> Vec<u8> {
 /// with `after`, only those set for a later time than it. Passing the time everything was
 /// fired up to keeps the scan clear of the deleted timers before it, which RocksDB would
 /// otherwise step over one by one until it compacts them away.
-pub fn due(state: &StateView, clock: Clock, after: Option<i64>, now: i64, limit: usize) -> Result<Vec<Timer>, StateError> {
+pub fn due(
+    state: &StateView,
+    clock: Clock,
+    after: Option<i64>,
+    now: i64,
+    limit: usize,
+) -> Result<Vec<Timer>, StateError> {
     let prefix = clock_prefix(clock);
     let mut start = prefix.clone();
     if let Some(from) = after.and_then(|a| a.checked_add(1)) {
@@ -110,11 +116,7 @@ pub fn due(state: &StateView, clock: Clock, after: Option<i64>, now: i64, limit:
 
 /// The partition's event time as last committed, or -1 before its first timestamped record.
 pub fn load_event_time(state: &mut StateView) -> Result<i64, StateError> {
-    Ok(state
-        .get(EVENT_TIME)?
-        .and_then(|v| v.try_into().ok())
-        .map(i64::from_le_bytes)
-        .unwrap_or(-1))
+    Ok(state.get(EVENT_TIME)?.and_then(|v| v.try_into().ok()).map(i64::from_le_bytes).unwrap_or(-1))
 }
 
 /// Records a new event time, to commit with the batch that moved it.

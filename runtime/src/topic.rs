@@ -86,7 +86,13 @@ pub fn produce(bootstrap: &str, topic: &str, input: &Path) -> anyhow::Result<usi
 
 /// Reads `topic` from its start (committed records only) and writes each record as a JSON
 /// line, until `count` records were read or none came for `idle`. Returns how many.
-pub fn consume(bootstrap: &str, topic: &str, count: Option<usize>, idle: Duration, out: &mut dyn Write) -> anyhow::Result<usize> {
+pub fn consume(
+    bootstrap: &str,
+    topic: &str,
+    count: Option<usize>,
+    idle: Duration,
+    out: &mut dyn Write,
+) -> anyhow::Result<usize> {
     let consumer: BaseConsumer = client(bootstrap)
         .set("group.id", format!("weir-topic-consume-{}", std::process::id()))
         .set("isolation.level", "read_committed")

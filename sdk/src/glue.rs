@@ -41,10 +41,9 @@ pub fn process_each<R: IntoOutputs>(
     for record in Batch::new(batch).records() {
         sink.source = record.index() as u32;
         timers::saw(record.timestamp().unwrap_or(-1));
-        f(&record).emit(&mut sink).map_err(|e| wit::ProcessingError {
-            record: Some(e.record.unwrap_or(sink.source)),
-            message: e.message,
-        })?;
+        f(&record)
+            .emit(&mut sink)
+            .map_err(|e| wit::ProcessingError { record: Some(e.record.unwrap_or(sink.source)), message: e.message })?;
     }
     Ok(sink.finish())
 }
@@ -59,9 +58,7 @@ pub fn process_batch<R: IntoOutputs>(
     timers::begin_call();
     let batch_view = Batch::new(batch);
     batch_view.records().for_each(|r| timers::saw(r.timestamp().unwrap_or(-1)));
-    f(&batch_view)
-        .emit(&mut sink)
-        .map_err(|e| wit::ProcessingError { record: e.record, message: e.message })?;
+    f(&batch_view).emit(&mut sink).map_err(|e| wit::ProcessingError { record: e.record, message: e.message })?;
     Ok(sink.finish())
 }
 
@@ -74,10 +71,9 @@ pub fn on_timer_each<R: IntoOutputs>(
     timers::begin_call();
     for (i, t) in fired.into_iter().enumerate() {
         sink.source = i as u32;
-        f(&Timer { clock: t.clock.into(), at: t.at, key: t.key }).emit(&mut sink).map_err(|e| wit::ProcessingError {
-            record: Some(e.record.unwrap_or(sink.source)),
-            message: e.message,
-        })?;
+        f(&Timer { clock: t.clock.into(), at: t.at, key: t.key })
+            .emit(&mut sink)
+            .map_err(|e| wit::ProcessingError { record: Some(e.record.unwrap_or(sink.source)), message: e.message })?;
     }
     Ok(sink.finish())
 }

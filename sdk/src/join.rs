@@ -164,7 +164,8 @@ impl Join {
         let Some(bytes) = state::get_bytes(timer.key()) else { return Ok(Some(Vec::new())) };
         let buffered = decode(&bytes, timer.key())?;
         state::delete(timer.key());
-        let expired = buffered.into_iter().map(|(matched, value)| Expired { side, key: key.to_vec(), timestamp, value, matched });
+        let expired =
+            buffered.into_iter().map(|(matched, value)| Expired { side, key: key.to_vec(), timestamp, value, matched });
         Ok(Some(expired.collect()))
     }
 }

@@ -27,6 +27,7 @@ extern crate self as weir_sdk;
 
 mod error;
 mod glue;
+pub mod join;
 pub mod log;
 mod output;
 mod record;
@@ -34,7 +35,6 @@ pub mod state;
 pub mod table;
 pub mod testing;
 pub mod timers;
-pub mod join;
 pub mod window;
 
 #[doc(hidden)]

@@ -178,9 +178,10 @@ impl OutputSink {
         let [key_at, key_len] = self.append(o.key.as_deref());
         let [value_at, value_len] = self.append(o.value.as_deref());
         let header_count = o.headers.len() as u32;
-        column::push_u32s(&mut self.out.records, &[
-            topic_at, topic_len, key_at, key_len, value_at, value_len, first_header, header_count,
-        ]);
+        column::push_u32s(
+            &mut self.out.records,
+            &[topic_at, topic_len, key_at, key_len, value_at, value_len, first_header, header_count],
+        );
         column::push_u32s(&mut self.out.sources, &[o.source.unwrap_or(self.source)]);
         column::push_i64(&mut self.out.timestamps, o.timestamp.unwrap_or(-1));
     }

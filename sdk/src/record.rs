@@ -49,8 +49,8 @@ impl<'a> Batch<'a> {
     }
 }
 
-pub(crate) use weir_abi::{append, bytes, column, HEADER_STRIDE};
 use weir_abi::RECORD_STRIDE;
+pub(crate) use weir_abi::{append, bytes, column, HEADER_STRIDE};
 
 /// One input record. Its bytes are borrowed from the batch: no copies.
 #[derive(Debug, Clone, Copy)]

@@ -59,7 +59,10 @@ impl TestBatch {
         let offset = (self.wit.offsets.len() / 8) as i64;
         column::push_i64(&mut self.wit.offsets, offset);
         column::push_i64(&mut self.wit.timestamps, -1);
-        column::push_u32s(&mut self.wit.records, &[key_at, key_len, value_at, value_len, first_header, headers.len() as u32]);
+        column::push_u32s(
+            &mut self.wit.records,
+            &[key_at, key_len, value_at, value_len, first_header, headers.len() as u32],
+        );
     }
 
     /// Appends a record with a UTF-8 key and value.
@@ -175,10 +178,7 @@ fn fire<T: IntoOutputs>(clock: Clock, now: i64, on_timer: impl Fn(&Timer) -> T) 
         if due.is_empty() {
             return Ok(outputs);
         }
-        let wit_timers = due
-            .into_iter()
-            .map(|t| wit::Timer { clock: t.clock.into(), at: t.at, key: t.key })
-            .collect();
+        let wit_timers = due.into_iter().map(|t| wit::Timer { clock: t.clock.into(), at: t.at, key: t.key }).collect();
         let out = crate::glue::on_timer_each(wit_timers, &on_timer).map_err(from_wit)?;
         outputs.extend(decode(&out));
     }

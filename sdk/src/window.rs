@@ -165,7 +165,8 @@ mod tests {
     fn a_window_emits_once_when_event_time_passes_its_end_plus_grace_and_late_records_are_left_out() {
         testing::reset_state();
         // Window [0, 10) closes at 15: the record at 3 arriving at event time 12 is in grace.
-        let first = TestBatch::new("t").with_at(Some("a"), "x", 1).with_at(Some("a"), "x", 12).with_at(Some("a"), "x", 3);
+        let first =
+            TestBatch::new("t").with_at(Some("a"), "x", 1).with_at(Some("a"), "x", 12).with_at(Some("a"), "x", 3);
         assert!(first.run_with_timers(count, emit).unwrap().is_empty());
         // Event time 15 closes [0, 10) with 2 records; the record at 4 is then too late.
         let second = TestBatch::new("t").with_at(Some("a"), "x", 15).with_at(Some("a"), "x", 4);

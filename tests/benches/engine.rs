@@ -129,22 +129,22 @@ fn main() {
     println!("weir engine benchmark: ns per record, best of {ROUNDS} rounds (lower is better)");
     let mut overhead = std::collections::HashMap::new();
     if wanted("uppercase") || wanted("word-count") {
-    println!();
-    println!("uppercase, 100-byte values");
-    println!("{:>6} {:>10} {:>10} {:>10}", "batch", "wasm", "native", "overhead");
-    let input = records(1000, |i| {
-        let mut v = format!("record {i} ").into_bytes();
-        v.resize(100, b'x');
-        v
-    });
-    for batch_size in [1, 100, 1000] {
-        let total = if batch_size == 1 { 100_000 } else { 400_000 };
-        let mut inst = instance(&uppercase, Box::new(MemoryStore::new()));
-        let (wasm, _) = wasm_ns(&mut inst, &input, batch_size, total);
-        let native = native_ns(&input, batch_size, total, uppercase::uppercase);
-        overhead.insert(batch_size, wasm - native);
-        println!("{batch_size:>6} {wasm:>10.0} {native:>10.0} {:>10.0}", wasm - native);
-    }
+        println!();
+        println!("uppercase, 100-byte values");
+        println!("{:>6} {:>10} {:>10} {:>10}", "batch", "wasm", "native", "overhead");
+        let input = records(1000, |i| {
+            let mut v = format!("record {i} ").into_bytes();
+            v.resize(100, b'x');
+            v
+        });
+        for batch_size in [1, 100, 1000] {
+            let total = if batch_size == 1 { 100_000 } else { 400_000 };
+            let mut inst = instance(&uppercase, Box::new(MemoryStore::new()));
+            let (wasm, _) = wasm_ns(&mut inst, &input, batch_size, total);
+            let native = native_ns(&input, batch_size, total, uppercase::uppercase);
+            overhead.insert(batch_size, wasm - native);
+            println!("{batch_size:>6} {wasm:>10.0} {native:>10.0} {:>10.0}", wasm - native);
+        }
     }
     if wanted("languages") {
         languages(&uppercase, &overhead);
@@ -156,7 +156,10 @@ fn main() {
     println!();
     println!("word-count, one word per record (a state get and put each), 1000 distinct words;");
     println!("commit: writing the batch's state to the store, per record (once per transaction in a pipeline)");
-    println!("{:>6} {:>10} {:>10} {:>10} {:>14} {:>10}", "batch", "store", "wasm", "native", "per state call", "commit");
+    println!(
+        "{:>6} {:>10} {:>10} {:>10} {:>14} {:>10}",
+        "batch", "store", "wasm", "native", "per state call", "commit"
+    );
     let words = records(1000, |i| format!("word{i}").into_bytes());
     for batch_size in [100, 1000] {
         let total = 200_000;
@@ -164,7 +167,8 @@ fn main() {
         let native = native_ns(&words, batch_size, total, word_count::word_count);
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let rocks = RocksStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
-        let stores: [(&str, Box<dyn StateStore>); 2] = [("memory", Box::new(MemoryStore::new())), ("rocksdb", Box::new(rocks))];
+        let stores: [(&str, Box<dyn StateStore>); 2] =
+            [("memory", Box::new(MemoryStore::new())), ("rocksdb", Box::new(rocks))];
         for (name, store) in stores {
             if !wanted(&format!("word-count/{name}")) {
                 continue;
@@ -193,7 +197,9 @@ fn languages(rust: &Module, rust_overhead: &std::collections::HashMap<usize, f64
     println!("uppercase in each language, 100-byte values: wasm ns per record (and its ratio to Rust)");
     println!("{:>6} {:>10} {:>18} {:>18} {:>16}", "batch", "rust", "python", "javascript", "rust overhead");
     for batch_size in [100, 1000] {
-        let run = |module: &Module, total: usize| wasm_ns(&mut instance(module, Box::new(MemoryStore::new())), &input, batch_size, total).0;
+        let run = |module: &Module, total: usize| {
+            wasm_ns(&mut instance(module, Box::new(MemoryStore::new())), &input, batch_size, total).0
+        };
         let rust_ns = run(rust, 200_000);
         let python_ns = run(&python, 20_000);
         let js_ns = run(&js, 20_000);

@@ -32,10 +32,10 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
+use weir_runtime::changelog;
 use weir_runtime::engine::{Engine, EngineOptions};
 use weir_runtime::pipeline::config::{Guarantee, ModuleConfig, PipelineConfig, TableConfig};
 use weir_runtime::pipeline::Pipeline;
-use weir_runtime::changelog;
 use weir_runtime::state::RocksStore;
 use weir_tests::guest;
 use weir_tests::kafka::{bootstrap, create_topic, produce, produce_at, unique};
@@ -57,7 +57,10 @@ fn main() {
     let started = Instant::now();
     produce(&bootstrap, &input, &records, None);
     drop(records);
-    println!("weir pipeline benchmark: {total} records of 100 bytes, {PARTITIONS} partitions (produced in {:.1} s)", started.elapsed().as_secs_f64());
+    println!(
+        "weir pipeline benchmark: {total} records of 100 bytes, {PARTITIONS} partitions (produced in {:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
     let engine = Engine::new(EngineOptions::default()).unwrap_or_else(|e| panic!("engine: {e}"));
     if std::env::args().skip(1).any(|a| a == "restore") {
         restore_speed(&bootstrap, total);
@@ -87,15 +90,24 @@ fn main() {
 fn windows(engine: &Engine, bootstrap: &str, total: usize) {
     let topic = unique("bench-clicks");
     create_topic(bootstrap, &topic, PARTITIONS);
-    let records: Vec<_> = (0..total).map(|i| format!("user-{:04}", (i * 7919) % 1_000)).map(|k| (k.clone(), k, Vec::new())).collect();
+    let records: Vec<_> =
+        (0..total).map(|i| format!("user-{:04}", (i * 7919) % 1_000)).map(|k| (k.clone(), k, Vec::new())).collect();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     let base = now - 3 * 3_600_000;
     let timestamps: Vec<i64> = (0..total as i64).map(|i| base + i).collect();
     produce_at(bootstrap, &topic, &records, Some(&timestamps), None);
     drop((records, timestamps));
     let state = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let counting = weir(engine, &config(bootstrap, &topic, "word-count", Guarantee::ExactlyOnce, Some(&state.path().join("c"))), total);
-    let windowing = weir(engine, &config(bootstrap, &topic, "windowed-count", Guarantee::ExactlyOnce, Some(&state.path().join("w"))), total);
+    let counting = weir(
+        engine,
+        &config(bootstrap, &topic, "word-count", Guarantee::ExactlyOnce, Some(&state.path().join("c"))),
+        total,
+    );
+    let windowing = weir(
+        engine,
+        &config(bootstrap, &topic, "windowed-count", Guarantee::ExactlyOnce, Some(&state.path().join("w"))),
+        total,
+    );
     println!();
     println!("windows: {total} records, 1,000 keys, 10 s tumbling windows of event time, exactly-once, RocksDB with a changelog");
     println!("{:>24} {:>16} {:>16} {:>8}", "", "word-count r/s", "windowed r/s", "ratio");
@@ -110,11 +122,23 @@ fn enrichment(engine: &Engine, bootstrap: &str, total: usize) {
     create_topic(bootstrap, &orders, PARTITIONS);
     create_topic(bootstrap, &customers, PARTITIONS);
     let table: Vec<_> = (0..CUSTOMERS)
-        .map(|i| (format!("c{i}"), format!(r#"{{"name":"customer {i}","email":"c{i}@example.com","tier":"gold"}}"#), Vec::new()))
+        .map(|i| {
+            (
+                format!("c{i}"),
+                format!(r#"{{"name":"customer {i}","email":"c{i}@example.com","tier":"gold"}}"#),
+                Vec::new(),
+            )
+        })
         .collect();
     produce(bootstrap, &customers, &table, None);
     let stream: Vec<_> = (0..total)
-        .map(|i| (format!("c{}", (i * 7919) % CUSTOMERS), format!(r#"{{"order_id":"o{i}","amount":{}.5,"item":"book"}}"#, i % 100), Vec::new()))
+        .map(|i| {
+            (
+                format!("c{}", (i * 7919) % CUSTOMERS),
+                format!(r#"{{"order_id":"o{i}","amount":{}.5,"item":"book"}}"#, i % 100),
+                Vec::new(),
+            )
+        })
         .collect();
     produce(bootstrap, &orders, &stream, None);
     drop((table, stream));
@@ -124,7 +148,10 @@ fn enrichment(engine: &Engine, bootstrap: &str, total: usize) {
     let started = Instant::now();
     let joined = weir(engine, &joining, total);
     println!();
-    println!("enrichment join: {total} orders against a table of {CUSTOMERS} customers, exactly-once (whole run {:.1} s)", started.elapsed().as_secs_f64());
+    println!(
+        "enrichment join: {total} orders against a table of {CUSTOMERS} customers, exactly-once (whole run {:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
     println!("{:>24} {:>16} {:>16} {:>8}", "", "uppercase r/s", "enrich r/s", "ratio");
     println!("{:>24} {stateless:>16.0} {joined:>16.0} {:>8.2}", "weir", joined / stateless);
 }
@@ -134,7 +161,8 @@ fn enrichment(engine: &Engine, bootstrap: &str, total: usize) {
 fn stateful(engine: &Engine, bootstrap: &str, total: usize) {
     let words = unique("bench-words");
     create_topic(bootstrap, &words, PARTITIONS);
-    let records: Vec<_> = (0..total).map(|i| format!("word-{:06}", (i * 7919) % 100_000)).map(|w| (w.clone(), w, Vec::new())).collect();
+    let records: Vec<_> =
+        (0..total).map(|i| format!("word-{:06}", (i * 7919) % 100_000)).map(|w| (w.clone(), w, Vec::new())).collect();
     produce(bootstrap, &words, &records, None);
     drop(records);
     let state = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
@@ -165,13 +193,18 @@ fn restore_speed(bootstrap: &str, total: usize) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let (mut restored, started) = (0, Instant::now());
     for p in 0..PARTITIONS {
-        let mut store = RocksStore::open_changelog_backed(&dir.path().join(p.to_string())).unwrap_or_else(|e| panic!("{e}"));
-        restored += changelog::restore(&config, &topic, p, &mut store).unwrap_or_else(|e| panic!("restore: {e:#}")).records;
+        let mut store =
+            RocksStore::open_changelog_backed(&dir.path().join(p.to_string())).unwrap_or_else(|e| panic!("{e}"));
+        restored +=
+            changelog::restore(&config, &topic, p, &mut store).unwrap_or_else(|e| panic!("restore: {e:#}")).records;
     }
     let secs = started.elapsed().as_secs_f64();
     let read = read_only(bootstrap, &topic);
     println!();
-    println!("restore: {restored} changelog records into RocksDB in {secs:.2} s: {:.0} records/s", restored as f64 / secs);
+    println!(
+        "restore: {restored} changelog records into RocksDB in {secs:.2} s: {:.0} records/s",
+        restored as f64 / secs
+    );
     println!("baseline: reading the same partitions one after another, no store: {read:.0} records/s");
 }
 
@@ -215,7 +248,16 @@ fn quix(bootstrap: &str, words: &str, count: usize, commit_interval: Option<f64>
     create_topic(bootstrap, &output, PARTITIONS);
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches").join("quix_wordcount.py");
     let mut command = std::process::Command::new("python3");
-    command.arg(&script).args(["--broker", bootstrap, "--input", words, "--output", &output, "--count", &count.to_string()]);
+    command.arg(&script).args([
+        "--broker",
+        bootstrap,
+        "--input",
+        words,
+        "--output",
+        &output,
+        "--count",
+        &count.to_string(),
+    ]);
     if let Some(interval) = commit_interval {
         command.args(["--commit-interval", &interval.to_string()]);
     }
@@ -223,7 +265,11 @@ fn quix(bootstrap: &str, words: &str, count: usize, commit_interval: Option<f64>
     let report = match run {
         Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
         Ok(out) => {
-            println!("quix streams FAILED ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""));
+            println!(
+                "quix streams FAILED ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+            );
             return;
         }
         Err(e) => {
@@ -236,11 +282,18 @@ fn quix(bootstrap: &str, words: &str, count: usize, commit_interval: Option<f64>
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .find_map(|v| v["records_per_second"].as_f64())
         .unwrap_or(f64::NAN);
-    let label = commit_interval.map_or_else(|| "5 s (its default)".to_owned(), |s| format!("{} ms (weir's)", s * 1000.0));
+    let label =
+        commit_interval.map_or_else(|| "5 s (its default)".to_owned(), |s| format!("{} ms (weir's)", s * 1000.0));
     println!("{label:>24} {rate:>16.0} {weir_rate:>16.0} {:>8.1}   ({count} records for Quix)", weir_rate / rate);
 }
 
-fn config(bootstrap: &str, input: &str, module: &str, guarantee: Guarantee, state_dir: Option<&std::path::Path>) -> PipelineConfig {
+fn config(
+    bootstrap: &str,
+    input: &str,
+    module: &str,
+    guarantee: Guarantee,
+    state_dir: Option<&std::path::Path>,
+) -> PipelineConfig {
     let output = unique("bench-weir-out");
     create_topic(bootstrap, &output, PARTITIONS);
     let mut outputs = BTreeMap::new();
@@ -290,7 +343,8 @@ fn passthrough(bootstrap: &str, input: &str, guarantee: Guarantee, total: usize)
     } else {
         producer_config.set("enable.idempotence", "true");
     }
-    let producer: ThreadedProducer<DefaultProducerContext> = producer_config.create().unwrap_or_else(|e| panic!("producer: {e}"));
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        producer_config.create().unwrap_or_else(|e| panic!("producer: {e}"));
     let timeout = Duration::from_secs(30);
     if exactly_once {
         producer.init_transactions(timeout).unwrap_or_else(|e| panic!("init_transactions: {e}"));
@@ -308,7 +362,9 @@ fn passthrough(bootstrap: &str, input: &str, guarantee: Guarantee, total: usize)
                 return;
             }
             let metadata = consumer.group_metadata().unwrap_or_else(|| panic!("no group metadata"));
-            producer.send_offsets_to_transaction(&tpl, &metadata, timeout).unwrap_or_else(|e| panic!("send offsets: {e}"));
+            producer
+                .send_offsets_to_transaction(&tpl, &metadata, timeout)
+                .unwrap_or_else(|e| panic!("send offsets: {e}"));
             producer.commit_transaction(timeout).unwrap_or_else(|e| panic!("commit: {e}"));
             *open = false;
         } else if !offsets.is_empty() {
@@ -360,7 +416,11 @@ fn poll_batch(consumer: &BaseConsumer) -> Vec<BorrowedMessage<'_>> {
     let mut batch = Vec::new();
     let deadline = Instant::now() + Duration::from_millis(5);
     while batch.len() < BATCH {
-        let wait = if batch.is_empty() { Duration::from_millis(100) } else { deadline.saturating_duration_since(Instant::now()) };
+        let wait = if batch.is_empty() {
+            Duration::from_millis(100)
+        } else {
+            deadline.saturating_duration_since(Instant::now())
+        };
         match consumer.poll(wait) {
             Some(Ok(m)) => batch.push(m),
             Some(Err(e)) => panic!("consumer: {e}"),

@@ -74,7 +74,13 @@ pub fn produce(bootstrap: &str, topic: &str, records: &[TestRecord], pace: Optio
 }
 
 /// Like [`produce`], with record `i` timestamped `timestamps[i]` (ms since the epoch) when given.
-pub fn produce_at(bootstrap: &str, topic: &str, records: &[TestRecord], timestamps: Option<&[i64]>, pace: Option<Duration>) {
+pub fn produce_at(
+    bootstrap: &str,
+    topic: &str,
+    records: &[TestRecord],
+    timestamps: Option<&[i64]>,
+    pace: Option<Duration>,
+) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
@@ -123,7 +129,13 @@ pub struct ReadRecord {
 
 /// Reads `topic` from the beginning with read_committed until `want` records arrived, or nothing
 /// new arrived for `quiet`, or `timeout` passed.
-pub fn read_committed(bootstrap: &str, topic: &str, want: usize, quiet: Duration, timeout: Duration) -> Vec<ReadRecord> {
+pub fn read_committed(
+    bootstrap: &str,
+    topic: &str,
+    want: usize,
+    quiet: Duration,
+    timeout: Duration,
+) -> Vec<ReadRecord> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", unique("reader"))
@@ -150,7 +162,12 @@ pub fn read_committed(bootstrap: &str, topic: &str, want: usize, quiet: Duration
                     .headers()
                     .map(|hs| hs.iter().map(|h| (h.key.to_owned(), text(h.value).unwrap_or_default())).collect())
                     .unwrap_or_default();
-                out.push(ReadRecord { key: text(m.key()), value: text(m.payload()), headers, partition: m.partition() });
+                out.push(ReadRecord {
+                    key: text(m.key()),
+                    value: text(m.payload()),
+                    headers,
+                    partition: m.partition(),
+                });
                 last_new = Instant::now();
             }
             Some(Err(e)) => panic!("reading {topic}: {e}"),
@@ -170,7 +187,15 @@ pub fn counts(records: &[ReadRecord]) -> HashMap<String, usize> {
 }
 
 /// Writes a pipeline file for `module` from `input` to `output`.
-pub fn pipeline_file(dir: &Path, app: &str, bootstrap: &str, input: &str, output: &str, module: &Path, extra: &str) -> PathBuf {
+pub fn pipeline_file(
+    dir: &Path,
+    app: &str,
+    bootstrap: &str,
+    input: &str,
+    output: &str,
+    module: &Path,
+    extra: &str,
+) -> PathBuf {
     let path = dir.join(format!("{app}.toml"));
     let text = format!(
         "application_id = \"{app}\"\nbootstrap_servers = \"{bootstrap}\"\ninputs = [\"{input}\"]\n{extra}\n\
@@ -356,7 +381,13 @@ impl Setup {
 
 /// Starts and SIGKILLs weir `crashes` times at random moments while `records` flow in, then
 /// lets a last instance run until the output has `want` records (or goes quiet).
-pub fn crash_repeatedly(s: &Setup, pipeline: &Path, input: Vec<TestRecord>, crashes: usize, want: usize) -> Vec<ReadRecord> {
+pub fn crash_repeatedly(
+    s: &Setup,
+    pipeline: &Path,
+    input: Vec<TestRecord>,
+    crashes: usize,
+    want: usize,
+) -> Vec<ReadRecord> {
     crash_repeatedly_at(s, pipeline, input, None, crashes, want)
 }
 
@@ -394,4 +425,3 @@ pub fn crash_repeatedly_at(
     last.stop();
     out
 }
-

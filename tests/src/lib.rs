@@ -51,7 +51,11 @@ fn newest_mtime(path: &Path) -> Option<std::time::SystemTime> {
         return meta.modified().ok();
     }
     let entries = std::fs::read_dir(path).ok()?;
-    entries.filter_map(Result::ok).filter(|e| e.file_name() != "__pycache__").filter_map(|e| newest_mtime(&e.path())).max()
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name() != "__pycache__")
+        .filter_map(|e| newest_mtime(&e.path()))
+        .max()
 }
 
 /// What a `weir` command printed, and how it ended.

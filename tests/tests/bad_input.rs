@@ -2,8 +2,8 @@
 
 #![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
 
-use weir_runtime::state::{RocksStore, StateStore};
 use std::path::Path;
+use weir_runtime::state::{RocksStore, StateStore};
 
 use weir_tests::{guest, polyglot_cache, polyglot_guest, weir, write_lines};
 
@@ -83,7 +83,12 @@ fn a_trapping_guest_is_reported_with_topic_partition_offset_key_and_panic_messag
 fn the_record_that_traps_is_found_inside_a_batch() {
     let error = fails(
         &module_arg("misbehave"),
-        &[r#"{"key": "a", "value": "ok"}"#, r#"{"key": "b", "value": "ok"}"#, r#"{"key": "c", "value": "panic"}"#, r#"{"key": "d", "value": "ok"}"#],
+        &[
+            r#"{"key": "a", "value": "ok"}"#,
+            r#"{"key": "b", "value": "ok"}"#,
+            r#"{"key": "c", "value": "panic"}"#,
+            r#"{"key": "d", "value": "ok"}"#,
+        ],
         &["--batch-size", "4"],
     );
     assert!(error.contains("offset 2") && error.contains(r#"key "c""#), "{error}");
@@ -93,7 +98,10 @@ fn the_record_that_traps_is_found_inside_a_batch() {
 fn a_guest_that_loops_forever_is_stopped_at_its_deadline() {
     let started = std::time::Instant::now();
     let error = fails(&module_arg("misbehave"), &[r#"{"key": "spin", "value": "loop"}"#], &["--deadline", "200"]);
-    assert!(error.contains("deadline of 200 ms") && error.contains("offset 0") && error.contains(r#"key "spin""#), "{error}");
+    assert!(
+        error.contains("deadline of 200 ms") && error.contains("offset 0") && error.contains(r#"key "spin""#),
+        "{error}"
+    );
     assert!(started.elapsed() < std::time::Duration::from_secs(30), "the deadline did not stop the guest promptly");
 }
 
@@ -159,7 +167,17 @@ fn a_failed_batch_leaves_the_state_directory_as_the_last_good_batch_left_it() {
     let module = module_arg("misbehave");
     let run = |lines: &[&str]| {
         let input = write_lines(dir.path(), "in.jsonl", lines);
-        let args = ["test", "-m", &module, "-i", input.to_str().unwrap(), "--batch-size", "2", "--state-dir", state.to_str().unwrap()];
+        let args = [
+            "test",
+            "-m",
+            &module,
+            "-i",
+            input.to_str().unwrap(),
+            "--batch-size",
+            "2",
+            "--state-dir",
+            state.to_str().unwrap(),
+        ];
         weir(&args, dir.path())
     };
     let failed = run(&bad);
@@ -190,8 +208,16 @@ fn an_exception_in_python_or_javascript_fails_the_batch_naming_the_record_and_th
 fn python_and_javascript_processors_refuse_unknown_config_keys_by_name() {
     for language in ["python", "js"] {
         let module = polyglot_guest(language, "uppercase");
-        let error = fails_with_cache(module.to_str().unwrap(), &[r#"{"value": "x"}"#], &["-c", "colour=blue"], &polyglot_cache());
-        assert!(error.contains("unknown config key `colour`") && error.contains("takes no configuration"), "{language}: {error}");
+        let error = fails_with_cache(
+            module.to_str().unwrap(),
+            &[r#"{"value": "x"}"#],
+            &["-c", "colour=blue"],
+            &polyglot_cache(),
+        );
+        assert!(
+            error.contains("unknown config key `colour`") && error.contains("takes no configuration"),
+            "{language}: {error}"
+        );
     }
 }
 
@@ -201,7 +227,11 @@ fn weir_build_names_the_folder_when_it_holds_no_processor() {
     write_lines(dir.path(), "README.md", &["not code"]);
     let run = weir(&["build", dir.path().to_str().unwrap()], dir.path());
     let error = run.failure();
-    assert!(error.contains(dir.path().to_str().unwrap()) && error.contains("no Cargo.toml (Rust), app.py (Python) or app.js"), "{error}");
+    assert!(
+        error.contains(dir.path().to_str().unwrap())
+            && error.contains("no Cargo.toml (Rust), app.py (Python) or app.js"),
+        "{error}"
+    );
     let missing = dir.path().join("nowhere");
     let run = weir(&["build", missing.to_str().unwrap()], dir.path());
     assert!(run.failure().contains("nowhere: not a folder"), "{:?}", run.error);
@@ -212,7 +242,11 @@ fn weir_build_shows_where_a_python_processor_is_broken() {
     let dir = tempfile::tempdir().unwrap();
     let app = dir.path().join("broken");
     std::fs::create_dir(&app).unwrap();
-    write_lines(&app, "app.py", &["from weir import Processor, processor", "", "@processor", "def f(record)", "    return None"]);
+    write_lines(
+        &app,
+        "app.py",
+        &["from weir import Processor, processor", "", "@processor", "def f(record)", "    return None"],
+    );
     let out = dir.path().join("broken.wasm");
     let run = weir(&["build", app.to_str().unwrap(), "-o", out.to_str().unwrap()], dir.path());
     let error = run.failure();
@@ -226,7 +260,11 @@ fn weir_build_shows_where_a_javascript_processor_is_broken() {
     let dir = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).unwrap();
     let app = dir.path().join("broken");
     std::fs::create_dir(&app).unwrap();
-    write_lines(&app, "app.js", &["import * as weir from \"weir\";", "export const processor = weir.processor((record) => {;"]);
+    write_lines(
+        &app,
+        "app.js",
+        &["import * as weir from \"weir\";", "export const processor = weir.processor((record) => {;"],
+    );
     let out = dir.path().join("broken.wasm");
     let run = weir(&["build", app.to_str().unwrap(), "-o", out.to_str().unwrap()], dir.path());
     let error = run.failure();

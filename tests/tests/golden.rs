@@ -131,14 +131,26 @@ fn python_and_javascript_read_the_state_rust_wrote() {
     let dir = tempfile::tempdir().unwrap();
     let input = weir_tests::write_lines(dir.path(), "in.jsonl", &[r#"{"value": "tick"}"#]);
     let state = dir.path().join("state");
-    let builds = [("rust", guest("word-count")), ("python", polyglot_guest("python", "word-count")), ("js", polyglot_guest("js", "word-count"))];
+    let builds = [
+        ("rust", guest("word-count")),
+        ("python", polyglot_guest("python", "word-count")),
+        ("js", polyglot_guest("js", "word-count")),
+    ];
     let counts: Vec<String> = builds
         .iter()
         .map(|(language, built)| {
             let module = dir.path().join(language).join("word-count.wasm");
             std::fs::create_dir(module.parent().unwrap()).unwrap();
             std::fs::copy(built, &module).unwrap();
-            let args = ["test", "-m", module.to_str().unwrap(), "-i", input.to_str().unwrap(), "--state-dir", state.to_str().unwrap()];
+            let args = [
+                "test",
+                "-m",
+                module.to_str().unwrap(),
+                "-i",
+                input.to_str().unwrap(),
+                "--state-dir",
+                state.to_str().unwrap(),
+            ];
             let lines = weir(&args, &polyglot_cache()).lines();
             lines[0]["value"].as_str().unwrap().to_owned()
         })
@@ -152,10 +164,12 @@ fn word_counts_continue_across_runs_with_a_state_directory() {
     let input = weir_tests::write_lines(dir.path(), "in.jsonl", &[r#"{"value": "tick tock"}"#, r#"{"value": "tick"}"#]);
     let state = dir.path().join("state");
     let module = guest("word-count");
-    let args = ["test", "-m", module.to_str().unwrap(), "-i", input.to_str().unwrap(), "--state-dir", state.to_str().unwrap()];
+    let args =
+        ["test", "-m", module.to_str().unwrap(), "-i", input.to_str().unwrap(), "--state-dir", state.to_str().unwrap()];
     let first = weir(&args, dir.path()).lines();
     let second = weir(&args, dir.path()).lines();
-    let counts = |lines: &[serde_json::Value]| lines.iter().map(|l| format!("{}={}", l["key"], l["value"])).collect::<Vec<_>>();
+    let counts =
+        |lines: &[serde_json::Value]| lines.iter().map(|l| format!("{}={}", l["key"], l["value"])).collect::<Vec<_>>();
     assert_eq!(counts(&first), [r#""tick"="1""#, r#""tock"="1""#, r#""tick"="2""#]);
     assert_eq!(counts(&second), [r#""tick"="3""#, r#""tock"="2""#, r#""tick"="4""#]);
 }
@@ -170,7 +184,12 @@ fn assert_same_for_batch_sizes_1_and_1000(example: &str) {
     let cache = tempfile::tempdir().unwrap();
     let input = golden(&format!("{example}.input.jsonl"));
     let module = guest(example);
-    let run = |size: &str| weir(&["test", "-m", module.to_str().unwrap(), "-i", input.to_str().unwrap(), "--batch-size", size], cache.path());
+    let run = |size: &str| {
+        weir(
+            &["test", "-m", module.to_str().unwrap(), "-i", input.to_str().unwrap(), "--batch-size", size],
+            cache.path(),
+        )
+    };
     assert_eq!(run("1").stdout, run("1000").stdout);
 }
 

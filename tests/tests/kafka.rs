@@ -49,7 +49,10 @@ fn at_least_once_loses_nothing_under_sigkill_crashes() {
     let seen = counts(&out);
     let missing = (0..records).filter(|i| !seen.contains_key(&expected_value(*i))).count();
     let duplicates: usize = seen.values().map(|c| c - 1).sum();
-    println!("at-least-once under 5 crashes: {} outputs for {records} inputs, {duplicates} duplicates, {missing} missing", out.len());
+    println!(
+        "at-least-once under 5 crashes: {} outputs for {records} inputs, {duplicates} duplicates, {missing} missing",
+        out.len()
+    );
     assert_eq!(missing, 0, "at-least-once must not lose records");
 }
 
@@ -62,7 +65,10 @@ fn at_most_once_never_duplicates_under_sigkill_crashes() {
     let seen = counts(&out);
     let duplicated = seen.values().filter(|&&c| c > 1).count();
     let lost = records - seen.len();
-    println!("at-most-once under 5 crashes: {} outputs for {records} inputs, {lost} lost, {duplicated} duplicated", out.len());
+    println!(
+        "at-most-once under 5 crashes: {} outputs for {records} inputs, {lost} lost, {duplicated} duplicated",
+        out.len()
+    );
     assert_eq!(duplicated, 0, "at-most-once must not duplicate records");
 }
 
@@ -81,7 +87,9 @@ fn offset_reset_earliest_sees_the_history_and_latest_only_new_records() {
         weir.stop();
         assert_eq!(out.len(), want, "auto_offset_reset = {reset}");
         if reset == "latest" {
-            assert!(out.iter().all(|r| r.key.as_deref().unwrap().trim_start_matches('k').parse::<usize>().unwrap() >= 10));
+            assert!(out
+                .iter()
+                .all(|r| r.key.as_deref().unwrap().trim_start_matches('k').parse::<usize>().unwrap() >= 10));
         }
     }
 }
@@ -96,7 +104,8 @@ fn two_instances_split_the_partitions_and_the_survivor_takes_over_exactly_once()
     a.wait_for_log("partitions assigned partitions=2", LONG);
     b.wait_for_log("partitions assigned partitions=2", LONG);
     let (bootstrap, input) = (s.bootstrap.clone(), s.input.clone());
-    let producer = std::thread::spawn(move || produce(&bootstrap, &input, &numbered(0..records), Some(Duration::from_secs(8))));
+    let producer =
+        std::thread::spawn(move || produce(&bootstrap, &input, &numbered(0..records), Some(Duration::from_secs(8))));
     std::thread::sleep(Duration::from_secs(3));
     a.kill();
     producer.join().unwrap();

@@ -21,7 +21,15 @@ const ITEMS: [&str; 4] = ["book", "pen", "unicorn", "lamp"];
 
 /// A pipeline file: `module` from `inputs` to `output`, with `extra` lines at the top level and
 /// `config` for the module.
-fn pipeline(dir: &Path, bootstrap: &str, module: &str, inputs: &[&str], output: &str, extra: &str, config: &str) -> PathBuf {
+fn pipeline(
+    dir: &Path,
+    bootstrap: &str,
+    module: &str,
+    inputs: &[&str],
+    output: &str,
+    extra: &str,
+    config: &str,
+) -> PathBuf {
     let app = unique(module);
     let path = dir.join(format!("{app}.toml"));
     let inputs = inputs.join("\", \"");
@@ -66,7 +74,8 @@ fn every_order_ends_in_exactly_one_verdict_across_an_aggregator_crash_and_one_em
     for topic in [&customers, &orders, &enriched, &validations, &verdicts, &payments, &mail] {
         create_topic(&bootstrap, topic, 4);
     }
-    let table: Vec<TestRecord> = (0..100).map(|c| (format!("c{c}"), format!(r#"{{"name":"customer {c}"}}"#), vec![])).collect();
+    let table: Vec<TestRecord> =
+        (0..100).map(|c| (format!("c{c}"), format!(r#"{{"name":"customer {c}"}}"#), vec![])).collect();
     produce(&bootstrap, &customers, &table, None);
     // Event time starts half an hour ago, 10 ms per order; payments come first, so every
     // payment is read before the clock is moved past the join windows at the end.
@@ -78,12 +87,20 @@ fn every_order_ends_in_exactly_one_verdict_across_an_aggregator_crash_and_one_em
     let payment_times: Vec<i64> = paid_orders.iter().map(|&i| order_time(i) + 500).collect();
     produce_at(&bootstrap, &payments, &payment_records, Some(&payment_times), None);
 
-    let at = |module: &str, inputs: &[&str], output: &str, extra: &str, config: &str| pipeline(dir.path(), &bootstrap, module, inputs, output, extra, config);
+    let at = |module: &str, inputs: &[&str], output: &str, extra: &str, config: &str| {
+        pipeline(dir.path(), &bootstrap, module, inputs, output, extra, config)
+    };
     let tables = format!("tables.customers = {{ topic = \"{customers}\" }}");
-    let mut running = vec![Weir::start(Path::new(BIN), &at("orders-enrich", &[&orders], &enriched, &tables, ""), &[], dir.path())];
+    let mut running =
+        vec![Weir::start(Path::new(BIN), &at("orders-enrich", &[&orders], &enriched, &tables, ""), &[], dir.path())];
     for check in ["fraud", "inventory", "details"] {
         let config = format!("check = \"{check}\", out_of_stock = \"unicorn,dragon\"");
-        running.push(Weir::start(Path::new(BIN), &at("orders-validate", &[&enriched], &validations, "", &config), &[], dir.path()));
+        running.push(Weir::start(
+            Path::new(BIN),
+            &at("orders-validate", &[&enriched], &validations, "", &config),
+            &[],
+            dir.path(),
+        ));
     }
     let notify = at("orders-notify", &[&verdicts, &payments], &mail, "", &format!("payments = \"{payments}\""));
     running.push(Weir::start(Path::new(BIN), &notify, &[], dir.path()));
@@ -99,7 +116,8 @@ fn every_order_ends_in_exactly_one_verdict_across_an_aggregator_crash_and_one_em
         .collect();
     let (b, topic) = (bootstrap.clone(), orders.clone());
     let times: Vec<i64> = (0..ORDERS).map(order_time).collect();
-    let producer = std::thread::spawn(move || produce_at(&b, &topic, &input, Some(&times), Some(Duration::from_secs(12))));
+    let producer =
+        std::thread::spawn(move || produce_at(&b, &topic, &input, Some(&times), Some(Duration::from_secs(12))));
     std::thread::sleep(Duration::from_secs(6));
     first.kill();
     let decided_at_kill = read_committed(&bootstrap, &verdicts, usize::MAX, Duration::from_secs(1), LONG).len();
@@ -113,11 +131,13 @@ fn every_order_ends_in_exactly_one_verdict_across_an_aggregator_crash_and_one_em
     let validated: Vec<usize> = (0..ORDERS).filter(|&i| order(i).3 == "VALIDATED").collect();
     let confirmed = validated.iter().filter(|&&i| paid(i)).count();
     read_committed(&bootstrap, &mail, confirmed, QUIET, LONG);
-    let ticks: Vec<TestRecord> = (0..64).map(|t| (format!("tick-{t}"), r#"{"status":"TICK"}"#.to_owned(), vec![])).collect();
+    let ticks: Vec<TestRecord> =
+        (0..64).map(|t| (format!("tick-{t}"), r#"{"status":"TICK"}"#.to_owned(), vec![])).collect();
     let tick_time = vec![order_time(ORDERS) + 12 * 60_000; ticks.len()];
     produce_at(&bootstrap, &verdicts, &ticks, Some(&tick_time), None);
     let mail_out = read_committed(&bootstrap, &mail, validated.len(), QUIET, LONG);
-    let extra_mail = read_committed(&bootstrap, &mail, validated.len() + 1, Duration::from_secs(3), Duration::from_secs(3));
+    let extra_mail =
+        read_committed(&bootstrap, &mail, validated.len() + 1, Duration::from_secs(3), Duration::from_secs(3));
     let enriched_out = read_committed(&bootstrap, &enriched, ORDERS, QUIET, LONG);
     for weir in running {
         weir.stop();
@@ -139,7 +159,11 @@ fn every_order_ends_in_exactly_one_verdict_across_an_aggregator_crash_and_one_em
         let v: serde_json::Value = serde_json::from_str(r.value.as_deref().unwrap()).unwrap();
         let i: usize = v["order_id"].as_str().unwrap()[1..].parse().unwrap();
         let customer = order(i).0;
-        let want = if customer[1..].parse::<usize>().unwrap() < 100 { format!("customer {}", &customer[1..]) } else { String::new() };
+        let want = if customer[1..].parse::<usize>().unwrap() < 100 {
+            format!("customer {}", &customer[1..])
+        } else {
+            String::new()
+        };
         assert_eq!(v["customer"]["name"].as_str().unwrap_or_default(), want, "order o{i} of {customer}");
     }
     assert_eq!(enriched_out.len(), ORDERS);

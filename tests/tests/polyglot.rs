@@ -3,7 +3,9 @@
 
 #![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
 
-use weir_tests::kafka::{crash_repeatedly, last_counts, produce, read_committed, setup, true_counts, unique, words, LONG, QUIET};
+use weir_tests::kafka::{
+    crash_repeatedly, last_counts, produce, read_committed, setup, true_counts, unique, words, LONG, QUIET,
+};
 use weir_tests::{polyglot_cache, polyglot_guest};
 
 const BIN: &str = env!("CARGO_BIN_EXE_weir-e2e");
@@ -24,7 +26,8 @@ fn a_python_word_count_stays_exact_across_sigkill_crashes() {
 fn a_javascript_uppercase_pipeline_uppercases_every_record_once_keeping_keys_and_headers() {
     let s = setup(BIN, 2).with_cache(polyglot_cache());
     let pipeline = s.pipeline_of(&polyglot_guest("js", "uppercase"), &unique("js-up"), "");
-    let input: Vec<_> = (0..2_000).map(|i| (format!("k{i}"), format!("record {i}"), vec![("n".into(), i.to_string())])).collect();
+    let input: Vec<_> =
+        (0..2_000).map(|i| (format!("k{i}"), format!("record {i}"), vec![("n".into(), i.to_string())])).collect();
     produce(&s.bootstrap, &s.input, &input, None);
     let mut weir = s.start(&pipeline, &[]);
     weir.wait_for_log("partitions assigned", LONG);

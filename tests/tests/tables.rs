@@ -98,5 +98,10 @@ fn a_co_partitioned_table_with_another_partition_count_is_refused_at_start() {
     let status = weir.wait();
     let log = weir.log();
     assert!(!status.success(), "weir started with mismatched partitions:\n{log}");
-    assert!(log.contains("table `customers` is co-partitioned") && log.contains("3 partitions") && log.contains("global = true"), "{log}");
+    assert!(
+        log.contains("table `customers` is co-partitioned")
+            && log.contains("3 partitions")
+            && log.contains("global = true"),
+        "{log}"
+    );
 }

@@ -7,7 +7,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use weir_tests::kafka::{crash_repeatedly_at, produce_at, read_committed, setup, unique, ReadRecord, TestRecord, LONG, QUIET};
+use weir_tests::kafka::{
+    crash_repeatedly_at, produce_at, read_committed, setup, unique, ReadRecord, TestRecord, LONG, QUIET,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_weir-e2e");
 const SIZE: i64 = 10_000;
@@ -76,7 +78,8 @@ fn a_windowed_count_takes_late_records_within_the_grace_period_and_leaves_out_la
 fn window_results_fire_exactly_once_across_sigkill_crashes() {
     let s = setup(BIN, 1);
     let state = s.dir.path().join("state");
-    let pipeline = s.pipeline("windowed-count", &unique("windows-crash"), &format!("state_dir = \"{}\"", state.display()));
+    let pipeline =
+        s.pipeline("windowed-count", &unique("windows-crash"), &format!("state_dir = \"{}\"", state.display()));
     let b = base();
     let n = 20_000;
     let keys: Vec<String> = (0..n).map(|i| format!("k{}", i % 20)).collect();
@@ -84,7 +87,13 @@ fn window_results_fire_exactly_once_across_sigkill_crashes() {
     // out), every 7th 3 s late (within the grace period).
     let timestamps: Vec<i64> = (0..n as i64)
         .map(|i| {
-            let late = if i % 10 == 0 { 20_000 } else if i % 7 == 0 { 3_000 } else { 0 };
+            let late = if i % 10 == 0 {
+                20_000
+            } else if i % 7 == 0 {
+                3_000
+            } else {
+                0
+            };
             b + i * 10 - late
         })
         .collect();
@@ -98,7 +107,11 @@ fn window_results_fire_exactly_once_across_sigkill_crashes() {
     }
     println!("{} window results, {} expected", out.len(), want.len());
     for ((key, start), count) in &want {
-        assert_eq!(seen.get(&(key.clone(), *start)), Some(&vec![*count]), "window {key}@{start}: exactly once, right count");
+        assert_eq!(
+            seen.get(&(key.clone(), *start)),
+            Some(&vec![*count]),
+            "window {key}@{start}: exactly once, right count"
+        );
     }
     assert_eq!(out.len(), want.len(), "no window twice, no window that should not have closed");
 }
@@ -122,10 +135,14 @@ fn wall_clock_timers_fire_once_each_after_a_sigkill_with_no_new_records() {
     let before = read_committed(&s.bootstrap, &s.output, usize::MAX, Duration::from_secs(1), LONG).len();
     let second = s.start(&pipeline, &["--instance-id", "remind"]);
     let out = read_committed(&s.bootstrap, &s.output, records.len(), QUIET, LONG);
-    let extra = read_committed(&s.bootstrap, &s.output, records.len() + 1, Duration::from_secs(3), Duration::from_secs(3));
+    let extra =
+        read_committed(&s.bootstrap, &s.output, records.len() + 1, Duration::from_secs(3), Duration::from_secs(3));
     let log = second.stop();
     println!("reminders committed before the SIGKILL: {before}");
-    assert!(log.contains("consumed=0"), "the restarted instance must fire what the killed one set, with no record to read:\n{log}");
+    assert!(
+        log.contains("consumed=0"),
+        "the restarted instance must fire what the killed one set, with no record to read:\n{log}"
+    );
     let mut values: Vec<String> = out.iter().map(|r| r.value.clone().unwrap()).collect();
     values.sort();
     let mut want: Vec<String> = records.iter().map(|r| r.1.clone()).collect();

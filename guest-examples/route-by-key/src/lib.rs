@@ -16,7 +16,8 @@ mod tests {
 
     #[test]
     fn the_key_prefix_names_the_output() {
-        let out = TestBatch::new("t").with(Some("eu:1"), "a").with(Some("plain"), "b").run(super::route_by_key).unwrap();
+        let out =
+            TestBatch::new("t").with(Some("eu:1"), "a").with(Some("plain"), "b").run(super::route_by_key).unwrap();
         assert_eq!((out[0].topic(), out[1].topic()), (Some("eu"), None));
     }
 }

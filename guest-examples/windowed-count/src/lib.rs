@@ -28,8 +28,12 @@ mod tests {
     #[test]
     fn a_window_counts_what_arrived_before_it_closed() {
         reset_state();
-        let batch = TestBatch::new("clicks").with_at(Some("a"), "", 1_000).with_at(Some("a"), "", 14_000)
-            .with_at(Some("a"), "", 2_000).with_at(Some("a"), "", 15_000).with_at(Some("a"), "", 3_000);
+        let batch = TestBatch::new("clicks")
+            .with_at(Some("a"), "", 1_000)
+            .with_at(Some("a"), "", 14_000)
+            .with_at(Some("a"), "", 2_000)
+            .with_at(Some("a"), "", 15_000)
+            .with_at(Some("a"), "", 3_000);
         let out = batch.run_with_timers(super::count, super::emit).unwrap();
         assert_eq!(out[0].value(), Some(&br#"{"start":0,"end":10000,"count":2}"#[..]));
     }

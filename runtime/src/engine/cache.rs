@@ -33,10 +33,7 @@ impl ComponentCache {
     fn path_for(&self, engine: &wasmtime::Engine, bytes: &[u8]) -> PathBuf {
         let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut engine_hash);
-        let digest = Sha256::new()
-            .chain_update(engine_hash.finish().to_le_bytes())
-            .chain_update(bytes)
-            .finalize();
+        let digest = Sha256::new().chain_update(engine_hash.finish().to_le_bytes()).chain_update(bytes).finalize();
         self.dir.join(format!("{}.cwasm", hex::encode(&digest[..16])))
     }
 

@@ -258,7 +258,11 @@ impl Instance {
     fn call_with(
         &mut self,
         count: usize,
-        f: impl FnOnce(&mut Store<HostState>, &Processor, Option<&OnTimer>) -> wasmtime::Result<Result<WitOutputs, ProcessingError>>,
+        f: impl FnOnce(
+            &mut Store<HostState>,
+            &Processor,
+            Option<&OnTimer>,
+        ) -> wasmtime::Result<Result<WitOutputs, ProcessingError>>,
     ) -> Result<Outputs, Failure> {
         if self.dead {
             self.restart().map_err(|e| Failure::Trap(wasmtime::Error::msg(e.to_string())))?;

@@ -35,7 +35,9 @@ pub use instance::{Fired, Instance};
 
 use crate::error::LoadError;
 use crate::host::HostState;
-use bindings::{StreamProcessorPre as ProcessorPre, ON_TIMER, PROCESSOR_EXPORT, STATE_IMPORT, TIMERS_IMPORT, TIMER_HANDLER_EXPORT};
+use bindings::{
+    StreamProcessorPre as ProcessorPre, ON_TIMER, PROCESSOR_EXPORT, STATE_IMPORT, TIMERS_IMPORT, TIMER_HANDLER_EXPORT,
+};
 
 /// How often the epoch advances; deadlines are rounded up to it.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -128,7 +130,8 @@ impl Engine {
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Imports { path: path.into(), detail: one_line(&e) })?;
         let pre = ProcessorPre::new(pre).map_err(|e| LoadError::Invalid { path: path.into(), detail: one_line(&e) })?;
-        let imports = |prefix: &str| component.component_type().imports(&self.inner.wasmtime).any(|(n, _)| n.starts_with(prefix));
+        let imports =
+            |prefix: &str| component.component_type().imports(&self.inner.wasmtime).any(|(n, _)| n.starts_with(prefix));
         // Timers can only fire in a component that can both set them and handle them.
         let on_timer = component
             .get_export_index(None, TIMER_HANDLER_EXPORT)

@@ -192,8 +192,8 @@ impl PipelineConfig {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read pipeline {}: {e}", path.display()))?;
-        let mut config: PipelineConfig = toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), one_line(&e.to_string())))?;
+        let mut config: PipelineConfig =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), one_line(&e.to_string())))?;
         if config.module.path.is_relative() {
             let base = path.parent().unwrap_or(Path::new("."));
             config.module.path = base.join(&config.module.path);
@@ -206,7 +206,10 @@ impl PipelineConfig {
     pub fn check(&self) -> Result<(), String> {
         let id_ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
         if !id_ok(&self.application_id) {
-            return Err(format!("application_id `{}` must be non-empty letters, digits, `.`, `_` or `-`", self.application_id));
+            return Err(format!(
+                "application_id `{}` must be non-empty letters, digits, `.`, `_` or `-`",
+                self.application_id
+            ));
         }
         if let Some(id) = &self.instance_id {
             if !id_ok(id) {
@@ -224,7 +227,10 @@ impl PipelineConfig {
                 return Err(format!("tables.{name}.topic is empty"));
             }
             if self.inputs.contains(&table.topic) {
-                return Err(format!("tables.{name} reads `{}`, which is also an input; a topic is a stream or a table", table.topic));
+                return Err(format!(
+                    "tables.{name} reads `{}`, which is also an input; a topic is a stream or a table",
+                    table.topic
+                ));
             }
         }
         if self.batch_size == 0 {

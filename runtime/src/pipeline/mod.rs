@@ -182,8 +182,12 @@ impl Pipeline {
         self.consumer.unsubscribe();
         let stats = self.work.stats;
         tracing::info!(
-            consumed = stats.consumed, produced = stats.produced, batches = stats.batches, commits = stats.commits,
-            commit_ms = stats.commit_time.as_millis() as u64, "pipeline stopped"
+            consumed = stats.consumed,
+            produced = stats.produced,
+            batches = stats.batches,
+            commits = stats.commits,
+            commit_ms = stats.commit_time.as_millis() as u64,
+            "pipeline stopped"
         );
         Ok(stats)
     }
@@ -290,8 +294,10 @@ impl Pipeline {
             instance.commit_at(checkpoint).map_err(|e| Failure::Fatal(anyhow!("state commit failed: {e}")))?;
         }
         tracing::debug!(
-            changelog_us = (t1 - t0).as_micros() as u64, kafka_us = (t2 - t1).as_micros() as u64,
-            state_us = t2.elapsed().as_micros() as u64, "committed"
+            changelog_us = (t1 - t0).as_micros() as u64,
+            kafka_us = (t2 - t1).as_micros() as u64,
+            state_us = t2.elapsed().as_micros() as u64,
+            "committed"
         );
         Ok(())
     }
@@ -474,7 +480,12 @@ fn poll_batch(consumer: &Consumer, max: usize, linger: Duration) -> Result<Vec<B
 
 /// Produces every output to its topic, keyed, with the timestamp of what it answers unless the
 /// guest set one.
-fn produce(producer: &Producer, config: &PipelineConfig, outputs: &Outputs, answering: &Answering<'_>) -> Result<(), Failure> {
+fn produce(
+    producer: &Producer,
+    config: &PipelineConfig,
+    outputs: &Outputs,
+    answering: &Answering<'_>,
+) -> Result<(), Failure> {
     for o in outputs.iter() {
         let name = o.topic().unwrap_or("default");
         let topic = config.outputs.get(name).ok_or_else(|| {

@@ -55,10 +55,20 @@ impl Status {
         let lag = lag(consumer);
         if self.terminal {
             let lag = lag.map_or("?".to_owned(), |l| l.to_string());
-            eprint!("\r\x1b[2Kin {rate_in:>9.0}/s  out {rate_out:>9.0}/s  lag {lag:>9}  total in {}  out {}", stats.consumed, stats.produced);
+            eprint!(
+                "\r\x1b[2Kin {rate_in:>9.0}/s  out {rate_out:>9.0}/s  lag {lag:>9}  total in {}  out {}",
+                stats.consumed, stats.produced
+            );
             let _ = std::io::stderr().flush();
         } else {
-            tracing::info!(rate_in = rate_in as u64, rate_out = rate_out as u64, lag, consumed = stats.consumed, produced = stats.produced, "progress");
+            tracing::info!(
+                rate_in = rate_in as u64,
+                rate_out = rate_out as u64,
+                lag,
+                consumed = stats.consumed,
+                produced = stats.produced,
+                "progress"
+            );
         }
         self.last = Instant::now();
         self.last_stats = *stats;

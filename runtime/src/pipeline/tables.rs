@@ -60,9 +60,10 @@ impl TableFeed {
             let mut ends = Vec::new();
             for p in 0..partitions {
                 assignment.add_partition_offset(&table.topic, p, Offset::Beginning)?;
-                let (_, high) = consumer
-                    .fetch_watermarks(&table.topic, p, Duration::from_secs(30))
-                    .with_context(|| format!("cannot read the offsets of table topic `{}` partition {p}", table.topic))?;
+                let (_, high) =
+                    consumer.fetch_watermarks(&table.topic, p, Duration::from_secs(30)).with_context(|| {
+                        format!("cannot read the offsets of table topic `{}` partition {p}", table.topic)
+                    })?;
                 ends.push((p, high));
             }
             consumer.assign(&assignment)?;
@@ -97,7 +98,12 @@ impl TableFeed {
 
 /// Reads `topic` until every partition reached the end it had at start, or, under
 /// read_committed, the last committed record before an open transaction.
-fn read_to_end(consumer: &BaseConsumer<CatchUpCtx>, tables: &Tables, topic: &str, ends: Vec<(i32, i64)>) -> anyhow::Result<()> {
+fn read_to_end(
+    consumer: &BaseConsumer<CatchUpCtx>,
+    tables: &Tables,
+    topic: &str,
+    ends: Vec<(i32, i64)>,
+) -> anyhow::Result<()> {
     let mut open: Vec<(i32, i64)> = ends.into_iter().filter(|(_, high)| *high > 0).collect();
     let mut logged = Instant::now();
     while !open.is_empty() {

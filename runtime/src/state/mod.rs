@@ -31,8 +31,7 @@ pub trait StateStore: Send {
 
     /// Entries with `start <= key < end` (no upper bound when `end` is `None`), ascending, at
     /// most `limit`.
-    fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize)
-        -> Result<Vec<Entry>, StateError>;
+    fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>, StateError>;
 
     /// Applies all writes atomically, together with `checkpoint` when given (the changelog
     /// offset a restore continues from): after a crash either all or none are visible.

@@ -33,8 +33,7 @@ impl RocksStore {
     }
 
     fn open_with(path: &Path, wal: bool) -> Result<Self, StateError> {
-        std::fs::create_dir_all(path)
-            .map_err(|source| StateError::Io { path: path.display().to_string(), source })?;
+        std::fs::create_dir_all(path).map_err(|source| StateError::Io { path: path.display().to_string(), source })?;
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
@@ -47,10 +46,8 @@ impl RocksStore {
         let mut table = rocksdb::BlockBasedOptions::default();
         table.set_bloom_filter(10.0, false);
         opts.set_block_based_table_factory(&table);
-        let db = DB::open_cf(&opts, path, ["default", META]).map_err(|source| StateError::Rocks {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let db = DB::open_cf(&opts, path, ["default", META])
+            .map_err(|source| StateError::Rocks { path: path.display().to_string(), source })?;
         Ok(Self { db, path: path.to_path_buf(), wal })
     }
 

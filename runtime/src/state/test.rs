@@ -79,8 +79,11 @@ fn clearing_a_rocksdb_store_removes_every_key_and_the_checkpoint() {
 fn a_bulk_load_lands_like_writes_and_overrides_older_values() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = RocksStore::open_changelog_backed(dir.path()).unwrap();
-    store.apply(&vec![(b"a".to_vec(), Some(b"old".to_vec())), (b"z".to_vec(), Some(b"gone".to_vec()))], Some(3)).unwrap();
-    let sorted: WriteBatch = vec![(b"a".to_vec(), Some(b"new".to_vec())), (b"m".to_vec(), Some(b"1".to_vec())), (b"z".to_vec(), None)];
+    store
+        .apply(&vec![(b"a".to_vec(), Some(b"old".to_vec())), (b"z".to_vec(), Some(b"gone".to_vec()))], Some(3))
+        .unwrap();
+    let sorted: WriteBatch =
+        vec![(b"a".to_vec(), Some(b"new".to_vec())), (b"m".to_vec(), Some(b"1".to_vec())), (b"z".to_vec(), None)];
     store.bulk_load(&sorted, 9).unwrap();
     assert_eq!(keys(store.scan(b"", None, 10).unwrap()), ["a", "m"]);
     assert_eq!(store.get(b"a").unwrap(), Some(b"new".to_vec()));

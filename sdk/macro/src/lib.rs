@@ -52,9 +52,11 @@ fn expand(attr: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> syn
         None => quote!(::weir_sdk::__private::no_timer_handler(timers)),
     };
     // Off wasm the glue is absent; naming the handler keeps it from looking unused.
-    let native_use = on_timer.as_ref().map(|handler| quote! {
-        #[cfg(not(target_arch = "wasm32"))]
-        const _: () = { let _ = #handler; };
+    let native_use = on_timer.as_ref().map(|handler| {
+        quote! {
+            #[cfg(not(target_arch = "wasm32"))]
+            const _: () = { let _ = #handler; };
+        }
     });
     Ok(quote! {
         #function

@@ -41,8 +41,12 @@ mod tests {
     #[test]
     fn one_verdict_per_order_when_all_pass_or_at_the_first_fail() {
         let out = verdicts(&[
-            ("o1", "fraud", "PASS"), ("o2", "fraud", "FAIL"), ("o1", "inventory", "PASS"),
-            ("o2", "inventory", "PASS"), ("o1", "details", "PASS"), ("o2", "details", "FAIL"),
+            ("o1", "fraud", "PASS"),
+            ("o2", "fraud", "FAIL"),
+            ("o1", "inventory", "PASS"),
+            ("o2", "inventory", "PASS"),
+            ("o1", "details", "PASS"),
+            ("o2", "details", "FAIL"),
         ]);
         assert_eq!(out, [r#"{"order_id":"o2","status":"FAILED"}"#, r#"{"order_id":"o1","status":"VALIDATED"}"#]);
     }

@@ -43,6 +43,9 @@ mod tests {
         let payments = TestBatch::new("payments").with_at(Some("o1"), "{}", 1_000).with_at(Some("o9"), "{}", 700_000);
         let out = payments.run_with_timers(super::notify, super::expire).unwrap();
         let values: Vec<_> = out.iter().map(|o| String::from_utf8_lossy(o.value().unwrap()).into_owned()).collect();
-        assert_eq!(values, [r#"{"order_id":"o1","email":"confirmed"}"#, r#"{"order_id":"o2","email":"payment missing"}"#]);
+        assert_eq!(
+            values,
+            [r#"{"order_id":"o1","email":"confirmed"}"#, r#"{"order_id":"o2","email":"payment missing"}"#]
+        );
     }
 }
