@@ -8,6 +8,12 @@ source scripts/setup.sh
 
 step() { printf '\n== %s\n' "$*" >&2; }
 
+# The tree as it was, to check at the end that running the tests changed no tracked file.
+tracked_before=$(git status --porcelain --untracked-files=no)
+
+step "format (cargo fmt --check)"
+cargo fmt --all --check
+
 step "Kafka broker (scripts/kafka.sh)"
 already_running=false
 ./scripts/kafka.sh status >/dev/null 2>&1 && already_running=true
@@ -20,12 +26,14 @@ echo "broker at $WEIR_KAFKA_BOOTSTRAP" >&2
 step "Python and JavaScript guest toolchains (componentize-py from PyPI, componentize-js from npm)"
 python3 -m pip install -q --disable-pip-version-check componentize-py==0.25.1 >&2
 command -v componentize-py >/dev/null || { echo "componentize-py installed but not on PATH" >&2; exit 1; }
-# `npm ci` refuses this lock file (npm 11 leaves other platforms' optional packages out of it);
-# `npm install` takes the locked versions all the same.
-npm install --no-audit --no-fund --loglevel=error >&2
+# `npm ci` installs exactly the lock file and never rewrites it.
+npm ci --no-audit --no-fund --loglevel=error >&2
 
 step "Python SDK unit tests (plain CPython, the SDK's in-memory host)"
 python3 -m unittest discover -s sdk/python/tests
+
+step "lints (cargo clippy, warnings are errors)"
+cargo clippy --workspace --all-targets -- -D warnings
 
 step "build (release; Rust guests by tests/build.rs, Python and JS ones by weir build in the tests)"
 cargo build --release --workspace --all-targets
@@ -60,3 +68,12 @@ step "benchmarks (figures only; speed is not asserted in tests)"
 python3 -m pip install -q quixstreams >&2 || echo "pip could not install quixstreams; its comparison will say so" >&2
 cargo bench -p weir-tests --bench engine
 cargo bench -p weir-tests --bench pipeline
+
+step "the checkout is as the tests found it"
+tracked_after=$(git status --porcelain --untracked-files=no)
+if [ "$tracked_after" != "$tracked_before" ]; then
+    echo "running the tests changed tracked files:" >&2
+    diff <(printf '%s\n' "$tracked_before") <(printf '%s\n' "$tracked_after") >&2 || true
+    exit 1
+fi
+echo "ok" >&2

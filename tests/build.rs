@@ -20,6 +20,8 @@ const GUESTS: &[&str] = &[
     "orders-notify",
     "misbehave",
     "not-a-processor",
+    "reversed",
+    "word-count-v2",
 ];
 
 fn main() {

@@ -77,7 +77,6 @@ pub mod column {
     }
 
     #[cfg(test)]
-    #[allow(clippy::unwrap_used, reason = "test code")]
     mod test {
         use super::*;
 

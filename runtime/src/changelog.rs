@@ -93,12 +93,15 @@ fn position(consumer: &BaseConsumer<CatchUpCtx>) -> anyhow::Result<Option<i64>> 
     Ok(consumer.position()?.elements().first().and_then(|e| e.offset().to_raw()))
 }
 
-/// Brings `store` up to the end of partition `partition` of `topic` (read_committed).
+/// Brings `store` up to the end of partition `partition` of `topic` (read_committed), telling
+/// `progress` the records restored so far and how many there are to restore, about every
+/// 10,000 records.
 pub fn restore(
     config: &PipelineConfig,
     topic: &str,
     partition: i32,
     store: &mut dyn StateStore,
+    progress: &dyn Fn(u64, u64),
 ) -> anyhow::Result<Restored> {
     let started = Instant::now();
     let consumer: BaseConsumer<CatchUpCtx> = catch_up(config, "restore")
@@ -127,6 +130,8 @@ pub fn restore(
         }
     }
     let start = from.unwrap_or(low);
+    let total = (high - start).max(0) as u64;
+    progress(0, total);
     if start >= high {
         return Ok(Restored { records: 0, elapsed: started.elapsed(), rebuilt });
     }
@@ -143,6 +148,9 @@ pub fn restore(
                 writes.push((key.to_vec(), m.payload().map(<[u8]>::to_vec)));
                 next = m.offset() + 1;
                 records += 1;
+                if records.is_multiple_of(10_000) {
+                    progress(records, total);
+                }
                 if writes.len() >= RESTORE_CHUNK {
                     apply_chunk(store, &mut writes, next)?;
                 }
@@ -169,6 +177,7 @@ pub fn restore(
     // included, so the next restore does not read them again.
     let end = position(&consumer)?.unwrap_or(next).max(next);
     apply_chunk(store, &mut writes, end)?;
+    progress(records, total);
     let elapsed = started.elapsed();
     tracing::info!(topic, partition, records, elapsed_ms = elapsed.as_millis() as u64, rebuilt, "state restored");
     Ok(Restored { records, elapsed, rebuilt })

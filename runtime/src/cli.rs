@@ -7,9 +7,11 @@ use clap::{Args, Parser, Subcommand};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use crate::client::{self, Client};
 use crate::engine::{ComponentCache, Engine, EngineOptions};
+use crate::metrics::Metrics;
 use crate::pipeline::config::PipelineConfig;
-use crate::pipeline::Pipeline;
+use crate::supervisor::Supervisor;
 use crate::{config, inspect, testrun};
 
 /// weir runs WebAssembly stream processors on Kafka records, with state and exactly-once commits.
@@ -33,6 +35,59 @@ Example: weir test --module uppercase.wasm --input records.jsonl")]
     #[command(after_help = "The pipeline file is TOML; see runtime/src/pipeline/config.rs or the README.\n\
 Example: weir run pipeline.toml --bootstrap-servers 127.0.0.1:9092 --instance-id a")]
     Run(RunArgs),
+    /// Host many pipelines as a service: deployed, hot-swapped, paused and watched over a local
+    /// HTTP API (see `weir deploy`). Runs until SIGTERM; after a crash, a restart on the same
+    /// data dir brings every pipeline back as it was.
+    #[command(after_help = "Example: weir serve --data-dir /var/lib/weir --listen 127.0.0.1:8787")]
+    Serve(ServeArgs),
+    /// Upload a pipeline file and the module it names to a `weir serve`, and wait until it runs.
+    /// A running pipeline swaps the new module in at its next commit, keeping state and offsets.
+    Deploy {
+        pipeline: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+        /// How long to wait for the pipeline to run the new version, in seconds.
+        #[arg(long, default_value_t = 180)]
+        timeout: u64,
+    },
+    /// List the pipelines of a `weir serve`: status, version, partitions, rates, lag.
+    Ps {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// One pipeline's whole status, as JSON.
+    Status {
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Stop consuming at the next commit (the group keeps its partitions).
+    Pause {
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Consume again; a failed pipeline starts again from its committed offsets.
+    Resume {
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Swap back to the version before the live one, keeping state and offsets.
+    Rollback {
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Stop a pipeline and leave its group; `--purge` also deletes its local state. Kafka topics
+    /// are never deleted.
+    Undeploy {
+        name: String,
+        #[arg(long)]
+        purge: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Try weir with no broker: an embedded in-memory Kafka (not durable), sample records in, a
     /// pipeline running the module, the outputs printed.
     Demo {
@@ -110,6 +165,53 @@ enum TopicCommand {
 }
 
 #[derive(Args)]
+struct ServeArgs {
+    /// Where pipelines, module versions and (by default) state live [default: $WEIR_DATA_DIR or
+    /// ~/.local/share/weir].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The HTTP API's address; beyond loopback only with an explicitly given token.
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    listen: std::net::SocketAddr,
+    /// The admin token (else $WEIR_ADMIN_TOKEN, else one generated into DIR/admin.token).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Largest deploy request, in MiB (413 past it).
+    #[arg(long, default_value_t = 64)]
+    max_upload_mib: usize,
+    /// Where compiled components are cached [default: ~/.cache/weir/components].
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Meter fuel on every guest, so pipelines may set `fuel` (slower for all).
+    #[arg(long)]
+    fuel: bool,
+    /// Most processor instances alive at once, over all pipelines (one per input partition).
+    #[arg(long, default_value_t = 256)]
+    max_instances: u32,
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// The `weir serve` to talk to [default: $WEIR_SERVER or http://127.0.0.1:8787].
+    #[arg(long)]
+    server: Option<String>,
+    /// The admin token's file [default: $WEIR_ADMIN_TOKEN, or the default data dir's admin.token].
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    fn client(&self) -> anyhow::Result<Client> {
+        let server = self
+            .server
+            .clone()
+            .or_else(|| std::env::var("WEIR_SERVER").ok())
+            .unwrap_or_else(|| "http://127.0.0.1:8787".into());
+        Ok(Client::new(&server, client::token(self.token_file.as_deref())?))
+    }
+}
+
+#[derive(Args)]
 struct TestArgs {
     /// The processor component (.wasm).
     #[arg(long, short)]
@@ -159,6 +261,9 @@ struct RunArgs {
     /// Where compiled components are cached [default: ~/.cache/weir/components].
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// Serve /healthz, /readyz, /metrics and the pipeline's status here (read-only).
+    #[arg(long)]
+    admin: Option<std::net::SocketAddr>,
 }
 
 #[derive(Args)]
@@ -239,11 +344,73 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<bool> {
             for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
                 signal_hook::flag::register(signal, stop.clone())?;
             }
-            let stats = Pipeline::new(config, &engine)?.run(&stop, args.max_records)?;
-            std::io::Write::write_fmt(
-                out,
-                format_args!("consumed {} records, produced {}\n", stats.consumed, stats.produced),
-            )?;
+            // A supervisor with one pipeline: the same code as `weir serve`.
+            let supervisor = Supervisor::new(engine, Metrics::new(), None);
+            if let Some(listen) = args.admin {
+                let address = crate::serve::admin_beside(supervisor.clone(), listen)?;
+                eprintln!("weir run: admin on http://{address}");
+            }
+            let stats = supervisor.run_one(config, stop, args.max_records)?;
+            writeln!(out, "consumed {} records, produced {}", stats.consumed, stats.produced)?;
+            Ok(true)
+        }
+        Command::Serve(args) => {
+            let serve = crate::serve::Serve {
+                data_dir: args.data_dir.unwrap_or_else(client::default_data_dir),
+                listen: args.listen,
+                token_file: args.token_file,
+                max_upload_mib: args.max_upload_mib,
+                cache_dir: args.cache_dir,
+                fuel: args.fuel,
+                max_instances: args.max_instances,
+            };
+            crate::serve::run(serve, out)?;
+            Ok(true)
+        }
+        Command::Deploy { pipeline, server, timeout } => {
+            let client = server.client()?;
+            let deployed = client.deploy(&pipeline)?;
+            let text = |k: &str| deployed.get(k).and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
+            let (name, digest, action) = (text("name"), text("digest"), text("action"));
+            let version = deployed.get("version").and_then(serde_json::Value::as_u64).unwrap_or_default();
+            writeln!(out, "{name}: version {version} ({action}), sha256 {digest}")?;
+            if let Some(notice) = deployed.get("notice").and_then(serde_json::Value::as_str) {
+                writeln!(out, "{name}: {notice}")?;
+            }
+            out.flush()?;
+            let status = client.wait_running(&name, version, Duration::from_secs(timeout))?;
+            let state = status.get("status").and_then(serde_json::Value::as_str).unwrap_or_default();
+            writeln!(out, "{name}: {state}")?;
+            Ok(true)
+        }
+        Command::Ps { server } => {
+            client::print_table(&server.client()?.list()?, out)?;
+            Ok(true)
+        }
+        Command::Status { name, server } => {
+            let status = server.client()?.status(&name)?;
+            writeln!(out, "{}", serde_json::to_string_pretty(&status)?)?;
+            Ok(true)
+        }
+        Command::Pause { name, server } => {
+            server.client()?.act(&name, "pause")?;
+            writeln!(out, "{name}: pausing at the next commit")?;
+            Ok(true)
+        }
+        Command::Resume { name, server } => {
+            server.client()?.act(&name, "resume")?;
+            writeln!(out, "{name}: resuming")?;
+            Ok(true)
+        }
+        Command::Rollback { name, server } => {
+            let done = server.client()?.act(&name, "rollback")?;
+            let version = done.get("version").and_then(serde_json::Value::as_u64).unwrap_or_default();
+            writeln!(out, "{name}: rolled back to version {version}")?;
+            Ok(true)
+        }
+        Command::Undeploy { name, purge, server } => {
+            server.client()?.undeploy(&name, purge)?;
+            writeln!(out, "{name}: undeployed{}", if purge { ", local state deleted" } else { "" })?;
             Ok(true)
         }
         Command::Demo { module, input, guarantee } => {

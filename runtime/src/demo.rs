@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -41,28 +41,6 @@ pub fn run(engine: &Engine, demo: &Demo, out: &mut dyn Write) -> anyhow::Result<
     let records = read_input(&demo.input)?;
     let cluster = MockCluster::new(1).context("cannot start the embedded Kafka mock cluster")?;
     let bootstrap = cluster.bootstrap_servers();
-    // The mock broker cannot create topics through the admin API, so the changelog a stateful
-    // module needs is made here, named as `changelog::topic` names it.
-    let store = demo.module.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
-    let changelog = format!("{APPLICATION}-{store}-changelog");
-    for topic in [INPUT, OUTPUT, changelog.as_str()] {
-        cluster.create_topic(topic, PARTITIONS, 1).with_context(|| format!("cannot create {topic}"))?;
-    }
-    eprintln!(
-        "weir demo: embedded in-memory Kafka at {bootstrap} (librdkafka's mock cluster: not durable, \
-         for trying weir only); {} records into `{INPUT}`, module {}, {:?}",
-        records.len(),
-        demo.module.display(),
-        demo.guarantee
-    );
-
-    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create()?;
-    for r in &records {
-        let record = r.to_kafka(INPUT).partition(r.partition % PARTITIONS);
-        producer.send(record).map_err(|(e, _)| anyhow::anyhow!("producing the sample records: {e}"))?;
-    }
-    producer.flush(Duration::from_secs(10))?;
-
     let mut outputs = BTreeMap::new();
     outputs.insert("default".to_owned(), OUTPUT.to_owned());
     let config = PipelineConfig {
@@ -81,7 +59,29 @@ pub fn run(engine: &Engine, demo: &Demo, out: &mut dyn Write) -> anyhow::Result<
         state_dir: None,
         kafka: BTreeMap::new(),
     };
-    let stats = Pipeline::new(config, engine)?.run(&AtomicBool::new(false), Some(records.len() as u64))?;
+    // The mock broker cannot create topics through the admin API, so the changelog a stateful
+    // module needs is made here, named as `changelog::topic` names it.
+    let changelog = crate::changelog::topic(&config, config.store_name());
+    for topic in [INPUT, OUTPUT, changelog.as_str()] {
+        cluster.create_topic(topic, PARTITIONS, 1).with_context(|| format!("cannot create {topic}"))?;
+    }
+    eprintln!(
+        "weir demo: embedded in-memory Kafka at {bootstrap} (librdkafka's mock cluster: not durable, \
+         for trying weir only); {} records into `{INPUT}`, module {}, {:?}",
+        records.len(),
+        demo.module.display(),
+        demo.guarantee
+    );
+
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create()?;
+    for r in &records {
+        let record = r.to_kafka(INPUT).partition(r.partition % PARTITIONS);
+        producer.send(record).map_err(|(e, _)| anyhow::anyhow!("producing the sample records: {e}"))?;
+    }
+    producer.flush(Duration::from_secs(10))?;
+
+    let (_handle, inbox) = crate::pipeline::channel(Default::default());
+    let stats = Pipeline::new(config, engine)?.run(&inbox, Some(records.len() as u64))?;
 
     let consumer: BaseConsumer =
         ClientConfig::new().set("bootstrap.servers", &bootstrap).set("group.id", "weir-demo-reader").create()?;

@@ -67,19 +67,19 @@ impl fmt::Display for Location {
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
     #[error("guest trapped at {location}: {detail}")]
-    Trap { location: Location, detail: String },
+    Trap { location: Box<Location>, detail: String },
     #[error("guest exceeded its deadline of {deadline_ms} ms at {location}")]
-    Deadline { location: Location, deadline_ms: u64 },
+    Deadline { location: Box<Location>, deadline_ms: u64 },
     #[error("guest exceeded its memory limit of {limit_mib} MiB at {location}")]
-    MemoryLimit { location: Location, limit_mib: u64 },
+    MemoryLimit { location: Box<Location>, limit_mib: u64 },
     #[error("guest ran out of fuel ({fuel} units per batch) at {location}")]
-    OutOfFuel { location: Location, fuel: u64 },
+    OutOfFuel { location: Box<Location>, fuel: u64 },
     #[error("guest rejected the record at {location}: {message}")]
-    Rejected { location: Location, message: String },
+    Rejected { location: Box<Location>, message: String },
     #[error("guest returned malformed outputs at {location}: {detail}")]
-    BadOutput { location: Location, detail: String },
+    BadOutput { location: Box<Location>, detail: String },
     #[error("state store failed at {location}: {source}")]
-    State { location: Location, source: StateError },
+    State { location: Box<Location>, source: StateError },
 }
 
 impl ProcessError {
@@ -134,6 +134,8 @@ pub enum LoadError {
     Config { path: String, message: String },
     #[error("{path}: init failed: {detail}")]
     Init { path: String, detail: String },
+    #[error("{path}: {detail}")]
+    Limits { path: String, detail: String },
 }
 
 impl LoadError {

@@ -7,10 +7,13 @@
 //! [`testrun`] (`weir test`: records from a JSONL file, no broker). [`build`] (`weir build`) turns
 //! a Rust, Python or JavaScript folder into a component.
 
+pub mod admin;
 pub mod build;
 pub mod changelog;
 pub mod cli;
+pub mod client;
 pub mod config;
+pub mod datadir;
 pub mod demo;
 pub mod engine;
 pub mod error;
@@ -18,9 +21,12 @@ pub mod host;
 pub mod inspect;
 pub mod jsonl;
 pub mod kafka;
+pub mod metrics;
 pub mod pipeline;
 pub mod record;
+pub mod serve;
 pub mod state;
+pub mod supervisor;
 pub mod tables;
 pub mod testrun;
 pub mod timers;

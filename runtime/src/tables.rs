@@ -110,7 +110,6 @@ pub struct TableView {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "test code")]
 mod test {
     use super::*;
 

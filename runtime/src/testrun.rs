@@ -129,7 +129,6 @@ pub fn run(engine: &Engine, run: &TestRun, out: &mut dyn Write) -> anyhow::Resul
 }
 
 /// Processes a batch, then fires the event-time timers it made due.
-#[allow(clippy::result_large_err, reason = "errors are rare and carry their whole location")]
 fn process(instance: &mut Instance, batch: &Batch) -> Result<(Outputs, Vec<Fired>), ProcessError> {
     let outputs = instance.process(batch)?;
     Ok((outputs, instance.advance(batch)?))

@@ -172,7 +172,6 @@ pub(crate) mod backend {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "test code")]
 mod test {
     use super::*;
 

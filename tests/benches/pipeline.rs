@@ -24,7 +24,6 @@
 //! `-- enrich` only the enrichment join, `-- windows` only the windows).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -195,8 +194,9 @@ fn restore_speed(bootstrap: &str, total: usize) {
     for p in 0..PARTITIONS {
         let mut store =
             RocksStore::open_changelog_backed(&dir.path().join(p.to_string())).unwrap_or_else(|e| panic!("{e}"));
-        restored +=
-            changelog::restore(&config, &topic, p, &mut store).unwrap_or_else(|e| panic!("restore: {e:#}")).records;
+        restored += changelog::restore(&config, &topic, p, &mut store, &|_, _| {})
+            .unwrap_or_else(|e| panic!("restore: {e:#}"))
+            .records;
     }
     let secs = started.elapsed().as_secs_f64();
     let read = read_only(bootstrap, &topic);
@@ -318,7 +318,8 @@ fn config(
 
 fn weir(engine: &Engine, config: &PipelineConfig, total: usize) -> f64 {
     let pipeline = Pipeline::new(config.clone(), engine).unwrap_or_else(|e| panic!("pipeline: {e:#}"));
-    let stats = pipeline.run(&AtomicBool::new(false), Some(total as u64)).unwrap_or_else(|e| panic!("pipeline: {e:#}"));
+    let (_handle, inbox) = weir_runtime::pipeline::channel(Default::default());
+    let stats = pipeline.run(&inbox, Some(total as u64)).unwrap_or_else(|e| panic!("pipeline: {e:#}"));
     stats.throughput().unwrap_or(0.0)
 }
 

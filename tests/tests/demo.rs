@@ -1,7 +1,5 @@
 //! `weir demo`: the README's first command, on the embedded mock cluster (no broker needed).
 
-#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
-
 use weir_tests::{golden, guest, weir};
 
 #[test]

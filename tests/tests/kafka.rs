@@ -2,8 +2,6 @@
 //! out, each delivery guarantee under SIGKILL crashes, offset reset, and two instances sharing
 //! a group.
 
-#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
-
 use std::time::Duration;
 
 use weir_tests::kafka::{counts, crash_repeatedly, numbered, produce, read_committed, setup, unique, LONG, QUIET};

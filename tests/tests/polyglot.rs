@@ -1,8 +1,6 @@
 //! Python and JavaScript processors in real pipelines, against the real broker: the same
 //! exactly-once guarantees as Rust ones, state included.
 
-#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
-
 use weir_tests::kafka::{
     crash_repeatedly, last_counts, produce, read_committed, setup, true_counts, unique, words, LONG, QUIET,
 };

@@ -88,13 +88,9 @@ impl Instance {
         config: &[(String, String)],
     ) -> Result<Self, LoadError> {
         let log = LogContext { module: module.name.clone(), topic: topic.to_owned(), partition };
-        let host = HostState::new(state, log, module.engine.options().memory_limit);
+        let host = HostState::new(state, log, module.limits.memory_limit);
         let (store, bindings, on_timer) = start(&module, host, config).map_err(|failed| failed.0)?;
         Ok(Self { module, config: config.to_vec(), store, bindings, on_timer, dead: false })
-    }
-
-    pub fn module(&self) -> &Module {
-        &self.module
     }
 
     /// Gives the guest's table lookups these tables, seen from this instance's partition.
@@ -105,7 +101,6 @@ impl Instance {
     /// Runs the guest over `batch`. On error nothing of the batch is kept, and the error names
     /// the record at fault: the one the guest named, or for a trap the one that traps when the
     /// batch's records are retried one by one on a fresh instance.
-    #[allow(clippy::result_large_err, reason = "errors are rare and carry their whole location")]
     pub fn process(&mut self, batch: &Batch) -> Result<Outputs, ProcessError> {
         if self.module.uses_timers() {
             self.event_time(&Subject::Batch(batch))?;
@@ -117,7 +112,6 @@ impl Instance {
     /// After a processed batch: moves the partition's event time up to the batch's newest
     /// record timestamp, and fires the event-time timers now due. Nothing for a component
     /// without timers.
-    #[allow(clippy::result_large_err, reason = "errors are rare and carry their whole location")]
     pub fn advance(&mut self, batch: &Batch) -> Result<Vec<Fired>, ProcessError> {
         if !self.module.uses_timers() {
             return Ok(Vec::new());
@@ -133,7 +127,6 @@ impl Instance {
     }
 
     /// Fires the wall-clock timers due at `now` (ms since the epoch).
-    #[allow(clippy::result_large_err, reason = "errors are rare and carry their whole location")]
     pub fn fire_wall_clock(&mut self, now: i64) -> Result<Vec<Fired>, ProcessError> {
         if !self.module.uses_timers() {
             return Ok(Vec::new());
@@ -144,7 +137,6 @@ impl Instance {
 
     /// The partition's event time, which the guest sees too; read from the store the first
     /// time.
-    #[allow(clippy::result_large_err, reason = "errors are rare and carry their whole location")]
     fn event_time(&mut self, subject: &Subject<'_>) -> Result<i64, ProcessError> {
         let host = self.store.data_mut();
         if let Some(t) = host.event_time {
@@ -158,7 +150,6 @@ impl Instance {
 
     /// Calls `on-timer` with the timers on `clock` due at `now`, deleting each as it fires,
     /// until none is due.
-    #[allow(clippy::result_large_err, reason = "errors are rare and carry their whole location")]
     fn fire(&mut self, clock: Clock, now: i64) -> Result<Vec<Fired>, ProcessError> {
         let mut fired = Vec::new();
         for _ in 0..MAX_TIMER_ROUNDS {
@@ -169,7 +160,7 @@ impl Instance {
                 Err(source) => {
                     let wall_clock = clock == Clock::WallClock;
                     let offsets = Offsets::Timer { at: now, wall_clock };
-                    let location = Location { offsets, ..self.location(&Subject::Timers(&[]), None) };
+                    let location = Box::new(Location { offsets, ..*self.location(&Subject::Timers(&[]), None) });
                     return Err(ProcessError::State { location, source });
                 }
             };
@@ -190,7 +181,6 @@ impl Instance {
 
     /// Turns a failed call into an error that names the record or timer at fault, forgetting
     /// the state writes since the last commit.
-    #[allow(clippy::result_large_err, reason = "errors are rare and carry their whole location")]
     fn conclude(&mut self, result: Result<Outputs, Failure>, subject: &Subject<'_>) -> Result<Outputs, ProcessError> {
         let failure = match result {
             Ok(outputs) => return Ok(outputs),
@@ -297,18 +287,34 @@ impl Instance {
     }
 
     fn restart(&mut self) -> Result<(), LoadError> {
+        let (module, config) = (self.module.clone(), self.config.clone());
+        self.start_over(module, config)
+    }
+
+    /// Replaces the guest with an instance of `module` (initialised with `config`) over the
+    /// same state, tables and event time: a hot swap, at a commit boundary (nothing pending).
+    /// On failure the old guest stays, unusable until its next call restarts it.
+    pub fn swap(&mut self, module: Module, config: Vec<(String, String)>) -> Result<(), LoadError> {
+        self.start_over(module, config)
+    }
+
+    fn start_over(&mut self, module: Module, config: Vec<(String, String)>) -> Result<(), LoadError> {
         let data = self.store.data_mut();
         let state = std::mem::replace(&mut data.state, StateView::new(Box::new(MemoryStore::new())));
-        let mut host = HostState::new(state, data.log.clone(), self.module.engine.options().memory_limit);
+        let mut log = data.log.clone();
+        log.module = module.name.clone();
+        let mut host = HostState::new(state, log, module.limits.memory_limit);
         // What the partition's instance knows carries over to the fresh guest.
         host.tables = data.tables.clone();
         (host.event_time, host.fired) = (data.event_time, data.fired);
-        match start(&self.module, host, &self.config) {
+        match start(&module, host, &config) {
             Ok((store, bindings, on_timer)) => {
                 self.store = store;
                 self.bindings = bindings;
                 self.on_timer = on_timer;
                 self.dead = false;
+                self.module = module;
+                self.config = config;
                 Ok(())
             }
             Err(failed) => {
@@ -316,14 +322,20 @@ impl Instance {
                 // Keep the partition's state with the dead instance (its tables are still
                 // there); the next call retries.
                 self.store.data_mut().state = host.into_state();
+                self.dead = true;
                 Err(error)
             }
         }
     }
 
+    /// The approximate size of the partition's state store in bytes, when the store knows it.
+    pub fn state_size(&self) -> Option<u64> {
+        self.store.data().state.size_bytes()
+    }
+
     fn explain(&mut self, error: wasmtime::Error, subject: &Subject<'_>, culprit: Option<usize>) -> ProcessError {
         let location = self.location(subject, culprit);
-        let options = self.module.engine.options();
+        let options = &self.module.limits;
         if self.store.data().limiter.exceeded {
             return ProcessError::MemoryLimit { location, limit_mib: (options.memory_limit >> 20) as u64 };
         }
@@ -346,7 +358,7 @@ impl Instance {
         ProcessError::Trap { location, detail }
     }
 
-    fn location(&self, subject: &Subject<'_>, index: Option<usize>) -> Location {
+    fn location(&self, subject: &Subject<'_>, index: Option<usize>) -> Box<Location> {
         let log = &self.store.data().log;
         let mut location = Location {
             module: self.module.name.clone(),
@@ -375,16 +387,19 @@ impl Instance {
                 }
             }
         }
-        location
+        Box::new(location)
     }
 }
 
 /// Sets the per-call limits: a fresh deadline, fresh fuel, no remembered guest error.
 fn arm(store: &mut Store<HostState>, module: &Module) {
-    let options = module.engine.options();
+    let options = &module.limits;
     store.set_epoch_deadline(deadline_ticks(options.deadline));
-    if let Some(fuel) = options.fuel {
-        // Fuel is enabled on the engine whenever `options.fuel` is set, so this cannot fail.
+    // Under an engine that meters fuel, a module without a fuel limit gets all there is.
+    let metering = module.engine.options().fuel.is_some();
+    if let Some(fuel) = options.fuel.or(metering.then_some(u64::MAX)) {
+        // Fuel is enabled on the engine whenever its `options.fuel` is set (and a module's
+        // limits ask for fuel only then), so this cannot fail.
         let _ = store.set_fuel(fuel);
     }
     let data = store.data_mut();

@@ -69,6 +69,15 @@ impl Default for EngineOptions {
     }
 }
 
+/// What one module's instances may use: memory, time per call, fuel per call. The engine's
+/// options are the defaults, and the ceiling for memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub memory_limit: usize,
+    pub deadline: Duration,
+    pub fuel: Option<u64>,
+}
+
 /// A configured wasmtime engine with weir's imports linked. Cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
@@ -138,15 +147,9 @@ impl Engine {
             .and_then(|handler| component.get_export_index(Some(&handler), ON_TIMER))
             .filter(|_| imports(TIMERS_IMPORT));
         let uses_state = imports(STATE_IMPORT) || on_timer.is_some();
-        Ok(Module {
-            engine: self.clone(),
-            name: name.into(),
-            path: path.into(),
-            size: bytes.len(),
-            uses_state,
-            on_timer,
-            pre,
-        })
+        let options = &self.inner.options;
+        let limits = Limits { memory_limit: options.memory_limit, deadline: options.deadline, fuel: options.fuel };
+        Ok(Module { limits, engine: self.clone(), name: name.into(), path: path.into(), uses_state, on_timer, pre })
     }
 
     /// Validates and compiles (or loads from cache) without checking the world.
@@ -174,7 +177,7 @@ pub struct Module {
     engine: Engine,
     name: String,
     path: String,
-    size: usize,
+    limits: Limits,
     uses_state: bool,
     /// The `on-timer` function, for a component that sets and handles timers.
     on_timer: Option<wasmtime::component::ComponentExportIndex>,
@@ -190,9 +193,32 @@ impl Module {
         &self.path
     }
 
-    /// The component's size in bytes.
-    pub fn size(&self) -> usize {
-        self.size
+    /// The same module under other limits. The engine's pooling allocator sets the most memory
+    /// any instance may have, and fuel can be metered only by an engine that meters it.
+    pub fn with_limits(mut self, limits: Limits) -> Result<Self, LoadError> {
+        let options = self.engine.options();
+        if limits.memory_limit > options.memory_limit {
+            return Err(LoadError::Limits {
+                path: self.path,
+                detail: format!(
+                    "memory_limit_mib = {} is more than this weir allows one instance ({} MiB)",
+                    limits.memory_limit >> 20,
+                    options.memory_limit >> 20
+                ),
+            });
+        }
+        if limits.fuel.is_some() && options.fuel.is_none() {
+            return Err(LoadError::Limits {
+                path: self.path,
+                detail: "fuel is set, but this weir does not meter fuel (start it with --fuel)".into(),
+            });
+        }
+        self.limits = limits;
+        Ok(self)
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// Whether the component keeps state or timers (and so needs a changelog).

@@ -67,6 +67,11 @@ impl OffsetReset {
 pub struct ModuleConfig {
     /// The component, relative to the pipeline file.
     pub path: PathBuf,
+    /// Names the processor's state: its changelog is `<application_id>-<name>-changelog` and its
+    /// stores live under `<state_dir>/<application_id>/<name>/`. It does not change with the
+    /// module file, so a new version keeps the state. Default: `state`.
+    #[serde(default)]
+    pub name: Option<String>,
     /// Handed to the module's `init`.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
@@ -86,6 +91,7 @@ impl ModuleConfig {
     pub fn at(path: impl Into<PathBuf>) -> Self {
         Self {
             path: path.into(),
+            name: None,
             config: BTreeMap::new(),
             memory_limit_mib: default_memory_mib(),
             deadline_ms: default_deadline_ms(),
@@ -192,14 +198,35 @@ impl PipelineConfig {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read pipeline {}: {e}", path.display()))?;
-        let mut config: PipelineConfig =
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), one_line(&e.to_string())))?;
+        let mut config = Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         if config.module.path.is_relative() {
             let base = path.parent().unwrap_or(Path::new("."));
             config.module.path = base.join(&config.module.path);
         }
-        config.check().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Ok(config)
+    }
+
+    /// Parses and checks the text of a pipeline file; the error names the key at fault.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let config: PipelineConfig = toml::from_str(text).map_err(|e| one_line(&e.to_string()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// The limits of the `[module]` table.
+    pub fn limits(&self) -> crate::engine::Limits {
+        let m = &self.module;
+        crate::engine::Limits {
+            memory_limit: m.memory_limit_mib << 20,
+            deadline: Duration::from_millis(m.deadline_ms),
+            fuel: m.fuel,
+        }
+    }
+
+    /// The name of the processor's state (changelog topic, store folder): `[module] name`, or
+    /// `state`.
+    pub fn store_name(&self) -> &str {
+        self.module.name.as_deref().unwrap_or("state")
     }
 
     /// Refuses values that parse but make no sense, naming the key.
@@ -210,6 +237,16 @@ impl PipelineConfig {
                 "application_id `{}` must be non-empty letters, digits, `.`, `_` or `-`",
                 self.application_id
             ));
+        }
+        if let Some(name) = &self.module.name {
+            if !id_ok(name) {
+                return Err(format!("module.name `{name}` must be non-empty letters, digits, `.`, `_` or `-`"));
+            }
+        }
+        if let Some(name) = &self.module.name {
+            if !id_ok(name) {
+                return Err(format!("module.name `{name}` must be non-empty letters, digits, `.`, `_` or `-`"));
+            }
         }
         if let Some(id) = &self.instance_id {
             if !id_ok(id) {
@@ -276,9 +313,7 @@ mod test {
     use super::*;
 
     fn parse(text: &str) -> Result<PipelineConfig, String> {
-        let config: PipelineConfig = toml::from_str(text).map_err(|e| e.to_string())?;
-        config.check()?;
-        Ok(config)
+        PipelineConfig::parse(text)
     }
 
     const MINIMAL: &str = "application_id = \"app\"\ninputs = [\"in\"]\n[module]\npath = \"m.wasm\"\n";

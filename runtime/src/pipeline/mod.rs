@@ -16,13 +16,20 @@
 //! For a processor with timers, each batch moves its partition's event time and fires the
 //! event-time timers now due, and every [`WALL_CLOCK_TICK`] the due wall-clock timers of every
 //! assigned partition fire. Their outputs and deletions join the open work like a batch's.
+//!
+//! A pipeline is a value driven from outside through [`control`]: between steps the loop takes
+//! the commands waiting in its inbox (pause, resume, swap the module) and applies them at a
+//! commit boundary, and it publishes a [`Snapshot`] that anyone may read. When a partition is
+//! assigned, its task (instance and state store) opens at once, restoring its state, so a
+//! pipeline is ready only when every assigned partition is.
 
 pub mod config;
+pub mod control;
 mod status;
 mod tables;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -35,11 +42,14 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::changelog;
 use crate::engine::{Engine, Fired, Instance, Module};
+use crate::error::ProcessError;
 use crate::kafka::{self, Consumer, Producer, Shared, KAFKA_TIMEOUT};
+use crate::metrics::{Metrics, PipelineMetrics};
 use crate::record::{Batch, Outputs};
 use crate::state::{MemoryStore, RocksStore, StateStore};
 use crate::tables::{TableView, Tables};
 use config::{Guarantee, OffsetReset, PipelineConfig};
+pub use control::{channel, Command, Handle, Inbox, Phase, Prepared, Snapshot, View};
 pub use status::Stats;
 
 /// How often the wall-clock timers are checked.
@@ -50,6 +60,22 @@ pub struct Pipeline {
     consumer: Consumer,
     work: Work,
     last_commit: Instant,
+    /// What the loop was asked to do at the next commit boundary.
+    want_paused: bool,
+    pending_swap: Option<Box<Prepared>>,
+    /// Whether to draw the status line on a terminal (`weir run`, not `weir serve`).
+    status_line: bool,
+}
+
+/// Where a pipeline reports: its metrics and the view its supervisor reads.
+pub struct Attach {
+    pub metrics: PipelineMetrics,
+    pub view: Arc<View>,
+    /// The module's version number and SHA-256, as deployed.
+    pub version: Option<(u32, String)>,
+    /// Start paused (nothing is consumed until resumed).
+    pub paused: bool,
+    pub status_line: bool,
 }
 
 /// Everything that processes what the consumer returns (apart from the consumer, so that the
@@ -68,6 +94,11 @@ struct Work {
     batch: Batch,
     stats: Stats,
     last_wall_clock: Instant,
+    metrics: PipelineMetrics,
+    view: Arc<View>,
+    /// The consumed-records counter of each input partition.
+    consumed: HashMap<(String, i32), prometheus_client::metrics::counter::Counter>,
+    paused: bool,
 }
 
 /// What outputs answer: records of a batch, or timers that fired on a partition.
@@ -117,11 +148,32 @@ impl From<KafkaError> for Failure {
 }
 
 impl Pipeline {
-    /// Connects to Kafka and loads the module; nothing is consumed yet.
+    /// Loads the module the file names and connects to Kafka, reporting nowhere in particular
+    /// (the demo and the benchmarks).
     pub fn new(config: PipelineConfig, engine: &Engine) -> anyhow::Result<Self> {
         let module = engine.load(&config.module.path)?;
+        let (_, inbox) = channel(Arc::default());
+        let attach = Attach {
+            metrics: Metrics::new().pipeline(&config.application_id),
+            view: inbox.view,
+            version: None,
+            paused: false,
+            status_line: true,
+        };
+        Self::start(config, module, attach)
+    }
+
+    /// Connects to Kafka with `module` (under the file's limits); nothing is consumed yet.
+    pub fn start(config: PipelineConfig, module: Module, attach: Attach) -> anyhow::Result<Self> {
+        let module = module.with_limits(config.limits())?;
+        let view = attach.view;
+        view.update(|s| {
+            s.status = Phase::Starting;
+            (s.version, s.digest) = attach.version.clone().map_or((None, None), |(v, d)| (Some(v), Some(d)));
+        });
+        attach.metrics.set_status(Phase::Starting.as_str());
         let changelog = match module.uses_state() {
-            true => Some(changelog::ensure(&config, module.name())?),
+            true => Some(changelog::ensure(&config, config.store_name())?),
             false => None,
         };
         // Tables are read to their end before the inputs are subscribed to.
@@ -133,7 +185,7 @@ impl Pipeline {
         let consumer = kafka::consumer(&config, shared.clone())?;
         tracing::info!(
             application = %config.application_id, instance = %config.instance(), guarantee = ?config.guarantee,
-            inputs = ?config.inputs, module = %module.name(), "pipeline started"
+            inputs = ?config.inputs, module = %module.name(), store = config.store_name(), "pipeline started"
         );
         let work = Work {
             config,
@@ -147,18 +199,36 @@ impl Pipeline {
             batch: Batch::new("", "", 0),
             stats: Stats::default(),
             last_wall_clock: Instant::now(),
+            metrics: attach.metrics,
+            view,
+            consumed: HashMap::new(),
+            paused: false,
         };
-        Ok(Self { consumer, work, last_commit: Instant::now() })
+        Ok(Self {
+            consumer,
+            work,
+            last_commit: Instant::now(),
+            want_paused: attach.paused,
+            pending_swap: None,
+            status_line: attach.status_line,
+        })
     }
 
-    /// Runs until `stop` is set (or, with `max_records`, until that many records were
-    /// consumed), then commits what is done and leaves the group.
-    pub fn run(mut self, stop: &AtomicBool, max_records: Option<u64>) -> anyhow::Result<Stats> {
-        let mut status = status::Status::new();
+    /// Runs until the view's stop flag is set (or, with `max_records`, until that many records
+    /// were consumed), then commits what is done and leaves the group. Commands from `inbox`
+    /// apply at commit boundaries.
+    pub fn run(mut self, inbox: &Inbox, max_records: Option<u64>) -> anyhow::Result<Stats> {
+        let mut status = status::Status::new(self.status_line);
         let done = |stats: &Stats| max_records.is_some_and(|max| stats.consumed >= max);
-        while !stop.load(Ordering::SeqCst) && !done(&self.work.stats) {
+        let view = inbox.view.clone();
+        while !view.stopping() && !done(&self.work.stats) {
+            view.beat();
+            while let Some(command) = inbox.next() {
+                self.take(command);
+            }
             let step = self.step();
-            if let Err(failure) = step.and_then(|()| self.commit_if_due()) {
+            let result = step.and_then(|()| self.commit_if_due()).and_then(|()| self.apply_commands());
+            if let Err(failure) = result {
                 match failure {
                     Failure::Kafka(e) => {
                         tracing::warn!("{e:#}; aborting and resuming from the last commit");
@@ -167,29 +237,66 @@ impl Pipeline {
                     }
                     Failure::Fatal(e) => {
                         self.abandon();
+                        self.work.set_phase(Phase::Failed);
+                        view.update(|s| s.error = Some(format!("{e:#}")));
                         return Err(e);
                     }
                 }
             }
-            status.tick(&self.work.stats, &self.consumer);
+            status.tick(&mut self.work, &self.consumer, self.last_commit);
         }
-        status.finish(&self.work.stats);
+        status.finish();
         if let Err(Failure::Kafka(e) | Failure::Fatal(e)) = self.commit() {
             self.abandon();
-            return Err(e.context("the final commit failed; the open work will be redone on restart"));
+            self.work.set_phase(Phase::Failed);
+            let e = e.context("the final commit failed; the open work will be redone on restart");
+            view.update(|s| s.error = Some(format!("{e:#}")));
+            return Err(e);
         }
         self.work.stats.finished = Some(Instant::now());
         self.consumer.unsubscribe();
+        self.work.set_phase(Phase::Stopped);
         let stats = self.work.stats;
         tracing::info!(
-            consumed = stats.consumed,
-            produced = stats.produced,
-            batches = stats.batches,
-            commits = stats.commits,
-            commit_ms = stats.commit_time.as_millis() as u64,
-            "pipeline stopped"
+            application = %self.work.config.application_id,
+            consumed = stats.consumed, produced = stats.produced, batches = stats.batches, commits = stats.commits,
+            commit_ms = stats.commit_time.as_millis() as u64, "pipeline stopped"
         );
         Ok(stats)
+    }
+
+    /// Takes a command in; it applies at the next commit boundary.
+    fn take(&mut self, command: Command) {
+        match command {
+            Command::Pause => self.want_paused = true,
+            Command::Resume => self.want_paused = false,
+            Command::Swap(prepared) => self.pending_swap = Some(prepared),
+        }
+    }
+
+    /// Commits, then pauses, resumes or swaps the module as asked.
+    fn apply_commands(&mut self) -> Result<(), Failure> {
+        if self.want_paused == self.work.paused && self.pending_swap.is_none() {
+            return Ok(());
+        }
+        self.commit_now()?;
+        if let Some(prepared) = self.pending_swap.take() {
+            self.work.swap(*prepared);
+        }
+        if self.want_paused != self.work.paused {
+            let assignment = self.consumer.assignment()?;
+            if self.want_paused {
+                self.consumer.pause(&assignment)?;
+                self.work.paused = true;
+                tracing::info!(application = %self.work.config.application_id, "paused");
+            } else {
+                self.consumer.resume(&assignment)?;
+                self.work.paused = false;
+                tracing::info!(application = %self.work.config.application_id, "resumed");
+            }
+        }
+        self.work.set_phase(self.work.settled_phase());
+        Ok(())
     }
 
     /// Polls one batch and processes it.
@@ -205,14 +312,24 @@ impl Pipeline {
             work.after_rebalance();
             return Ok(());
         }
-        if work.module.uses_timers() {
-            if work.shared.assigned.swap(false, Ordering::SeqCst) {
-                work.open_assigned(consumer)?;
+        if work.shared.assigned.swap(false, Ordering::SeqCst) {
+            if work.paused {
+                consumer.pause(&consumer.assignment()?)?;
             }
-            if work.last_wall_clock.elapsed() >= WALL_CLOCK_TICK {
-                work.last_wall_clock = Instant::now();
-                work.fire_wall_clock()?;
-            }
+            // Every assigned partition's task opens now, restoring its state, so the pipeline
+            // is ready once all are (and wall-clock timers fire with no record arriving).
+            work.open_assigned(consumer)?;
+            work.view.update(|s| s.restored = true);
+            work.set_phase(work.settled_phase());
+        }
+        if work.paused {
+            // Fetched before the pause took hold: read again after the resume.
+            rewind_to(consumer, &messages)?;
+            return Ok(());
+        }
+        if work.module.uses_timers() && work.last_wall_clock.elapsed() >= WALL_CLOCK_TICK {
+            work.last_wall_clock = Instant::now();
+            work.fire_wall_clock()?;
         }
         if messages.is_empty() {
             return Ok(());
@@ -235,6 +352,7 @@ impl Pipeline {
         }
         work.stats.consumed += messages.len() as u64;
         work.stats.batches += 1;
+        work.metrics.batches.inc();
         Ok(())
     }
 
@@ -242,14 +360,21 @@ impl Pipeline {
     /// take as long as the interval; counting from its start would commit back to back).
     fn commit_if_due(&mut self) -> Result<(), Failure> {
         if self.last_commit.elapsed() >= self.work.config.commit_interval() {
-            let started = Instant::now();
-            let result = self.commit();
-            self.last_commit = Instant::now();
-            self.work.stats.commits += 1;
-            self.work.stats.commit_time += started.elapsed();
-            result?;
+            self.commit_now()?;
         }
         Ok(())
+    }
+
+    /// Commits, counting it.
+    fn commit_now(&mut self) -> Result<(), Failure> {
+        let started = Instant::now();
+        let result = self.commit();
+        self.last_commit = Instant::now();
+        self.work.stats.commits += 1;
+        self.work.stats.commit_time += started.elapsed();
+        self.work.metrics.commits.inc();
+        self.work.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+        result
     }
 
     /// Commits the work since the last commit, as the guarantee says: state changes to the
@@ -317,6 +442,7 @@ impl Pipeline {
             if let Err(e) = self.work.producer.abort_transaction(KAFKA_TIMEOUT) {
                 tracing::error!("aborting the transaction failed: {e}");
             }
+            self.work.metrics.aborted.inc();
             book.txn_open = false;
         }
         book.offsets.clear();
@@ -348,6 +474,75 @@ impl Pipeline {
 }
 
 impl Work {
+    /// Publishes a new phase.
+    fn set_phase(&self, phase: Phase) {
+        let changed = {
+            let mut changed = false;
+            self.view.update(|s| {
+                changed = s.status != phase;
+                s.status = phase;
+                if phase != Phase::Restoring {
+                    s.restore = None;
+                }
+            });
+            changed
+        };
+        if changed {
+            self.metrics.set_status(phase.as_str());
+        }
+    }
+
+    /// Running or paused, as asked.
+    fn settled_phase(&self) -> Phase {
+        if self.paused {
+            Phase::Paused
+        } else {
+            Phase::Running
+        }
+    }
+
+    /// Replaces every task's guest with the prepared module, over the same state stores; called
+    /// right after a commit, so nothing is pending. If a partition's instance cannot start, the
+    /// ones already swapped go back to the old module and the old version keeps running.
+    fn swap(&mut self, prepared: Prepared) {
+        let old_config: Vec<(String, String)> = self.config.module.config.clone().into_iter().collect();
+        let mut swapped = Vec::new();
+        let mut failure = None;
+        for (partition, instance) in self.instances.iter_mut() {
+            match instance.swap(prepared.module.clone(), prepared.config.clone()) {
+                Ok(()) => swapped.push(*partition),
+                Err(e) => {
+                    failure = Some(format!("partition {partition}: {e}"));
+                    break;
+                }
+            }
+        }
+        let version = prepared.version;
+        if let Some(reason) = failure {
+            for partition in swapped {
+                if let Some(instance) = self.instances.get_mut(&partition) {
+                    if let Err(e) = instance.swap(self.module.clone(), old_config.clone()) {
+                        tracing::error!(partition, "swapping back to the running version failed: {e}");
+                    }
+                }
+            }
+            tracing::warn!(application = %self.config.application_id, version, "swap refused: {reason}");
+            self.view.update(|s| s.notice = Some(format!("the swap to version {version} was refused: {reason}")));
+            return;
+        }
+        tracing::info!(
+            application = %self.config.application_id, version, digest = %prepared.digest,
+            partitions = self.instances.len(), "swapped the module at a commit boundary"
+        );
+        self.module = prepared.module;
+        self.config.module.config = prepared.config.into_iter().collect();
+        self.config.outputs = prepared.outputs;
+        self.view.update(|s| {
+            (s.version, s.digest) = (Some(version), Some(prepared.digest));
+            s.notice = None;
+        });
+    }
+
     /// Opens a transaction under exactly-once, unless one is open.
     fn begin(&self) -> Result<(), Failure> {
         if self.config.guarantee == Guarantee::ExactlyOnce {
@@ -360,8 +555,9 @@ impl Work {
         Ok(())
     }
 
-    /// Opens an instance for every assigned partition that has none (restoring its state).
+    /// Opens the task of every assigned partition that has none (restoring its state).
     fn open_assigned(&mut self, consumer: &Consumer) -> Result<(), Failure> {
+        self.metrics.clear_partitions();
         for e in consumer.assignment()?.elements() {
             self.instance(e.topic(), e.partition())?;
         }
@@ -377,7 +573,7 @@ impl Work {
             let Some(instance) = self.instances.get_mut(&partition) else { continue };
             // Under exactly-once the firing joins a transaction like a batch; open one only
             // when something is due, so an idle pipeline commits nothing.
-            let fired = instance.fire_wall_clock(now).map_err(|e| Failure::Fatal(e.into()))?;
+            let fired = instance.fire_wall_clock(now).map_err(|e| guest_failure(&self.metrics, e))?;
             if !fired.is_empty() {
                 self.begin()?;
             }
@@ -390,14 +586,16 @@ impl Work {
         for f in fired {
             produce(&self.producer, &self.config, &f.outputs, &Answering::Timers(f, partition))?;
             self.stats.produced += f.outputs.len() as u64;
+            self.metrics.produced.inc_by(f.outputs.len() as u64);
         }
         Ok(())
     }
 
     /// The instance of `partition`, opened (and its state restored) on first use.
     fn instance(&mut self, topic: &str, partition: i32) -> Result<&mut Instance, Failure> {
-        let Self { instances, module, config, changelog, tables, .. } = self;
-        instance_of(instances, module, config, changelog.as_deref(), tables, topic, partition)
+        let Self { instances, module, config, changelog, tables, view, metrics, .. } = self;
+        let task = Task { module, config, changelog: changelog.as_deref(), tables, view, metrics };
+        instance_of(instances, &task, topic, partition)
     }
 
     /// Produces every instance's pending state writes to its changelog partition (a delete as
@@ -427,13 +625,20 @@ impl Work {
             self.batch.push(m.offset(), m.timestamp().to_millis(), m.key(), m.payload(), pairs);
         }
         // Borrowing only the fields it needs, so the batch in `self.batch` can go to the instance.
-        let Self { instances, module, config, changelog, tables, batch, .. } = self;
-        let instance = instance_of(instances, module, config, changelog.as_deref(), tables, topic, partition)?;
-        let outputs = instance.process(batch).map_err(|e| Failure::Fatal(e.into()))?;
-        let fired = instance.advance(batch).map_err(|e| Failure::Fatal(e.into()))?;
+        let Self { instances, module, config, changelog, tables, batch, view, metrics, .. } = self;
+        let task = Task { module, config, changelog: changelog.as_deref(), tables, view, metrics };
+        let instance = instance_of(instances, &task, topic, partition)?;
+        let called = Instant::now();
+        let outputs = instance.process(batch).map_err(|e| guest_failure(metrics, e))?;
+        let fired = instance.advance(batch).map_err(|e| guest_failure(metrics, e))?;
+        metrics.guest_call_seconds.observe(called.elapsed().as_secs_f64());
         produce(&self.producer, &self.config, &outputs, &Answering::Batch(&self.batch))?;
         self.stats.produced += outputs.len() as u64;
+        self.metrics.produced.inc_by(outputs.len() as u64);
         self.produce_fired(&fired, partition)?;
+        let key = (topic.to_owned(), partition);
+        let counter = self.consumed.entry(key).or_insert_with(|| self.metrics.consumed(topic, partition));
+        counter.inc_by(messages.len() as u64);
         let last = messages[messages.len() - 1].offset();
         self.shared.book().offsets.insert((topic.to_owned(), partition), last + 1);
         Ok(())
@@ -446,6 +651,7 @@ impl Work {
             instance.rollback();
         }
         self.instances.clear();
+        self.view.update(|s| s.restored = false);
     }
 }
 
@@ -535,21 +741,60 @@ fn send<'a>(producer: &Producer, mut record: BaseRecord<'a, [u8], [u8]>) -> Resu
     }
 }
 
+/// A guest error, counted by kind; it stops the pipeline.
+fn guest_failure(metrics: &PipelineMetrics, e: ProcessError) -> Failure {
+    let kind = match &e {
+        ProcessError::Trap { .. } => "trap",
+        ProcessError::Deadline { .. } => "deadline",
+        ProcessError::MemoryLimit { .. } => "memory",
+        ProcessError::OutOfFuel { .. } => "fuel",
+        ProcessError::Rejected { .. } => "rejected",
+        ProcessError::BadOutput { .. } => "output",
+        ProcessError::State { .. } => "state",
+    };
+    metrics.guest_error(kind);
+    Failure::Fatal(e.into())
+}
+
+/// Seeks each partition in `messages` back to its first message there (a paused pipeline
+/// received them), and pauses it again.
+fn rewind_to(consumer: &Consumer, messages: &[BorrowedMessage<'_>]) -> Result<(), Failure> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let mut seek = TopicPartitionList::new();
+    for m in messages {
+        if seek.find_partition(m.topic(), m.partition()).is_none() {
+            seek.add_partition_offset(m.topic(), m.partition(), Offset::Offset(m.offset()))?;
+        }
+    }
+    consumer.seek_partitions(seek.clone(), KAFKA_TIMEOUT)?;
+    consumer.pause(&seek)?;
+    Ok(())
+}
+
+/// What opening a partition's task needs.
+struct Task<'a> {
+    module: &'a Module,
+    config: &'a PipelineConfig,
+    changelog: Option<&'a str>,
+    tables: &'a Tables,
+    view: &'a View,
+    metrics: &'a PipelineMetrics,
+}
+
 /// The instance of `partition` in `instances`, opened (and its state restored) on first use.
 fn instance_of<'a>(
     instances: &'a mut HashMap<i32, Instance>,
-    module: &Module,
-    config: &PipelineConfig,
-    changelog: Option<&str>,
-    tables: &Tables,
+    task: &Task<'_>,
     topic: &str,
     partition: i32,
 ) -> Result<&'a mut Instance, Failure> {
     match instances.entry(partition) {
         std::collections::hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
         std::collections::hash_map::Entry::Vacant(e) => {
-            let mut instance = open_instance(module, config, changelog, topic, partition).map_err(Failure::Fatal)?;
-            instance.set_tables(TableView { tables: tables.clone(), partition });
+            let mut instance = open_instance(task, topic, partition).map_err(Failure::Fatal)?;
+            instance.set_tables(TableView { tables: task.tables.clone(), partition });
             Ok(e.insert(instance))
         }
     }
@@ -557,17 +802,13 @@ fn instance_of<'a>(
 
 /// An instance for one input partition, with its state store brought up to the end of its
 /// changelog first.
-fn open_instance(
-    module: &Module,
-    config: &PipelineConfig,
-    changelog: Option<&str>,
-    topic: &str,
-    partition: i32,
-) -> anyhow::Result<Instance> {
+fn open_instance(task: &Task<'_>, topic: &str, partition: i32) -> anyhow::Result<Instance> {
+    let config = task.config;
     let mut store: Box<dyn StateStore> = match &config.state_dir {
         Some(dir) => {
-            let path = dir.join(&config.application_id).join(module.name()).join(format!("partition-{partition}"));
-            let store = match changelog {
+            let path =
+                dir.join(&config.application_id).join(config.store_name()).join(format!("partition-{partition}"));
+            let store = match task.changelog {
                 Some(_) => RocksStore::open_changelog_backed(&path),
                 None => RocksStore::open(&path),
             };
@@ -575,9 +816,27 @@ fn open_instance(
         }
         None => Box::new(MemoryStore::new()),
     };
-    if let Some(changelog) = changelog {
-        crate::changelog::restore(config, changelog, partition, store.as_mut())?;
+    if let Some(changelog) = task.changelog {
+        let view = task.view;
+        let before = view.snapshot().status;
+        view.update(|s| {
+            s.status = Phase::Restoring;
+            s.restore = Some(control::RestoreProgress { partition, restored: 0, total: 0 });
+        });
+        task.metrics.set_status(Phase::Restoring.as_str());
+        let progress = |restored: u64, total: u64| {
+            view.beat();
+            view.update(|s| s.restore = Some(control::RestoreProgress { partition, restored, total }));
+        };
+        let restored = crate::changelog::restore(config, changelog, partition, store.as_mut(), &progress)?;
+        task.metrics.restored.inc_by(restored.records);
+        view.update(|s| {
+            s.restored_records += restored.records;
+            s.status = before;
+            s.restore = None;
+        });
+        task.metrics.set_status(before.as_str());
     }
     let module_config: Vec<(String, String)> = config.module.config.clone().into_iter().collect();
-    Ok(module.instantiate(topic, partition, store, &module_config)?)
+    Ok(task.module.instantiate(topic, partition, store, &module_config)?)
 }

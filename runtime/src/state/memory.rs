@@ -16,11 +16,6 @@ impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
     }
-
-    /// Every entry, in key order.
-    pub fn entries(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.map.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))
-    }
 }
 
 impl StateStore for MemoryStore {
@@ -53,6 +48,10 @@ impl StateStore for MemoryStore {
 
     fn checkpoint(&self) -> Result<Option<i64>, StateError> {
         Ok(self.checkpoint)
+    }
+
+    fn size_bytes(&self) -> Option<u64> {
+        Some(self.map.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum())
     }
 
     fn clear(&mut self) -> Result<(), StateError> {

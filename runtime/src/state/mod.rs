@@ -49,4 +49,9 @@ pub trait StateStore: Send {
 
     /// Removes every entry and the checkpoint, so the store can be rebuilt from its changelog.
     fn clear(&mut self) -> Result<(), StateError>;
+
+    /// About how many bytes the store holds (keys and values), for metrics.
+    fn size_bytes(&self) -> Option<u64> {
+        None
+    }
 }

@@ -131,6 +131,13 @@ impl StateStore for RocksStore {
         Ok(raw.and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok()).map(i64::from_le_bytes))
     }
 
+    fn size_bytes(&self) -> Option<u64> {
+        // Live data in SST files plus what the memtables hold, as RocksDB estimates them.
+        let property = |name: &str| self.db.property_int_value(name).ok().flatten();
+        let sst = property("rocksdb.estimate-live-data-size")?;
+        Some(sst + property("rocksdb.cur-size-all-mem-tables").unwrap_or(0))
+    }
+
     fn clear(&mut self) -> Result<(), StateError> {
         let first = self.db.iterator(IteratorMode::Start).next().transpose().map_err(|e| self.err(e))?;
         let last = self.db.iterator(IteratorMode::End).next().transpose().map_err(|e| self.err(e))?;

@@ -100,8 +100,8 @@ impl StateView {
         self.pending.clear();
     }
 
-    /// How many writes are waiting for the next commit.
-    pub fn pending_len(&self) -> usize {
-        self.pending.len()
+    /// About how many bytes the committed store holds.
+    pub fn size_bytes(&self) -> Option<u64> {
+        self.store.size_bytes()
     }
 }

@@ -1,0 +1,238 @@
+//! The HTTP API of `weir serve` and `weir run --admin`: JSON over HTTP/1.1, on loopback unless
+//! told otherwise. It holds a [`Supervisor`] handle and the process's metrics, never a pipeline:
+//! every route reads a snapshot or asks the supervisor.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /healthz` | liveness: 200 while the process and its pipeline loops are alive |
+//! | `GET /readyz` | readiness: 200 when every pipeline runs or is paused with its state restored, else 503 with what is not ready |
+//! | `GET /metrics` | Prometheus text exposition |
+//! | `GET /v1/pipelines` | every pipeline's status |
+//! | `GET /v1/pipelines/{name}` | one pipeline's status |
+//! | `PUT /v1/pipelines/{name}` | deploy or update: `{"pipeline": "<file text>", "module": {"name": "m.wasm", "base64": "..."}}` |
+//! | `POST /v1/pipelines/{name}/pause`, `/resume`, `/rollback` | at the next commit boundary |
+//! | `DELETE /v1/pipelines/{name}[?purge=true]` | stop it and leave the group; `purge` deletes its local state |
+//!
+//! Whatever mutates needs `Authorization: Bearer <token>` (401 otherwise, and nothing changes).
+//! Errors are `{"error": "..."}` with a status by whose fault they are: the request's 4xx,
+//! Kafka's or the disk's 503, weir's 500.
+
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::Domain;
+use crate::supervisor::{Refusal, Supervisor, Upload};
+
+/// What the HTTP layer holds.
+#[derive(Clone)]
+struct Api {
+    supervisor: Supervisor,
+    /// The bearer token of mutating requests; `None` serves only the read routes.
+    token: Option<String>,
+}
+
+/// How the API is served.
+pub struct Options {
+    pub listen: SocketAddr,
+    /// `None`: read-only (`weir run --admin`).
+    pub token: Option<String>,
+    /// Largest request body, in bytes (413 past it).
+    pub max_upload: usize,
+}
+
+/// Binds the listener (so a bad address fails at once) and returns the server to run.
+pub async fn bind(
+    supervisor: Supervisor,
+    options: Options,
+) -> anyhow::Result<(SocketAddr, impl std::future::Future<Output = std::io::Result<()>>)> {
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.listen))?;
+    let address = listener.local_addr()?;
+    let api = Api { supervisor, token: options.token.clone() };
+    let mut app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/pipelines", get(list));
+    app = if options.token.is_some() {
+        app.route("/v1/pipelines/{name}", get(status).put(deploy).delete(undeploy))
+            .route("/v1/pipelines/{name}/{action}", post(act))
+    } else {
+        app.route("/v1/pipelines/{name}", get(status))
+    };
+    let app = app
+        .layer(middleware::from_fn_with_state(api.clone(), authorize))
+        .layer(DefaultBodyLimit::max(options.max_upload))
+        .with_state(api);
+    Ok((address, async move { axum::serve(listener, app).await }))
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let status = match (self.not_found, self.domain) {
+            (true, _) => StatusCode::NOT_FOUND,
+            (false, Domain::User) => StatusCode::BAD_REQUEST,
+            (false, Domain::External) => StatusCode::SERVICE_UNAVAILABLE,
+            (false, Domain::Internal) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        error(status, self.message)
+    }
+}
+
+/// Refuses a mutating request without the right bearer token.
+async fn authorize(State(api): State<Api>, headers: HeaderMap, request: Request, next: Next) -> Response {
+    if matches!(*request.method(), Method::GET | Method::HEAD) {
+        return next.run(request).await;
+    }
+    let Some(token) = &api.token else {
+        return error(StatusCode::METHOD_NOT_ALLOWED, "this weir serves read-only routes");
+    };
+    let given =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(given) if constant_time_eq(given.trim().as_bytes(), token.as_bytes()) => next.run(request).await,
+        Some(_) => error(StatusCode::UNAUTHORIZED, "wrong admin token"),
+        None => error(
+            StatusCode::UNAUTHORIZED,
+            "this request needs `Authorization: Bearer <token>` (see admin.token in the data dir)",
+        ),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Runs blocking supervisor work off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Response> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+async fn healthz(State(api): State<Api>) -> Response {
+    let dead = api.supervisor.liveness();
+    if dead.is_empty() {
+        (StatusCode::OK, Json(json!({ "status": "alive" }))).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "dead", "pipelines": dead }))).into_response()
+    }
+}
+
+async fn readyz(State(api): State<Api>) -> Response {
+    let not_ready = api.supervisor.readiness();
+    if not_ready.is_empty() {
+        (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "not ready", "pipelines": not_ready })))
+            .into_response()
+    }
+}
+
+async fn metrics(State(api): State<Api>) -> Response {
+    let text = api.supervisor.metrics().encode();
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
+}
+
+async fn list(State(api): State<Api>) -> Response {
+    Json(json!({ "pipelines": api.supervisor.list() })).into_response()
+}
+
+async fn status(State(api): State<Api>, Path(name): Path<String>) -> Response {
+    match api.supervisor.status(&name) {
+        Ok(s) => Json(s).into_response(),
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// The body of a deploy.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeployBody {
+    /// The pipeline file's text.
+    pipeline: String,
+    /// The module; absent keeps the live one (a change of the file alone).
+    module: Option<ModuleBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModuleBody {
+    name: String,
+    base64: String,
+}
+
+async fn deploy(State(api): State<Api>, Path(name): Path<String>, body: Bytes) -> Response {
+    let body: DeployBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "the body must be {{\"pipeline\": \"<file text>\", \"module\": {{\"name\", \"base64\"}}}}: {e}"
+                ),
+            )
+        }
+    };
+    let upload = match body.module {
+        Some(m) => match base64::engine::general_purpose::STANDARD.decode(m.base64.as_bytes()) {
+            Ok(bytes) => Some(Upload { file_name: m.name, bytes }),
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("module.base64 is not base64: {e}")),
+        },
+        None => None,
+    };
+    let supervisor = api.supervisor.clone();
+    match blocking(move || supervisor.deploy(&name, &body.pipeline, upload)).await {
+        Ok(Ok(deployed)) => Json(deployed).into_response(),
+        Ok(Err(refusal)) => refusal.into_response(),
+        Err(response) => response,
+    }
+}
+
+#[derive(Deserialize)]
+struct UndeployQuery {
+    #[serde(default)]
+    purge: bool,
+}
+
+async fn undeploy(State(api): State<Api>, Path(name): Path<String>, Query(q): Query<UndeployQuery>) -> Response {
+    let supervisor = api.supervisor.clone();
+    match blocking(move || supervisor.undeploy(&name, q.purge).map(|()| name)).await {
+        Ok(Ok(name)) => Json(json!({ "name": name, "undeployed": true, "purged": q.purge })).into_response(),
+        Ok(Err(refusal)) => refusal.into_response(),
+        Err(response) => response,
+    }
+}
+
+async fn act(State(api): State<Api>, Path((name, action)): Path<(String, String)>) -> Response {
+    let supervisor = api.supervisor.clone();
+    let result = blocking(move || match action.as_str() {
+        "pause" => supervisor.set_paused(&name, true).map(|()| json!({ "name": name, "paused": true })),
+        "resume" => supervisor.set_paused(&name, false).map(|()| json!({ "name": name, "paused": false })),
+        "rollback" => supervisor.rollback(&name).map(|d| json!(d)),
+        other => Err(Refusal {
+            domain: Domain::User,
+            not_found: true,
+            message: format!("no action `{other}`; there are pause, resume and rollback"),
+        }),
+    })
+    .await;
+    match result {
+        Ok(Ok(body)) => Json(body).into_response(),
+        Ok(Err(refusal)) => refusal.into_response(),
+        Err(response) => response,
+    }
+}

@@ -1,0 +1,156 @@
+//! The CLI's side of the HTTP API: `weir deploy | ps | status | pause | resume | rollback |
+//! undeploy` against a `weir serve`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _};
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use crate::pipeline::config::PipelineConfig;
+
+/// Where the server is, and the token to send.
+pub struct Client {
+    server: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+/// The data dir `weir serve` uses unless told: `$WEIR_DATA_DIR`, else `~/.local/share/weir`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("WEIR_DATA_DIR") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".local/share/weir")
+}
+
+/// The admin token: `--token-file`, else `$WEIR_ADMIN_TOKEN`, else the default data dir's.
+pub fn token(token_file: Option<&Path>) -> anyhow::Result<Option<String>> {
+    if let Some(file) = token_file {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("cannot read the token file {}", file.display()))?;
+        return Ok(Some(text.trim().to_owned()));
+    }
+    if let Ok(token) = std::env::var("WEIR_ADMIN_TOKEN") {
+        return Ok(Some(token.trim().to_owned()));
+    }
+    Ok(std::fs::read_to_string(default_data_dir().join("admin.token")).ok().map(|t| t.trim().to_owned()))
+}
+
+impl Client {
+    pub fn new(server: &str, token: Option<String>) -> Self {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(300)))
+            .build();
+        Self { server: server.trim_end_matches('/').to_owned(), token, agent: config.into() }
+    }
+
+    /// Sends a request and returns the JSON answer of a 2xx, or the server's error.
+    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.server);
+        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let sent = match (method, body) {
+            ("GET", _) => self.agent.get(&url).call(),
+            ("DELETE", _) => with_auth(self.agent.delete(&url), &auth).call(),
+            ("PUT", Some(b)) => with_auth(self.agent.put(&url), &auth).send_json(b),
+            (_, b) => with_auth(self.agent.post(&url), &auth).send_json(b.cloned().unwrap_or(json!({}))),
+        };
+        let mut response = sent.map_err(|e| anyhow!("cannot reach weir at {}: {e}", self.server))?;
+        let status = response.status();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if status.is_success() {
+            return Ok(value);
+        }
+        let message = value.get("error").and_then(Value::as_str).map_or_else(|| value.to_string(), str::to_owned);
+        bail!("{method} {path}: {status}: {message}")
+    }
+
+    pub fn status(&self, name: &str) -> anyhow::Result<Value> {
+        self.call("GET", &format!("/v1/pipelines/{name}"), None)
+    }
+
+    pub fn list(&self) -> anyhow::Result<Vec<Value>> {
+        let all = self.call("GET", "/v1/pipelines", None)?;
+        Ok(all.get("pipelines").and_then(Value::as_array).cloned().unwrap_or_default())
+    }
+
+    pub fn act(&self, name: &str, action: &str) -> anyhow::Result<Value> {
+        self.call("POST", &format!("/v1/pipelines/{name}/{action}"), None)
+    }
+
+    pub fn undeploy(&self, name: &str, purge: bool) -> anyhow::Result<Value> {
+        self.call("DELETE", &format!("/v1/pipelines/{name}?purge={purge}"), None)
+    }
+
+    /// Uploads a pipeline file and the module it names; returns the server's answer.
+    pub fn deploy(&self, pipeline: &Path) -> anyhow::Result<Value> {
+        let config = PipelineConfig::load(pipeline)?;
+        let text = std::fs::read_to_string(pipeline)?;
+        let module = std::fs::read(&config.module.path)
+            .with_context(|| format!("cannot read the module {}", config.module.path.display()))?;
+        let file_name = config.module.path.file_name().map_or("module.wasm".into(), |n| n.to_string_lossy());
+        let body = json!({
+            "pipeline": text,
+            "module": { "name": file_name, "base64": base64::engine::general_purpose::STANDARD.encode(&module) },
+        });
+        self.call("PUT", &format!("/v1/pipelines/{}", config.application_id), Some(&body))
+    }
+
+    /// Waits until pipeline `name` runs `version` (or is paused with it), or fails.
+    pub fn wait_running(&self, name: &str, version: u64, timeout: Duration) -> anyhow::Result<Value> {
+        let started = Instant::now();
+        loop {
+            let s = self.status(name)?;
+            let at = s.get("version").and_then(Value::as_u64);
+            match s.get("status").and_then(Value::as_str) {
+                Some("running" | "paused") if at == Some(version) => return Ok(s),
+                Some("failed") => {
+                    bail!("pipeline {name} failed: {}", s.get("error").and_then(Value::as_str).unwrap_or("(no error)"))
+                }
+                _ => {}
+            }
+            if started.elapsed() > timeout {
+                bail!("pipeline {name} is not running version {version} after {} s: {s}", timeout.as_secs());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn with_auth<B>(request: ureq::RequestBuilder<B>, auth: &Option<String>) -> ureq::RequestBuilder<B> {
+    match auth {
+        Some(a) => request.header("Authorization", a),
+        None => request,
+    }
+}
+
+/// `weir ps`: one line a pipeline.
+pub fn print_table(pipelines: &[Value], out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<28} {:<10} {:>7} {:>10} {:>10} {:>10} {:>10}",
+        "NAME", "STATUS", "VERSION", "PARTITIONS", "IN/S", "OUT/S", "LAG"
+    )?;
+    for p in pipelines {
+        let text = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("-").to_owned();
+        let number = |k: &str| p.get(k).and_then(Value::as_f64).map_or("-".to_owned(), |n| format!("{n:.0}"));
+        let partitions = p.get("partitions").and_then(Value::as_array).map_or(0, Vec::len);
+        writeln!(
+            out,
+            "{:<28} {:<10} {:>7} {:>10} {:>10} {:>10} {:>10}",
+            text("name"),
+            text("status"),
+            number("version"),
+            partitions,
+            number("rate_in"),
+            number("rate_out"),
+            number("lag")
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! `weir serve`: a supervisor over a data dir, its pipelines started as they were left, and the
+//! HTTP API in front, until SIGTERM or SIGINT (every pipeline then commits and leaves its group).
+//! Also `weir run --admin`: the read-only routes beside one pipeline.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+
+use crate::admin;
+use crate::datadir::DataDir;
+use crate::engine::{ComponentCache, Engine, EngineOptions};
+use crate::metrics::Metrics;
+use crate::supervisor::Supervisor;
+
+/// What `weir serve` was asked for.
+pub struct Serve {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub token_file: Option<PathBuf>,
+    pub max_upload_mib: usize,
+    pub cache_dir: Option<PathBuf>,
+    /// Meter fuel on every guest (a pipeline's `fuel` then applies).
+    pub fuel: bool,
+    pub max_instances: u32,
+}
+
+/// The token given explicitly: `--token-file`, else `$WEIR_ADMIN_TOKEN`.
+fn given_token(file: Option<&PathBuf>) -> anyhow::Result<Option<String>> {
+    if let Some(file) = file {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("cannot read --token-file {}", file.display()))?;
+        let token = text.trim().to_owned();
+        if token.len() < 16 {
+            bail!("the token in {} is shorter than 16 characters", file.display());
+        }
+        return Ok(Some(token));
+    }
+    Ok(std::env::var("WEIR_ADMIN_TOKEN").ok().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()))
+}
+
+/// Stops on SIGINT or SIGTERM.
+fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone())?;
+    }
+    Ok(stop)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("weir-http")
+        .enable_all()
+        .build()
+        .context("cannot start the HTTP runtime")
+}
+
+pub fn run(serve: Serve, out: &mut dyn Write) -> anyhow::Result<()> {
+    let explicit = given_token(serve.token_file.as_ref())?;
+    if !serve.listen.ip().is_loopback() && explicit.is_none() {
+        bail!(
+            "weir listens beyond loopback ({}) only with an explicitly given token (--token-file or WEIR_ADMIN_TOKEN)",
+            serve.listen
+        );
+    }
+    let data = DataDir::open(&serve.data_dir)?;
+    let token = match explicit {
+        Some(t) => t,
+        None => data.token()?,
+    };
+    let engine = Engine::new(EngineOptions {
+        // The most any one pipeline's instances may use; each pipeline sets its own limit.
+        memory_limit: 4 << 30,
+        fuel: serve.fuel.then_some(u64::MAX),
+        cache_dir: serve.cache_dir.clone().or_else(ComponentCache::default_dir),
+        max_instances: serve.max_instances,
+        ..EngineOptions::default()
+    })?;
+    let supervisor = Supervisor::new(engine, Metrics::new(), Some(data));
+    let stop = stop_on_signals()?;
+    let rt = runtime()?;
+    let options = admin::Options { listen: serve.listen, token: Some(token), max_upload: serve.max_upload_mib << 20 };
+    let (address, server) = rt.block_on(admin::bind(supervisor.clone(), options))?;
+    let server = rt.spawn(server);
+    let restored = supervisor.restore_all()?;
+    writeln!(
+        out,
+        "weir serve: listening on http://{address} ({restored} pipelines from {})",
+        serve.data_dir.display()
+    )?;
+    out.flush()?;
+    tracing::info!(%address, restored, "serving");
+    while !stop.load(Ordering::SeqCst) {
+        if server.is_finished() {
+            supervisor.shutdown();
+            bail!("the HTTP server stopped");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tracing::info!("stopping: every pipeline commits and leaves its group");
+    supervisor.shutdown();
+    server.abort();
+    rt.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}
+
+/// Serves the read-only routes of `supervisor` on `listen` from a background thread, for
+/// `weir run --admin`. Returns the bound address.
+pub fn admin_beside(supervisor: Supervisor, listen: SocketAddr) -> anyhow::Result<SocketAddr> {
+    let rt = runtime()?;
+    let options = admin::Options { listen, token: None, max_upload: 1 << 20 };
+    let (address, server) = rt.block_on(admin::bind(supervisor, options))?;
+    std::thread::Builder::new().name("weir-admin".into()).spawn(move || {
+        if let Err(e) = rt.block_on(server) {
+            tracing::error!("the admin server stopped: {e}");
+        }
+    })?;
+    Ok(address)
+}

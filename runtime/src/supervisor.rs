@@ -1,0 +1,670 @@
+//! The supervisor: owns the pipelines of a process and their threads, and is the only thing that
+//! starts, stops, pauses, swaps and reads them. `weir serve` is a supervisor with a data dir and
+//! an HTTP API; `weir run` is a supervisor with one pipeline from a file.
+//!
+//! A deployment is prepared before anything running is touched (vector's topology controller
+//! does the same): the module is compiled, linked, instantiated with the pipeline's config and
+//! `init` called. Only then does it reach the pipeline, which swaps it in at its next commit
+//! boundary, over the same state stores and offsets. A change the pipeline cannot take in place
+//! (inputs, guarantee, state_dir, ...) restarts it: commit, leave the group, start again.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::datadir::{DataDir, Deployment, Version};
+use crate::engine::{Engine, Module};
+use crate::error::{Domain, LoadError};
+use crate::metrics::{Metrics, PipelineMetrics};
+use crate::pipeline::config::PipelineConfig;
+use crate::pipeline::control::{now_ms, PartitionSnapshot, Phase, RestoreProgress};
+use crate::pipeline::{channel, Attach, Command, Handle, Pipeline, Prepared, Stats};
+use crate::state::MemoryStore;
+
+/// How long a deploy waits for the running pipeline to reach a commit boundary and swap.
+const SWAP_WAIT: Duration = Duration::from_secs(120);
+/// A running pipeline whose loop has not gone round for this long is stuck.
+const STUCK_AFTER_MS: u64 = 120_000;
+
+/// Why a request to the supervisor failed, and whose fault that is.
+#[derive(Debug)]
+pub struct Refusal {
+    pub domain: Domain,
+    /// No such pipeline.
+    pub not_found: bool,
+    pub message: String,
+}
+
+impl Refusal {
+    fn user(message: impl Into<String>) -> Self {
+        Self { domain: Domain::User, not_found: false, message: message.into() }
+    }
+    fn not_found(name: &str) -> Self {
+        Self { domain: Domain::User, not_found: true, message: format!("no pipeline named `{name}`") }
+    }
+    fn internal(e: impl std::fmt::Display) -> Self {
+        Self { domain: Domain::Internal, not_found: false, message: format!("{e:#}") }
+    }
+    fn load(e: LoadError) -> Self {
+        Self { domain: e.domain(), not_found: false, message: e.to_string() }
+    }
+    fn external(e: impl std::fmt::Display) -> Self {
+        Self { domain: Domain::External, not_found: false, message: format!("{e:#}") }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// A module to deploy: its file name and bytes.
+pub struct Upload {
+    pub file_name: String,
+    pub bytes: Vec<u8>,
+}
+
+/// What a deploy or rollback did.
+#[derive(Debug, Serialize)]
+pub struct Deployed {
+    pub name: String,
+    pub version: u32,
+    pub digest: String,
+    /// `started`, `swapped` (in place, same state and offsets) or `restarted` (with why).
+    pub action: &'static str,
+    pub notice: Option<String>,
+}
+
+/// A pipeline's status, for the API and the CLI.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub name: String,
+    pub status: Phase,
+    pub error: Option<String>,
+    pub notice: Option<String>,
+    pub version: Option<u32>,
+    pub digest: Option<String>,
+    /// When the live version was deployed, ms since the epoch.
+    pub deployed_at: Option<u64>,
+    /// The versions kept for rollbacks.
+    pub versions: Vec<u32>,
+    pub partitions: Vec<PartitionSnapshot>,
+    pub consumed: u64,
+    pub produced: u64,
+    pub rate_in: f64,
+    pub rate_out: f64,
+    /// The sum of the partitions' lags, when all are known.
+    pub lag: Option<i64>,
+    pub since_last_commit_ms: Option<u64>,
+    pub restore: Option<RestoreProgress>,
+    pub restored_records: u64,
+}
+
+/// A pipeline that is not ready, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotReady {
+    pub name: String,
+    pub status: Phase,
+    pub reason: String,
+}
+
+/// One pipeline's slot: the handle of its loop, and what it was started from.
+struct Slot {
+    handle: Handle,
+    thread: Option<JoinHandle<anyhow::Result<Stats>>>,
+    metrics: PipelineMetrics,
+    /// The file it runs (with the module path and state dir as resolved); none for a pipeline
+    /// whose file could not be read back.
+    config: Option<PipelineConfig>,
+    deployment: Deployment,
+}
+
+impl Slot {
+    /// Whether the loop still runs (it ends when it failed or was stopped).
+    fn alive(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Stops the loop (it commits and leaves the group) and waits for it.
+    fn stop(&mut self) -> Option<anyhow::Result<Stats>> {
+        self.handle.stop();
+        let thread = self.thread.take()?;
+        match thread.join() {
+            Ok(result) => Some(result),
+            Err(_) => Some(Err(anyhow::anyhow!("the pipeline thread panicked"))),
+        }
+    }
+}
+
+struct Inner {
+    engine: Engine,
+    metrics: Metrics,
+    data: Option<DataDir>,
+    pipelines: Mutex<BTreeMap<String, Slot>>,
+    /// Serializes deployments and other changes, so two cannot interleave.
+    changes: Mutex<()>,
+}
+
+/// The pipelines of this process. Cheap to clone; the HTTP layer holds one.
+#[derive(Clone)]
+pub struct Supervisor {
+    inner: Arc<Inner>,
+}
+
+impl Supervisor {
+    /// A supervisor that records its pipelines in `data` (`weir serve`), or nowhere (`weir run`).
+    pub fn new(engine: Engine, metrics: Metrics, data: Option<DataDir>) -> Self {
+        let inner = Inner { engine, metrics, data, pipelines: Mutex::new(BTreeMap::new()), changes: Mutex::new(()) };
+        Self { inner: Arc::new(inner) }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    fn pipelines(&self) -> MutexGuard<'_, BTreeMap<String, Slot>> {
+        self.inner.pipelines.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn changes(&self) -> MutexGuard<'_, ()> {
+        self.inner.changes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Starts every pipeline the data dir records, as it was (running or paused).
+    pub fn restore_all(&self) -> anyhow::Result<usize> {
+        let Some(data) = &self.inner.data else { return Ok(0) };
+        let deployments = data.deployments()?;
+        let _changes = self.changes();
+        for deployment in &deployments {
+            let started = self.live_config(deployment).and_then(|(config, module)| {
+                self.start(config, module, deployment.clone(), deployment.paused).map_err(|e| e.message)
+            });
+            if let Err(e) = started {
+                // Kept as a failed pipeline with its error, so the rest of the sidecar runs.
+                tracing::error!(pipeline = %deployment.name, "cannot start: {e}");
+                self.record_failed(deployment, e);
+            }
+        }
+        Ok(deployments.len())
+    }
+
+    /// The live version's config and module, from the data dir.
+    fn live_config(&self, deployment: &Deployment) -> Result<(PipelineConfig, Module), String> {
+        let data = self.inner.data.as_ref().ok_or("no data dir")?;
+        let live = deployment.live().ok_or_else(|| format!("live version {} is not kept", deployment.live))?;
+        let config = self.resolve(&live.pipeline, &live.digest).map_err(|e| e.message)?;
+        let bytes = data.module(&live.digest).map_err(|e| format!("{e:#}"))?;
+        let module = self.load(&deployment.name, live, &bytes, &config).map_err(|e| e.message)?;
+        Ok((config, module))
+    }
+
+    /// A slot for a pipeline that could not even start, so it shows as failed.
+    fn record_failed(&self, deployment: &Deployment, error: String) {
+        let (handle, inbox) = channel(Arc::new(AtomicBool::new(false)));
+        inbox.view.update(|s| {
+            s.status = Phase::Failed;
+            s.error = Some(error);
+            s.version = Some(deployment.live);
+            s.digest = deployment.live().map(|v| v.digest.clone());
+        });
+        let metrics = self.inner.metrics.pipeline(&deployment.name);
+        metrics.set_status(Phase::Failed.as_str());
+        let config = deployment.live().and_then(|v| self.resolve(&v.pipeline, &v.digest).ok());
+        let slot = Slot { handle, thread: None, metrics, config, deployment: deployment.clone() };
+        self.pipelines().insert(deployment.name.clone(), slot);
+    }
+
+    /// Parses a pipeline file for the data dir: the module is the stored one, and state lives
+    /// under the data dir unless the file says where.
+    fn resolve(&self, text: &str, digest: &str) -> Result<PipelineConfig, Refusal> {
+        let mut config = PipelineConfig::parse(text).map_err(|e| Refusal::user(format!("pipeline file: {e}")))?;
+        if let Some(data) = &self.inner.data {
+            config.module.path = data.module_path(digest);
+            if config.state_dir.is_none() {
+                config.state_dir = Some(data.state_dir());
+            }
+        }
+        Ok(config)
+    }
+
+    /// Loads, links and tries a module: instantiated over an empty store with the pipeline's
+    /// config, `init` included. Nothing running is touched.
+    fn load(&self, name: &str, version: &Version, bytes: &[u8], config: &PipelineConfig) -> Result<Module, Refusal> {
+        let shown = format!("{} (pipeline `{name}` version {})", version.module_name, version.version);
+        let stem = std::path::Path::new(&version.module_name)
+            .file_stem()
+            .map_or_else(|| "processor".to_owned(), |s| s.to_string_lossy().into_owned());
+        let module = self.inner.engine.load_bytes(&stem, &shown, bytes).map_err(Refusal::load)?;
+        let module = module.with_limits(config.limits()).map_err(Refusal::load)?;
+        let module_config: Vec<(String, String)> = config.module.config.clone().into_iter().collect();
+        let topic = config.inputs.first().map_or("", String::as_str);
+        module.instantiate(topic, 0, Box::new(MemoryStore::new()), &module_config).map_err(Refusal::load)?;
+        Ok(module)
+    }
+
+    /// Starts a pipeline thread and records its slot.
+    fn start(
+        &self,
+        config: PipelineConfig,
+        module: Module,
+        deployment: Deployment,
+        paused: bool,
+    ) -> Result<(), Refusal> {
+        let name = deployment.name.clone();
+        let (handle, inbox) = channel(Arc::new(AtomicBool::new(false)));
+        let metrics = self.inner.metrics.pipeline(&name);
+        let version = deployment.live().map(|v| (v.version, v.digest.clone()));
+        let attach = Attach { metrics: metrics.clone(), view: inbox.view.clone(), version, paused, status_line: false };
+        let thread_config = config.clone();
+        let thread_metrics = metrics.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("weir-{name}"))
+            .spawn(move || run_pipeline(thread_config, module, attach, &inbox, None, &thread_metrics))
+            .map_err(Refusal::internal)?;
+        let slot = Slot { handle, thread: Some(thread), metrics, config: Some(config), deployment };
+        if let Some(mut old) = self.pipelines().insert(name, slot) {
+            old.stop();
+        }
+        Ok(())
+    }
+
+    /// Deploys a new version of pipeline `name`: a new pipeline starts; a running one swaps
+    /// the module in place at its next commit boundary, or restarts when the change cannot
+    /// apply in place; a failed one starts again from its committed offsets.
+    pub fn deploy(&self, name: &str, pipeline: &str, upload: Option<Upload>) -> Result<Deployed, Refusal> {
+        let data = self.inner.data.clone().ok_or_else(|| Refusal::user("this weir takes no deployments"))?;
+        let _changes = self.changes();
+        let parsed = PipelineConfig::parse(pipeline).map_err(|e| Refusal::user(format!("pipeline file: {e}")))?;
+        if parsed.application_id != name {
+            return Err(Refusal::user(format!(
+                "the pipeline file's application_id is `{}`, but it was deployed as `{name}`; they must agree",
+                parsed.application_id
+            )));
+        }
+        let existing = self.pipelines().get(name).map(|s| (s.deployment.clone(), s.alive(), s.config.clone()));
+        let upload = match upload {
+            Some(u) => u,
+            None => {
+                let live = existing.as_ref().and_then(|(d, _, _)| d.live().cloned());
+                let live =
+                    live.ok_or_else(|| Refusal::user("no module was uploaded, and the pipeline has none yet"))?;
+                let bytes = data.module(&live.digest).map_err(Refusal::internal)?;
+                Upload { file_name: live.module_name, bytes }
+            }
+        };
+        let digest = data.put_module(&upload.bytes).map_err(Refusal::internal)?;
+        let mut deployment = existing.as_ref().map(|(d, _, _)| d.clone()).unwrap_or_else(|| Deployment {
+            name: name.to_owned(),
+            paused: false,
+            live: 0,
+            versions: Vec::new(),
+        });
+        let version = Version {
+            version: deployment.next_number(),
+            digest: digest.clone(),
+            module_name: upload.file_name,
+            pipeline: pipeline.to_owned(),
+            deployed_at: now_ms(),
+        };
+        let config = self.resolve(pipeline, &digest)?;
+        let module = self.load(name, &version, &upload.bytes, &config)?;
+        let number = version.version;
+        let mut next = deployment.clone();
+        next.push(version);
+        let (action, notice) = match existing {
+            Some((_, true, Some(running))) => match in_place(&running, &config) {
+                Ok(()) => {
+                    self.swap(name, module, &config, number, &digest)?;
+                    ("swapped", None)
+                }
+                Err(why) => {
+                    self.stop_slot(name);
+                    self.start(config, module, next.clone(), next.paused)?;
+                    ("restarted", Some(format!("restarted, since {why} cannot change in place")))
+                }
+            },
+            _ => {
+                self.start(config, module, next.clone(), next.paused)?;
+                ("started", None)
+            }
+        };
+        deployment = next;
+        data.save(&deployment).map_err(Refusal::internal)?;
+        if let Some(slot) = self.pipelines().get_mut(name) {
+            slot.deployment = deployment;
+        }
+        tracing::info!(pipeline = name, version = number, digest = %digest, action, "deployed");
+        Ok(Deployed { name: name.to_owned(), version: number, digest, action, notice })
+    }
+
+    /// Hands a prepared module to a running pipeline and waits until it is swapped in.
+    fn swap(
+        &self,
+        name: &str,
+        module: Module,
+        config: &PipelineConfig,
+        version: u32,
+        digest: &str,
+    ) -> Result<(), Refusal> {
+        let view = {
+            let pipelines = self.pipelines();
+            let slot = pipelines.get(name).ok_or_else(|| Refusal::not_found(name))?;
+            let prepared = Prepared {
+                module,
+                config: config.module.config.clone().into_iter().collect(),
+                outputs: config.outputs.clone(),
+                version,
+                digest: digest.to_owned(),
+            };
+            slot.handle.view.update(|s| s.notice = None);
+            if !slot.handle.send(Command::Swap(Box::new(prepared))) {
+                return Err(Refusal::internal(format!("pipeline `{name}` is not running")));
+            }
+            slot.handle.view.clone()
+        };
+        let started = Instant::now();
+        loop {
+            let s = view.snapshot();
+            if s.version == Some(version) {
+                return Ok(());
+            }
+            if let Some(notice) = s.notice.filter(|n| n.contains("refused")) {
+                return Err(Refusal::user(notice));
+            }
+            if s.status == Phase::Failed {
+                return Err(Refusal::user(format!(
+                    "pipeline `{name}` failed before the swap: {}",
+                    s.error.unwrap_or_default()
+                )));
+            }
+            if started.elapsed() > SWAP_WAIT {
+                return Err(Refusal::external(format!(
+                    "pipeline `{name}` did not reach a commit boundary within {} s; the swap is still pending",
+                    SWAP_WAIT.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn stop_slot(&self, name: &str) -> Option<Slot> {
+        let mut slot = self.pipelines().remove(name)?;
+        if let Some(Err(e)) = slot.stop() {
+            tracing::warn!(pipeline = name, "stopped with an error: {e:#}");
+        }
+        Some(slot)
+    }
+
+    /// Swaps back to the version before the live one, the way a deploy swaps.
+    pub fn rollback(&self, name: &str) -> Result<Deployed, Refusal> {
+        let data = self.inner.data.clone().ok_or_else(|| Refusal::user("this weir takes no deployments"))?;
+        let _changes = self.changes();
+        let (deployment, alive, running) = {
+            let pipelines = self.pipelines();
+            let slot = pipelines.get(name).ok_or_else(|| Refusal::not_found(name))?;
+            (slot.deployment.clone(), slot.alive(), slot.config.clone())
+        };
+        let previous = deployment.previous().cloned().ok_or_else(|| {
+            Refusal::user(format!("pipeline `{name}` has no version before {} to roll back to", deployment.live))
+        })?;
+        let config = self.resolve(&previous.pipeline, &previous.digest)?;
+        let bytes = data.module(&previous.digest).map_err(Refusal::internal)?;
+        let module = self.load(name, &previous, &bytes, &config)?;
+        let mut next = deployment.clone();
+        next.live = previous.version;
+        let fits = running.as_ref().map_or(Err("the pipeline file".to_owned()), |r| in_place(r, &config));
+        let (action, notice) = match (alive, fits) {
+            (true, Ok(())) => {
+                self.swap(name, module, &config, previous.version, &previous.digest)?;
+                ("swapped", None)
+            }
+            (true, Err(why)) => {
+                self.stop_slot(name);
+                self.start(config, module, next.clone(), next.paused)?;
+                ("restarted", Some(format!("restarted, since {why} cannot change in place")))
+            }
+            (false, _) => {
+                self.stop_slot(name);
+                self.start(config, module, next.clone(), next.paused)?;
+                ("started", None)
+            }
+        };
+        data.save(&next).map_err(Refusal::internal)?;
+        if let Some(slot) = self.pipelines().get_mut(name) {
+            slot.deployment = next;
+        }
+        tracing::info!(pipeline = name, version = previous.version, "rolled back");
+        Ok(Deployed { name: name.to_owned(), version: previous.version, digest: previous.digest, action, notice })
+    }
+
+    /// Pauses (or resumes) a pipeline at its next commit boundary, and records it. Resuming a
+    /// failed pipeline starts it again from its committed offsets.
+    pub fn set_paused(&self, name: &str, paused: bool) -> Result<(), Refusal> {
+        let _changes = self.changes();
+        let (alive, mut deployment) = {
+            let pipelines = self.pipelines();
+            let slot = pipelines.get(name).ok_or_else(|| Refusal::not_found(name))?;
+            (slot.alive(), slot.deployment.clone())
+        };
+        deployment.paused = paused;
+        if alive {
+            let pipelines = self.pipelines();
+            if let Some(slot) = pipelines.get(name) {
+                slot.handle.send(if paused { Command::Pause } else { Command::Resume });
+            }
+        } else if !paused {
+            let (config, module) = self.live_config(&deployment).map_err(Refusal::user)?;
+            self.start(config, module, deployment.clone(), false)?;
+        }
+        if let Some(data) = &self.inner.data {
+            data.save(&deployment).map_err(Refusal::internal)?;
+        }
+        if let Some(slot) = self.pipelines().get_mut(name) {
+            slot.deployment = deployment;
+        }
+        Ok(())
+    }
+
+    /// Stops a pipeline (it commits and leaves the group) and forgets it; with `purge`, its
+    /// local state too. Kafka topics are never deleted.
+    pub fn undeploy(&self, name: &str, purge: bool) -> Result<(), Refusal> {
+        let _changes = self.changes();
+        let slot = self.stop_slot(name).ok_or_else(|| Refusal::not_found(name))?;
+        self.inner.metrics.forget(&slot.metrics);
+        if let Some(data) = &self.inner.data {
+            data.remove(name).map_err(Refusal::internal)?;
+        }
+        if purge {
+            if let Some(config) = &slot.config {
+                let dir = config.state_dir.clone().map(|d| d.join(&config.application_id));
+                if let Some(dir) = dir {
+                    match std::fs::remove_dir_all(&dir) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(Refusal::internal(format!("cannot delete {}: {e}", dir.display()))),
+                    }
+                }
+            }
+        }
+        tracing::info!(pipeline = name, purge, "undeployed");
+        Ok(())
+    }
+
+    pub fn status(&self, name: &str) -> Result<Status, Refusal> {
+        let pipelines = self.pipelines();
+        let slot = pipelines.get(name).ok_or_else(|| Refusal::not_found(name))?;
+        Ok(status_of(name, slot))
+    }
+
+    pub fn list(&self) -> Vec<Status> {
+        self.pipelines().iter().map(|(name, slot)| status_of(name, slot)).collect()
+    }
+
+    /// Ready when every pipeline runs or is paused with its state restored.
+    pub fn readiness(&self) -> Vec<NotReady> {
+        let mut not_ready = Vec::new();
+        for (name, slot) in self.pipelines().iter() {
+            let s = slot.handle.view.snapshot();
+            let reason = match s.status {
+                Phase::Running | Phase::Paused if s.restored => continue,
+                Phase::Running | Phase::Paused => "waiting for its partitions".to_owned(),
+                Phase::Restoring => match &s.restore {
+                    Some(r) => format!("restoring partition {}: {} of {} records", r.partition, r.restored, r.total),
+                    None => "restoring state".to_owned(),
+                },
+                Phase::Starting => "starting".to_owned(),
+                Phase::Failed => s.error.unwrap_or_else(|| "failed".to_owned()),
+                Phase::Stopped => "stopped".to_owned(),
+            };
+            not_ready.push(NotReady { name: name.clone(), status: s.status, reason });
+        }
+        not_ready
+    }
+
+    /// Alive unless a pipeline thread died without saying why (a panic) or a running loop is
+    /// stuck; a failed pipeline is not a dead process.
+    pub fn liveness(&self) -> Vec<String> {
+        let mut dead = Vec::new();
+        for (name, slot) in self.pipelines().iter() {
+            let s = slot.handle.view.snapshot();
+            let ended = matches!(s.status, Phase::Failed | Phase::Stopped);
+            if slot.thread.is_some() && !slot.alive() && !ended {
+                dead.push(format!("{name}: its thread ended unexpectedly"));
+            } else if slot.alive() && matches!(s.status, Phase::Running | Phase::Paused) {
+                let silent = slot.handle.view.silent_for_ms();
+                if silent > STUCK_AFTER_MS {
+                    dead.push(format!("{name}: its loop has not gone round for {} s", silent / 1000));
+                }
+            }
+        }
+        dead
+    }
+
+    /// Stops every pipeline: each commits and leaves its group.
+    pub fn shutdown(&self) {
+        let names: Vec<String> = self.pipelines().keys().cloned().collect();
+        for name in &names {
+            if let Some(slot) = self.pipelines().get(name) {
+                slot.handle.stop();
+            }
+        }
+        for name in names {
+            self.stop_slot(&name);
+        }
+    }
+
+    /// `weir run`: one pipeline from its file, on this thread, until `stop` is set or
+    /// `max_records` were consumed.
+    pub fn run_one(
+        &self,
+        config: PipelineConfig,
+        stop: Arc<AtomicBool>,
+        max_records: Option<u64>,
+    ) -> anyhow::Result<Stats> {
+        let module = self.inner.engine.load(&config.module.path)?;
+        let name = config.application_id.clone();
+        let (handle, inbox) = channel(stop);
+        let metrics = self.inner.metrics.pipeline(&name);
+        let attach = Attach {
+            metrics: metrics.clone(),
+            view: inbox.view.clone(),
+            version: None,
+            paused: false,
+            status_line: true,
+        };
+        let deployment = Deployment { name: name.clone(), paused: false, live: 0, versions: Vec::new() };
+        let slot = Slot { handle, thread: None, metrics: metrics.clone(), config: Some(config.clone()), deployment };
+        self.pipelines().insert(name, slot);
+        run_pipeline(config, module, attach, &inbox, max_records, &metrics)
+    }
+}
+
+/// Runs a pipeline to its end on this thread, publishing a failure in its view.
+fn run_pipeline(
+    config: PipelineConfig,
+    module: Module,
+    attach: Attach,
+    inbox: &crate::pipeline::Inbox,
+    max_records: Option<u64>,
+    metrics: &PipelineMetrics,
+) -> anyhow::Result<Stats> {
+    let name = config.application_id.clone();
+    let result = Pipeline::start(config, module, attach).and_then(|p| p.run(inbox, max_records));
+    if let Err(e) = &result {
+        tracing::error!(pipeline = %name, "failed: {e:#}");
+        inbox.view.update(|s| {
+            s.status = Phase::Failed;
+            s.error = Some(format!("{e:#}"));
+        });
+        metrics.set_status(Phase::Failed.as_str());
+    }
+    result
+}
+
+/// Whether the running pipeline can take `next` without a restart: only the module, its config
+/// and limits, and the outputs may differ.
+fn in_place(running: &PipelineConfig, next: &PipelineConfig) -> Result<(), String> {
+    let mut a = running.clone();
+    let mut b = next.clone();
+    for c in [&mut a, &mut b] {
+        c.module.path = PathBuf::new();
+        c.module.config.clear();
+        c.module.memory_limit_mib = 0;
+        c.module.deadline_ms = 0;
+        c.module.fuel = None;
+        c.outputs.clear();
+    }
+    let differ = |what: &str, x: String, y: String| if x != y { Some(what.to_owned()) } else { None };
+    let changed: Vec<String> = [
+        differ("inputs", format!("{:?}", a.inputs), format!("{:?}", b.inputs)),
+        differ("guarantee", format!("{:?}", a.guarantee), format!("{:?}", b.guarantee)),
+        differ("state_dir", format!("{:?}", a.state_dir), format!("{:?}", b.state_dir)),
+        differ("module.name", format!("{:?}", a.module.name), format!("{:?}", b.module.name)),
+        differ("bootstrap_servers", a.bootstrap_servers.clone(), b.bootstrap_servers.clone()),
+        differ("tables", format!("{:?}", a.tables), format!("{:?}", b.tables)),
+        differ("kafka", format!("{:?}", a.kafka), format!("{:?}", b.kafka)),
+        differ("auto_offset_reset", format!("{:?}", a.auto_offset_reset), format!("{:?}", b.auto_offset_reset)),
+        differ("instance_id", format!("{:?}", a.instance_id), format!("{:?}", b.instance_id)),
+        differ("commit_interval_ms", format!("{:?}", a.commit_interval_ms), format!("{:?}", b.commit_interval_ms)),
+        differ("batch_size", a.batch_size.to_string(), b.batch_size.to_string()),
+        differ("linger_ms", a.linger_ms.to_string(), b.linger_ms.to_string()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    match changed.is_empty() {
+        true => Ok(()),
+        false => Err(changed.join(", ")),
+    }
+}
+
+fn status_of(name: &str, slot: &Slot) -> Status {
+    let s = slot.handle.view.snapshot();
+    let live = slot.deployment.live();
+    let lag = s.partitions.iter().map(|p| p.lag).sum::<Option<i64>>();
+    Status {
+        name: name.to_owned(),
+        status: s.status,
+        error: s.error,
+        notice: s.notice,
+        version: s.version,
+        digest: s.digest,
+        deployed_at: live.map(|v| v.deployed_at),
+        versions: slot.deployment.versions.iter().map(|v| v.version).collect(),
+        partitions: s.partitions,
+        consumed: s.consumed,
+        produced: s.produced,
+        rate_in: s.rate_in,
+        rate_out: s.rate_out,
+        lag,
+        since_last_commit_ms: s.since_last_commit_ms,
+        restore: s.restore,
+        restored_records: s.restored_records,
+    }
+}
