@@ -1,5 +1,6 @@
 //! Bad input gets a one-line error that says what and where, and loses nothing.
 
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
 use std::path::Path;
 use weir_runtime::state::{RocksStore, StateStore};
 

@@ -1,5 +1,6 @@
 //! The engine through its library API: recovery after traps, the compile cache, rollback.
 
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
 use std::time::Duration;
 
 use weir_runtime::engine::{CacheOutcome, Engine, EngineOptions};

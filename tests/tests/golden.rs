@@ -1,5 +1,6 @@
 //! Every example through `weir test`, output compared line by line with `tests/golden/`.
 
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
 use std::path::Path;
 
 use weir_tests::{golden, guest, polyglot_cache, polyglot_guest, weir};

@@ -4,6 +4,7 @@
 //! with the aggregator SIGKILLed mid-stream, and a notification step joining each validated
 //! order with its payment within a window of event time.
 
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

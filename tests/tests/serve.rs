@@ -2,6 +2,10 @@
 //! one sidecar, hot swaps and rollbacks under exactly-once load, pause, a SIGKILL and a restart
 //! on the same data dir, the API's refusals, probes and metrics.
 
+// Helpers outside `#[test]` functions unwrap too; clippy.toml's allow-unwrap-in-tests covers
+// only the test functions themselves.
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -1,6 +1,7 @@
 //! Durable state against the real broker and RocksDB on disk: word counts stay exact across
 //! SIGKILL crashes, a lost state directory, and a move to another instance.
 
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;

@@ -2,6 +2,7 @@
 //! written after the stream started; co-partitioning is checked at start; a global table serves
 //! every partition.
 
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
 use std::collections::HashMap;
 use std::time::Duration;
 

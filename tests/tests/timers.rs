@@ -2,6 +2,7 @@
 //! with 5 s of grace, `guest-examples/windowed-count`) with late records inside and outside the
 //! grace period, and its window results (each a timer firing) exactly once across SIGKILLs.
 
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
