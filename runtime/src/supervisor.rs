@@ -536,7 +536,8 @@ impl Supervisor {
             let ended = matches!(s.status, Phase::Failed | Phase::Stopped);
             if slot.thread.is_some() && !slot.alive() && !ended {
                 dead.push(format!("{name}: its thread ended unexpectedly"));
-            } else if slot.alive() && matches!(s.status, Phase::Running | Phase::Paused) {
+            } else if (slot.thread.is_none() || slot.alive()) && matches!(s.status, Phase::Running | Phase::Paused) {
+                // (`weir run` drives its one pipeline on the main thread: no thread handle.)
                 let silent = slot.handle.view.silent_for_ms();
                 if silent > STUCK_AFTER_MS {
                     dead.push(format!("{name}: its loop has not gone round for {} s", silent / 1000));

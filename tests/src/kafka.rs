@@ -242,6 +242,10 @@ impl Weir {
         Self { child, log }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// What it logged so far.
     pub fn log(&self) -> String {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
@@ -288,15 +292,20 @@ impl Weir {
     /// SIGTERM, then waits for a clean exit; panics with the log if it was not clean. Returns
     /// the log.
     pub fn stop(mut self) -> String {
-        // SAFETY: sending a signal to our own child by its PID.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        let status = self.child.wait().unwrap_or_else(|e| panic!("waiting for weir: {e}"));
+        let status = terminate(&mut self.child);
         assert!(status.success(), "weir did not stop cleanly ({status}):\n{}", self.log());
         self.drain_log();
         self.log()
     }
+}
+
+/// Sends SIGTERM to our own child and waits for it to exit.
+pub fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    // SAFETY: sending a signal to our own child by its PID.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    child.wait().unwrap_or_else(|e| panic!("waiting for weir: {e}"))
 }
 
 impl Drop for Weir {

@@ -77,6 +77,10 @@ impl Server {
         Self { child, url, token, data_dir: data_dir.to_path_buf(), log, agent: agent() }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log(&self) -> String {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
@@ -188,11 +192,7 @@ impl Server {
 
     /// SIGTERM, and a clean exit; returns the log.
     pub fn stop(mut self) -> String {
-        // SAFETY: a signal to our own child, by its PID.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        let status = self.child.wait().unwrap_or_else(|e| panic!("waiting for weir serve: {e}"));
+        let status = crate::kafka::terminate(&mut self.child);
         std::thread::sleep(Duration::from_millis(200));
         assert!(status.success(), "weir serve did not stop cleanly ({status}):\n{}", self.log());
         self.log()
