@@ -68,6 +68,7 @@ step "benchmarks (figures only; speed is not asserted in tests)"
 python3 -m pip install -q quixstreams >&2 || echo "pip could not install quixstreams; its comparison will say so" >&2
 cargo bench -p weir-tests --bench engine
 cargo bench -p weir-tests --bench pipeline
+cargo bench -p weir-tests --bench serve
 
 step "the checkout is as the tests found it"
 tracked_after=$(git status --porcelain --untracked-files=no)

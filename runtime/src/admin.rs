@@ -60,18 +60,14 @@ pub async fn bind(
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.listen))?;
     let address = listener.local_addr()?;
     let api = Api { supervisor, token: options.token.clone() };
-    let mut app = Router::new()
+    // Without a token every mutating route answers 405 (see `authorize`).
+    let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/v1/pipelines", get(list));
-    app = if options.token.is_some() {
-        app.route("/v1/pipelines/{name}", get(status).put(deploy).delete(undeploy))
-            .route("/v1/pipelines/{name}/{action}", post(act))
-    } else {
-        app.route("/v1/pipelines/{name}", get(status))
-    };
-    let app = app
+        .route("/v1/pipelines", get(list))
+        .route("/v1/pipelines/{name}", get(status).put(deploy).delete(undeploy))
+        .route("/v1/pipelines/{name}/{action}", post(act))
         .layer(middleware::from_fn_with_state(api.clone(), authorize))
         .layer(DefaultBodyLimit::max(options.max_upload))
         .with_state(api);

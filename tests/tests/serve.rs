@@ -437,3 +437,37 @@ fn readiness_waits_for_a_large_store_to_restore_while_liveness_holds() {
     assert_eq!(out[0].value.as_deref(), Some("2"), "counting went on from the restored state");
     server.stop();
 }
+
+#[test]
+fn weir_run_with_admin_serves_probes_metrics_and_status_read_only() {
+    let s = Sidecar::new();
+    let (input, output) = s.topics(1);
+    let app = unique("run-admin");
+    let file = s.pipeline(&app, "uppercase", &input, &output, "");
+    produce(&s.bootstrap, &input, &numbered(0..50), None);
+    let mut weir = weir_tests::kafka::Weir::start(Path::new(BIN), &file, &["--admin", "127.0.0.1:0"], &s.cache);
+    weir.wait_for_log("admin on http://", LONG);
+    let log = weir.log();
+    let url = log.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_owned();
+    assert_eq!(read_committed(&s.bootstrap, &output, 50, QUIET, LONG).len(), 50);
+    let agent = weir_tests::serve::agent();
+    let get = |path: &str| {
+        let mut r = agent.get(format!("{url}{path}")).call().unwrap();
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    };
+    assert_eq!(get("/healthz").0, 200);
+    let started = Instant::now();
+    while get("/readyz").0 != 200 {
+        assert!(started.elapsed() < LONG, "never ready: {}", get("/readyz").1);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    while metric(&get("/metrics").1, "weir_records_consumed_total", &[("pipeline", &app)]) < 50.0 {
+        assert!(started.elapsed() < LONG, "{}", get("/metrics").1);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, body) = get(&format!("/v1/pipelines/{app}"));
+    assert_eq!(status, 200, "{body}");
+    let refused = agent.post(format!("{url}/v1/pipelines/{app}/pause")).send_json(json!({})).unwrap().status().as_u16();
+    assert_eq!(refused, 405, "weir run --admin changes nothing");
+    weir.stop();
+}

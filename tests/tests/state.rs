@@ -18,7 +18,7 @@ const PARTITIONS: i32 = 4;
 fn stored_counts(state_dir: &Path, app: &str) -> HashMap<String, u64> {
     let mut counts = HashMap::new();
     for p in 0..PARTITIONS {
-        let path = state_dir.join(app).join("word_count").join(format!("partition-{p}"));
+        let path = state_dir.join(app).join("state").join(format!("partition-{p}"));
         if !path.exists() {
             continue;
         }
