@@ -63,6 +63,13 @@ fn watch(bootstrap: &str, topic: &str, stop: Arc<AtomicBool>) -> std::thread::Jo
     })
 }
 
+/// `dir/name`, created.
+fn folder(dir: &Path, name: impl AsRef<Path>) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+    path
+}
+
 fn longest_gap(arrivals: &[Instant]) -> Duration {
     arrivals.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default()
 }
@@ -74,8 +81,8 @@ fn swap_pause(bootstrap: &str, dir: &Path, cache: &Path) {
     let server = Server::start(Path::new(BIN), &dir.join("swap-data"), cache, &[]);
     let app = unique("bench-swap");
     let extra = "guarantee = \"exactly-once\"";
-    let v1 = pipeline_file(&dir.join("v1"), &app, bootstrap, &input, &output, &guest("uppercase"), extra);
-    let v2 = pipeline_file(&dir.join("v2"), &app, bootstrap, &input, &output, &guest("reversed"), extra);
+    let v1 = pipeline_file(&folder(dir, "v1"), &app, bootstrap, &input, &output, &guest("uppercase"), extra);
+    let v2 = pipeline_file(&folder(dir, "v2"), &app, bootstrap, &input, &output, &guest("reversed"), extra);
     // Compile v2 into the cache first: the figure is the swap, not a cold compile.
     let warm = weir_tests::weir(&["inspect", &guest("reversed").to_string_lossy()], cache);
     assert!(warm.ok, "{:?}", warm.error);
@@ -132,7 +139,7 @@ fn time_deploy(server: &Server, bootstrap: &str, dir: &Path, module: &Path) -> D
     create_topic(bootstrap, &output, 1);
     produce(bootstrap, &input, &numbered(0..10), None);
     let app = unique("bench-deploy");
-    let file = pipeline_file(&dir.join(&app), &app, bootstrap, &input, &output, module, "");
+    let file = pipeline_file(&folder(dir, &app), &app, bootstrap, &input, &output, module, "");
     let started = Instant::now();
     server.deploy(&file);
     let out = read_committed(bootstrap, &output, 1, Duration::from_secs(60), Duration::from_secs(120));
@@ -147,7 +154,7 @@ fn time_run(bootstrap: &str, dir: &Path, module: &Path, cache: &Path) -> Duratio
     create_topic(bootstrap, &output, 1);
     produce(bootstrap, &input, &numbered(0..10), None);
     let app = unique("bench-run");
-    let file = pipeline_file(&dir.join(&app), &app, bootstrap, &input, &output, module, "");
+    let file = pipeline_file(&folder(dir, &app), &app, bootstrap, &input, &output, module, "");
     let started = Instant::now();
     let weir = Weir::start(Path::new(BIN), &file, &[], cache);
     let out = read_committed(bootstrap, &output, 1, Duration::from_secs(60), Duration::from_secs(120));
@@ -198,7 +205,7 @@ fn memory(bootstrap: &str, dir: &Path, cache: &Path) {
             create_topic(bootstrap, &input, 1);
             create_topic(bootstrap, &output, 1);
             let app = unique(&format!("bench-idle{i}"));
-            let file = pipeline_file(&dir.join(&app), &app, bootstrap, &input, &output, &guest("uppercase"), "");
+            let file = pipeline_file(&folder(dir, &app), &app, bootstrap, &input, &output, &guest("uppercase"), "");
             (app, file)
         })
         .collect();

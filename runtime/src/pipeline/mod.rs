@@ -218,7 +218,7 @@ impl Pipeline {
     /// were consumed), then commits what is done and leaves the group. Commands from `inbox`
     /// apply at commit boundaries.
     pub fn run(mut self, inbox: &Inbox, max_records: Option<u64>) -> anyhow::Result<Stats> {
-        let mut status = status::Status::new(self.status_line);
+        let mut status = status::Status::new(self.status_line, &self.work.config);
         let done = |stats: &Stats| max_records.is_some_and(|max| stats.consumed >= max);
         let view = inbox.view.clone();
         while !view.stopping() && !done(&self.work.stats) {

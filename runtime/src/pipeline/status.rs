@@ -2,12 +2,16 @@
 //! (rates, lag per partition, time since the last commit), its gauges (lag, state store size),
 //! and on a terminal a live status line (records/s in and out, lag); a log line otherwise.
 
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::Consumer as _;
-use rdkafka::Offset;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::{Offset, TopicPartitionList};
 
+use super::config::PipelineConfig;
 use super::control::PartitionSnapshot;
 use super::Work;
 use crate::kafka::Consumer;
@@ -45,13 +49,22 @@ pub(super) struct Status {
     last: Instant,
     last_logged: Instant,
     last_stats: Stats,
+    offsets: Offsets,
 }
 
 impl Status {
-    pub fn new(status_line: bool) -> Self {
+    pub fn new(status_line: bool, config: &PipelineConfig) -> Self {
         let terminal = status_line && std::io::stderr().is_terminal();
         let now = Instant::now();
-        Self { terminal, log_every: Duration::from_secs(30), last: now, last_logged: now, last_stats: Stats::default() }
+        let offsets = Offsets::start(config);
+        Self {
+            terminal,
+            log_every: Duration::from_secs(30),
+            last: now,
+            last_logged: now,
+            last_stats: Stats::default(),
+            offsets,
+        }
     }
 
     /// Publishes the snapshot and the gauges when a second has passed.
@@ -64,7 +77,7 @@ impl Status {
         let secs = elapsed.as_secs_f64();
         let rate_in = (stats.consumed - self.last_stats.consumed) as f64 / secs;
         let rate_out = (stats.produced - self.last_stats.produced) as f64 / secs;
-        let partitions = lags(consumer);
+        let partitions = self.offsets.lags(consumer);
         for p in &partitions {
             if let Some(lag) = p.lag {
                 work.metrics.set_lag(&p.topic, p.partition, lag);
@@ -107,35 +120,107 @@ impl Status {
     }
 }
 
-/// Every assigned partition, with the records between the consumer's position and its end.
-fn lags(consumer: &Consumer) -> Vec<PartitionSnapshot> {
-    let Ok(position) = consumer.position() else { return Vec::new() };
-    let mut partitions = Vec::new();
-    for e in position.elements() {
-        let high = consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_millis(500)).ok().map(|w| w.1);
-        let lag = match (e.offset(), high) {
-            (Offset::Offset(at), Some(high)) => Some((high - at).max(0)),
-            // Nothing consumed yet: everything from the start (or the committed offset) is lag.
-            (_, Some(high)) => committed_lag(consumer, e.topic(), e.partition(), high),
-            _ => None,
-        };
-        partitions.push(PartitionSnapshot { topic: e.topic().to_owned(), partition: e.partition(), lag });
-    }
-    partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-    partitions
+/// What a partition's lag is measured against, as last fetched.
+#[derive(Debug, Clone, Copy)]
+struct Marks {
+    low: i64,
+    high: i64,
+    committed: Option<i64>,
 }
 
-/// The lag of a partition this consumer has not read from yet: from its committed offset, or
-/// from its start.
-fn committed_lag(consumer: &Consumer, topic: &str, partition: i32, high: i64) -> Option<i64> {
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    tpl.add_partition(topic, partition);
-    let committed = consumer.committed_offsets(tpl, Duration::from_millis(500)).ok()?;
-    match committed.elements().first()?.offset() {
-        Offset::Offset(at) => Some((high - at).max(0)),
-        _ => {
-            let (low, _) = consumer.fetch_watermarks(topic, partition, Duration::from_millis(500)).ok()?;
-            Some((high - low).max(0))
+type Partition = (String, i32);
+
+/// The partitions' watermarks and committed offsets, fetched every second on a thread of their
+/// own with a client of their own: asking on the pipeline's consumer would queue behind its
+/// fetches and hold up the data path.
+struct Offsets {
+    wanted: Arc<Mutex<Vec<Partition>>>,
+    marks: Arc<Mutex<HashMap<Partition, Marks>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Offsets {
+    fn start(config: &PipelineConfig) -> Self {
+        let wanted: Arc<Mutex<Vec<Partition>>> = Arc::default();
+        let marks: Arc<Mutex<HashMap<Partition, Marks>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        // In the application's group, to read its committed offsets; it never joins it.
+        let client: Result<BaseConsumer, _> = crate::kafka::base(config)
+            .set("group.id", &config.application_id)
+            .set("enable.auto.commit", "false")
+            .create();
+        match client {
+            Ok(client) => {
+                let (wanted, marks, stop) = (wanted.clone(), marks.clone(), stop.clone());
+                let spawned = std::thread::Builder::new()
+                    .name(format!("weir-lag-{}", config.application_id))
+                    .spawn(move || fetch_marks(&client, &wanted, &marks, &stop));
+                if let Err(e) = spawned {
+                    tracing::warn!("cannot start the thread that measures lag: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("cannot create the client that measures lag: {e}"),
         }
+        Self { wanted, marks, stop }
+    }
+
+    /// Every assigned partition, with the records between the consumer's position (or the
+    /// committed offset, or the start) and its end.
+    fn lags(&self, consumer: &Consumer) -> Vec<PartitionSnapshot> {
+        let Ok(position) = consumer.position() else { return Vec::new() };
+        let marks = self.marks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let mut partitions = Vec::new();
+        let mut wanted = Vec::new();
+        for e in position.elements() {
+            let key = (e.topic().to_owned(), e.partition());
+            let lag = marks.get(&key).map(|m| {
+                let at = match e.offset() {
+                    Offset::Offset(at) => at,
+                    _ => m.committed.unwrap_or(m.low),
+                };
+                (m.high - at).max(0)
+            });
+            partitions.push(PartitionSnapshot { topic: key.0.clone(), partition: key.1, lag });
+            wanted.push(key);
+        }
+        *self.wanted.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = wanted;
+        partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        partitions
+    }
+}
+
+impl Drop for Offsets {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn fetch_marks(
+    client: &BaseConsumer,
+    wanted: &Mutex<Vec<Partition>>,
+    marks: &Mutex<HashMap<Partition, Marks>>,
+    stop: &AtomicBool,
+) {
+    let timeout = Duration::from_secs(5);
+    while !stop.load(Ordering::SeqCst) {
+        let partitions = wanted.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition) in &partitions {
+            tpl.add_partition(topic, *partition);
+        }
+        let committed = if partitions.is_empty() { None } else { client.committed_offsets(tpl, timeout).ok() };
+        let mut fetched = HashMap::new();
+        for (topic, partition) in partitions {
+            if let Ok((low, high)) = client.fetch_watermarks(&topic, partition, timeout) {
+                let committed = committed
+                    .as_ref()
+                    .and_then(|c| c.find_partition(&topic, partition))
+                    .and_then(|e| e.offset().to_raw())
+                    .filter(|o| *o >= 0);
+                fetched.insert((topic, partition), Marks { low, high, committed });
+            }
+        }
+        *marks.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = fetched;
+        std::thread::sleep(Duration::from_secs(1));
     }
 }
