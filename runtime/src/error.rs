@@ -19,7 +19,7 @@ pub enum Domain {
 /// Where in the stream an error happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
-    /// The processor's name (its module's file stem unless configured).
+    /// The module's name: the stem of its file (as deployed, for `weir serve`).
     pub module: String,
     pub topic: String,
     pub partition: i32,
@@ -80,27 +80,6 @@ pub enum ProcessError {
     BadOutput { location: Box<Location>, detail: String },
     #[error("state store failed at {location}: {source}")]
     State { location: Box<Location>, source: StateError },
-}
-
-impl ProcessError {
-    pub fn domain(&self) -> Domain {
-        match self {
-            ProcessError::State { .. } => Domain::External,
-            _ => Domain::User,
-        }
-    }
-
-    pub fn location(&self) -> &Location {
-        match self {
-            ProcessError::Trap { location, .. }
-            | ProcessError::Deadline { location, .. }
-            | ProcessError::MemoryLimit { location, .. }
-            | ProcessError::OutOfFuel { location, .. }
-            | ProcessError::Rejected { location, .. }
-            | ProcessError::BadOutput { location, .. }
-            | ProcessError::State { location, .. } => location,
-        }
-    }
 }
 
 /// A state store could not be read or written.

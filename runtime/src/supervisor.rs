@@ -315,32 +315,49 @@ impl Supervisor {
         let config = self.resolve(pipeline, &digest)?;
         let module = self.load(name, &version, &upload.bytes, &config)?;
         let number = version.version;
-        let mut next = deployment.clone();
-        next.push(version);
-        let (action, notice) = match existing {
-            Some((_, true, Some(running))) => match in_place(&running, &config) {
-                Ok(()) => {
-                    self.swap(name, module, &config, number, &digest)?;
-                    ("swapped", None)
-                }
-                Err(why) => {
-                    self.stop_slot(name);
-                    self.start(config, module, next.clone(), next.paused)?;
-                    ("restarted", Some(format!("restarted, since {why} cannot change in place")))
-                }
-            },
-            _ => {
+        deployment.push(version);
+        let (alive, running) = existing.map_or((false, None), |(_, alive, running)| (alive, running));
+        let (action, notice) = self.put_live(&data, name, (alive, running), config, module, deployment)?;
+        tracing::info!(pipeline = name, version = number, digest = %digest, action, "deployed");
+        Ok(Deployed { name: name.to_owned(), version: number, digest, action, notice })
+    }
+
+    /// Makes `next`'s live version run: swapped into the running pipeline when the change fits
+    /// in place, else by a restart (or a start, for a pipeline that does not run); then records
+    /// it. Returns what was done, and why a restart was needed.
+    fn put_live(
+        &self,
+        data: &DataDir,
+        name: &str,
+        (alive, running): (bool, Option<PipelineConfig>),
+        config: PipelineConfig,
+        module: Module,
+        next: Deployment,
+    ) -> Result<(&'static str, Option<String>), Refusal> {
+        let fits = running.as_ref().map_or(Err("the pipeline file".to_owned()), |r| in_place(r, &config));
+        let live = next.live().ok_or_else(|| Refusal::internal("the live version is not kept"))?;
+        let (version, digest) = (live.version, live.digest.clone());
+        let done = match (alive, fits) {
+            (true, Ok(())) => {
+                self.swap(name, module, &config, version, &digest)?;
+                ("swapped", None)
+            }
+            (true, Err(why)) => {
+                self.stop_slot(name);
+                self.start(config, module, next.clone(), next.paused)?;
+                ("restarted", Some(format!("restarted, since {why} cannot change in place")))
+            }
+            (false, _) => {
+                self.stop_slot(name);
                 self.start(config, module, next.clone(), next.paused)?;
                 ("started", None)
             }
         };
-        deployment = next;
-        data.save(&deployment).map_err(Refusal::internal)?;
+        data.save(&next).map_err(Refusal::internal)?;
         if let Some(slot) = self.pipelines().get_mut(name) {
-            slot.deployment = deployment;
+            slot.deployment = next;
         }
-        tracing::info!(pipeline = name, version = number, digest = %digest, action, "deployed");
-        Ok(Deployed { name: name.to_owned(), version: number, digest, action, notice })
+        Ok(done)
     }
 
     /// Hands a prepared module to a running pipeline and waits until it is swapped in.
@@ -416,29 +433,9 @@ impl Supervisor {
         let config = self.resolve(&previous.pipeline, &previous.digest)?;
         let bytes = data.module(&previous.digest).map_err(Refusal::internal)?;
         let module = self.load(name, &previous, &bytes, &config)?;
-        let mut next = deployment.clone();
+        let mut next = deployment;
         next.live = previous.version;
-        let fits = running.as_ref().map_or(Err("the pipeline file".to_owned()), |r| in_place(r, &config));
-        let (action, notice) = match (alive, fits) {
-            (true, Ok(())) => {
-                self.swap(name, module, &config, previous.version, &previous.digest)?;
-                ("swapped", None)
-            }
-            (true, Err(why)) => {
-                self.stop_slot(name);
-                self.start(config, module, next.clone(), next.paused)?;
-                ("restarted", Some(format!("restarted, since {why} cannot change in place")))
-            }
-            (false, _) => {
-                self.stop_slot(name);
-                self.start(config, module, next.clone(), next.paused)?;
-                ("started", None)
-            }
-        };
-        data.save(&next).map_err(Refusal::internal)?;
-        if let Some(slot) = self.pipelines().get_mut(name) {
-            slot.deployment = next;
-        }
+        let (action, notice) = self.put_live(&data, name, (alive, running), config, module, next)?;
         tracing::info!(pipeline = name, version = previous.version, "rolled back");
         Ok(Deployed { name: name.to_owned(), version: previous.version, digest: previous.digest, action, notice })
     }
