@@ -11,15 +11,13 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context as _};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use anyhow::{anyhow, Context as _};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::kafka::{base, catch_up, input_partitions, CatchUpCtx};
+use crate::kafka::{base, catch_up, ensure_topic, input_partitions, CatchUpCtx};
 use crate::pipeline::config::PipelineConfig;
 use crate::state::{StateStore, WriteBatch};
 
@@ -54,28 +52,10 @@ pub fn ensure(config: &PipelineConfig, store: &str) -> anyhow::Result<String> {
     let name = topic(config, store);
     let consumer: BaseConsumer = base(config).create()?;
     let partitions = input_partitions(config, &consumer)?;
-    let metadata = consumer.fetch_metadata(Some(&name), TIMEOUT)?;
-    let existing = metadata.topics().first().map_or(0, |t| t.partitions().len()) as i32;
-    if existing == partitions {
-        return Ok(name);
-    }
-    if existing > 0 {
-        bail!(
-            "changelog topic `{name}` has {existing} partitions but the inputs have {partitions}; \
-             the state of each input partition lives in the changelog partition with its number"
-        );
-    }
-    let admin: AdminClient<DefaultClientContext> = base(config).create()?;
-    let new = NewTopic::new(&name, partitions, TopicReplication::Fixed(-1)).set("cleanup.policy", "compact");
-    let results = futures_executor::block_on(admin.create_topics([&new], &AdminOptions::new()))
-        .with_context(|| format!("cannot create changelog topic `{name}`"))?;
-    for result in results {
-        match result {
-            Ok(_) => tracing::info!(topic = %name, partitions, "created changelog topic"),
-            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((t, e)) => bail!("cannot create changelog topic `{t}`: {e}"),
-        }
-    }
+    ensure_topic(config, &name, partitions, true, "changelog").context(
+        "the state of each input partition lives in the changelog partition with its number, \
+         so the changelog needs as many partitions as the inputs",
+    )?;
     Ok(name)
 }
 

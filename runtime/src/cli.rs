@@ -11,7 +11,7 @@ use crate::client::{self, Client};
 use crate::engine::{ComponentCache, Engine, EngineOptions};
 use crate::metrics::Metrics;
 use crate::pipeline::config::PipelineConfig;
-use crate::supervisor::Supervisor;
+use crate::supervisor::{Site, Supervisor};
 use crate::{config, inspect, testrun};
 
 /// weir runs WebAssembly stream processors on Kafka records, with state and exactly-once commits.
@@ -188,6 +188,14 @@ struct ServeArgs {
     /// Most processor instances alive at once, over all pipelines (one per input partition).
     #[arg(long, default_value_t = 256)]
     max_instances: u32,
+    /// The instance id of pipelines whose file names none [default: the host name]; instances
+    /// of one application need different ones.
+    #[arg(long)]
+    instance_id: Option<String>,
+    /// The URL other instances reach this one at, to forward queries for the partitions it
+    /// owns [default: http://<listen>].
+    #[arg(long)]
+    advertised_url: Option<String>,
 }
 
 #[derive(Args)]
@@ -261,9 +269,14 @@ struct RunArgs {
     /// Where compiled components are cached [default: ~/.cache/weir/components].
     #[arg(long)]
     cache_dir: Option<PathBuf>,
-    /// Serve /healthz, /readyz, /metrics and the pipeline's status here (read-only).
+    /// Serve /healthz, /readyz, /metrics, the pipeline's status and queries of its state here
+    /// (read-only).
     #[arg(long)]
     admin: Option<std::net::SocketAddr>,
+    /// The URL other instances reach this one's admin address at, to forward queries
+    /// [default: http://<admin>].
+    #[arg(long, requires = "admin")]
+    advertised_url: Option<String>,
 }
 
 #[derive(Args)]
@@ -348,6 +361,8 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<bool> {
             let supervisor = Supervisor::new(engine, Metrics::new(), None);
             if let Some(listen) = args.admin {
                 let address = crate::serve::admin_beside(supervisor.clone(), listen)?;
+                let advertise = args.advertised_url.clone().unwrap_or_else(|| format!("http://{address}"));
+                supervisor.set_site(Site { instance_id: None, advertise: Some(advertise) });
                 eprintln!("weir run: admin on http://{address}");
             }
             let stats = supervisor.run_one(config, stop, args.max_records)?;
@@ -363,6 +378,8 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<bool> {
                 cache_dir: args.cache_dir,
                 fuel: args.fuel,
                 max_instances: args.max_instances,
+                instance_id: args.instance_id,
+                advertised_url: args.advertised_url,
             };
             crate::serve::run(serve, out)?;
             Ok(true)

@@ -15,6 +15,7 @@ use rdkafka::producer::{DeliveryResult, Producer as _, ProducerContext, Threaded
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::pipeline::config::{Guarantee, PipelineConfig};
+use crate::query::Queryable;
 
 /// How long transactional calls and synchronous commits may take.
 pub const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
@@ -32,6 +33,8 @@ pub struct Shared {
     /// Set when partitions were assigned: a processor with timers opens their instances, so
     /// their wall-clock timers fire even while no record arrives.
     pub assigned: AtomicBool,
+    /// What queries read: closed at once on revocation, before the partitions can move.
+    pub queryable: Arc<Queryable>,
 }
 
 /// The work since the last commit.
@@ -55,8 +58,9 @@ impl Book {
 }
 
 impl Shared {
-    pub fn new(guarantee: Guarantee) -> Arc<Self> {
+    pub fn new(guarantee: Guarantee, queryable: Arc<Queryable>) -> Arc<Self> {
         Arc::new(Self {
+            queryable,
             guarantee,
             producer: OnceLock::new(),
             book: Mutex::new(Book::default()),
@@ -74,6 +78,7 @@ impl Shared {
     /// next owner resumes from the committed offsets with the state its changelog holds, so
     /// at-least-once may repeat outputs but never loses a state change.
     fn on_revoke(&self) {
+        self.queryable.revoke();
         let mut book = self.book();
         if let (true, Some(producer)) = (book.txn_open, self.producer.get()) {
             match producer.abort_transaction(KAFKA_TIMEOUT) {
@@ -217,6 +222,42 @@ pub fn partition_count(
         bail!("{what} topic `{topic}` does not exist");
     }
     Ok(n)
+}
+
+/// Creates `topic` with `partitions` partitions (compacted when `compact`) unless it exists, and
+/// refuses one with another partition count; `what` names it in errors.
+pub fn ensure_topic(
+    config: &PipelineConfig,
+    topic: &str,
+    partitions: i32,
+    compact: bool,
+    what: &str,
+) -> anyhow::Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let consumer: BaseConsumer = base(config).create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), KAFKA_TIMEOUT)?;
+    let existing = metadata.topics().first().map_or(0, |t| t.partitions().len()) as i32;
+    if existing == partitions {
+        return Ok(());
+    }
+    if existing > 0 {
+        bail!("{what} topic `{topic}` has {existing} partitions, {partitions} expected");
+    }
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = base(config).create()?;
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
+    if compact {
+        new = new.set("cleanup.policy", "compact");
+    }
+    let results = futures_executor::block_on(admin.create_topics([&new], &AdminOptions::new()))
+        .with_context(|| format!("cannot create {what} topic `{topic}`"))?;
+    for result in results {
+        match result {
+            Ok(_) => tracing::info!(topic, partitions, "created {what} topic"),
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, e)) => bail!("cannot create {what} topic `{t}`: {e}"),
+        }
+    }
+    Ok(())
 }
 
 /// How many partitions the inputs have; they must agree, since state is kept per partition.

@@ -5,7 +5,8 @@
 //! [`state`] (stores and their per-batch view), [`timers`] (kept in those stores), [`record`] (how records cross into the guest and
 //! back), [`kafka`] and [`pipeline`] (`weir run`: consume, process, produce, commit), and
 //! [`testrun`] (`weir test`: records from a JSONL file, no broker). [`build`] (`weir build`) turns
-//! a Rust, Python or JavaScript folder into a component.
+//! a Rust, Python or JavaScript folder into a component. [`query`] is what the application beside
+//! weir reads of a pipeline's state, and [`admin`] serves it over HTTP.
 
 pub mod admin;
 pub mod build;
@@ -23,6 +24,7 @@ pub mod jsonl;
 pub mod kafka;
 pub mod metrics;
 pub mod pipeline;
+pub mod query;
 pub mod record;
 pub mod serve;
 pub mod state;

@@ -15,7 +15,7 @@ use crate::admin;
 use crate::datadir::DataDir;
 use crate::engine::{ComponentCache, Engine, EngineOptions};
 use crate::metrics::Metrics;
-use crate::supervisor::Supervisor;
+use crate::supervisor::{Site, Supervisor};
 
 /// What `weir serve` was asked for.
 pub struct Serve {
@@ -27,6 +27,9 @@ pub struct Serve {
     /// Meter fuel on every guest (a pipeline's `fuel` then applies).
     pub fuel: bool,
     pub max_instances: u32,
+    pub instance_id: Option<String>,
+    /// Where other instances reach this one (default: the bound address).
+    pub advertised_url: Option<String>,
 }
 
 /// The token given explicitly: `--token-file`, else `$WEIR_ADMIN_TOKEN`.
@@ -69,6 +72,9 @@ pub fn run(serve: Serve, out: &mut dyn Write) -> anyhow::Result<()> {
             serve.listen
         );
     }
+    if let Some(id) = serve.instance_id.as_deref().filter(|id| !crate::pipeline::config::id_ok(id)) {
+        bail!("--instance-id `{id}` must be non-empty letters, digits, `.`, `_` or `-`");
+    }
     let data = DataDir::open(&serve.data_dir)?;
     let token = match explicit {
         Some(t) => t,
@@ -88,6 +94,8 @@ pub fn run(serve: Serve, out: &mut dyn Write) -> anyhow::Result<()> {
     let options = admin::Options { listen: serve.listen, token: Some(token), max_upload: serve.max_upload_mib << 20 };
     let (address, server) = rt.block_on(admin::bind(supervisor.clone(), options))?;
     let server = rt.spawn(server);
+    let advertise = serve.advertised_url.clone().unwrap_or_else(|| format!("http://{address}"));
+    supervisor.set_site(Site { instance_id: serve.instance_id.clone(), advertise: Some(advertise) });
     let restored = supervisor.restore_all()?;
     writeln!(
         out,

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -22,8 +22,9 @@ use crate::engine::{Engine, Module};
 use crate::error::{Domain, LoadError};
 use crate::metrics::{Metrics, PipelineMetrics};
 use crate::pipeline::config::PipelineConfig;
-use crate::pipeline::control::{now_ms, PartitionSnapshot, Phase, RestoreProgress};
-use crate::pipeline::{channel, Attach, Command, Handle, Pipeline, Prepared, Stats};
+use crate::pipeline::control::{now_ms, Phase};
+use crate::pipeline::{channel, Attach, Command, Handle, Pipeline, Prepared, Snapshot, Stats};
+use crate::query::Queryable;
 use crate::state::MemoryStore;
 
 /// How long a deploy waits for the running pipeline to reach a commit boundary and swap.
@@ -85,25 +86,15 @@ pub struct Deployed {
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
     pub name: String,
-    pub status: Phase,
-    pub error: Option<String>,
-    pub notice: Option<String>,
-    pub version: Option<u32>,
-    pub digest: Option<String>,
+    /// What the pipeline's loop last published (status, error, version, partitions, counts, ...).
+    #[serde(flatten)]
+    pub snapshot: Snapshot,
     /// When the live version was deployed, ms since the epoch.
     pub deployed_at: Option<u64>,
     /// The versions kept for rollbacks.
     pub versions: Vec<u32>,
-    pub partitions: Vec<PartitionSnapshot>,
-    pub consumed: u64,
-    pub produced: u64,
-    pub rate_in: f64,
-    pub rate_out: f64,
     /// The sum of the partitions' lags, when all are known.
     pub lag: Option<i64>,
-    pub since_last_commit_ms: Option<u64>,
-    pub restore: Option<RestoreProgress>,
-    pub restored_records: u64,
 }
 
 /// A pipeline that is not ready, and why.
@@ -126,9 +117,10 @@ struct Slot {
 }
 
 impl Slot {
-    /// Whether the loop still runs (it ends when it failed or was stopped).
+    /// Whether the loop still runs (it ends when it failed or was stopped; a failed one may
+    /// still be winding down, which does not count).
     fn alive(&self) -> bool {
-        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+        self.thread.as_ref().is_some_and(|t| !t.is_finished()) && self.handle.view.snapshot().status != Phase::Failed
     }
 
     /// Stops the loop (it commits and leaves the group) and waits for it.
@@ -149,6 +141,16 @@ struct Inner {
     pipelines: Mutex<BTreeMap<String, Slot>>,
     /// Serializes deployments and other changes, so two cannot interleave.
     changes: Mutex<()>,
+    site: OnceLock<Site>,
+}
+
+/// Where this process sits among an application's instances.
+#[derive(Debug, Clone, Default)]
+pub struct Site {
+    /// The instance id of pipelines whose file names none (else the host name).
+    pub instance_id: Option<String>,
+    /// The URL other instances reach this one's HTTP API at, for queries they forward.
+    pub advertise: Option<String>,
 }
 
 /// The pipelines of this process. Cheap to clone; the HTTP layer holds one.
@@ -160,8 +162,31 @@ pub struct Supervisor {
 impl Supervisor {
     /// A supervisor that records its pipelines in `data` (`weir serve`), or nowhere (`weir run`).
     pub fn new(engine: Engine, metrics: Metrics, data: Option<DataDir>) -> Self {
-        let inner = Inner { engine, metrics, data, pipelines: Mutex::new(BTreeMap::new()), changes: Mutex::new(()) };
+        let inner = Inner {
+            engine,
+            metrics,
+            data,
+            pipelines: Mutex::new(BTreeMap::new()),
+            changes: Mutex::new(()),
+            site: OnceLock::new(),
+        };
         Self { inner: Arc::new(inner) }
+    }
+
+    /// Says where this process sits, before any pipeline starts (once; later calls are ignored).
+    pub fn set_site(&self, site: Site) {
+        let _ = self.inner.site.set(site);
+    }
+
+    fn site(&self) -> Site {
+        self.inner.site.get().cloned().unwrap_or_default()
+    }
+
+    /// What queries read of pipeline `name`.
+    pub fn queryable(&self, name: &str) -> Result<Arc<Queryable>, Refusal> {
+        let pipelines = self.pipelines();
+        let slot = pipelines.get(name).ok_or_else(|| Refusal::not_found(name))?;
+        Ok(slot.handle.view.queryable.clone())
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -224,6 +249,9 @@ impl Supervisor {
     /// under the data dir unless the file says where.
     fn resolve(&self, text: &str, digest: &str) -> Result<PipelineConfig, Refusal> {
         let mut config = PipelineConfig::parse(text).map_err(|e| Refusal::user(format!("pipeline file: {e}")))?;
+        if config.instance_id.is_none() {
+            config.instance_id = self.site().instance_id;
+        }
         if let Some(data) = &self.inner.data {
             config.module.path = data.module_path(digest);
             if config.state_dir.is_none() {
@@ -260,7 +288,15 @@ impl Supervisor {
         let (handle, inbox) = channel(Arc::new(AtomicBool::new(false)));
         let metrics = self.inner.metrics.pipeline(&name);
         let version = deployment.live().map(|v| (v.version, v.digest.clone()));
-        let attach = Attach { metrics: metrics.clone(), view: inbox.view.clone(), version, paused, status_line: false };
+        let advertise = self.site().advertise;
+        let attach = Attach {
+            metrics: metrics.clone(),
+            view: inbox.view.clone(),
+            version,
+            paused,
+            status_line: false,
+            advertise,
+        };
         let thread_config = config.clone();
         let thread_metrics = metrics.clone();
         let thread = std::thread::Builder::new()
@@ -575,6 +611,7 @@ impl Supervisor {
             version: None,
             paused: false,
             status_line: true,
+            advertise: self.site().advertise,
         };
         let deployment = Deployment { name: name.clone(), paused: false, live: 0, versions: Vec::new() };
         let slot = Slot { handle, thread: None, metrics: metrics.clone(), config: Some(config.clone()), deployment };
@@ -643,26 +680,13 @@ fn in_place(running: &PipelineConfig, next: &PipelineConfig) -> Result<(), Strin
 }
 
 fn status_of(name: &str, slot: &Slot) -> Status {
-    let s = slot.handle.view.snapshot();
-    let live = slot.deployment.live();
-    let lag = s.partitions.iter().map(|p| p.lag).sum::<Option<i64>>();
+    let snapshot = slot.handle.view.snapshot();
+    let lag = snapshot.partitions.iter().map(|p| p.lag).sum::<Option<i64>>();
     Status {
         name: name.to_owned(),
-        status: s.status,
-        error: s.error,
-        notice: s.notice,
-        version: s.version,
-        digest: s.digest,
-        deployed_at: live.map(|v| v.deployed_at),
+        deployed_at: slot.deployment.live().map(|v| v.deployed_at),
         versions: slot.deployment.versions.iter().map(|v| v.version).collect(),
-        partitions: s.partitions,
-        consumed: s.consumed,
-        produced: s.produced,
-        rate_in: s.rate_in,
-        rate_out: s.rate_out,
         lag,
-        since_last_commit_ms: s.since_last_commit_ms,
-        restore: s.restore,
-        restored_records: s.restored_records,
+        snapshot,
     }
 }

@@ -59,6 +59,22 @@ pub fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
     }
 }
 
+/// The end offset (high watermark) of each partition of `topic`.
+pub fn end_offsets(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap_or_else(|e| panic!("cannot create a Kafka client: {e}"));
+    (0..partitions)
+        .map(|p| {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("offsets of {topic} partition {p}: {e}"));
+            high
+        })
+        .collect()
+}
+
 /// A record to produce: key, value, headers.
 pub type TestRecord = (String, String, Vec<(String, String)>);
 

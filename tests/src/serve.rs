@@ -9,6 +9,53 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// A broker, topics, a data dir, and `weir serve` processes on them.
+pub struct Sidecar {
+    pub bootstrap: String,
+    pub dir: tempfile::TempDir,
+    pub cache: PathBuf,
+    bin: PathBuf,
+}
+
+impl Sidecar {
+    /// `bin` is the `weir-e2e` binary (`env!("CARGO_BIN_EXE_weir-e2e")` in a test).
+    pub fn new(bin: &Path) -> Self {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot make a temporary directory: {e}"));
+        // One compiled-component cache for every test.
+        let cache = std::env::temp_dir().join("weir-serve-tests-cache");
+        Self { bootstrap: crate::kafka::bootstrap(), dir, cache, bin: bin.to_path_buf() }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// A `weir serve` on the data dir.
+    pub fn serve(&self, args: &[&str]) -> Server {
+        Server::start(&self.bin, &self.data_dir(), &self.cache, args)
+    }
+
+    /// A `weir serve` on a data dir of its own, `name`.
+    pub fn serve_in(&self, name: &str, args: &[&str]) -> Server {
+        Server::start(&self.bin, &self.dir.path().join(name), &self.cache, args)
+    }
+
+    /// Topics `in` and `out` with `partitions` partitions.
+    pub fn topics(&self, partitions: i32) -> (String, String) {
+        let (input, output) = (crate::kafka::unique("in"), crate::kafka::unique("out"));
+        crate::kafka::create_topic(&self.bootstrap, &input, partitions);
+        crate::kafka::create_topic(&self.bootstrap, &output, partitions);
+        (input, output)
+    }
+
+    /// A pipeline file `app` running guest `module` from `input` to `output`.
+    pub fn pipeline(&self, app: &str, module: &str, input: &str, output: &str, extra: &str) -> PathBuf {
+        let dir = self.dir.path().join(format!("{app}-{module}"));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        crate::kafka::pipeline_file(&dir, app, &self.bootstrap, input, output, &crate::guest(module), extra)
+    }
+}
+
 /// A `weir serve` child process.
 pub struct Server {
     child: Child,
@@ -87,6 +134,14 @@ impl Server {
 
     pub fn token_file(&self) -> PathBuf {
         self.data_dir.join("admin.token")
+    }
+
+    /// `GET path`: the status, the JSON body, and the instance that answered (`weir-instance`).
+    pub fn query(&self, path: &str) -> (u16, Value, Option<String>) {
+        let mut r = self.agent.get(format!("{}{path}", self.url)).call().unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let by = r.headers().get("weir-instance").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let text = r.body_mut().read_to_string().unwrap_or_default();
+        (r.status().as_u16(), serde_json::from_str(&text).unwrap_or(Value::String(text)), by)
     }
 
     /// `GET path`: the status and the JSON body (a string for a body that is not JSON).

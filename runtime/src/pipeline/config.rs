@@ -231,7 +231,6 @@ impl PipelineConfig {
 
     /// Refuses values that parse but make no sense, naming the key.
     pub fn check(&self) -> Result<(), String> {
-        let id_ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
         if !id_ok(&self.application_id) {
             return Err(format!(
                 "application_id `{}` must be non-empty letters, digits, `.`, `_` or `-`",
@@ -302,6 +301,11 @@ impl PipelineConfig {
                 .unwrap_or_else(|| "0".into())
         })
     }
+}
+
+/// Whether `s` may name an application, module or instance: letters, digits, `.`, `_` or `-`.
+pub fn id_ok(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
 }
 
 fn one_line(s: &str) -> String {

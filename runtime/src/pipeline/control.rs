@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::engine::Module;
+use crate::query::Queryable;
 
 /// Where a pipeline is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
@@ -102,9 +103,11 @@ pub enum Command {
     Swap(Box<Prepared>),
 }
 
-/// The shared half: the snapshot, the stop flag and the loop's heartbeat.
+/// The shared half: the snapshot, the stop flag, the loop's heartbeat, and what queries read.
 #[derive(Default)]
 pub struct View {
+    /// The pipeline's state stores as queries read them.
+    pub queryable: Arc<Queryable>,
     snapshot: Mutex<Snapshot>,
     /// Set to make the loop commit, leave the group and return.
     pub stop: Arc<AtomicBool>,

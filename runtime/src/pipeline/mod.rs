@@ -45,8 +45,10 @@ use crate::engine::{Engine, Fired, Instance, Module};
 use crate::error::ProcessError;
 use crate::kafka::{self, Consumer, Producer, Shared, KAFKA_TIMEOUT};
 use crate::metrics::{Metrics, PipelineMetrics};
+use crate::query::membership::Publisher;
+use crate::query::Positions;
 use crate::record::{Batch, Outputs};
-use crate::state::{MemoryStore, RocksStore, StateStore};
+use crate::state::{MemoryStore, RocksStore, StateStore, StoreReader};
 use crate::tables::{TableView, Tables};
 use config::{Guarantee, OffsetReset, PipelineConfig};
 pub use control::{channel, Command, Handle, Inbox, Phase, Prepared, Snapshot, View};
@@ -65,6 +67,8 @@ pub struct Pipeline {
     pending_swap: Option<Box<Prepared>>,
     /// Whether to draw the status line on a terminal (`weir run`, not `weir serve`).
     status_line: bool,
+    /// Writes this instance's partitions to the membership topic, for queries across instances.
+    _membership: Option<Publisher>,
 }
 
 /// Where a pipeline reports: its metrics and the view its supervisor reads.
@@ -76,6 +80,9 @@ pub struct Attach {
     /// Start paused (nothing is consumed until resumed).
     pub paused: bool,
     pub status_line: bool,
+    /// The URL other instances reach this one's queries at; with it, a stateful pipeline joins
+    /// the membership topic (see [`crate::query::membership`]).
+    pub advertise: Option<String>,
 }
 
 /// Everything that processes what the consumer returns (apart from the consumer, so that the
@@ -99,6 +106,8 @@ struct Work {
     /// The consumed-records counter of each input partition.
     consumed: HashMap<(String, i32), prometheus_client::metrics::counter::Counter>,
     paused: bool,
+    /// The committed offsets of the assignment, as it began (what a newly opened store reflects).
+    positions: Positions,
 }
 
 /// What outputs answer: records of a batch, or timers that fired on a partition.
@@ -159,6 +168,7 @@ impl Pipeline {
             version: None,
             paused: false,
             status_line: true,
+            advertise: None,
         };
         Self::start(config, module, attach)
     }
@@ -179,7 +189,12 @@ impl Pipeline {
         // Tables are read to their end before the inputs are subscribed to.
         let tables = Tables::new(&config.table_specs());
         let table_feed = tables::TableFeed::start(&config, &tables)?;
-        let shared = Shared::new(config.guarantee);
+        view.queryable.started(&config.instance(), tables.clone(), module.uses_state());
+        let membership = match (&attach.advertise, module.uses_state()) {
+            (Some(url), true) => Some(Publisher::start(&config, url, view.queryable.clone())?),
+            _ => None,
+        };
+        let shared = Shared::new(config.guarantee, view.queryable.clone());
         let producer = kafka::producer(&config, changelog.as_deref())?;
         let _ = shared.producer.set(producer.clone());
         let consumer = kafka::consumer(&config, shared.clone())?;
@@ -203,6 +218,7 @@ impl Pipeline {
             view,
             consumed: HashMap::new(),
             paused: false,
+            positions: Positions::new(),
         };
         Ok(Self {
             consumer,
@@ -211,6 +227,7 @@ impl Pipeline {
             want_paused: attach.paused,
             pending_swap: None,
             status_line: attach.status_line,
+            _membership: membership,
         })
     }
 
@@ -239,6 +256,7 @@ impl Pipeline {
                         self.abandon();
                         self.work.set_phase(Phase::Failed);
                         view.update(|s| s.error = Some(format!("{e:#}")));
+                        view.queryable.close("the pipeline failed (see its status)");
                         return Err(e);
                     }
                 }
@@ -246,6 +264,7 @@ impl Pipeline {
             status.tick(&mut self.work, &self.consumer, self.last_commit);
         }
         status.finish();
+        view.queryable.close("the pipeline is stopping");
         if let Err(Failure::Kafka(e) | Failure::Fatal(e)) = self.commit() {
             self.abandon();
             self.work.set_phase(Phase::Failed);
@@ -411,13 +430,14 @@ impl Pipeline {
                 }
             }
         }
-        book.offsets.clear();
+        let committed = std::mem::take(&mut book.offsets);
         drop(book);
         let t2 = Instant::now();
         for (partition, instance) in self.work.instances.iter_mut() {
             let checkpoint = producer.context().take_changelog_end(*partition);
             instance.commit_at(checkpoint).map_err(|e| Failure::Fatal(anyhow!("state commit failed: {e}")))?;
         }
+        self.work.view.queryable.committed(&committed);
         tracing::debug!(
             changelog_us = (t1 - t0).as_micros() as u64,
             kafka_us = (t2 - t1).as_micros() as u64,
@@ -558,9 +578,23 @@ impl Work {
     /// Opens the task of every assigned partition that has none (restoring its state).
     fn open_assigned(&mut self, consumer: &Consumer) -> Result<(), Failure> {
         self.metrics.clear_partitions();
-        for e in consumer.assignment()?.elements() {
+        let assignment = consumer.assignment()?;
+        if self.module.uses_state() {
+            // What each store reflects once restored: the committed offsets of its inputs.
+            self.positions = consumer
+                .committed_offsets(assignment.clone(), KAFKA_TIMEOUT)?
+                .elements()
+                .iter()
+                .filter_map(|e| {
+                    e.offset().to_raw().filter(|o| *o >= 0).map(|o| ((e.topic().to_owned(), e.partition()), o))
+                })
+                .collect();
+        }
+        for e in assignment.elements() {
             self.instance(e.topic(), e.partition())?;
         }
+        let partitions = kafka::input_partitions(&self.config, consumer).map_err(Failure::Kafka)?;
+        self.view.queryable.settle(partitions);
         Ok(())
     }
 
@@ -593,8 +627,8 @@ impl Work {
 
     /// The instance of `partition`, opened (and its state restored) on first use.
     fn instance(&mut self, topic: &str, partition: i32) -> Result<&mut Instance, Failure> {
-        let Self { instances, module, config, changelog, tables, view, metrics, .. } = self;
-        let task = Task { module, config, changelog: changelog.as_deref(), tables, view, metrics };
+        let Self { instances, module, config, changelog, tables, view, metrics, positions, .. } = self;
+        let task = Task { module, config, changelog: changelog.as_deref(), tables, view, metrics, positions };
         instance_of(instances, &task, topic, partition)
     }
 
@@ -625,8 +659,8 @@ impl Work {
             self.batch.push(m.offset(), m.timestamp().to_millis(), m.key(), m.payload(), pairs);
         }
         // Borrowing only the fields it needs, so the batch in `self.batch` can go to the instance.
-        let Self { instances, module, config, changelog, tables, batch, view, metrics, .. } = self;
-        let task = Task { module, config, changelog: changelog.as_deref(), tables, view, metrics };
+        let Self { instances, module, config, changelog, tables, batch, view, metrics, positions, .. } = self;
+        let task = Task { module, config, changelog: changelog.as_deref(), tables, view, metrics, positions };
         let instance = instance_of(instances, &task, topic, partition)?;
         let called = Instant::now();
         let outputs = instance.process(batch).map_err(|e| guest_failure(metrics, e))?;
@@ -781,6 +815,7 @@ struct Task<'a> {
     tables: &'a Tables,
     view: &'a View,
     metrics: &'a PipelineMetrics,
+    positions: &'a Positions,
 }
 
 /// The instance of `partition` in `instances`, opened (and its state restored) on first use.
@@ -793,16 +828,20 @@ fn instance_of<'a>(
     match instances.entry(partition) {
         std::collections::hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
         std::collections::hash_map::Entry::Vacant(e) => {
-            let mut instance = open_instance(task, topic, partition).map_err(Failure::Fatal)?;
+            let (mut instance, reader) = open_instance(task, topic, partition).map_err(Failure::Fatal)?;
             instance.set_tables(TableView { tables: task.tables.clone(), partition });
+            if task.module.uses_state() {
+                let positions = task.positions.iter().filter(|((_, p), _)| *p == partition);
+                task.view.queryable.open(partition, reader, positions.map(|(k, v)| (k.clone(), *v)).collect());
+            }
             Ok(e.insert(instance))
         }
     }
 }
 
 /// An instance for one input partition, with its state store brought up to the end of its
-/// changelog first.
-fn open_instance(task: &Task<'_>, topic: &str, partition: i32) -> anyhow::Result<Instance> {
+/// changelog first, and a reader of that store for queries.
+fn open_instance(task: &Task<'_>, topic: &str, partition: i32) -> anyhow::Result<(Instance, Arc<dyn StoreReader>)> {
     let config = task.config;
     let mut store: Box<dyn StateStore> = match &config.state_dir {
         Some(dir) => {
@@ -838,5 +877,6 @@ fn open_instance(task: &Task<'_>, topic: &str, partition: i32) -> anyhow::Result
         task.metrics.set_status(before.as_str());
     }
     let module_config: Vec<(String, String)> = config.module.config.clone().into_iter().collect();
-    Ok(task.module.instantiate(topic, partition, store, &module_config)?)
+    let reader = store.reader();
+    Ok((task.module.instantiate(topic, partition, store, &module_config)?, reader))
 }

@@ -1,14 +1,16 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::{Arc, PoisonError, RwLock};
 
-use super::{Entry, StateStore, WriteBatch};
+use super::{Entry, StateStore, StoreReader, WriteBatch};
 use crate::error::StateError;
 
 /// A store that lives in memory and is lost with the process: for tests and `weir test`
-/// without `--state-dir`.
-#[derive(Debug, Default, Clone)]
+/// without `--state-dir`. Its map sits behind a lock so that readers on other threads see each
+/// `apply` whole; the writer holds it only while applying.
+#[derive(Debug, Default)]
 pub struct MemoryStore {
-    map: BTreeMap<Vec<u8>, Vec<u8>>,
+    map: Arc<RwLock<BTreeMap<Vec<u8>, Vec<u8>>>>,
     checkpoint: Option<i64>,
 }
 
@@ -18,26 +20,46 @@ impl MemoryStore {
     }
 }
 
-impl StateStore for MemoryStore {
+/// A reader of a [`MemoryStore`] on another thread.
+struct MemoryReader {
+    map: Arc<RwLock<BTreeMap<Vec<u8>, Vec<u8>>>>,
+}
+
+fn get(map: &RwLock<BTreeMap<Vec<u8>, Vec<u8>>>, key: &[u8]) -> Option<Vec<u8>> {
+    map.read().unwrap_or_else(PoisonError::into_inner).get(key).cloned()
+}
+
+fn scan(map: &RwLock<BTreeMap<Vec<u8>, Vec<u8>>>, start: &[u8], end: Option<&[u8]>, limit: usize) -> Vec<Entry> {
+    let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
+    let map = map.read().unwrap_or_else(PoisonError::into_inner);
+    map.range::<[u8], _>((Bound::Included(start), upper)).take(limit).map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+impl StoreReader for MemoryReader {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        Ok(self.map.get(key).cloned())
+        Ok(get(&self.map, key))
     }
 
     fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>, StateError> {
-        let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
-        Ok(self
-            .map
-            .range::<[u8], _>((Bound::Included(start), upper))
-            .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        Ok(scan(&self.map, start, end, limit))
+    }
+}
+
+impl StateStore for MemoryStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        Ok(get(&self.map, key))
+    }
+
+    fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>, StateError> {
+        Ok(scan(&self.map, start, end, limit))
     }
 
     fn apply(&mut self, writes: &WriteBatch, checkpoint: Option<i64>) -> Result<(), StateError> {
+        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
         for (key, value) in writes {
             match value {
-                Some(v) => self.map.insert(key.clone(), v.clone()),
-                None => self.map.remove(key),
+                Some(v) => map.insert(key.clone(), v.clone()),
+                None => map.remove(key),
             };
         }
         if checkpoint.is_some() {
@@ -51,12 +73,17 @@ impl StateStore for MemoryStore {
     }
 
     fn size_bytes(&self) -> Option<u64> {
-        Some(self.map.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum())
+        let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
+        Some(map.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum())
     }
 
     fn clear(&mut self) -> Result<(), StateError> {
-        self.map.clear();
+        self.map.write().unwrap_or_else(PoisonError::into_inner).clear();
         self.checkpoint = None;
         Ok(())
+    }
+
+    fn reader(&self) -> Arc<dyn StoreReader> {
+        Arc::new(MemoryReader { map: self.map.clone() })
     }
 }

@@ -3,7 +3,9 @@
 //! A [`StateStore`] is the durable part (RocksDB on disk, or memory for tests). A [`StateView`]
 //! sits in front of it for the duration of a batch: it buffers the batch's writes so reads see
 //! them at once, and [`StateView::commit`] hands them to the store as one atomic write at the
-//! batch boundary, or [`StateView::rollback`] forgets them when the batch fails.
+//! batch boundary, or [`StateView::rollback`] forgets them when the batch fails. A
+//! [`StoreReader`] reads the committed entries from other threads (interactive queries), beside
+//! the one writer.
 
 mod memory;
 mod rocks;
@@ -15,6 +17,8 @@ pub use view::StateView;
 
 #[cfg(test)]
 mod test;
+
+use std::sync::Arc;
 
 use crate::error::StateError;
 
@@ -54,4 +58,17 @@ pub trait StateStore: Send {
     fn size_bytes(&self) -> Option<u64> {
         None
     }
+
+    /// A reader of what this store holds, for other threads. It sees only what `apply` has
+    /// applied (a pipeline applies after its Kafka commit, so: committed state), and fails once
+    /// the store is closed.
+    fn reader(&self) -> Arc<dyn StoreReader>;
+}
+
+/// Reads a store's entries from any thread while its writer goes on.
+pub trait StoreReader: Send + Sync {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
+
+    /// As [`StateStore::scan`].
+    fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>, StateError>;
 }

@@ -1,8 +1,10 @@
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use rocksdb::{Direction, IteratorMode, Options, ReadOptions, DB};
 
-use super::{Entry, StateStore, WriteBatch};
+use super::{Entry, StateStore, StoreReader, WriteBatch};
 use crate::error::StateError;
 
 /// The column family holding weir's own bookkeeping (the changelog checkpoint), apart from the
@@ -12,7 +14,8 @@ const CHECKPOINT: &[u8] = b"changelog-checkpoint";
 
 /// A RocksDB database on disk, one per processor and input partition.
 pub struct RocksStore {
-    db: DB,
+    /// Shared only with readers, which hold it weakly and for the length of one read.
+    db: Arc<DB>,
     path: PathBuf,
     /// Without a write-ahead log (a changelog keeps the durable copy), writes are cheaper and a
     /// crash loses the unflushed ones, with their checkpoint, so a restore redoes them.
@@ -46,9 +49,19 @@ impl RocksStore {
         let mut table = rocksdb::BlockBasedOptions::default();
         table.set_bloom_filter(10.0, false);
         opts.set_block_based_table_factory(&table);
-        let db = DB::open_cf(&opts, path, ["default", META])
-            .map_err(|source| StateError::Rocks { path: path.display().to_string(), source })?;
-        Ok(Self { db, path: path.to_path_buf(), wal })
+        // A reader on another thread may be finishing a read of the store's last incarnation
+        // (closed by a rebalance), holding its lock for a moment longer.
+        let started = Instant::now();
+        let db = loop {
+            match DB::open_cf(&opts, path, ["default", META]) {
+                Ok(db) => break db,
+                Err(e) if e.to_string().contains("lock") && started.elapsed() < Duration::from_secs(2) => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(source) => return Err(StateError::Rocks { path: path.display().to_string(), source }),
+            }
+        };
+        Ok(Self { db: Arc::new(db), path: path.to_path_buf(), wal })
     }
 
     fn err(&self, source: rocksdb::Error) -> StateError {
@@ -63,23 +76,60 @@ impl RocksStore {
     }
 }
 
+fn scan(db: &DB, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>, rocksdb::Error> {
+    let mut read = ReadOptions::default();
+    if let Some(end) = end {
+        read.set_iterate_upper_bound(end.to_vec());
+    }
+    let iter = db.iterator_opt(IteratorMode::From(start, Direction::Forward), read);
+    let mut out = Vec::new();
+    for item in iter.take(limit) {
+        let (k, v) = item?;
+        out.push((k.into_vec(), v.into_vec()));
+    }
+    Ok(out)
+}
+
+/// A reader of a [`RocksStore`] on another thread: RocksDB serves reads beside its writer.
+struct RocksReader {
+    db: Weak<DB>,
+    path: PathBuf,
+}
+
+impl RocksReader {
+    fn db(&self) -> Result<Arc<DB>, StateError> {
+        self.db.upgrade().ok_or_else(|| StateError::Io {
+            path: self.path.display().to_string(),
+            source: std::io::Error::other("the store was closed (its partition moved)"),
+        })
+    }
+
+    fn err(&self, source: rocksdb::Error) -> StateError {
+        StateError::Rocks { path: self.path.display().to_string(), source }
+    }
+}
+
+impl StoreReader for RocksReader {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        self.db()?.get(key).map_err(|e| self.err(e))
+    }
+
+    fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>, StateError> {
+        scan(&*self.db()?, start, end, limit).map_err(|e| self.err(e))
+    }
+}
+
 impl StateStore for RocksStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         self.db.get(key).map_err(|e| self.err(e))
     }
 
     fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>, StateError> {
-        let mut read = ReadOptions::default();
-        if let Some(end) = end {
-            read.set_iterate_upper_bound(end.to_vec());
-        }
-        let iter = self.db.iterator_opt(IteratorMode::From(start, Direction::Forward), read);
-        let mut out = Vec::new();
-        for item in iter.take(limit) {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            out.push((k.into_vec(), v.into_vec()));
-        }
-        Ok(out)
+        scan(&self.db, start, end, limit).map_err(|e| self.err(e))
+    }
+
+    fn reader(&self) -> Arc<dyn StoreReader> {
+        Arc::new(RocksReader { db: Arc::downgrade(&self.db), path: self.path.clone() })
     }
 
     fn apply(&mut self, writes: &WriteBatch, checkpoint: Option<i64>) -> Result<(), StateError> {

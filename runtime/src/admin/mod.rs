@@ -12,12 +12,16 @@
 //! | `PUT /v1/pipelines/{name}` | deploy or update: `{"pipeline": "<file text>", "module": {"name": "m.wasm", "base64": "..."}}` |
 //! | `POST /v1/pipelines/{name}/pause`, `/resume`, `/rollback` | at the next commit boundary |
 //! | `DELETE /v1/pipelines/{name}[?purge=true]` | stop it and leave the group; `purge` deletes its local state |
+//! | `GET /v1/pipelines/{name}/state/...`, `/tables/...`, `/instances` | queries of its state (see [`query`]) |
 //!
 //! Whatever mutates needs `Authorization: Bearer <token>` (401 otherwise, and nothing changes).
 //! Errors are `{"error": "..."}` with a status by whose fault they are: the request's 4xx,
 //! Kafka's or the disk's 503, weir's 500.
 
+mod query;
+
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
@@ -39,6 +43,8 @@ struct Api {
     supervisor: Supervisor,
     /// The bearer token of mutating requests; `None` serves only the read routes.
     token: Option<String>,
+    /// Forwards queries to the instance that owns their partition.
+    agent: ureq::Agent,
 }
 
 /// How the API is served.
@@ -59,7 +65,13 @@ pub async fn bind(
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.listen))?;
     let address = listener.local_addr()?;
-    let api = Api { supervisor, token: options.token.clone() };
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(35)))
+        .timeout_connect(Some(Duration::from_secs(2)))
+        .build()
+        .into();
+    let api = Api { supervisor, token: options.token.clone(), agent };
     // Without a token every mutating route answers 405 (see `authorize`).
     let app = Router::new()
         .route("/healthz", get(healthz))
@@ -68,6 +80,11 @@ pub async fn bind(
         .route("/v1/pipelines", get(list))
         .route("/v1/pipelines/{name}", get(status).put(deploy).delete(undeploy))
         .route("/v1/pipelines/{name}/{action}", post(act))
+        .route("/v1/pipelines/{name}/state", get(query::state))
+        .route("/v1/pipelines/{name}/state/{key}", get(query::state_key))
+        .route("/v1/pipelines/{name}/tables/{table}", get(query::table))
+        .route("/v1/pipelines/{name}/tables/{table}/{key}", get(query::table_key))
+        .route("/v1/pipelines/{name}/instances", get(query::instances))
         .layer(middleware::from_fn_with_state(api.clone(), authorize))
         .layer(DefaultBodyLimit::max(options.max_upload))
         .with_state(api);
