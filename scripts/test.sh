@@ -69,6 +69,7 @@ python3 -m pip install -q quixstreams >&2 || echo "pip could not install quixstr
 cargo bench -p weir-tests --bench engine
 cargo bench -p weir-tests --bench pipeline
 cargo bench -p weir-tests --bench serve
+cargo bench -p weir-tests --bench query
 
 step "the checkout is as the tests found it"
 tracked_after=$(git status --porcelain --untracked-files=no)

@@ -71,18 +71,22 @@ default = "$run-$4"
 path = "$work/orders-$2.wasm"
 config = { $6 }
 TOML
-    "$weir" run "$work/$1.toml" --cache-dir "$work/cache" 2> "$work/$1.log" > /dev/null &
+    "$weir" run "$work/$1.toml" --cache-dir "$work/cache" ${7:+--admin "$7"} 2> "$work/$1.log" > /dev/null &
     pids+=($!)
 }
+# The aggregator and the enricher serve queries of their state and table, as a UI's sidecar would.
+admin_port=${ORDERS_ADMIN_PORT:-18790}
+aggregate_admin="127.0.0.1:$admin_port"
+enrich_admin="127.0.0.1:$((admin_port + 1))"
 "$weir" topic produce "$run-customers" -i "$work/customers.jsonl" --bootstrap-servers "$bootstrap" >&2
 "$weir" topic produce "$run-payments" -i "$work/payments.jsonl" --bootstrap-servers "$bootstrap" >&2
 
 say "starting the pipelines (logs in $work)"
-pipeline enrich enrich "\"$run-orders\"" enriched "tables.customers = { topic = \"$run-customers\" }" ""
+pipeline enrich enrich "\"$run-orders\"" enriched "tables.customers = { topic = \"$run-customers\" }" "" "$enrich_admin"
 for check in fraud inventory details; do
     pipeline "validate-$check" validate "\"$run-enriched\"" validations "" "check = \"$check\", out_of_stock = \"unicorn,dragon\""
 done
-pipeline aggregate aggregate "\"$run-validations\"" verdicts "" 'validators = "fraud,inventory,details"'
+pipeline aggregate aggregate "\"$run-validations\"" verdicts "" 'validators = "fraud,inventory,details"' "$aggregate_admin"
 pipeline notify notify "\"$run-verdicts\", \"$run-payments\"" emails "" "payments = \"$run-payments\""
 
 say "producing $orders orders"
@@ -114,6 +118,18 @@ echo "verdicts:  $(wc -l < "$work/verdicts.jsonl") ($validated VALIDATED, $faile
 echo "emails:    $(wc -l < "$work/emails.jsonl") ($confirmed confirmed, $missing payment missing)"
 echo "a verdict: $(head -1 "$work/verdicts.jsonl")"
 echo "an email:  $(head -1 "$work/emails.jsonl")"
+
+# The grid's lookups, answered by the sidecars from their state and table.
+order=o1
+verdict=$(curl -s "http://$aggregate_admin/v1/pipelines/$run-aggregate/state/$order")
+customer=$(curl -s "http://$enrich_admin/v1/pipelines/$run-enrich/tables/customers/c1")
+echo "order $order, from the aggregator's state: $verdict"
+echo "customer c1, from the enricher's table:    $customer"
+expected=$(grep "\"key\":\"$order\"" "$work/verdicts.jsonl" | grep -o "VALIDATED\|FAILED" | head -1 || true)
+if [[ "$verdict" != *"\"status\":\"$expected\""* ]] || [[ "$customer" != *'"name":"customer 1"'* ]]; then
+    echo "the sidecars' answers do not match the flow (verdict of $order: ${expected:-none seen})" >&2
+    exit 1
+fi
 if [ "$((validated + failed))" -ne "$orders" ] || [ "$((confirmed + missing))" -ne "$validated" ]; then
     kept="${TMPDIR:-/tmp}/$run"
     cp -r "$work" "$kept"

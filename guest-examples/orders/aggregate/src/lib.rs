@@ -1,6 +1,8 @@
 //! The gather of the scatter-gather: collects the verdicts on each order (keyed by order id) in
 //! state and emits exactly one VALIDATED or FAILED event, when every validator in `validators`
-//! (comma-separated) has passed it, or as soon as one fails it. Later verdicts are ignored.
+//! (comma-separated) has passed it, or as soon as one fails it. Later verdicts are ignored. The
+//! state of an order is `{"passed": [validators]}` until it is decided, then `{"status": ...}`,
+//! which is what a UI reads through weir's queries.
 use serde_json::{json, Value};
 use weir_sdk::{config, processor, state, Error, Output, Record};
 
@@ -8,18 +10,17 @@ use weir_sdk::{config, processor, state, Error, Output, Record};
 pub fn aggregate(record: &Record) -> Result<Option<Output>, Error> {
     let order = record.key_str().ok_or_else(|| Error::msg("a verdict without an order id"))?;
     let verdict: Value = serde_json::from_str(record.value_str()?)?;
-    // The validators that passed the order so far; `None` once it is decided.
-    let Some(mut passed) = state::get::<Option<Vec<String>>>(order)?.unwrap_or(Some(Vec::new())) else {
-        return Ok(None);
-    };
-    passed.push(verdict["validator"].as_str().unwrap_or_default().to_owned());
+    let mut seen = state::get::<Value>(order)?.unwrap_or_else(|| json!({"passed": []}));
+    // The validators that passed the order so far; none once it is decided.
+    let Some(passed) = seen["passed"].as_array_mut() else { return Ok(None) };
+    passed.push(verdict["validator"].clone());
     let failed = verdict["verdict"] == "FAIL";
     let expected = config("validators").unwrap_or("fraud,inventory,details");
     if !failed && !expected.split(',').all(|v| passed.iter().any(|p| p == v)) {
-        return state::put(order, &Some(passed)).map(|()| None);
+        return state::put(order, &seen).map(|()| None);
     }
-    state::put(order, &None::<Vec<String>>)?;
     let status = if failed { "FAILED" } else { "VALIDATED" };
+    state::put(order, &json!({"status": status}))?;
     Ok(Some(Output::new(json!({"order_id": order, "status": status}).to_string()).with_key(order)))
 }
 

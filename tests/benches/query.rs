@@ -1,0 +1,280 @@
+//! Interactive queries under load: point-query latency (p50, p99) and queries per second over
+//! loopback from several concurrent clients while a word count processes at full speed, beside
+//! a direct read of a RocksDB store in this process (the floor); the pipeline's speed with and
+//! without the queries; and the latency of a query another instance answers (forwarded).
+//!
+//! Run: `scripts/kafka.sh start` then `cargo bench -p weir-tests --bench query`.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::TopicPartitionList;
+use weir_runtime::query::partition_for;
+use weir_runtime::state::{RocksStore, StateStore};
+use weir_tests::kafka::{bootstrap, create_topic, produce, unique, TestRecord};
+use weir_tests::serve::{Server, Sidecar};
+
+const BIN: &str = env!("CARGO_BIN_EXE_weir-e2e");
+const RECORDS: usize = 600_000;
+const WORDS: usize = 20_000;
+/// Threads reading the store directly (the floor).
+const CLIENTS: usize = 2;
+/// Keep-alive connections the query clients use.
+const CONNECTIONS: usize = 16;
+const PARTITIONS: i32 = 4;
+
+fn word(i: usize) -> String {
+    format!("w{}", (i * 7919) % WORDS)
+}
+
+/// Latencies in µs: (p50, p99).
+fn percentiles(mut micros: Vec<u32>) -> (f64, f64) {
+    micros.sort_unstable();
+    let at = |q: f64| micros.get(((micros.len() as f64 * q) as usize).min(micros.len().saturating_sub(1))).copied();
+    (at(0.50).unwrap_or(0) as f64 / 1000.0, at(0.99).unwrap_or(0) as f64 / 1000.0)
+}
+
+/// One round: pipeline records/s, query (p50, p99) in ms, queries/s.
+type Round = (f64, (f64, f64), f64);
+
+/// How hard the clients ask.
+#[derive(Clone, Copy)]
+enum Load {
+    None,
+    /// As fast as the answers come.
+    Saturating,
+    /// About this many queries per second in all.
+    Paced(u32),
+}
+
+/// One keep-alive connection asking `GET {prefix}{word}` for random words until `stop`, at
+/// most one query every `gap`; the latency of each answer (200 or 404), in µs.
+async fn asker(address: String, prefix: String, stop: Arc<AtomicBool>, seed: usize, gap: Option<Duration>) -> Vec<u32> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream =
+        tokio::net::TcpStream::connect(&address).await.unwrap_or_else(|e| panic!("connect {address}: {e}"));
+    stream.set_nodelay(true).unwrap_or_else(|e| panic!("{e}"));
+    let (mut micros, mut i, mut buf) = (Vec::new(), seed, Vec::with_capacity(8192));
+    let mut next = tokio::time::Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(gap) = gap {
+            next += gap;
+            tokio::time::sleep_until(next).await;
+        }
+        i = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let request = format!("GET {prefix}{} HTTP/1.1\r\nHost: bench\r\n\r\n", word(i >> 20));
+        let started = Instant::now();
+        stream.write_all(request.as_bytes()).await.unwrap_or_else(|e| panic!("{e}"));
+        buf.clear();
+        // Headers, then as many body bytes as Content-Length says.
+        let (head, length) = loop {
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await.unwrap_or_else(|e| panic!("{e}"));
+            assert!(n > 0, "the server closed the connection");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let text = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let length = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                break (end + 4, length);
+            }
+        };
+        while buf.len() < head + length {
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await.unwrap_or_else(|e| panic!("{e}"));
+            assert!(n > 0, "the server closed the connection");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        // 404 (a word not counted yet) is an answer too; 503 comes before the first assignment.
+        if buf.starts_with(b"HTTP/1.1 200") || buf.starts_with(b"HTTP/1.1 404") {
+            micros.push(started.elapsed().as_micros() as u32);
+        }
+    }
+    micros
+}
+
+/// Deploys word count `app` over the waiting input and times it until every record is
+/// committed, with the clients asking for random words meanwhile as `load` says. Records/s, the
+/// query latencies, and queries/s.
+fn round(server: &Server, s: &Sidecar, input: &str, load: Load) -> (f64, Vec<u32>, f64) {
+    let app = unique("bench-query");
+    let output = unique("bench-query-out");
+    create_topic(&s.bootstrap, &output, PARTITIONS);
+    let file = s.pipeline(&app, "word-count", input, &output, "guarantee = \"exactly-once\"");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (connections, gap) = match load {
+        Load::None => (0, None),
+        Load::Saturating => (CONNECTIONS, None),
+        Load::Paced(per_second) => (CONNECTIONS, Some(Duration::from_secs(CONNECTIONS as u64) / per_second)),
+    };
+    let address = server.url.trim_start_matches("http://").to_owned();
+    let prefix = format!("/v1/pipelines/{app}/state/");
+    let stop_clients = stop.clone();
+    // One thread drives every connection, as a load generator like wrk does.
+    let clients = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
+        rt.block_on(async move {
+            let tasks: Vec<_> = (0..connections)
+                .map(|c| tokio::spawn(asker(address.clone(), prefix.clone(), stop_clients.clone(), c * 1_000_003, gap)))
+                .collect();
+            let mut all = Vec::new();
+            for t in tasks {
+                all.extend(t.await.unwrap_or_default());
+            }
+            all
+        })
+    });
+    server.deploy(&file);
+    let started = Instant::now();
+    let group = committed(&s.bootstrap, &app, input);
+    while group() < RECORDS as i64 {
+        assert!(started.elapsed() < Duration::from_secs(600), "{app} never committed every record");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = started.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    let micros: Vec<u32> = clients.join().unwrap_or_default();
+    let qps = micros.len() as f64 / took.as_secs_f64();
+    (RECORDS as f64 / took.as_secs_f64(), micros, qps)
+}
+
+/// How many records of `topic` group `group` has committed, asked anew on each call.
+fn committed(bootstrap: &str, group: &str, topic: &str) -> impl Fn() -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .unwrap_or_else(|e| panic!("cannot create a Kafka client: {e}"));
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition(topic, p);
+    }
+    move || {
+        let Ok(offsets) = consumer.committed_offsets(tpl.clone(), Duration::from_secs(10)) else { return 0 };
+        offsets.elements().iter().filter_map(|e| e.offset().to_raw()).filter(|o| *o > 0).sum()
+    }
+}
+
+/// The floor: reads of a RocksDB store in this process, by `CLIENTS` threads, for a second.
+fn direct_reads() -> (f64, f64) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let mut store = RocksStore::open_changelog_backed(&dir.path().join("store")).unwrap_or_else(|e| panic!("{e}"));
+    let writes = (0..WORDS).map(|i| (format!("w{i}").into_bytes(), Some(b"12".to_vec()))).collect();
+    store.apply(&writes, None).unwrap_or_else(|e| panic!("{e}"));
+    let reader = store.reader();
+    let window = Duration::from_secs(1);
+    let threads: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let reader = reader.clone();
+            std::thread::spawn(move || {
+                let (started, mut n, mut i) = (Instant::now(), 0u64, c);
+                while started.elapsed() < window {
+                    i = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    std::hint::black_box(reader.get(word(i >> 20).as_bytes()).ok());
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let reads: u64 = threads.into_iter().map(|t| t.join().unwrap_or(0)).sum();
+    let per_second = reads as f64 / window.as_secs_f64();
+    (per_second, CLIENTS as f64 * 1e9 / per_second)
+}
+
+/// Sequential queries from `a` for words `b` owns, and for words `a` owns: (p50, p99) each.
+fn forwarded(s: &Sidecar, a: &Server, input: &str) -> ((f64, f64), (f64, f64)) {
+    let app = unique("bench-forward");
+    let output = unique("bench-forward-out");
+    create_topic(&s.bootstrap, &output, PARTITIONS);
+    let file = s.pipeline(&app, "word-count", input, &output, "");
+    let b = s.serve_in("bench-b", &["--instance-id", "bench-b"]);
+    a.deploy(&file);
+    b.deploy(&file);
+    a.wait_for(&app, "done", Duration::from_secs(600), |st| st["consumed"].as_u64() > Some(0));
+    let owned_by = |server: &Server| -> Vec<i64> {
+        let started = Instant::now();
+        loop {
+            let (_, map, _) = server.query(&format!("/v1/pipelines/{app}/instances"));
+            let members = map["members"].as_array().cloned().unwrap_or_default();
+            let owned: Vec<i64> = map["owned"].as_array().into_iter().flatten().filter_map(|p| p.as_i64()).collect();
+            if members.len() == 2 && !owned.is_empty() && owned.len() < PARTITIONS as usize {
+                return owned;
+            }
+            assert!(started.elapsed() < Duration::from_secs(120), "the instances never split: {map}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let here = owned_by(a);
+    owned_by(&b);
+    let time = |local: bool| {
+        let mut micros = Vec::new();
+        let words = (0..WORDS).map(|i| format!("w{i}"));
+        for w in
+            words.filter(|w| here.contains(&i64::from(partition_for(w.as_bytes(), PARTITIONS))) == local).take(2_000)
+        {
+            let started = Instant::now();
+            let (status, _, _) = a.query(&format!("/v1/pipelines/{app}/state/{w}"));
+            if status == 200 || status == 404 {
+                micros.push(started.elapsed().as_micros() as u32);
+            }
+        }
+        percentiles(micros)
+    };
+    let result = (time(false), time(true));
+    b.stop();
+    result
+}
+
+fn main() {
+    let _ = bootstrap();
+    let s = Sidecar::new(Path::new(BIN));
+    let input = unique("bench-query-in");
+    create_topic(&s.bootstrap, &input, PARTITIONS);
+    let records: Vec<TestRecord> = (0..RECORDS).map(|i| (word(i), word(i), Vec::new())).collect();
+    produce(&s.bootstrap, &input, &records, None);
+    let server = s.serve_in("bench-a", &["--instance-id", "bench-a"]);
+    // Interleaved rounds: without queries, saturating queries, paced queries; twice.
+    let loads = [
+        ("no queries", Load::None),
+        ("queries as fast as answered", Load::Saturating),
+        ("2,000 queries/s", Load::Paced(2_000)),
+    ];
+    let mut results: Vec<Vec<Round>> = vec![Vec::new(); loads.len()];
+    for _ in 0..2 {
+        for (i, (_, load)) in loads.iter().enumerate() {
+            let (speed, micros, qps) = round(&server, &s, &input, *load);
+            results[i].push((speed, percentiles(micros), qps));
+        }
+    }
+    let (floor_rate, floor_ns) = direct_reads();
+    let ((fwd50, fwd99), (loc50, loc99)) = forwarded(&s, &server, &input);
+    server.stop();
+
+    println!(
+        "\ninteractive queries: word count over {RECORDS} records ({WORDS} words, {PARTITIONS} partitions, exactly-once, RocksDB), \
+         point queries for random words on {CONNECTIONS} keep-alive connections from one client thread, while the pipeline processes"
+    );
+    println!("{:>30} {:>22} {:>10} {:>26} {:>12}", "load", "pipeline records/s", "ratio", "p50 / p99 ms", "queries/s");
+    let baseline: f64 = results[0].iter().map(|r| r.0).sum::<f64>() / results[0].len() as f64;
+    for ((name, load), rounds) in loads.iter().zip(&results) {
+        for (speed, (p50, p99), qps) in rounds {
+            let latency = match load {
+                Load::None => "-".to_owned(),
+                _ => format!("{p50:.3} / {p99:.3}"),
+            };
+            println!("{name:>30} {speed:>22.0} {:>9.2}x {latency:>26} {qps:>12.0}", speed / baseline);
+        }
+    }
+    println!("{:>30} targets: ratio at least 0.8x, p99 at most 2 ms, at least 20,000 queries/s", "");
+    println!("{:>52} {floor_rate:.0} reads/s, {floor_ns:.0} ns a read", "floor: the store read directly, same threads");
+    println!("{:>52} p50 {loc50:.3} ms, p99 {loc99:.3} ms", "one client, idle pipeline: a key owned here");
+    println!("{:>52} p50 {fwd50:.3} ms, p99 {fwd99:.3} ms", "one client, idle pipeline: forwarded to the owner");
+}
