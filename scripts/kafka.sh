@@ -88,9 +88,12 @@ PROPS
     nohup bash -c "exec java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
         -Dlog4j2.configurationFile='$here/kafka/log4j2.properties' -cp '$home/libs/*' \
         kafka.Kafka '$data/server.properties'" >"$data/broker.log" 2>&1 &
-    echo $! >"$pidfile"
+    local pid=$!
+    echo "$pid" >"$pidfile"
     for _ in $(seq 1 120); do
-        if ! running; then
+        # The process itself, not `running`: while bash execs java, its command line can read
+        # empty for a moment.
+        if ! kill -0 "$pid" 2>/dev/null; then
             echo "kafka.sh: the broker exited during start-up; its log:" >&2
             tail -n 40 "$data/broker.log" >&2
             exit 1
