@@ -260,6 +260,21 @@ pub fn ensure_topic(
     Ok(())
 }
 
+/// Refuses a pipeline whose input or output topics do not exist: a configuration error that
+/// names the topic, rather than a producer or consumer retrying a missing topic forever.
+pub fn check_topics(config: &PipelineConfig) -> anyhow::Result<()> {
+    let consumer: BaseConsumer = base(config).create().context("cannot create a Kafka client")?;
+    let hint = "create it first (`weir topic create`), or name another in the pipeline file";
+    for input in &config.inputs {
+        partition_count(&consumer, input, "input").map_err(|e| anyhow::anyhow!("{e:#}; {hint}"))?;
+    }
+    for (name, topic) in &config.outputs {
+        partition_count(&consumer, topic, &format!("output `{name}`:"))
+            .map_err(|e| anyhow::anyhow!("{e:#}; {hint}"))?;
+    }
+    Ok(())
+}
+
 /// How many partitions the inputs have; they must agree, since state is kept per partition.
 pub fn input_partitions(
     config: &PipelineConfig,

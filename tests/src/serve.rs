@@ -239,10 +239,12 @@ impl Server {
         })
     }
 
-    /// SIGKILL: no commit, no leaving the group.
-    pub fn kill(mut self) {
+    /// SIGKILL: no commit, no leaving the group. Returns the log.
+    pub fn kill(mut self) -> String {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        std::thread::sleep(Duration::from_millis(100));
+        self.log()
     }
 
     /// SIGTERM, and a clean exit; returns the log.
