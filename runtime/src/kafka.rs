@@ -224,20 +224,24 @@ pub fn partition_count(
     Ok(n)
 }
 
-/// Creates `topic` with `partitions` partitions (compacted when `compact`) unless it exists, and
-/// refuses one with another partition count; `what` names it in errors.
-pub fn ensure_topic(
-    config: &PipelineConfig,
-    topic: &str,
-    partitions: i32,
-    compact: bool,
-    what: &str,
-) -> anyhow::Result<()> {
+/// What [`ensure_topic`] creates: `partitions` partitions, compacted or not; with `exact`, an
+/// existing topic with another partition count is refused.
+pub struct TopicSpec<'a> {
+    /// Names the topic's role in logs and errors.
+    pub what: &'a str,
+    pub partitions: i32,
+    pub compact: bool,
+    pub exact: bool,
+}
+
+/// Creates `topic` as `spec` says unless it exists.
+pub fn ensure_topic(config: &PipelineConfig, topic: &str, spec: TopicSpec<'_>) -> anyhow::Result<()> {
+    let TopicSpec { what, partitions, compact, exact } = spec;
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     let consumer: BaseConsumer = base(config).create()?;
     let metadata = consumer.fetch_metadata(Some(topic), KAFKA_TIMEOUT)?;
     let existing = metadata.topics().first().map_or(0, |t| t.partitions().len()) as i32;
-    if existing == partitions {
+    if existing == partitions || (existing > 0 && !exact) {
         return Ok(());
     }
     if existing > 0 {

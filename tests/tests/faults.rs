@@ -107,6 +107,17 @@ fn through_two_sigkills(s: &Sidecar, file: &Path, input: &str) -> (weir_tests::s
     (server, poisoned, logs)
 }
 
+/// `out` holds one output for each of the `good` records and none for a poisoned one.
+fn every_good_record_once(out: &[weir_tests::kafka::ReadRecord], good: usize, poisoned: &[usize]) {
+    let mut counts = std::collections::HashMap::new();
+    for r in out {
+        *counts.entry(r.key.clone().unwrap()).or_insert(0) += 1;
+    }
+    assert_eq!(counts.len(), good, "every good record's output");
+    assert!(counts.values().all(|n| *n == 1), "exactly once");
+    assert!(poisoned.iter().all(|i| !counts.contains_key(&format!("k{i}"))), "no output of a poisoned record");
+}
+
 fn header<'a>(r: &'a weir_tests::kafka::ReadRecord, name: &str) -> Option<&'a str> {
     r.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
@@ -141,13 +152,7 @@ fn under_dead_letter_every_good_record_comes_out_once_and_every_poisoned_one_is_
     let (server, poisoned, _) = through_two_sigkills(&s, &file, &input);
     let good = 10_000 - poisoned.len();
     let out = read_committed(&s.bootstrap, &output, good, Duration::from_secs(20), LONG);
-    let mut counts = std::collections::HashMap::new();
-    for r in &out {
-        *counts.entry(r.key.clone().unwrap()).or_insert(0) += 1;
-    }
-    assert_eq!(counts.len(), good, "every good record's output");
-    assert!(counts.values().all(|n| *n == 1), "exactly once");
-    assert!(poisoned.iter().all(|i| !counts.contains_key(&format!("k{i}"))), "no output of a poisoned record");
+    every_good_record_once(&out, good, &poisoned);
 
     let dlq = format!("{app}-dlq");
     let dead = read_committed(&s.bootstrap, &dlq, poisoned.len(), Duration::from_secs(10), LONG);
@@ -192,13 +197,7 @@ fn under_skip_every_good_record_comes_out_once_and_every_poisoned_one_is_logged_
     let (server, poisoned, mut logs) = through_two_sigkills(&s, &file, &input);
     let good = 10_000 - poisoned.len();
     let out = read_committed(&s.bootstrap, &output, good, Duration::from_secs(20), LONG);
-    let mut counts = std::collections::HashMap::new();
-    for r in &out {
-        *counts.entry(r.key.clone().unwrap()).or_insert(0) += 1;
-    }
-    assert_eq!(counts.len(), good);
-    assert!(counts.values().all(|n| *n == 1), "exactly once");
-    assert!(poisoned.iter().all(|i| !counts.contains_key(&format!("k{i}"))));
+    every_good_record_once(&out, good, &poisoned);
     let status = server.status(&app);
     assert_eq!(status["dead_lettered"], 0);
     logs.push_str(&server.stop());

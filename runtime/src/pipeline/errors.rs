@@ -98,12 +98,7 @@ pub fn dead_letter<'a>(
     poison: &Poison,
     digest: &str,
 ) -> BaseRecord<'a, [u8], [u8]> {
-    let mut headers = OwnedHeaders::new();
-    if let Some(original) = m.headers() {
-        for h in original.iter() {
-            headers = headers.insert(Header { key: h.key, value: h.value });
-        }
-    }
+    let mut headers = headers_of(m, |_| true);
     let (partition, offset, at) = (m.partition().to_string(), m.offset().to_string(), poison.at_ms.to_string());
     for (key, value) in [
         (KIND, poison.kind),
@@ -116,6 +111,22 @@ pub fn dead_letter<'a>(
     ] {
         headers = headers.insert(Header { key, value: Some(value.as_bytes()) });
     }
+    copy_of(topic, m, headers)
+}
+
+/// The headers of `m` whose keys `keep` says to keep.
+fn headers_of(m: &BorrowedMessage<'_>, keep: impl Fn(&str) -> bool) -> OwnedHeaders {
+    let mut headers = OwnedHeaders::new();
+    if let Some(original) = m.headers() {
+        for h in original.iter().filter(|h| keep(h.key)) {
+            headers = headers.insert(Header { key: h.key, value: h.value });
+        }
+    }
+    headers
+}
+
+/// A record to `topic` with `m`'s key, value and timestamp, and `headers`.
+fn copy_of<'a>(topic: &'a str, m: &'a BorrowedMessage<'a>, headers: OwnedHeaders) -> BaseRecord<'a, [u8], [u8]> {
     let mut record: BaseRecord<'a, [u8], [u8]> = BaseRecord::to(topic).headers(headers);
     if let Some(key) = m.key() {
         record = record.key(key);
@@ -131,11 +142,8 @@ pub fn dead_letter<'a>(
 
 /// Creates the dead-letter topic (one partition) unless it exists, with however many.
 pub fn ensure_topic(config: &PipelineConfig, topic: &str) -> anyhow::Result<()> {
-    let consumer: rdkafka::consumer::BaseConsumer = crate::kafka::base(config).create()?;
-    if crate::kafka::partition_count(&consumer, topic, "dead-letter").is_ok() {
-        return Ok(());
-    }
-    crate::kafka::ensure_topic(config, topic, 1, false, "dead-letter")
+    let spec = crate::kafka::TopicSpec { what: "dead-letter", partitions: 1, compact: false, exact: false };
+    crate::kafka::ensure_topic(config, topic, spec)
 }
 
 /// Sends the records of `config`'s dead-letter topic back to the topics and partitions they
@@ -202,26 +210,12 @@ pub fn replay(config: &PipelineConfig, from: Option<i64>, until: Option<i64>) ->
         let source = header(SOURCE_TOPIC)
             .with_context(|| format!("`{topic}` partition {partition} offset {offset} has no {SOURCE_TOPIC} header"))?;
         let source_partition = header(SOURCE_PARTITION).and_then(|p| p.parse::<i32>().ok());
-        let mut headers = OwnedHeaders::new();
-        if let Some(original) = m.headers() {
-            for h in original.iter().filter(|h| !h.key.starts_with("weir.")) {
-                headers = headers.insert(Header { key: h.key, value: h.value });
-            }
-        }
         let from = format!("{topic}:{partition}:{offset}");
-        headers = headers.insert(Header { key: REPLAYED_FROM, value: Some(from.as_bytes()) });
-        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&source).headers(headers);
+        let headers = headers_of(&m, |key| !key.starts_with("weir."))
+            .insert(Header { key: REPLAYED_FROM, value: Some(from.as_bytes()) });
+        let mut record = copy_of(&source, &m, headers);
         if let Some(p) = source_partition {
             record = record.partition(p);
-        }
-        if let Some(key) = m.key() {
-            record = record.key(key);
-        }
-        if let Some(value) = m.payload() {
-            record = record.payload(value);
-        }
-        if let Some(ts) = m.timestamp().to_millis() {
-            record = record.timestamp(ts);
         }
         producer.send(record).map_err(|(e, _)| anyhow::anyhow!("cannot send to `{source}`: {e}"))?;
         sent += 1;

@@ -756,11 +756,17 @@ impl Work {
             }
         }
         self.metrics.failed_record(errors::action(policy));
-        let key = (m.topic().to_owned(), m.partition());
-        let counter = self.consumed.entry(key.clone()).or_insert_with(|| self.metrics.consumed(&key.0, key.1));
-        counter.inc();
-        self.shared.book().offsets.insert(key, m.offset() + 1);
+        self.consumed_through(m.topic(), m.partition(), 1, m.offset());
         Ok(())
+    }
+
+    /// Counts `count` records of a partition consumed, the last at `last`, and books the offset
+    /// after it for the next commit.
+    fn consumed_through(&mut self, topic: &str, partition: i32, count: u64, last: i64) {
+        let key = (topic.to_owned(), partition);
+        let counter = self.consumed.entry(key.clone()).or_insert_with(|| self.metrics.consumed(topic, partition));
+        counter.inc_by(count);
+        self.shared.book().offsets.insert(key, last + 1);
     }
 
     /// Runs one partition's run of messages through its instance and produces the outputs.
@@ -785,11 +791,7 @@ impl Work {
         self.stats.produced += outputs.len() as u64;
         self.metrics.produced.inc_by(outputs.len() as u64);
         self.produce_fired(&fired, partition)?;
-        let key = (topic.to_owned(), partition);
-        let counter = self.consumed.entry(key).or_insert_with(|| self.metrics.consumed(topic, partition));
-        counter.inc_by(messages.len() as u64);
-        let last = messages[messages.len() - 1].offset();
-        self.shared.book().offsets.insert((topic.to_owned(), partition), last + 1);
+        self.consumed_through(topic, partition, messages.len() as u64, messages[messages.len() - 1].offset());
         Ok(())
     }
 
