@@ -224,24 +224,20 @@ pub fn partition_count(
     Ok(n)
 }
 
-/// What [`ensure_topic`] creates: `partitions` partitions, compacted or not; with `exact`, an
-/// existing topic with another partition count is refused.
-pub struct TopicSpec<'a> {
-    /// Names the topic's role in logs and errors.
-    pub what: &'a str,
-    pub partitions: i32,
-    pub compact: bool,
-    pub exact: bool,
-}
-
-/// Creates `topic` as `spec` says unless it exists.
-pub fn ensure_topic(config: &PipelineConfig, topic: &str, spec: TopicSpec<'_>) -> anyhow::Result<()> {
-    let TopicSpec { what, partitions, compact, exact } = spec;
+/// Creates `topic` with `partitions` partitions (compacted when `compact`) unless it exists, and
+/// refuses one with another partition count; `what` names it in errors.
+pub fn ensure_topic(
+    config: &PipelineConfig,
+    topic: &str,
+    partitions: i32,
+    compact: bool,
+    what: &str,
+) -> anyhow::Result<()> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     let consumer: BaseConsumer = base(config).create()?;
     let metadata = consumer.fetch_metadata(Some(topic), KAFKA_TIMEOUT)?;
     let existing = metadata.topics().first().map_or(0, |t| t.partitions().len()) as i32;
-    if existing == partitions || (existing > 0 && !exact) {
+    if existing == partitions {
         return Ok(());
     }
     if existing > 0 {
@@ -260,21 +256,6 @@ pub fn ensure_topic(config: &PipelineConfig, topic: &str, spec: TopicSpec<'_>) -
             Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((t, e)) => bail!("cannot create {what} topic `{t}`: {e}"),
         }
-    }
-    Ok(())
-}
-
-/// Refuses a pipeline whose input or output topics do not exist: a configuration error that
-/// names the topic, rather than a producer or consumer retrying a missing topic forever.
-pub fn check_topics(config: &PipelineConfig) -> anyhow::Result<()> {
-    let consumer: BaseConsumer = base(config).create().context("cannot create a Kafka client")?;
-    let hint = "create it first (`weir topic create`), or name another in the pipeline file";
-    for input in &config.inputs {
-        partition_count(&consumer, input, "input").map_err(|e| anyhow::anyhow!("{e:#}; {hint}"))?;
-    }
-    for (name, topic) in &config.outputs {
-        partition_count(&consumer, topic, &format!("output `{name}`:"))
-            .map_err(|e| anyhow::anyhow!("{e:#}; {hint}"))?;
     }
     Ok(())
 }

@@ -182,17 +182,6 @@ impl Supervisor {
         self.inner.site.get().cloned().unwrap_or_default()
     }
 
-    /// Sends pipeline `name`'s dead-lettered records back to their source topics (see
-    /// [`crate::pipeline::errors::replay`]).
-    pub fn replay_dead_letters(&self, name: &str, from: Option<i64>, until: Option<i64>) -> Result<u64, Refusal> {
-        let config = {
-            let pipelines = self.pipelines();
-            let slot = pipelines.get(name).ok_or_else(|| Refusal::not_found(name))?;
-            slot.config.clone().ok_or_else(|| Refusal::internal("the pipeline's file could not be read back"))?
-        };
-        crate::pipeline::errors::replay(&config, from, until).map_err(|e| Refusal::external(format!("{e:#}")))
-    }
-
     /// What queries read of pipeline `name`.
     pub fn queryable(&self, name: &str) -> Result<Arc<Queryable>, Refusal> {
         let pipelines = self.pipelines();
@@ -664,8 +653,6 @@ fn in_place(running: &PipelineConfig, next: &PipelineConfig) -> Result<(), Strin
         c.module.memory_limit_mib = 0;
         c.module.deadline_ms = 0;
         c.module.fuel = None;
-        c.module.max_outputs_per_record = 0;
-        c.module.max_output_bytes_per_batch = 0;
         c.outputs.clear();
     }
     let differ = |what: &str, x: String, y: String| if x != y { Some(what.to_owned()) } else { None };
@@ -682,7 +669,6 @@ fn in_place(running: &PipelineConfig, next: &PipelineConfig) -> Result<(), Strin
         differ("commit_interval_ms", format!("{:?}", a.commit_interval_ms), format!("{:?}", b.commit_interval_ms)),
         differ("batch_size", a.batch_size.to_string(), b.batch_size.to_string()),
         differ("linger_ms", a.linger_ms.to_string(), b.linger_ms.to_string()),
-        differ("errors", format!("{:?}", a.errors), format!("{:?}", b.errors)),
     ]
     .into_iter()
     .flatten()

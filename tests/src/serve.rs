@@ -239,12 +239,10 @@ impl Server {
         })
     }
 
-    /// SIGKILL: no commit, no leaving the group. Returns the log.
-    pub fn kill(mut self) -> String {
+    /// SIGKILL: no commit, no leaving the group.
+    pub fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        std::thread::sleep(Duration::from_millis(100));
-        self.log()
     }
 
     /// SIGTERM, and a clean exit; returns the log.

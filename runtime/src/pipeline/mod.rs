@@ -25,7 +25,6 @@
 
 pub mod config;
 pub mod control;
-pub mod errors;
 mod status;
 mod tables;
 
@@ -51,7 +50,7 @@ use crate::query::Positions;
 use crate::record::{Batch, Outputs};
 use crate::state::{MemoryStore, RocksStore, StateStore, StoreReader};
 use crate::tables::{TableView, Tables};
-use config::{Guarantee, OffsetReset, OnGuestError, PipelineConfig};
+use config::{Guarantee, OffsetReset, PipelineConfig};
 pub use control::{channel, Command, Handle, Inbox, Phase, Prepared, Snapshot, View};
 pub use status::Stats;
 
@@ -109,10 +108,6 @@ struct Work {
     paused: bool,
     /// The committed offsets of the assignment, as it began (what a newly opened store reflects).
     positions: Positions,
-    /// Records a guest error was about, to set aside when they come again.
-    poisoned: errors::Poisoned,
-    /// Where set-aside records go, under `dead-letter`.
-    dead_letter: Option<String>,
 }
 
 /// What outputs answer: records of a batch, or timers that fired on a partition.
@@ -142,29 +137,19 @@ impl Answering<'_> {
     }
 }
 
-/// Why a step failed: Kafka trouble is retried from the last commit; a guest error stops, or
-/// sets its record aside as the pipeline's error policy says; anything else stops.
+/// Why a step failed: Kafka trouble is retried from the last commit; anything else stops.
 enum Failure {
     Kafka(anyhow::Error),
-    Guest(ProcessError),
     Fatal(anyhow::Error),
 }
 
 impl From<KafkaError> for Failure {
     fn from(e: KafkaError) -> Self {
-        let fenced = matches!(
-            e.rdkafka_error_code(),
-            Some(RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)
-        ) || matches!(&e, KafkaError::Transaction(t)
-            if matches!(t.code(), RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch));
-        let fatal = matches!(&e, KafkaError::Transaction(t) if t.is_fatal());
-        if fenced {
-            Failure::Fatal(anyhow!(
-                "Kafka: {e}: this producer was fenced: another instance with the same transactional id \
-                 (application_id and instance_id) took over"
-            ))
-        } else if fatal {
-            Failure::Fatal(anyhow!("Kafka: {e}: the transactional producer failed fatally"))
+        let fatal = matches!(&e, KafkaError::Transaction(t) if t.is_fatal())
+            || e.rdkafka_error_code() == Some(RDKafkaErrorCode::Fenced)
+            || e.rdkafka_error_code() == Some(RDKafkaErrorCode::ProducerFenced);
+        if fatal {
+            Failure::Fatal(anyhow!("Kafka: {e} (another instance with this instance_id took over?)"))
         } else {
             Failure::Kafka(anyhow!("Kafka: {e}"))
         }
@@ -197,11 +182,6 @@ impl Pipeline {
             (s.version, s.digest) = attach.version.clone().map_or((None, None), |(v, d)| (Some(v), Some(d)));
         });
         attach.metrics.set_status(Phase::Starting.as_str());
-        kafka::check_topics(&config)?;
-        let dead_letter = config.dead_letter_topic();
-        if let Some(topic) = &dead_letter {
-            errors::ensure_topic(&config, topic)?;
-        }
         let changelog = match module.uses_state() {
             true => Some(changelog::ensure(&config, config.store_name())?),
             false => None,
@@ -239,8 +219,6 @@ impl Pipeline {
             consumed: HashMap::new(),
             paused: false,
             positions: Positions::new(),
-            poisoned: errors::Poisoned::default(),
-            dead_letter,
         };
         Ok(Self {
             consumer,
@@ -260,9 +238,6 @@ impl Pipeline {
         let mut status = status::Status::new(self.status_line, &self.work.config);
         let done = |stats: &Stats| max_records.is_some_and(|max| stats.consumed >= max);
         let view = inbox.view.clone();
-        // Kafka errors in a row, and the commit count when the last one came.
-        let mut retries = 0u32;
-        let mut commits_then = 0u64;
         while !view.stopping() && !done(&self.work.stats) {
             view.beat();
             while let Some(command) = inbox.next() {
@@ -270,38 +245,20 @@ impl Pipeline {
             }
             let step = self.step();
             let result = step.and_then(|()| self.commit_if_due()).and_then(|()| self.apply_commands());
-            if result.is_ok() && retries > 0 && self.work.stats.commits > commits_then {
-                tracing::info!(application = %self.work.config.application_id, retries, "Kafka answers again");
-                retries = 0;
-                view.update(|s| s.notice = None);
-            }
             if let Err(failure) = result {
                 match failure {
                     Failure::Kafka(e) => {
-                        retries += 1;
-                        commits_then = self.work.stats.commits;
-                        let wait = backoff(retries);
-                        tracing::warn!(
-                            attempt = retries,
-                            wait_ms = wait.as_millis() as u64,
-                            "{e:#}; aborting, and resuming from the last commit after the wait"
-                        );
-                        view.update(|s| {
-                            s.notice = Some(format!(
-                                "waiting for Kafka: attempt {retries} failed ({e:#}); retrying from the last commit in {} ms",
-                                wait.as_millis()
-                            ))
-                        });
+                        tracing::warn!("{e:#}; aborting and resuming from the last commit");
                         self.recover();
-                        let until = Instant::now() + wait;
-                        while Instant::now() < until && !view.stopping() {
-                            view.beat();
-                            std::thread::sleep(Duration::from_millis(50).min(until - Instant::now()));
-                        }
+                        std::thread::sleep(Duration::from_millis(200));
                     }
-                    Failure::Guest(e) if self.set_aside(&e) => {}
-                    Failure::Guest(e) => return Err(self.fail(e.into())),
-                    Failure::Fatal(e) => return Err(self.fail(e)),
+                    Failure::Fatal(e) => {
+                        self.abandon();
+                        self.work.set_phase(Phase::Failed);
+                        view.update(|s| s.error = Some(format!("{e:#}")));
+                        view.queryable.close("the pipeline failed (see its status)");
+                        return Err(e);
+                    }
                 }
             }
             status.tick(&mut self.work, &self.consumer, self.last_commit);
@@ -325,32 +282,6 @@ impl Pipeline {
             commit_ms = stats.commit_time.as_millis() as u64, "pipeline stopped"
         );
         Ok(stats)
-    }
-
-    /// Stops on `e`: drops the open work and publishes the failure.
-    fn fail(&mut self, e: anyhow::Error) -> anyhow::Error {
-        self.abandon();
-        self.work.set_phase(Phase::Failed);
-        let view = &self.work.view;
-        view.update(|s| s.error = Some(format!("{e:#}")));
-        view.queryable.close("the pipeline failed (see its status)");
-        e
-    }
-
-    /// Under `dead-letter` or `skip`: marks the record `e` is about and drops the work since
-    /// the last commit, to redo it without that record. False when the policy is `stop`, or
-    /// `e` names no single record, or the record failed again after being set aside.
-    fn set_aside(&mut self, e: &ProcessError) -> bool {
-        let policy = self.work.config.errors.on_guest_error;
-        if policy == OnGuestError::Stop || !self.work.poisoned.mark(e) {
-            return false;
-        }
-        tracing::warn!(
-            application = %self.work.config.application_id, action = errors::action(policy),
-            "{e}; redoing the work since the last commit without this record"
-        );
-        self.recover();
-        true
     }
 
     /// Takes a command in; it applies at the next commit boundary.
@@ -507,7 +438,6 @@ impl Pipeline {
             instance.commit_at(checkpoint).map_err(|e| Failure::Fatal(anyhow!("state commit failed: {e}")))?;
         }
         self.work.view.queryable.committed(&committed);
-        self.work.poisoned.committed(&committed);
         tracing::debug!(
             changelog_us = (t1 - t0).as_micros() as u64,
             kafka_us = (t2 - t1).as_micros() as u64,
@@ -718,59 +648,8 @@ impl Work {
         Ok(())
     }
 
-    /// Runs one partition's run of messages through its instance, setting aside the records
-    /// marked as poisoned.
-    fn process(&mut self, messages: &[BorrowedMessage<'_>]) -> Result<(), Failure> {
-        if self.poisoned.is_empty() {
-            return self.process_run(messages);
-        }
-        let mut start = 0;
-        for (i, m) in messages.iter().enumerate() {
-            if let Some(poison) = self.poisoned.get(m.topic(), m.partition(), m.offset()).cloned() {
-                if start < i {
-                    self.process_run(&messages[start..i])?;
-                }
-                self.put_aside(m, &poison)?;
-                start = i + 1;
-            }
-        }
-        if start < messages.len() {
-            self.process_run(&messages[start..])?;
-        }
-        Ok(())
-    }
-
-    /// A poisoned record: to the dead-letter topic (in the open transaction) or dropped, and
-    /// counted, and consumed like any other.
-    fn put_aside(&mut self, m: &BorrowedMessage<'_>, poison: &errors::Poison) -> Result<(), Failure> {
-        let policy = self.config.errors.on_guest_error;
-        match &self.dead_letter {
-            Some(topic) => {
-                let digest = self.view.snapshot().digest.unwrap_or_else(|| self.module.name().to_owned());
-                send(&self.producer, errors::dead_letter(topic, m, poison, &digest))?;
-                self.view.update(|s| s.dead_lettered += 1);
-            }
-            None => {
-                tracing::warn!(application = %self.config.application_id, "skipped the record: {}", poison.message);
-                self.view.update(|s| s.skipped += 1);
-            }
-        }
-        self.metrics.failed_record(errors::action(policy));
-        self.consumed_through(m.topic(), m.partition(), 1, m.offset());
-        Ok(())
-    }
-
-    /// Counts `count` records of a partition consumed, the last at `last`, and books the offset
-    /// after it for the next commit.
-    fn consumed_through(&mut self, topic: &str, partition: i32, count: u64, last: i64) {
-        let key = (topic.to_owned(), partition);
-        let counter = self.consumed.entry(key.clone()).or_insert_with(|| self.metrics.consumed(topic, partition));
-        counter.inc_by(count);
-        self.shared.book().offsets.insert(key, last + 1);
-    }
-
     /// Runs one partition's run of messages through its instance and produces the outputs.
-    fn process_run(&mut self, messages: &[BorrowedMessage<'_>]) -> Result<(), Failure> {
+    fn process(&mut self, messages: &[BorrowedMessage<'_>]) -> Result<(), Failure> {
         let first = &messages[0];
         let (topic, partition) = (first.topic(), first.partition());
         self.batch.reset(topic, topic, partition);
@@ -791,7 +670,11 @@ impl Work {
         self.stats.produced += outputs.len() as u64;
         self.metrics.produced.inc_by(outputs.len() as u64);
         self.produce_fired(&fired, partition)?;
-        self.consumed_through(topic, partition, messages.len() as u64, messages[messages.len() - 1].offset());
+        let key = (topic.to_owned(), partition);
+        let counter = self.consumed.entry(key).or_insert_with(|| self.metrics.consumed(topic, partition));
+        counter.inc_by(messages.len() as u64);
+        let last = messages[messages.len() - 1].offset();
+        self.shared.book().offsets.insert((topic.to_owned(), partition), last + 1);
         Ok(())
     }
 
@@ -802,23 +685,8 @@ impl Work {
             instance.rollback();
         }
         self.instances.clear();
-        self.poisoned.clear();
         self.view.update(|s| s.restored = false);
     }
-}
-
-/// How long to wait before retry `attempt` (from 1) after a Kafka error: 200 ms doubling up to
-/// 10 s, each drawn between half and all of that (jitter, so instances do not retry in step).
-fn backoff(attempt: u32) -> Duration {
-    let ceiling =
-        Duration::from_millis(200).saturating_mul(1 << attempt.saturating_sub(1).min(6)).min(Duration::from_secs(10));
-    let noise = {
-        use std::hash::{BuildHasher as _, Hasher as _};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u32(attempt);
-        h.finish()
-    };
-    ceiling.mul_f64(0.5 + (noise % 1000) as f64 / 2000.0)
 }
 
 /// Up to `max` messages: waits up to 100 ms for the first, then up to `linger` for the rest.
@@ -907,10 +775,19 @@ fn send<'a>(producer: &Producer, mut record: BaseRecord<'a, [u8], [u8]>) -> Resu
     }
 }
 
-/// A guest error, counted by kind.
+/// A guest error, counted by kind; it stops the pipeline.
 fn guest_failure(metrics: &PipelineMetrics, e: ProcessError) -> Failure {
-    metrics.guest_error(e.kind());
-    Failure::Guest(e)
+    let kind = match &e {
+        ProcessError::Trap { .. } => "trap",
+        ProcessError::Deadline { .. } => "deadline",
+        ProcessError::MemoryLimit { .. } => "memory",
+        ProcessError::OutOfFuel { .. } => "fuel",
+        ProcessError::Rejected { .. } => "rejected",
+        ProcessError::BadOutput { .. } => "output",
+        ProcessError::State { .. } => "state",
+    };
+    metrics.guest_error(kind);
+    Failure::Fatal(e.into())
 }
 
 /// Seeks each partition in `messages` back to its first message there (a paused pipeline

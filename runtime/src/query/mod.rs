@@ -63,17 +63,6 @@ struct Local {
     keeps_state: bool,
 }
 
-impl Local {
-    /// The partitions that may be read (none while a rebalance is under way).
-    fn open(&self) -> Vec<i32> {
-        if self.settled {
-            self.stores.keys().copied().collect()
-        } else {
-            Vec::new()
-        }
-    }
-}
-
 /// What queries read of one pipeline; shared between its loop, its membership thread and the
 /// HTTP layer.
 pub struct Queryable {
@@ -242,9 +231,10 @@ impl Queryable {
 
     /// This instance's claim: its id, the partitions it reads, and the generation of that set.
     pub fn claim(&self) -> Option<(String, Vec<i32>, u64)> {
-        let instance = self.instance()?;
+        let instance = self.instance.read().unwrap_or_else(PoisonError::into_inner).clone()?;
         let local = self.local();
-        Some((instance, local.open(), local.generation))
+        let partitions = if local.settled { local.stores.keys().copied().collect() } else { Vec::new() };
+        Some((instance, partitions, local.generation))
     }
 
     pub fn set_members(&self, members: Vec<Member>) {
@@ -268,7 +258,12 @@ impl Queryable {
 
     /// The partitions this instance reads now (none while it rebalances).
     pub fn owned(&self) -> Vec<i32> {
-        self.local().open()
+        let local = self.local();
+        if local.settled {
+            local.stores.keys().copied().collect()
+        } else {
+            Vec::new()
+        }
     }
 
     pub fn keeps_state(&self) -> bool {
