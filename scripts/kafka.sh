@@ -5,6 +5,8 @@
 #                             format, start, wait until it answers; prints the bootstrap address
 #   scripts/kafka.sh stop     stop the broker this script started (by its PID), nothing else
 #   scripts/kafka.sh status   say whether it runs, and where
+#   scripts/kafka.sh kill     SIGKILL the broker this script started (a crash, for fault tests)
+#   scripts/kafka.sh resume   start the broker again on the data it left, as after a crash
 #
 # Port: WEIR_KAFKA_PORT (default 9092); the KRaft controller listens on the next port.
 set -euo pipefail
@@ -55,6 +57,11 @@ start() {
     fi
     command -v java >/dev/null || { echo "kafka.sh: java is not installed (the broker needs Java 17+)" >&2; exit 1; }
     install
+    if [ "${1:-}" = resume ]; then
+        [ -f "$data/server.properties" ] || { echo "kafka.sh: no broker data in $data to resume from" >&2; exit 1; }
+        launch
+        return
+    fi
     rm -rf "$data"
     mkdir -p "$data/logs"
     cat > "$data/server.properties" <<PROPS
@@ -85,9 +92,17 @@ PROPS
         cat "$data/format.log" >&2
         exit 1
     }
+    launch
+}
+
+# Starts the broker on the formatted $data and waits until it answers.
+launch() {
+    local started_before
+    started_before=$(grep -c "Kafka Server started" "$data/broker.log" 2>/dev/null || true)
+    started_before=${started_before:-0}
     nohup bash -c "exec java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
         -Dlog4j2.configurationFile='$here/kafka/log4j2.properties' -cp '$home/libs/*' \
-        kafka.Kafka '$data/server.properties'" >"$data/broker.log" 2>&1 &
+        kafka.Kafka '$data/server.properties'" >>"$data/broker.log" 2>&1 &
     local pid=$!
     echo "$pid" >"$pidfile"
     for _ in $(seq 1 120); do
@@ -98,7 +113,7 @@ PROPS
             tail -n 40 "$data/broker.log" >&2
             exit 1
         fi
-        if answers && grep -q "Kafka Server started" "$data/broker.log"; then
+        if answers && [ "$(grep -c "Kafka Server started" "$data/broker.log")" -gt "$started_before" ]; then
             echo "$bootstrap"
             return 0
         fi
@@ -125,10 +140,21 @@ stop() {
     rm -f "$pidfile"
 }
 
+crash() {
+    running || { echo "kafka.sh: no broker started by this script runs on port $port" >&2; exit 1; }
+    local pid
+    pid=$(cat "$pidfile")
+    kill -9 "$pid"
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    rm -f "$pidfile"
+}
+
 case "${1:-}" in
     start) start ;;
+    resume) start resume ;;
+    kill) crash ;;
     stop) stop ;;
     status)
         if running; then echo "running on $bootstrap (pid $(cat "$pidfile"))"; else echo "not running"; exit 1; fi ;;
-    *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+    *) echo "usage: $0 start|stop|status|kill|resume" >&2; exit 2 ;;
 esac

@@ -17,7 +17,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::kafka::{base, catch_up, ensure_topic, input_partitions, CatchUpCtx};
+use crate::kafka::{base, catch_up, ensure_topic, input_partitions, CatchUpCtx, TopicSpec};
 use crate::pipeline::config::PipelineConfig;
 use crate::state::{StateStore, WriteBatch};
 
@@ -52,7 +52,8 @@ pub fn ensure(config: &PipelineConfig, store: &str) -> anyhow::Result<String> {
     let name = topic(config, store);
     let consumer: BaseConsumer = base(config).create()?;
     let partitions = input_partitions(config, &consumer)?;
-    ensure_topic(config, &name, partitions, true, "changelog").context(
+    let spec = TopicSpec { what: "changelog", partitions, compact: true, exact: true };
+    ensure_topic(config, &name, spec).context(
         "the state of each input partition lives in the changelog partition with its number, \
          so the changelog needs as many partitions as the inputs",
     )?;

@@ -79,6 +79,9 @@ Example: weir run pipeline.toml --bootstrap-servers 127.0.0.1:9092 --instance-id
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// The dead-letter topic of a pipeline under `weir serve`.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
     /// Stop a pipeline and leave its group; `--purge` also deletes its local state. Kafka topics
     /// are never deleted.
     Undeploy {
@@ -161,6 +164,23 @@ enum TopicCommand {
         idle_ms: u64,
         #[arg(long, default_value = "127.0.0.1:9092")]
         bootstrap_servers: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Send the dead-lettered records back to the topics and partitions they came from (after
+    /// a fix), each with a `weir.replayed.from` header. They come after newer records there.
+    Replay {
+        name: String,
+        /// First dead-letter offset to send (in every partition) [default: the start].
+        #[arg(long)]
+        from: Option<i64>,
+        /// Offset to stop before [default: the end].
+        #[arg(long)]
+        until: Option<i64>,
+        #[command(flatten)]
+        server: ServerArgs,
     },
 }
 
@@ -423,6 +443,12 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<bool> {
             let done = server.client()?.act(&name, "rollback")?;
             let version = done.get("version").and_then(serde_json::Value::as_u64).unwrap_or_default();
             writeln!(out, "{name}: rolled back to version {version}")?;
+            Ok(true)
+        }
+        Command::Dlq(DlqCommand::Replay { name, from, until, server }) => {
+            let done = server.client()?.replay(&name, from, until)?;
+            let replayed = done.get("replayed").and_then(serde_json::Value::as_u64).unwrap_or_default();
+            writeln!(out, "{name}: replayed {replayed} dead-lettered records")?;
             Ok(true)
         }
         Command::Undeploy { name, purge, server } => {

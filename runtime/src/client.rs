@@ -83,6 +83,13 @@ impl Client {
         self.call("POST", &format!("/v1/pipelines/{name}/{action}"), None)
     }
 
+    pub fn replay(&self, name: &str, from: Option<i64>, until: Option<i64>) -> anyhow::Result<Value> {
+        let mut query = Vec::new();
+        query.extend(from.map(|f| format!("from={f}")));
+        query.extend(until.map(|u| format!("until={u}")));
+        self.call("POST", &format!("/v1/pipelines/{name}/dlq/replay?{}", query.join("&")), None)
+    }
+
     pub fn undeploy(&self, name: &str, purge: bool) -> anyhow::Result<Value> {
         self.call("DELETE", &format!("/v1/pipelines/{name}?purge={purge}"), None)
     }

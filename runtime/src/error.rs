@@ -82,6 +82,34 @@ pub enum ProcessError {
     State { location: Box<Location>, source: StateError },
 }
 
+impl ProcessError {
+    /// Where it happened.
+    pub fn location(&self) -> &Location {
+        match self {
+            ProcessError::Trap { location, .. }
+            | ProcessError::Deadline { location, .. }
+            | ProcessError::MemoryLimit { location, .. }
+            | ProcessError::OutOfFuel { location, .. }
+            | ProcessError::Rejected { location, .. }
+            | ProcessError::BadOutput { location, .. }
+            | ProcessError::State { location, .. } => location,
+        }
+    }
+
+    /// Its kind, as metrics and dead-letter headers name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProcessError::Trap { .. } => "trap",
+            ProcessError::Deadline { .. } => "deadline",
+            ProcessError::MemoryLimit { .. } => "memory",
+            ProcessError::OutOfFuel { .. } => "fuel",
+            ProcessError::Rejected { .. } => "rejected",
+            ProcessError::BadOutput { .. } => "output",
+            ProcessError::State { .. } => "state",
+        }
+    }
+}
+
 /// A state store could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {

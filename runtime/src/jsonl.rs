@@ -177,7 +177,29 @@ impl OutputLine {
 
 #[cfg(test)]
 mod test {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+        /// `weir test`'s input is untrusted: any line parses or is refused, never a panic.
+        #[test]
+        fn any_line_parses_or_is_refused_never_a_panic(line in any::<String>()) {
+            let _ = parse_line(&line);
+        }
+
+        /// Lines that are JSON objects with fields of every shape.
+        #[test]
+        fn any_record_shaped_object_parses_or_is_refused(
+            key in prop_oneof![Just("null".to_owned()), any::<String>().prop_map(|s| serde_json::to_string(&s).unwrap_or_default()), Just(r#"{"base64": "!!"}"#.to_owned()), Just("7".to_owned())],
+            value in prop_oneof![Just("null".to_owned()), any::<String>().prop_map(|s| serde_json::to_string(&s).unwrap_or_default()), Just(r#"{"base64": "aGk="}"#.to_owned()), Just("[1]".to_owned())],
+            extra in prop_oneof![Just(String::new()), Just(r#","timestamp": -5"#.to_owned()), Just(r#","headers": [["a", 1]]"#.to_owned()), Just(r#","partition": 1e9"#.to_owned())],
+        ) {
+            let _ = parse_line(&format!(r#"{{"key": {key}, "value": {value}{extra}}}"#));
+        }
+    }
 
     #[test]
     fn a_line_with_only_a_value_gets_the_defaults() {

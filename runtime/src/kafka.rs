@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use rdkafka::config::ClientConfig;
@@ -20,13 +20,20 @@ use crate::query::Queryable;
 /// How long transactional calls and synchronous commits may take.
 pub const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long an abort waits for the transaction's sends in flight (see [`Shared::abort`]).
+const FLUSH_BEFORE_ABORT: Duration = Duration::from_secs(10);
+
 pub type Producer = ThreadedProducer<ProducerCtx>;
 pub type Consumer = BaseConsumer<ConsumerCtx>;
 
 /// What the pipeline loop and the rebalance callback share.
 pub struct Shared {
     pub guarantee: Guarantee,
-    pub producer: OnceLock<Arc<Producer>>,
+    /// The loop's producer, for the revoke callback to abort with; replaced when it is lost.
+    producer: Mutex<Option<Arc<Producer>>>,
+    /// Set when an abort failed: the loop replaces the producer before it begins another
+    /// transaction (the new producer's start aborts what the old one left open).
+    pub producer_lost: AtomicBool,
     pub book: Mutex<Book>,
     /// Set when partitions were revoked: the loop drops the batch in hand and its instances.
     pub rebalanced: AtomicBool,
@@ -40,8 +47,8 @@ pub struct Shared {
 /// The work since the last commit.
 #[derive(Debug, Default)]
 pub struct Book {
-    /// Whether a transaction is open (exactly-once).
-    pub txn_open: bool,
+    /// When the open transaction began (exactly-once).
+    pub txn: Option<Instant>,
     /// Next offset to consume per (topic, partition), for records processed since the last
     /// commit.
     pub offsets: BTreeMap<(String, i32), i64>,
@@ -62,7 +69,8 @@ impl Shared {
         Arc::new(Self {
             queryable,
             guarantee,
-            producer: OnceLock::new(),
+            producer: Mutex::new(None),
+            producer_lost: AtomicBool::new(false),
             book: Mutex::new(Book::default()),
             rebalanced: AtomicBool::new(false),
             assigned: AtomicBool::new(false),
@@ -73,6 +81,36 @@ impl Shared {
         self.book.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Hands the revoke callback the loop's (new) producer.
+    pub fn set_producer(&self, producer: Arc<Producer>) {
+        *self.producer.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(producer);
+        self.producer_lost.store(false, Ordering::SeqCst);
+    }
+
+    /// Aborts the open transaction, if one is. librdkafka may send the abort before the
+    /// coordinator has taken the transaction's partitions (an AddPartitionsToTxn answered
+    /// CONCURRENT_TRANSACTIONS right after the previous commit is retried, yet counted as
+    /// sent), and the coordinator then refuses it as INVALID_TXN_STATE, a fatal error
+    /// (librdkafka #4849). Waiting for the sends in flight first closes that window; if the
+    /// abort fails all the same, the producer is marked lost, to be replaced before the next
+    /// transaction. False when nothing was open.
+    pub fn abort(&self, book: &mut Book) -> bool {
+        if book.txn.take().is_none() {
+            return false;
+        }
+        let producer = self.producer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let Some(producer) = producer else { return true };
+        if self.producer_lost.load(Ordering::SeqCst) {
+            return true;
+        }
+        let _ = producer.flush(FLUSH_BEFORE_ABORT);
+        if let Err(e) = producer.abort_transaction(KAFKA_TIMEOUT) {
+            tracing::warn!("aborting the open transaction failed: {e}; a new producer takes over, which aborts it");
+            self.producer_lost.store(true, Ordering::SeqCst);
+        }
+        true
+    }
+
     /// Before partitions go to another instance: drop the work since the last commit. Under
     /// exactly-once the open transaction is aborted; otherwise nothing more is committed. The
     /// next owner resumes from the committed offsets with the state its changelog holds, so
@@ -80,12 +118,8 @@ impl Shared {
     fn on_revoke(&self) {
         self.queryable.revoke();
         let mut book = self.book();
-        if let (true, Some(producer)) = (book.txn_open, self.producer.get()) {
-            match producer.abort_transaction(KAFKA_TIMEOUT) {
-                Ok(()) => tracing::info!("partitions revoked: aborted the open transaction"),
-                Err(e) => tracing::error!("partitions revoked: aborting the open transaction failed: {e}"),
-            }
-            book.txn_open = false;
+        if self.abort(&mut book) {
+            tracing::info!("partitions revoked: aborted the open transaction");
         }
         book.offsets.clear();
         self.rebalanced.store(true, Ordering::SeqCst);
@@ -224,20 +258,24 @@ pub fn partition_count(
     Ok(n)
 }
 
-/// Creates `topic` with `partitions` partitions (compacted when `compact`) unless it exists, and
-/// refuses one with another partition count; `what` names it in errors.
-pub fn ensure_topic(
-    config: &PipelineConfig,
-    topic: &str,
-    partitions: i32,
-    compact: bool,
-    what: &str,
-) -> anyhow::Result<()> {
+/// What [`ensure_topic`] creates: `partitions` partitions, compacted or not; with `exact`, an
+/// existing topic with another partition count is refused.
+pub struct TopicSpec<'a> {
+    /// Names the topic's role in logs and errors.
+    pub what: &'a str,
+    pub partitions: i32,
+    pub compact: bool,
+    pub exact: bool,
+}
+
+/// Creates `topic` as `spec` says unless it exists.
+pub fn ensure_topic(config: &PipelineConfig, topic: &str, spec: TopicSpec<'_>) -> anyhow::Result<()> {
+    let TopicSpec { what, partitions, compact, exact } = spec;
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     let consumer: BaseConsumer = base(config).create()?;
     let metadata = consumer.fetch_metadata(Some(topic), KAFKA_TIMEOUT)?;
     let existing = metadata.topics().first().map_or(0, |t| t.partitions().len()) as i32;
-    if existing == partitions {
+    if existing == partitions || (existing > 0 && !exact) {
         return Ok(());
     }
     if existing > 0 {
@@ -256,6 +294,31 @@ pub fn ensure_topic(
             Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((t, e)) => bail!("cannot create {what} topic `{t}`: {e}"),
         }
+    }
+    Ok(())
+}
+
+/// Whether a broker answers at the pipeline's bootstrap servers, within 10 s.
+pub fn probe(config: &PipelineConfig) -> anyhow::Result<()> {
+    let consumer: BaseConsumer = base(config).create().context("cannot create a Kafka client")?;
+    let topic = config.inputs.first().map(String::as_str);
+    consumer
+        .fetch_metadata(topic, Duration::from_secs(10))
+        .map(|_| ())
+        .map_err(|e| anyhow::anyhow!("no Kafka broker answers at {}: {e}", config.bootstrap_servers))
+}
+
+/// Refuses a pipeline whose input or output topics do not exist: a configuration error that
+/// names the topic, rather than a producer or consumer retrying a missing topic forever.
+pub fn check_topics(config: &PipelineConfig) -> anyhow::Result<()> {
+    let consumer: BaseConsumer = base(config).create().context("cannot create a Kafka client")?;
+    let hint = "create it first (`weir topic create`), or name another in the pipeline file";
+    for input in &config.inputs {
+        partition_count(&consumer, input, "input").map_err(|e| anyhow::anyhow!("{e:#}; {hint}"))?;
+    }
+    for (name, topic) in &config.outputs {
+        partition_count(&consumer, topic, &format!("output `{name}`:"))
+            .map_err(|e| anyhow::anyhow!("{e:#}; {hint}"))?;
     }
     Ok(())
 }
@@ -290,7 +353,12 @@ pub fn producer(config: &PipelineConfig, changelog: Option<&str>) -> anyhow::Res
             client.set("transactional.id", format!("{}-{}", config.application_id, config.instance()));
             // A crashed instance that does not come back holds its partitions' offsets at most
             // this long (Kafka Streams uses 10 s under exactly-once too).
-            default(&mut client, config, "transaction.timeout.ms", "10000");
+            default(
+                &mut client,
+                config,
+                "transaction.timeout.ms",
+                &config.transaction_timeout().as_millis().to_string(),
+            );
         }
         _ => {
             client.set("enable.idempotence", "true");

@@ -34,6 +34,7 @@ struct Families {
     commit_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     aborted: Family<Labels, Counter>,
     guest_errors: Family<Labels, Counter>,
+    failed_records: Family<Labels, Counter>,
     guest_call_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     lag: Family<Labels, Gauge>,
     restored: Family<Labels, Counter>,
@@ -64,6 +65,7 @@ impl Metrics {
             commit_seconds: Family::new_with_constructor(histogram as fn() -> Histogram),
             aborted: Family::default(),
             guest_errors: Family::default(),
+            failed_records: Family::default(),
             guest_call_seconds: Family::new_with_constructor(histogram as fn() -> Histogram),
             lag: Family::default(),
             restored: Family::default(),
@@ -82,6 +84,11 @@ impl Metrics {
             "guest_errors",
             "Guest errors by kind (trap, deadline, memory, fuel, rejected, output, state)",
             f.guest_errors,
+        );
+        r.register(
+            "failed_records",
+            "Records a guest error was about, by what was done (dead-letter, skip)",
+            f.failed_records,
         );
         r.register("guest_call_duration_seconds", "How long one call into the module took", f.guest_call_seconds);
         r.register("consumer_lag", "Records between the consumer's position and the end of the partition", f.lag);
@@ -114,7 +121,16 @@ impl Metrics {
         let f = &self.families;
         let made = pipeline.made.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for labels in made.iter() {
-            for family in [&f.consumed, &f.produced, &f.batches, &f.commits, &f.aborted, &f.guest_errors, &f.restored] {
+            for family in [
+                &f.consumed,
+                &f.produced,
+                &f.batches,
+                &f.commits,
+                &f.aborted,
+                &f.guest_errors,
+                &f.failed_records,
+                &f.restored,
+            ] {
                 family.remove(labels);
             }
             for family in [&f.lag, &f.status, &f.state_bytes] {
@@ -168,6 +184,11 @@ impl PipelineMetrics {
 
     pub fn guest_error(&self, kind: &str) {
         self.families.guest_errors.get_or_create(&self.labels(&[("kind", kind.to_owned())])).inc();
+    }
+
+    /// A record a guest error was about was dead-lettered or skipped (`action`).
+    pub fn failed_record(&self, action: &str) {
+        self.families.failed_records.get_or_create(&self.labels(&[("action", action.to_owned())])).inc();
     }
 
     pub fn set_lag(&self, topic: &str, partition: i32, lag: i64) {

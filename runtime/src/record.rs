@@ -154,14 +154,42 @@ pub struct Outputs {
     wit: wit::Outputs,
 }
 
+/// What one record, and one batch, may produce: outputs past these are the record's fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputLimits {
+    /// The outputs the pipeline configures (a record the module does not route goes to
+    /// `default`); `None` takes any name (`weir test`).
+    pub names: Option<std::sync::Arc<std::collections::BTreeSet<String>>>,
+    /// Largest output (key, value and headers), in bytes: the producer's `message.max.bytes`,
+    /// past which Kafka would refuse it.
+    pub max_record_bytes: usize,
+    /// Most outputs that answer one record.
+    pub max_per_record: usize,
+    /// Most output bytes of one batch.
+    pub max_batch_bytes: usize,
+}
+
+impl Default for OutputLimits {
+    fn default() -> Self {
+        Self { names: None, max_record_bytes: 1_000_000, max_per_record: 10_000, max_batch_bytes: 256 << 20 }
+    }
+}
+
+/// What Kafka counts of a record besides its key, value and headers (its batch framing).
+const RECORD_OVERHEAD: usize = 70;
+
 impl Outputs {
-    /// Checks the guest's answer against the batch it answers. The error says which output is
-    /// malformed and how.
-    pub(crate) fn check(wit: wit::Outputs, batch_len: usize) -> Result<Self, (usize, String)> {
+    /// Checks the guest's answer against the batch it answers and the limits. The error names
+    /// the record at fault where one is (the input record the output answers) and says how.
+    pub(crate) fn check(
+        wit: wit::Outputs,
+        batch_len: usize,
+        limits: &OutputLimits,
+    ) -> Result<Self, (Option<usize>, String)> {
         let n = wit.sources.len() / 4;
         let whole = wit.sources.len().is_multiple_of(4) && wit.headers.len().is_multiple_of(4 * HEADER_STRIDE);
         if !whole || wit.records.len() != n * OUTPUT_STRIDE * 4 || wit.timestamps.len() != n * 8 {
-            return Err((0, format!(
+            return Err((None, format!(
                 "output columns disagree: {} bytes of sources, {} of timestamps, {} of record numbers, {} of header numbers",
                 wit.sources.len(), wit.timestamps.len(), wit.records.len(), wit.headers.len()
             )));
@@ -172,25 +200,75 @@ impl Outputs {
             .filter_map(|h| column::u32s::<HEADER_STRIDE>(&wit.headers, h))
             .position(|h| !(in_bounds(h[0], h[1]) && in_bounds(h[2], h[3])) || h[1] == ABSENT || h[3] == ABSENT);
         if let Some(h) = bad_header {
-            return Err((0, format!("header {h} points outside the output data")));
+            return Err((None, format!("header {h} points outside the output data")));
         }
+        let length = |at: u32, len: u32| if len == ABSENT || at == ABSENT { 0 } else { len as usize };
+        let mut per_record: Vec<usize> = Vec::new();
+        let mut batch_bytes = 0usize;
         for i in 0..n {
             let (Some(c), Some([source])) =
                 (column::u32s::<OUTPUT_STRIDE>(&wit.records, i), column::u32s::<1>(&wit.sources, i))
             else {
-                return Err((i, format!("output {i} is cut short")));
+                return Err((None, format!("output {i} is cut short")));
             };
+            let record = source as usize;
+            if record >= batch_len {
+                return Err((None, format!("output {i} answers record {source} of a batch of {batch_len}")));
+            }
             if !(in_bounds(c[0], c[1]) && in_bounds(c[2], c[3]) && in_bounds(c[4], c[5])) {
-                return Err((i, format!("output {i} points outside the output data")));
+                return Err((Some(record), format!("output {i} points outside the output data")));
             }
             if (c[6] as usize).saturating_add(c[7] as usize) > header_count {
-                return Err((i, format!("output {i} names headers beyond the list")));
+                return Err((Some(record), format!("output {i} names headers beyond the list")));
             }
-            if source as usize >= batch_len {
-                return Err((i, format!("output {i} answers record {source} of a batch of {batch_len}")));
+            let topic = bytes(&wit.data, c[0], c[1]);
+            let Ok(name) = std::str::from_utf8(topic.unwrap_or(b"default")) else {
+                return Err((Some(record), format!("output {i} names a topic that is not UTF-8")));
+            };
+            if let Some(names) = limits.names.as_ref().filter(|names| !names.contains(name)) {
+                let known: Vec<&str> = names.iter().map(String::as_str).collect();
+                return Err((
+                    Some(record),
+                    format!(
+                        "output {i} is routed to `{name}`, which the pipeline does not configure (outputs: {})",
+                        if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                    ),
+                ));
             }
-            if bytes(&wit.data, c[0], c[1]).is_some_and(|t| std::str::from_utf8(t).is_err()) {
-                return Err((i, format!("output {i} names a topic that is not UTF-8")));
+            let header_bytes: usize = (c[6] as usize..(c[6] + c[7]) as usize)
+                .filter_map(|h| column::u32s::<HEADER_STRIDE>(&wit.headers, h))
+                .map(|h| length(h[0], h[1]) + length(h[2], h[3]))
+                .sum();
+            let size = length(c[2], c[3]) + length(c[4], c[5]) + header_bytes + RECORD_OVERHEAD;
+            if size > limits.max_record_bytes {
+                return Err((
+                    Some(record),
+                    format!(
+                        "output {i} is {size} bytes, more than the producer's message.max.bytes ({}); \
+                         Kafka would refuse it",
+                        limits.max_record_bytes
+                    ),
+                ));
+            }
+            if per_record.len() <= record {
+                per_record.resize(record + 1, 0);
+            }
+            per_record[record] += 1;
+            if per_record[record] > limits.max_per_record {
+                return Err((
+                    Some(record),
+                    format!("the record has more than {} outputs (max_outputs_per_record)", limits.max_per_record),
+                ));
+            }
+            batch_bytes += size;
+            if batch_bytes > limits.max_batch_bytes {
+                return Err((
+                    Some(record),
+                    format!(
+                        "the batch's outputs pass {} bytes here (max_output_bytes_per_batch)",
+                        limits.max_batch_bytes
+                    ),
+                ));
             }
         }
         Ok(Self { wit })
@@ -257,5 +335,89 @@ impl<'a> OutputRef<'a> {
 
     pub fn headers(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
         headers(&self.all.headers, &self.all.data, self.column(6) as usize, self.column(7) as usize)
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use proptest::prelude::*;
+    use weir_abi::column;
+
+    use super::*;
+
+    /// Outputs answering records `sources`, each with a key and a value of `value_len` bytes.
+    fn outputs(sources: &[u32], value_len: usize) -> wit::Outputs {
+        let mut o =
+            wit::Outputs { records: vec![], sources: vec![], timestamps: vec![], headers: vec![], data: vec![] };
+        for &source in sources {
+            let key = append(&mut o.data, Some(b"k"));
+            let value = append(&mut o.data, Some(&vec![b'v'; value_len]));
+            column::push_u32s(&mut o.records, &[ABSENT, ABSENT, key[0], key[1], value[0], value[1], 0, 0]);
+            column::push_u32s(&mut o.sources, &[source]);
+            column::push_i64(&mut o.timestamps, -1);
+        }
+        o
+    }
+
+    #[test]
+    fn an_output_over_the_producers_limit_is_the_fault_of_the_record_it_answers() {
+        let limits = OutputLimits { max_record_bytes: 1_000, ..OutputLimits::default() };
+        let (record, why) = Outputs::check(outputs(&[0, 2], 2_000), 3, &limits).err().unwrap();
+        assert_eq!(record, Some(0));
+        assert!(why.contains("message.max.bytes (1000)"), "{why}");
+        assert!(Outputs::check(outputs(&[0, 2], 500), 3, &limits).is_ok());
+    }
+
+    #[test]
+    fn too_many_outputs_for_one_record_and_too_many_bytes_for_a_batch_name_the_record() {
+        let limits = OutputLimits { max_per_record: 2, ..OutputLimits::default() };
+        let (record, why) = Outputs::check(outputs(&[0, 1, 1, 1], 1), 2, &limits).err().unwrap();
+        assert_eq!((record, why.contains("more than 2 outputs")), (Some(1), true), "{why}");
+        let limits = OutputLimits { max_batch_bytes: 600, ..OutputLimits::default() };
+        let (record, why) = Outputs::check(outputs(&[0, 1, 2], 200), 3, &limits).err().unwrap();
+        assert_eq!((record, why.contains("max_output_bytes_per_batch")), (Some(2), true), "{why}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+        /// The columns a guest returns are untrusted: any bytes give outputs or an error, never
+        /// a panic, and what passes can be read whole.
+        #[test]
+        fn any_output_columns_are_accepted_or_refused_never_a_panic(
+            records in proptest::collection::vec(any::<u8>(), 0..200),
+            sources in proptest::collection::vec(any::<u8>(), 0..40),
+            timestamps in proptest::collection::vec(any::<u8>(), 0..80),
+            headers in proptest::collection::vec(any::<u8>(), 0..80),
+            data in proptest::collection::vec(any::<u8>(), 0..64),
+            batch_len in 0usize..8,
+        ) {
+            let wit = wit::Outputs { records, sources, timestamps, headers, data };
+            if let Ok(outputs) = Outputs::check(wit, batch_len, &OutputLimits::default()) {
+                for o in outputs.iter() {
+                    let _ = (o.topic(), o.key(), o.value(), o.timestamp(), o.source(), o.headers().count());
+                }
+            }
+        }
+
+        /// Well-formed columns whose numbers point anywhere.
+        #[test]
+        fn output_rows_pointing_anywhere_are_accepted_or_refused_never_a_panic(
+            rows in proptest::collection::vec((proptest::array::uniform8(any::<u32>()), any::<u32>()), 0..6),
+            data in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let mut wit = wit::Outputs { records: vec![], sources: vec![], timestamps: vec![], headers: vec![], data };
+            for (row, source) in &rows {
+                let row: Vec<u32> = row.iter().map(|n| if n % 3 == 0 { ABSENT } else { n % 80 }).collect();
+                column::push_u32s(&mut wit.records, &row);
+                column::push_u32s(&mut wit.sources, &[source % 4]);
+                column::push_i64(&mut wit.timestamps, -1);
+            }
+            if let Ok(outputs) = Outputs::check(wit, 3, &OutputLimits::default()) {
+                for o in outputs.iter() {
+                    let _ = (o.topic(), o.key(), o.value(), o.headers().count());
+                }
+            }
+        }
     }
 }

@@ -182,6 +182,17 @@ impl Supervisor {
         self.inner.site.get().cloned().unwrap_or_default()
     }
 
+    /// Sends pipeline `name`'s dead-lettered records back to their source topics (see
+    /// [`crate::pipeline::errors::replay`]).
+    pub fn replay_dead_letters(&self, name: &str, from: Option<i64>, until: Option<i64>) -> Result<u64, Refusal> {
+        let config = {
+            let pipelines = self.pipelines();
+            let slot = pipelines.get(name).ok_or_else(|| Refusal::not_found(name))?;
+            slot.config.clone().ok_or_else(|| Refusal::internal("the pipeline's file could not be read back"))?
+        };
+        crate::pipeline::errors::replay(&config, from, until).map_err(|e| Refusal::external(format!("{e:#}")))
+    }
+
     /// What queries read of pipeline `name`.
     pub fn queryable(&self, name: &str) -> Result<Arc<Queryable>, Refusal> {
         let pipelines = self.pipelines();
@@ -296,6 +307,7 @@ impl Supervisor {
             paused,
             status_line: false,
             advertise,
+            wait_for_kafka: true,
         };
         let thread_config = config.clone();
         let thread_metrics = metrics.clone();
@@ -427,7 +439,9 @@ impl Supervisor {
             if s.version == Some(version) {
                 return Ok(());
             }
-            if let Some(notice) = s.notice.filter(|n| n.contains("refused")) {
+            if let Some(notice) =
+                s.notice.filter(|n| n.starts_with(&format!("the swap to version {version} was refused")))
+            {
                 return Err(Refusal::user(notice));
             }
             if s.status == Phase::Failed {
@@ -551,7 +565,7 @@ impl Supervisor {
                     Some(r) => format!("restoring partition {}: {} of {} records", r.partition, r.restored, r.total),
                     None => "restoring state".to_owned(),
                 },
-                Phase::Starting => "starting".to_owned(),
+                Phase::Starting => s.notice.unwrap_or_else(|| "starting".to_owned()),
                 Phase::Failed => s.error.unwrap_or_else(|| "failed".to_owned()),
                 Phase::Stopped => "stopped".to_owned(),
             };
@@ -612,6 +626,7 @@ impl Supervisor {
             paused: false,
             status_line: true,
             advertise: self.site().advertise,
+            wait_for_kafka: false,
         };
         let deployment = Deployment { name: name.clone(), paused: false, live: 0, versions: Vec::new() };
         let slot = Slot { handle, thread: None, metrics: metrics.clone(), config: Some(config.clone()), deployment };
@@ -653,6 +668,8 @@ fn in_place(running: &PipelineConfig, next: &PipelineConfig) -> Result<(), Strin
         c.module.memory_limit_mib = 0;
         c.module.deadline_ms = 0;
         c.module.fuel = None;
+        c.module.max_outputs_per_record = 0;
+        c.module.max_output_bytes_per_batch = 0;
         c.outputs.clear();
     }
     let differ = |what: &str, x: String, y: String| if x != y { Some(what.to_owned()) } else { None };
@@ -669,6 +686,7 @@ fn in_place(running: &PipelineConfig, next: &PipelineConfig) -> Result<(), Strin
         differ("commit_interval_ms", format!("{:?}", a.commit_interval_ms), format!("{:?}", b.commit_interval_ms)),
         differ("batch_size", a.batch_size.to_string(), b.batch_size.to_string()),
         differ("linger_ms", a.linger_ms.to_string(), b.linger_ms.to_string()),
+        differ("errors", format!("{:?}", a.errors), format!("{:?}", b.errors)),
     ]
     .into_iter()
     .flatten()

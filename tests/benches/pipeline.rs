@@ -313,6 +313,7 @@ fn config(
         instance_id: Some("bench".into()),
         state_dir: state_dir.map(|p| p.to_path_buf()),
         kafka: BTreeMap::new(),
+        errors: Default::default(),
     }
 }
 

@@ -450,3 +450,48 @@ pub fn crash_repeatedly_at(
     last.stop();
     out
 }
+
+/// A broker of a test's own, from `scripts/kafka.sh` on another port and data dir, for tests
+/// that crash and restart it without disturbing the broker the other tests share. Stopped (by
+/// the script, by its PID) when dropped.
+pub struct OwnBroker {
+    port: u16,
+    pub bootstrap: String,
+}
+
+impl OwnBroker {
+    /// Formats and starts a broker on `port` (its controller takes `port + 1`).
+    pub fn start(port: u16) -> Self {
+        let mut broker = Self { port, bootstrap: String::new() };
+        broker.bootstrap = broker.script("start");
+        broker
+    }
+
+    /// SIGKILL, as a crash: no clean shutdown, no flush.
+    pub fn kill(&self) {
+        self.script("kill");
+    }
+
+    /// Starts it again on the data it left, and waits until it answers.
+    pub fn resume(&self) {
+        self.script("resume");
+    }
+
+    fn script(&self, mode: &str) -> String {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka.sh");
+        let out = Command::new(&script)
+            .arg(mode)
+            .env("WEIR_KAFKA_PORT", self.port.to_string())
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        assert!(out.status.success(), "scripts/kafka.sh {mode} on port {} failed ({})", self.port, out.status);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        let _ = self.script("stop");
+    }
+}

@@ -20,10 +20,15 @@ pub struct Sidecar {
 impl Sidecar {
     /// `bin` is the `weir-e2e` binary (`env!("CARGO_BIN_EXE_weir-e2e")` in a test).
     pub fn new(bin: &Path) -> Self {
+        Self::on(bin, crate::kafka::bootstrap())
+    }
+
+    /// On the broker at `bootstrap` rather than the shared one.
+    pub fn on(bin: &Path, bootstrap: String) -> Self {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot make a temporary directory: {e}"));
         // One compiled-component cache for every test.
         let cache = std::env::temp_dir().join("weir-serve-tests-cache");
-        Self { bootstrap: crate::kafka::bootstrap(), dir, cache, bin: bin.to_path_buf() }
+        Self { bootstrap, dir, cache, bin: bin.to_path_buf() }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -130,6 +135,11 @@ impl Server {
 
     pub fn log(&self) -> String {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Whether the process still runs.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     pub fn token_file(&self) -> PathBuf {
@@ -239,10 +249,12 @@ impl Server {
         })
     }
 
-    /// SIGKILL: no commit, no leaving the group.
-    pub fn kill(mut self) {
+    /// SIGKILL: no commit, no leaving the group. Returns the log.
+    pub fn kill(mut self) -> String {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        std::thread::sleep(Duration::from_millis(100));
+        self.log()
     }
 
     /// SIGTERM, and a clean exit; returns the log.

@@ -12,6 +12,7 @@
 //! | `PUT /v1/pipelines/{name}` | deploy or update: `{"pipeline": "<file text>", "module": {"name": "m.wasm", "base64": "..."}}` |
 //! | `POST /v1/pipelines/{name}/pause`, `/resume`, `/rollback` | at the next commit boundary |
 //! | `DELETE /v1/pipelines/{name}[?purge=true]` | stop it and leave the group; `purge` deletes its local state |
+//! | `POST /v1/pipelines/{name}/dlq/replay[?from=&until=]` | send its dead-lettered records back to their source topics |
 //! | `GET /v1/pipelines/{name}/state/...`, `/tables/...`, `/instances` | queries of its state (see [`query`]) |
 //!
 //! Whatever mutates needs `Authorization: Bearer <token>` (401 otherwise, and nothing changes).
@@ -80,6 +81,7 @@ pub async fn bind(
         .route("/v1/pipelines", get(list))
         .route("/v1/pipelines/{name}", get(status).put(deploy).delete(undeploy))
         .route("/v1/pipelines/{name}/{action}", post(act))
+        .route("/v1/pipelines/{name}/dlq/replay", post(replay))
         .route("/v1/pipelines/{name}/state", get(query::state))
         .route("/v1/pipelines/{name}/state/{key}", get(query::state_key))
         .route("/v1/pipelines/{name}/tables/{table}", get(query::table))
@@ -225,6 +227,27 @@ async fn undeploy(State(api): State<Api>, Path(name): Path<String>, Query(q): Qu
     let supervisor = api.supervisor.clone();
     match blocking(move || supervisor.undeploy(&name, q.purge).map(|()| name)).await {
         Ok(Ok(name)) => Json(json!({ "name": name, "undeployed": true, "purged": q.purge })).into_response(),
+        Ok(Err(refusal)) => refusal.into_response(),
+        Err(response) => response,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayQuery {
+    from: Option<i64>,
+    until: Option<i64>,
+}
+
+async fn replay(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    query: Result<Query<ReplayQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = query else { return error(StatusCode::BAD_REQUEST, "from and until are offsets") };
+    let supervisor = api.supervisor.clone();
+    match blocking(move || supervisor.replay_dead_letters(&name, q.from, q.until).map(|n| (name, n))).await {
+        Ok(Ok((name, replayed))) => Json(json!({ "name": name, "replayed": replayed })).into_response(),
         Ok(Err(refusal)) => refusal.into_response(),
         Err(response) => response,
     }

@@ -75,7 +75,8 @@ impl Subject<'_> {
 /// How a call failed, before it is explained with a location.
 enum Failure {
     Rejected(ProcessingError),
-    BadOutput(usize, String),
+    /// The record at fault, when one is, and what is wrong.
+    BadOutput(Option<usize>, String),
     Trap(wasmtime::Error),
 }
 
@@ -193,7 +194,7 @@ impl Instance {
                 Err(ProcessError::Rejected { location: self.location(subject, index), message: e.message })
             }
             Failure::BadOutput(index, detail) => {
-                Err(ProcessError::BadOutput { location: self.location(subject, Some(index)), detail })
+                Err(ProcessError::BadOutput { location: self.location(subject, index), detail })
             }
             Failure::Trap(error) => {
                 let culprit = if subject.len() > 1 { self.isolate(subject) } else { Some(0) };
@@ -259,7 +260,9 @@ impl Instance {
         }
         arm(&mut self.store, &self.module);
         match f(&mut self.store, &self.bindings, self.on_timer.as_ref()) {
-            Ok(Ok(outputs)) => Outputs::check(outputs, count).map_err(|(i, d)| Failure::BadOutput(i, d)),
+            Ok(Ok(outputs)) => {
+                Outputs::check(outputs, count, &self.module.limits.outputs).map_err(|(i, d)| Failure::BadOutput(i, d))
+            }
             Ok(Err(rejected)) => Err(Failure::Rejected(rejected)),
             Err(trap) => {
                 self.dead = true;

@@ -76,6 +76,7 @@ pub struct Limits {
     pub memory_limit: usize,
     pub deadline: Duration,
     pub fuel: Option<u64>,
+    pub outputs: crate::record::OutputLimits,
 }
 
 /// A configured wasmtime engine with weir's imports linked. Cheap to clone.
@@ -148,7 +149,12 @@ impl Engine {
             .filter(|_| imports(TIMERS_IMPORT));
         let uses_state = imports(STATE_IMPORT) || on_timer.is_some();
         let options = &self.inner.options;
-        let limits = Limits { memory_limit: options.memory_limit, deadline: options.deadline, fuel: options.fuel };
+        let limits = Limits {
+            memory_limit: options.memory_limit,
+            deadline: options.deadline,
+            fuel: options.fuel,
+            outputs: crate::record::OutputLimits::default(),
+        };
         Ok(Module { limits, engine: self.clone(), name: name.into(), path: path.into(), uses_state, on_timer, pre })
     }
 

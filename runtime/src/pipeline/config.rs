@@ -84,6 +84,12 @@ pub struct ModuleConfig {
     /// Fuel per batch, if metered.
     #[serde(default)]
     pub fuel: Option<u64>,
+    /// Most outputs one record may produce; past it, the record is at fault.
+    #[serde(default = "default_max_outputs")]
+    pub max_outputs_per_record: usize,
+    /// Most output bytes one batch may produce; past it, the record that crossed it is at fault.
+    #[serde(default = "default_max_batch_bytes")]
+    pub max_output_bytes_per_batch: usize,
 }
 
 impl ModuleConfig {
@@ -96,6 +102,8 @@ impl ModuleConfig {
             memory_limit_mib: default_memory_mib(),
             deadline_ms: default_deadline_ms(),
             fuel: None,
+            max_outputs_per_record: default_max_outputs(),
+            max_output_bytes_per_batch: default_max_batch_bytes(),
         }
     }
 }
@@ -154,6 +162,34 @@ pub struct PipelineConfig {
     /// librdkafka settings passed verbatim to both consumer and producer.
     #[serde(default)]
     pub kafka: BTreeMap<String, String>,
+    /// What a guest error on one record does.
+    #[serde(default)]
+    pub errors: ErrorsConfig,
+}
+
+/// What a guest error on one record does: a trap, a blown deadline, fuel or memory limit, a
+/// rejected record, or an output weir cannot send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnGuestError {
+    /// Stop the pipeline at the record, committing nothing past it.
+    #[default]
+    Stop,
+    /// Send the record to the dead-letter topic, with why, and go on.
+    DeadLetter,
+    /// Drop the record, count it and log it, and go on.
+    Skip,
+}
+
+/// The `[errors]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorsConfig {
+    #[serde(default)]
+    pub on_guest_error: OnGuestError,
+    /// Default: `<application_id>-dlq`.
+    #[serde(default)]
+    pub dead_letter_topic: Option<String>,
 }
 
 fn default_bootstrap() -> String {
@@ -170,6 +206,12 @@ fn default_memory_mib() -> usize {
 }
 fn default_deadline_ms() -> u64 {
     5000
+}
+fn default_max_outputs() -> usize {
+    crate::record::OutputLimits::default().max_per_record
+}
+fn default_max_batch_bytes() -> usize {
+    crate::record::OutputLimits::default().max_batch_bytes
 }
 
 /// librdkafka settings weir sets itself from the guarantee; a `[kafka]` table may not override them.
@@ -220,7 +262,24 @@ impl PipelineConfig {
             memory_limit: m.memory_limit_mib << 20,
             deadline: Duration::from_millis(m.deadline_ms),
             fuel: m.fuel,
+            outputs: crate::record::OutputLimits {
+                names: Some(std::sync::Arc::new(self.outputs.keys().cloned().collect())),
+                // What the producer would refuse (librdkafka's default is 1,000,000).
+                max_record_bytes: self
+                    .kafka
+                    .get("message.max.bytes")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(crate::record::OutputLimits::default().max_record_bytes),
+                max_per_record: m.max_outputs_per_record,
+                max_batch_bytes: m.max_output_bytes_per_batch,
+            },
         }
+    }
+
+    /// The dead-letter topic, when failing records go to one.
+    pub fn dead_letter_topic(&self) -> Option<String> {
+        (self.errors.on_guest_error == OnGuestError::DeadLetter)
+            .then(|| self.errors.dead_letter_topic.clone().unwrap_or_else(|| format!("{}-dlq", self.application_id)))
     }
 
     /// The name of the processor's state (changelog topic, store folder): `[module] name`, or
@@ -236,11 +295,6 @@ impl PipelineConfig {
                 "application_id `{}` must be non-empty letters, digits, `.`, `_` or `-`",
                 self.application_id
             ));
-        }
-        if let Some(name) = &self.module.name {
-            if !id_ok(name) {
-                return Err(format!("module.name `{name}` must be non-empty letters, digits, `.`, `_` or `-`"));
-            }
         }
         if let Some(name) = &self.module.name {
             if !id_ok(name) {
@@ -272,6 +326,14 @@ impl PipelineConfig {
         if self.batch_size == 0 {
             return Err("batch_size must be at least 1".into());
         }
+        if self.errors.on_guest_error != OnGuestError::Stop && self.guarantee == Guarantee::AtMostOnce {
+            return Err("errors.on_guest_error other than `stop` needs at-least-once or exactly-once: \
+                 at-most-once has committed a batch before it fails, so it could not be replayed without the bad record"
+                .into());
+        }
+        if self.errors.dead_letter_topic.as_deref() == Some("") {
+            return Err("errors.dead_letter_topic is empty".into());
+        }
         if self.commit_interval_ms == Some(0) {
             return Err("commit_interval_ms must be at least 1".into());
         }
@@ -281,6 +343,13 @@ impl PipelineConfig {
             ));
         }
         Ok(())
+    }
+
+    /// How long a transaction may stay open before the broker aborts it (the producer's
+    /// `transaction.timeout.ms`, 10 s unless the `[kafka]` table says otherwise).
+    pub fn transaction_timeout(&self) -> Duration {
+        let ms = self.kafka.get("transaction.timeout.ms").and_then(|v| v.parse().ok());
+        Duration::from_millis(ms.unwrap_or(10_000))
     }
 
     pub fn commit_interval(&self) -> Duration {
@@ -314,7 +383,34 @@ fn one_line(s: &str) -> String {
 
 #[cfg(test)]
 mod test {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1_000, ..ProptestConfig::default() })]
+
+        /// A pipeline file is untrusted: any text parses or is refused, never a panic.
+        #[test]
+        fn any_pipeline_text_parses_or_is_refused_never_a_panic(text in any::<String>()) {
+            let _ = PipelineConfig::parse(&text);
+        }
+
+        /// Files of the right shape with values of every kind.
+        #[test]
+        fn any_value_in_a_pipeline_file_parses_or_is_refused(
+            id in "[a-z._-]{0,6}|\\PC{0,4}",
+            number in prop_oneof![Just("0".to_owned()), Just("-1".to_owned()), Just("1e99".to_owned()), Just("\"x\"".to_owned()), any::<i64>().prop_map(|n| n.to_string())],
+            guarantee in "[a-z-]{0,14}",
+        ) {
+            let text = format!(
+                "application_id = {id:?}\ninputs = [\"in\"]\nguarantee = {guarantee:?}\nbatch_size = {number}\n\
+                 commit_interval_ms = {number}\n[outputs]\ndefault = \"out\"\n[module]\npath = \"m.wasm\"\n\
+                 memory_limit_mib = {number}\ndeadline_ms = {number}\nmax_outputs_per_record = {number}\n"
+            );
+            let _ = PipelineConfig::parse(&text);
+        }
+    }
 
     fn parse(text: &str) -> Result<PipelineConfig, String> {
         PipelineConfig::parse(text)

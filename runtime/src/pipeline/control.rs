@@ -81,6 +81,10 @@ pub struct Snapshot {
     pub restored_records: u64,
     /// Whether every assigned partition's state has been restored.
     pub restored: bool,
+    /// Records a guest error was about, sent to the dead-letter topic or skipped, since the
+    /// pipeline started.
+    pub dead_lettered: u64,
+    pub skipped: u64,
     /// Something the operator should know that is not an error (a swap that was refused, a
     /// restart for a change that could not apply in place).
     pub notice: Option<String>,

@@ -25,6 +25,7 @@
 
 pub mod config;
 pub mod control;
+pub mod errors;
 mod status;
 mod tables;
 
@@ -50,7 +51,7 @@ use crate::query::Positions;
 use crate::record::{Batch, Outputs};
 use crate::state::{MemoryStore, RocksStore, StateStore, StoreReader};
 use crate::tables::{TableView, Tables};
-use config::{Guarantee, OffsetReset, PipelineConfig};
+use config::{Guarantee, OffsetReset, OnGuestError, PipelineConfig};
 pub use control::{channel, Command, Handle, Inbox, Phase, Prepared, Snapshot, View};
 pub use status::Stats;
 
@@ -83,6 +84,9 @@ pub struct Attach {
     /// The URL other instances reach this one's queries at; with it, a stateful pipeline joins
     /// the membership topic (see [`crate::query::membership`]).
     pub advertise: Option<String>,
+    /// Wait, with backoff, for a broker that does not answer at start (`weir serve`), rather
+    /// than fail (`weir run`).
+    pub wait_for_kafka: bool,
 }
 
 /// Everything that processes what the consumer returns (apart from the consumer, so that the
@@ -108,6 +112,12 @@ struct Work {
     paused: bool,
     /// The committed offsets of the assignment, as it began (what a newly opened store reflects).
     positions: Positions,
+    /// Whether the consumer last said a broker connection is down (and the notice says so).
+    kafka_trouble: bool,
+    /// Records a guest error was about, to set aside when they come again.
+    poisoned: errors::Poisoned,
+    /// Where set-aside records go, under `dead-letter`.
+    dead_letter: Option<String>,
 }
 
 /// What outputs answer: records of a batch, or timers that fired on a partition.
@@ -137,19 +147,29 @@ impl Answering<'_> {
     }
 }
 
-/// Why a step failed: Kafka trouble is retried from the last commit; anything else stops.
+/// Why a step failed: Kafka trouble is retried from the last commit (with a new producer when
+/// the old one failed fatally); a guest error stops, or sets its record aside as the
+/// pipeline's error policy says; a fenced producer and anything else stops.
 enum Failure {
     Kafka(anyhow::Error),
+    ProducerLost(anyhow::Error),
+    Fenced(KafkaError),
+    Guest(ProcessError),
     Fatal(anyhow::Error),
 }
 
 impl From<KafkaError> for Failure {
     fn from(e: KafkaError) -> Self {
-        let fatal = matches!(&e, KafkaError::Transaction(t) if t.is_fatal())
-            || e.rdkafka_error_code() == Some(RDKafkaErrorCode::Fenced)
-            || e.rdkafka_error_code() == Some(RDKafkaErrorCode::ProducerFenced);
-        if fatal {
-            Failure::Fatal(anyhow!("Kafka: {e} (another instance with this instance_id took over?)"))
+        let fenced = matches!(
+            e.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)
+        ) || matches!(&e, KafkaError::Transaction(t)
+            if matches!(t.code(), RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch));
+        let fatal = matches!(&e, KafkaError::Transaction(t) if t.is_fatal());
+        if fenced {
+            Failure::Fenced(e)
+        } else if fatal {
+            Failure::ProducerLost(anyhow!("Kafka: {e}: the transactional producer failed fatally"))
         } else {
             Failure::Kafka(anyhow!("Kafka: {e}"))
         }
@@ -169,6 +189,7 @@ impl Pipeline {
             paused: false,
             status_line: true,
             advertise: None,
+            wait_for_kafka: false,
         };
         Self::start(config, module, attach)
     }
@@ -182,6 +203,12 @@ impl Pipeline {
             (s.version, s.digest) = attach.version.clone().map_or((None, None), |(v, d)| (Some(v), Some(d)));
         });
         attach.metrics.set_status(Phase::Starting.as_str());
+        await_kafka(&config, &view, attach.wait_for_kafka)?;
+        kafka::check_topics(&config)?;
+        let dead_letter = config.dead_letter_topic();
+        if let Some(topic) = &dead_letter {
+            errors::ensure_topic(&config, topic)?;
+        }
         let changelog = match module.uses_state() {
             true => Some(changelog::ensure(&config, config.store_name())?),
             false => None,
@@ -196,7 +223,7 @@ impl Pipeline {
         };
         let shared = Shared::new(config.guarantee, view.queryable.clone());
         let producer = kafka::producer(&config, changelog.as_deref())?;
-        let _ = shared.producer.set(producer.clone());
+        shared.set_producer(producer.clone());
         let consumer = kafka::consumer(&config, shared.clone())?;
         tracing::info!(
             application = %config.application_id, instance = %config.instance(), guarantee = ?config.guarantee,
@@ -219,6 +246,9 @@ impl Pipeline {
             consumed: HashMap::new(),
             paused: false,
             positions: Positions::new(),
+            kafka_trouble: false,
+            poisoned: errors::Poisoned::default(),
+            dead_letter,
         };
         Ok(Self {
             consumer,
@@ -238,6 +268,11 @@ impl Pipeline {
         let mut status = status::Status::new(self.status_line, &self.work.config);
         let done = |stats: &Stats| max_records.is_some_and(|max| stats.consumed >= max);
         let view = inbox.view.clone();
+        // Kafka errors in a row, and the commit count when the last one came.
+        let mut retries = 0u32;
+        let mut commits_then = 0u64;
+        // Transactions the broker aborted for outliving transaction.timeout.ms, in a row.
+        let mut timed_out = 0u32;
         while !view.stopping() && !done(&self.work.stats) {
             view.beat();
             while let Some(command) = inbox.next() {
@@ -245,27 +280,59 @@ impl Pipeline {
             }
             let step = self.step();
             let result = step.and_then(|()| self.commit_if_due()).and_then(|()| self.apply_commands());
+            if result.is_ok() && retries > 0 && self.work.stats.commits > commits_then {
+                tracing::info!(application = %self.work.config.application_id, retries, "Kafka answers again");
+                (retries, timed_out) = (0, 0);
+                view.update(|s| s.notice = None);
+            }
             if let Err(failure) = result {
-                match failure {
-                    Failure::Kafka(e) => {
-                        tracing::warn!("{e:#}; aborting and resuming from the last commit");
-                        self.recover();
-                        std::thread::sleep(Duration::from_millis(200));
+                let e = match failure {
+                    Failure::Kafka(e) => e,
+                    Failure::ProducerLost(e) => {
+                        self.work.shared.producer_lost.store(true, Ordering::SeqCst);
+                        e
                     }
-                    Failure::Fatal(e) => {
-                        self.abandon();
-                        self.work.set_phase(Phase::Failed);
-                        view.update(|s| s.error = Some(format!("{e:#}")));
-                        view.queryable.close("the pipeline failed (see its status)");
-                        return Err(e);
-                    }
-                }
+                    Failure::Guest(e) if self.set_aside(&e) => continue,
+                    Failure::Guest(e) => return Err(self.fail(e.into())),
+                    // A broker that was away longer than the timeout aborts the transaction too:
+                    // a new producer resumes, unless it keeps happening (a slow module).
+                    Failure::Fenced(e) => match self.fenced(e) {
+                        (e, true) if timed_out < TIMED_OUT_RETRIES => {
+                            timed_out += 1;
+                            self.work.shared.producer_lost.store(true, Ordering::SeqCst);
+                            e
+                        }
+                        (e, _) => return Err(self.fail(e)),
+                    },
+                    Failure::Fatal(e) => return Err(self.fail(e)),
+                };
+                retries += 1;
+                commits_then = self.work.stats.commits;
+                let wait = backoff(retries);
+                tracing::warn!(
+                    attempt = retries,
+                    wait_ms = wait.as_millis() as u64,
+                    "{e:#}; aborting, and resuming from the last commit after the wait"
+                );
+                view.update(|s| {
+                    s.notice = Some(format!(
+                        "waiting for Kafka: attempt {retries} failed ({e:#}); retrying from the last commit in {} ms",
+                        wait.as_millis()
+                    ))
+                });
+                self.recover();
+                pause(&view, wait);
             }
             status.tick(&mut self.work, &self.consumer, self.last_commit);
         }
         status.finish();
         view.queryable.close("the pipeline is stopping");
-        if let Err(Failure::Kafka(e) | Failure::Fatal(e)) = self.commit() {
+        let last = match self.commit() {
+            Err(Failure::Fenced(e)) => Some(self.fenced(e).0),
+            Err(Failure::Kafka(e) | Failure::ProducerLost(e) | Failure::Fatal(e)) => Some(e),
+            Err(Failure::Guest(_)) | Ok(()) => None,
+        };
+        if let Some(e) = last {
             self.abandon();
             self.work.set_phase(Phase::Failed);
             let e = e.context("the final commit failed; the open work will be redone on restart");
@@ -282,6 +349,58 @@ impl Pipeline {
             commit_ms = stats.commit_time.as_millis() as u64, "pipeline stopped"
         );
         Ok(stats)
+    }
+
+    /// Says why the producer was fenced: the open transaction outlived `transaction.timeout.ms`
+    /// (the broker aborted it; true), or another instance with the same transactional id
+    /// started.
+    fn fenced(&self, e: KafkaError) -> (anyhow::Error, bool) {
+        let limit = self.work.config.transaction_timeout();
+        match self.work.shared.book().txn.map(|began| began.elapsed()) {
+            Some(open) if open >= limit => (
+                anyhow!(
+                    "Kafka: {e}: the transaction was open {} ms, longer than transaction.timeout.ms ({} ms), and the \
+                 broker aborted it (a broker away that long, or a slow module: make it faster, or lower \
+                 commit_interval_ms or deadline_ms, or raise kafka.\"transaction.timeout.ms\")",
+                    open.as_millis(),
+                    limit.as_millis()
+                ),
+                true,
+            ),
+            _ => (
+                anyhow!(
+                    "Kafka: {e}: this producer was fenced: another instance with the same transactional id \
+                 (application_id and instance_id) took over"
+                ),
+                false,
+            ),
+        }
+    }
+
+    /// Stops on `e`: drops the open work and publishes the failure.
+    fn fail(&mut self, e: anyhow::Error) -> anyhow::Error {
+        self.abandon();
+        self.work.set_phase(Phase::Failed);
+        let view = &self.work.view;
+        view.update(|s| s.error = Some(format!("{e:#}")));
+        view.queryable.close("the pipeline failed (see its status)");
+        e
+    }
+
+    /// Under `dead-letter` or `skip`: marks the record `e` is about and drops the work since
+    /// the last commit, to redo it without that record. False when the policy is `stop`, or
+    /// `e` names no single record, or the record failed again after being set aside.
+    fn set_aside(&mut self, e: &ProcessError) -> bool {
+        let policy = self.work.config.errors.on_guest_error;
+        if policy == OnGuestError::Stop || !self.work.poisoned.mark(e) {
+            return false;
+        }
+        tracing::warn!(
+            application = %self.work.config.application_id, action = errors::action(policy),
+            "{e}; redoing the work since the last commit without this record"
+        );
+        self.recover();
+        true
     }
 
     /// Takes a command in; it applies at the next commit boundary.
@@ -324,7 +443,18 @@ impl Pipeline {
         if let Some(feed) = &mut work.table_feed {
             feed.poll()?;
         }
-        let messages = poll_batch(consumer, work.config.batch_size, Duration::from_millis(work.config.linger_ms))?;
+        let (messages, trouble) =
+            poll_batch(consumer, work.config.batch_size, Duration::from_millis(work.config.linger_ms))?;
+        if let Some(e) = trouble {
+            tracing::warn!(application = %work.config.application_id, "consumer: {e}; it reconnects by itself");
+            work.view
+                .update(|s| s.notice = Some(format!("waiting for Kafka: {e}; the clients reconnect by themselves")));
+            work.kafka_trouble = true;
+        } else if work.kafka_trouble && !messages.is_empty() {
+            tracing::info!(application = %work.config.application_id, "the consumer reads again");
+            work.view.update(|s| s.notice = None);
+            work.kafka_trouble = false;
+        }
         if work.shared.rebalanced.swap(false, Ordering::SeqCst) {
             // The revoke callback closed the open work; what this poll returned may belong to
             // partitions that are no longer ours, and is read again by their owner.
@@ -389,10 +519,12 @@ impl Pipeline {
         let started = Instant::now();
         let result = self.commit();
         self.last_commit = Instant::now();
-        self.work.stats.commits += 1;
-        self.work.stats.commit_time += started.elapsed();
-        self.work.metrics.commits.inc();
-        self.work.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+        if result.is_ok() {
+            self.work.stats.commits += 1;
+            self.work.stats.commit_time += started.elapsed();
+            self.work.metrics.commits.inc();
+            self.work.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+        }
         result
     }
 
@@ -401,7 +533,7 @@ impl Pipeline {
     fn commit(&mut self) -> Result<(), Failure> {
         let mut book = self.work.shared.book();
         let idle = || self.work.instances.values().all(|i| i.pending_writes().next().is_none());
-        if book.offsets.is_empty() && !book.txn_open && idle() {
+        if book.offsets.is_empty() && book.txn.is_none() && idle() {
             return Ok(());
         }
         let t0 = Instant::now();
@@ -418,7 +550,7 @@ impl Pipeline {
                     producer.send_offsets_to_transaction(&book.positions()?, &metadata, KAFKA_TIMEOUT)?;
                 }
                 producer.commit_transaction(KAFKA_TIMEOUT)?;
-                book.txn_open = false;
+                book.txn = None;
             }
             Guarantee::AtLeastOnce | Guarantee::AtMostOnce => {
                 producer.flush(KAFKA_TIMEOUT)?;
@@ -438,6 +570,7 @@ impl Pipeline {
             instance.commit_at(checkpoint).map_err(|e| Failure::Fatal(anyhow!("state commit failed: {e}")))?;
         }
         self.work.view.queryable.committed(&committed);
+        self.work.poisoned.committed(&committed);
         tracing::debug!(
             changelog_us = (t1 - t0).as_micros() as u64,
             kafka_us = (t2 - t1).as_micros() as u64,
@@ -458,12 +591,8 @@ impl Pipeline {
     /// Drops the work since the last commit.
     fn abandon(&mut self) {
         let mut book = self.work.shared.book();
-        if book.txn_open {
-            if let Err(e) = self.work.producer.abort_transaction(KAFKA_TIMEOUT) {
-                tracing::error!("aborting the transaction failed: {e}");
-            }
+        if self.work.shared.abort(&mut book) {
             self.work.metrics.aborted.inc();
-            book.txn_open = false;
         }
         book.offsets.clear();
         drop(book);
@@ -564,14 +693,26 @@ impl Work {
     }
 
     /// Opens a transaction under exactly-once, unless one is open.
-    fn begin(&self) -> Result<(), Failure> {
+    fn begin(&mut self) -> Result<(), Failure> {
         if self.config.guarantee == Guarantee::ExactlyOnce {
+            if self.shared.producer_lost.load(Ordering::SeqCst) {
+                self.renew_producer()?;
+            }
             let mut book = self.shared.book();
-            if !book.txn_open {
+            if book.txn.is_none() {
                 self.producer.begin_transaction()?;
-                book.txn_open = true;
+                book.txn = Some(Instant::now());
             }
         }
+        Ok(())
+    }
+
+    /// Replaces a producer that failed fatally (not fenced) with a new one of the same
+    /// transactional id, whose start aborts whatever the old one left open.
+    fn renew_producer(&mut self) -> Result<(), Failure> {
+        tracing::info!(application = %self.config.application_id, "starting a new transactional producer");
+        self.producer = kafka::producer(&self.config, self.changelog.as_deref()).map_err(Failure::Kafka)?;
+        self.shared.set_producer(self.producer.clone());
         Ok(())
     }
 
@@ -648,8 +789,59 @@ impl Work {
         Ok(())
     }
 
-    /// Runs one partition's run of messages through its instance and produces the outputs.
+    /// Runs one partition's run of messages through its instance, setting aside the records
+    /// marked as poisoned.
     fn process(&mut self, messages: &[BorrowedMessage<'_>]) -> Result<(), Failure> {
+        if self.poisoned.is_empty() {
+            return self.process_run(messages);
+        }
+        let mut start = 0;
+        for (i, m) in messages.iter().enumerate() {
+            if let Some(poison) = self.poisoned.get(m.topic(), m.partition(), m.offset()).cloned() {
+                if start < i {
+                    self.process_run(&messages[start..i])?;
+                }
+                self.put_aside(m, &poison)?;
+                start = i + 1;
+            }
+        }
+        if start < messages.len() {
+            self.process_run(&messages[start..])?;
+        }
+        Ok(())
+    }
+
+    /// A poisoned record: to the dead-letter topic (in the open transaction) or dropped, and
+    /// counted, and consumed like any other.
+    fn put_aside(&mut self, m: &BorrowedMessage<'_>, poison: &errors::Poison) -> Result<(), Failure> {
+        let policy = self.config.errors.on_guest_error;
+        match &self.dead_letter {
+            Some(topic) => {
+                let digest = self.view.snapshot().digest.unwrap_or_else(|| self.module.name().to_owned());
+                send(&self.producer, errors::dead_letter(topic, m, poison, &digest))?;
+                self.view.update(|s| s.dead_lettered += 1);
+            }
+            None => {
+                tracing::warn!(application = %self.config.application_id, "skipped the record: {}", poison.message);
+                self.view.update(|s| s.skipped += 1);
+            }
+        }
+        self.metrics.failed_record(errors::action(policy));
+        self.consumed_through(m.topic(), m.partition(), 1, m.offset());
+        Ok(())
+    }
+
+    /// Counts `count` records of a partition consumed, the last at `last`, and books the offset
+    /// after it for the next commit.
+    fn consumed_through(&mut self, topic: &str, partition: i32, count: u64, last: i64) {
+        let key = (topic.to_owned(), partition);
+        let counter = self.consumed.entry(key.clone()).or_insert_with(|| self.metrics.consumed(topic, partition));
+        counter.inc_by(count);
+        self.shared.book().offsets.insert(key, last + 1);
+    }
+
+    /// Runs one partition's run of messages through its instance and produces the outputs.
+    fn process_run(&mut self, messages: &[BorrowedMessage<'_>]) -> Result<(), Failure> {
         let first = &messages[0];
         let (topic, partition) = (first.topic(), first.partition());
         self.batch.reset(topic, topic, partition);
@@ -670,11 +862,7 @@ impl Work {
         self.stats.produced += outputs.len() as u64;
         self.metrics.produced.inc_by(outputs.len() as u64);
         self.produce_fired(&fired, partition)?;
-        let key = (topic.to_owned(), partition);
-        let counter = self.consumed.entry(key).or_insert_with(|| self.metrics.consumed(topic, partition));
-        counter.inc_by(messages.len() as u64);
-        let last = messages[messages.len() - 1].offset();
-        self.shared.book().offsets.insert((topic.to_owned(), partition), last + 1);
+        self.consumed_through(topic, partition, messages.len() as u64, messages[messages.len() - 1].offset());
         Ok(())
     }
 
@@ -685,12 +873,76 @@ impl Work {
             instance.rollback();
         }
         self.instances.clear();
+        self.poisoned.clear();
         self.view.update(|s| s.restored = false);
     }
 }
 
+/// Until a broker answers at the pipeline's bootstrap servers. With `wait`, tries again with
+/// backoff, the reason in the status' notice, until one does or the pipeline is told to stop;
+/// without, the first failure is the error.
+fn await_kafka(config: &PipelineConfig, view: &View, wait: bool) -> anyhow::Result<()> {
+    let mut attempt = 0;
+    loop {
+        let e = match kafka::probe(config) {
+            Ok(()) if attempt == 0 => return Ok(()),
+            Ok(()) => {
+                tracing::info!(application = %config.application_id, "Kafka answers");
+                view.update(|s| s.notice = None);
+                return Ok(());
+            }
+            Err(e) if !wait => return Err(e),
+            Err(e) => e,
+        };
+        if view.stopping() {
+            return Err(e.context("stopped while waiting for Kafka"));
+        }
+        attempt += 1;
+        let delay = backoff(attempt);
+        tracing::warn!(application = %config.application_id, attempt, "{e:#}; trying again in {} ms", delay.as_millis());
+        view.update(|s| {
+            s.notice = Some(format!("waiting for Kafka: {e:#}; attempt {attempt}, next in {} ms", delay.as_millis()))
+        });
+        pause(view, delay);
+    }
+}
+
+/// Sleeps `how_long`, or less when told to stop, beating the heartbeat meanwhile.
+fn pause(view: &View, how_long: Duration) {
+    let until = Instant::now() + how_long;
+    while Instant::now() < until && !view.stopping() {
+        view.beat();
+        std::thread::sleep(Duration::from_millis(50).min(until.saturating_duration_since(Instant::now())));
+    }
+}
+
+/// How many transactions in a row the broker may abort for their length before the pipeline
+/// stops, saying so.
+const TIMED_OUT_RETRIES: u32 = 3;
+
+/// How long to wait before retry `attempt` (from 1) after a Kafka error: 200 ms doubling up to
+/// 10 s, each drawn between half and all of that (jitter, so instances do not retry in step).
+fn backoff(attempt: u32) -> Duration {
+    let ceiling =
+        Duration::from_millis(200).saturating_mul(1 << attempt.saturating_sub(1).min(6)).min(Duration::from_secs(10));
+    let noise = {
+        use std::hash::{BuildHasher as _, Hasher as _};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(attempt);
+        h.finish()
+    };
+    ceiling.mul_f64(0.5 + (noise % 1000) as f64 / 2000.0)
+}
+
 /// Up to `max` messages: waits up to 100 ms for the first, then up to `linger` for the rest.
-fn poll_batch(consumer: &Consumer, max: usize, linger: Duration) -> Result<Vec<BorrowedMessage<'_>>, Failure> {
+/// A broker connection lost or refused comes back beside them, not as a failure: the consumer
+/// reconnects by itself, and nothing needs redoing for it (what the loss breaks, a commit or a
+/// send, fails and is retried on its own).
+fn poll_batch(
+    consumer: &Consumer,
+    max: usize,
+    linger: Duration,
+) -> Result<(Vec<BorrowedMessage<'_>>, Option<KafkaError>), Failure> {
     let mut messages = Vec::new();
     let deadline = Instant::now() + linger;
     while messages.len() < max {
@@ -702,6 +954,7 @@ fn poll_batch(consumer: &Consumer, max: usize, linger: Duration) -> Result<Vec<B
         match consumer.poll(wait) {
             Some(Ok(m)) => messages.push(m),
             Some(Err(KafkaError::PartitionEOF(_))) => {}
+            Some(Err(e)) if connection_lost(&e) => return Ok((messages, Some(e))),
             Some(Err(e)) => {
                 if messages.is_empty() {
                     return Err(e.into());
@@ -715,7 +968,20 @@ fn poll_batch(consumer: &Consumer, max: usize, linger: Duration) -> Result<Vec<B
             break;
         }
     }
-    Ok(messages)
+    Ok((messages, None))
+}
+
+/// Whether a consumer error only says a broker connection is down (librdkafka retries it).
+fn connection_lost(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::Resolve
+                | RDKafkaErrorCode::NetworkException
+        )
+    )
 }
 
 /// Produces every output to its topic, keyed, with the timestamp of what it answers unless the
@@ -775,19 +1041,10 @@ fn send<'a>(producer: &Producer, mut record: BaseRecord<'a, [u8], [u8]>) -> Resu
     }
 }
 
-/// A guest error, counted by kind; it stops the pipeline.
+/// A guest error, counted by kind.
 fn guest_failure(metrics: &PipelineMetrics, e: ProcessError) -> Failure {
-    let kind = match &e {
-        ProcessError::Trap { .. } => "trap",
-        ProcessError::Deadline { .. } => "deadline",
-        ProcessError::MemoryLimit { .. } => "memory",
-        ProcessError::OutOfFuel { .. } => "fuel",
-        ProcessError::Rejected { .. } => "rejected",
-        ProcessError::BadOutput { .. } => "output",
-        ProcessError::State { .. } => "state",
-    };
-    metrics.guest_error(kind);
-    Failure::Fatal(e.into())
+    metrics.guest_error(e.kind());
+    Failure::Guest(e)
 }
 
 /// Seeks each partition in `messages` back to its first message there (a paused pipeline

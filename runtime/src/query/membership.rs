@@ -58,7 +58,8 @@ impl Publisher {
     /// Creates the topic if it is missing, then starts the thread.
     pub fn start(config: &PipelineConfig, url: &str, queryable: Arc<Queryable>) -> anyhow::Result<Self> {
         let topic = topic(config);
-        kafka::ensure_topic(config, &topic, 1, true, "membership")?;
+        let spec = kafka::TopicSpec { what: "membership", partitions: 1, compact: true, exact: true };
+        kafka::ensure_topic(config, &topic, spec)?;
         let producer: BaseProducer = kafka::base(config)
             .set("linger.ms", "0")
             .create()

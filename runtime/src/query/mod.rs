@@ -63,6 +63,17 @@ struct Local {
     keeps_state: bool,
 }
 
+impl Local {
+    /// The partitions that may be read (none while a rebalance is under way).
+    fn open(&self) -> Vec<i32> {
+        if self.settled {
+            self.stores.keys().copied().collect()
+        } else {
+            Vec::new()
+        }
+    }
+}
+
 /// What queries read of one pipeline; shared between its loop, its membership thread and the
 /// HTTP layer.
 pub struct Queryable {
@@ -231,10 +242,9 @@ impl Queryable {
 
     /// This instance's claim: its id, the partitions it reads, and the generation of that set.
     pub fn claim(&self) -> Option<(String, Vec<i32>, u64)> {
-        let instance = self.instance.read().unwrap_or_else(PoisonError::into_inner).clone()?;
+        let instance = self.instance()?;
         let local = self.local();
-        let partitions = if local.settled { local.stores.keys().copied().collect() } else { Vec::new() };
-        Some((instance, partitions, local.generation))
+        Some((instance, local.open(), local.generation))
     }
 
     pub fn set_members(&self, members: Vec<Member>) {
@@ -258,12 +268,7 @@ impl Queryable {
 
     /// The partitions this instance reads now (none while it rebalances).
     pub fn owned(&self) -> Vec<i32> {
-        let local = self.local();
-        if local.settled {
-            local.stores.keys().copied().collect()
-        } else {
-            Vec::new()
-        }
+        self.local().open()
     }
 
     pub fn keeps_state(&self) -> bool {

@@ -1,5 +1,6 @@
 //! A processor that misbehaves on request, for the bad-input tests: the value `panic` traps,
-//! `loop` never returns, `alloc` allocates without bound, `reject` returns an error, `timer`
+//! `loop` never returns, `alloc` allocates without bound, `reject` returns an error, `big`
+//! answers with 2 MiB (more than Kafka takes by default), `timer`
 //! sets a timer (event time 0) whose handler panics, `reserved` writes to a state key reserved
 //! for weir; every record writes to state first; anything else passes through.
 use weir_sdk::timers::{self, Clock, Timer};
@@ -21,6 +22,7 @@ pub fn misbehave(record: &Record) -> Result<Output, Error> {
             }
         }
         "reject" => Err(Error::msg("asked to reject")),
+        "big" => Ok(Output::new(vec![b'x'; 2 << 20]).with_key(record.key().unwrap_or_default().to_vec())),
         "timer" => {
             timers::set(Clock::EventTime, 0, "ring");
             Ok(record.forward())

@@ -1,0 +1,271 @@
+//! Kafka faults and outputs Kafka would refuse, against the real broker: each is a clear error
+//! that names the topic or the record, never a retry loop or a wrong diagnosis.
+
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
+
+use std::path::Path;
+use std::time::Duration;
+
+use weir_tests::kafka::{numbered, produce, read_committed, unique, OwnBroker, LONG};
+use weir_tests::serve::Sidecar;
+
+const BIN: &str = env!("CARGO_BIN_EXE_weir-e2e");
+
+#[test]
+fn a_pipeline_whose_output_topic_does_not_exist_fails_at_start_naming_the_topic() {
+    let s = Sidecar::new(Path::new(BIN));
+    let server = s.serve(&[]);
+    let (input, _) = s.topics(1);
+    let missing = unique("never-created");
+    let app = unique("no-output");
+    let deployed = server.cli(&["deploy", &s.pipeline(&app, "uppercase", &input, &missing, "").to_string_lossy()]);
+    assert!(!deployed.ok, "{deployed:?}");
+    let status = server.wait_for(&app, "failed", LONG, |s| s["status"] == "failed");
+    let error = status["error"].as_str().unwrap_or_default();
+    assert!(error.contains(&format!("`{missing}` does not exist")) && error.contains("output `default`"), "{error}");
+    // And one whose input does not exist.
+    let app = unique("no-input");
+    let (_, output) = s.topics(1);
+    let absent = unique("no-such-input");
+    let deployed = server.cli(&["deploy", &s.pipeline(&app, "uppercase", &absent, &output, "").to_string_lossy()]);
+    assert!(!deployed.ok, "{deployed:?}");
+    let status = server.wait_for(&app, "failed", LONG, |s| s["status"] == "failed");
+    assert!(status["error"].as_str().unwrap_or_default().contains(&format!("input topic `{absent}` does not exist")));
+    server.stop();
+}
+
+#[test]
+fn an_output_over_the_producers_message_max_bytes_stops_at_its_record_and_blames_no_fencing() {
+    let s = Sidecar::new(Path::new(BIN));
+    let server = s.serve(&[]);
+    let (input, output) = s.topics(1);
+    let app = unique("too-large");
+    let big = "x".repeat(3_000);
+    let records: Vec<_> = [("k0", "small"), ("k1", big.as_str()), ("k2", "after")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string(), Vec::new()))
+        .collect();
+    produce(&s.bootstrap, &input, &records, None);
+    let extra = "guarantee = \"exactly-once\"\n[kafka]\n\"message.max.bytes\" = \"2000\"";
+    let _ = server.cli(&["deploy", &s.pipeline(&app, "uppercase", &input, &output, extra).to_string_lossy()]);
+    let status = server.wait_for(&app, "failed", LONG, |s| s["status"] == "failed");
+    let error = status["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("message.max.bytes (2000)") && error.contains("offset 1") && error.contains("\"k1\""),
+        "{error}"
+    );
+    assert!(!error.contains("took over") && !error.contains("fenced"), "{error}");
+    // Nothing from the failed record on was committed (the one before it may have been, in a
+    // batch of its own).
+    let out = read_committed(&s.bootstrap, &output, 3, Duration::from_secs(3), Duration::from_secs(10));
+    assert!(out.iter().all(|r| r.key.as_deref() == Some("k0")) && out.len() <= 1, "{out:?}");
+    server.stop();
+}
+
+/// 10,000 records `k<i>`; every 500th is poisoned, in turn with a trap, a blown deadline, a
+/// rejection and a 2 MiB output. The records, and the indices of the poisoned ones.
+fn poisoned_stream() -> (Vec<weir_tests::kafka::TestRecord>, Vec<usize>) {
+    let kinds = ["panic", "loop", "reject", "big"];
+    let poisoned: Vec<usize> = (0..10_000).filter(|i| i % 500 == 499).collect();
+    let records = (0..10_000)
+        .map(|i| {
+            let value = if i % 500 == 499 { kinds[(i / 500) % 4].to_owned() } else { format!("v{i}") };
+            (format!("k{i}"), value, Vec::new())
+        })
+        .collect();
+    (records, poisoned)
+}
+
+/// A misbehave pipeline under exactly-once with `policy`, a 300 ms deadline, one partition.
+fn policy_pipeline(s: &Sidecar, app: &str, input: &str, output: &str, policy: &str) -> std::path::PathBuf {
+    let extra = format!("guarantee = \"exactly-once\"\n[errors]\non_guest_error = \"{policy}\"");
+    let file = s.pipeline(app, "misbehave", input, output, &extra);
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str("deadline_ms = 300\n");
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+/// Deploys `file`, produces the stream over 6 s, and SIGKILLs the sidecar twice meanwhile,
+/// restarting it on its data dir; returns the running sidecar and every log.
+fn through_two_sigkills(s: &Sidecar, file: &Path, input: &str) -> (weir_tests::serve::Server, Vec<usize>, String) {
+    let (records, poisoned) = poisoned_stream();
+    let server = s.serve(&[]);
+    let _ = server.cli(&["deploy", &file.to_string_lossy()]);
+    let producer = {
+        let (bootstrap, input) = (s.bootstrap.clone(), input.to_owned());
+        std::thread::spawn(move || produce(&bootstrap, &input, &records, Some(Duration::from_secs(6))))
+    };
+    let mut logs = String::new();
+    let mut server = server;
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_secs(2));
+        logs.push_str(&server.kill());
+        server = s.serve(&[]);
+    }
+    producer.join().unwrap();
+    (server, poisoned, logs)
+}
+
+/// `out` holds one output for each of the `good` records and none for a poisoned one.
+fn every_good_record_once(out: &[weir_tests::kafka::ReadRecord], good: usize, poisoned: &[usize]) {
+    let mut counts = std::collections::HashMap::new();
+    for r in out {
+        *counts.entry(r.key.clone().unwrap()).or_insert(0) += 1;
+    }
+    assert_eq!(counts.len(), good, "every good record's output");
+    assert!(counts.values().all(|n| *n == 1), "exactly once");
+    assert!(poisoned.iter().all(|i| !counts.contains_key(&format!("k{i}"))), "no output of a poisoned record");
+}
+
+fn header<'a>(r: &'a weir_tests::kafka::ReadRecord, name: &str) -> Option<&'a str> {
+    r.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn under_stop_the_first_poisoned_record_stops_the_pipeline_and_nothing_past_it_commits() {
+    let s = Sidecar::new(Path::new(BIN));
+    let (input, output) = s.topics(1);
+    let app = unique("policy-stop");
+    let file = policy_pipeline(&s, &app, &input, &output, "stop");
+    let (server, poisoned, _) = through_two_sigkills(&s, &file, &input);
+    let status = server.wait_for(&app, "failed", LONG, |s| s["status"] == "failed");
+    let error = status["error"].as_str().unwrap_or_default();
+    let first = poisoned[0];
+    assert!(error.contains(&format!("offset {first}")) && error.contains(&format!("\"k{first}\"")), "{error}");
+    // The batch that holds the poisoned record commits nothing either: what came out is a
+    // prefix of the records before it, each once.
+    let out = read_committed(&s.bootstrap, &output, first, Duration::from_secs(5), LONG);
+    let keys: Vec<String> = out.iter().filter_map(|r| r.key.clone()).collect();
+    let expected: Vec<String> = (0..keys.len()).map(|i| format!("k{i}")).collect();
+    assert!(keys.len() < first, "{} outputs, the first poisoned record is {first}", keys.len());
+    assert_eq!(keys, expected, "the records before the first poisoned one, in order, once; nothing after");
+    server.stop();
+}
+
+#[test]
+fn under_dead_letter_every_good_record_comes_out_once_and_every_poisoned_one_is_dead_lettered_once() {
+    let s = Sidecar::new(Path::new(BIN));
+    let (input, output) = s.topics(1);
+    let app = unique("policy-dlq");
+    let file = policy_pipeline(&s, &app, &input, &output, "dead-letter");
+    let (server, poisoned, _) = through_two_sigkills(&s, &file, &input);
+    let good = 10_000 - poisoned.len();
+    let out = read_committed(&s.bootstrap, &output, good, Duration::from_secs(20), LONG);
+    every_good_record_once(&out, good, &poisoned);
+
+    let dlq = format!("{app}-dlq");
+    let dead = read_committed(&s.bootstrap, &dlq, poisoned.len(), Duration::from_secs(10), LONG);
+    let keys: Vec<String> = dead.iter().filter_map(|r| r.key.clone()).collect();
+    let expected: Vec<String> = poisoned.iter().map(|i| format!("k{i}")).collect();
+    assert_eq!(keys, expected, "each poisoned record once, in order");
+    let kinds = ["trap", "deadline", "rejected", "output"];
+    for (r, i) in dead.iter().zip(&poisoned) {
+        assert_eq!(header(r, "weir.error.kind"), Some(kinds[(i / 500) % 4]), "{r:?}");
+        assert_eq!(header(r, "weir.source.topic"), Some(input.as_str()));
+        assert_eq!(header(r, "weir.source.partition"), Some("0"));
+        assert_eq!(header(r, "weir.source.offset"), Some(i.to_string().as_str()));
+        assert!(header(r, "weir.error.message").is_some_and(|m| m.contains(&format!("offset {i}"))), "{r:?}");
+        assert!(header(r, "weir.module.digest").is_some_and(|d| d.len() == 64), "{r:?}");
+        assert!(header(r, "weir.failed.at").is_some_and(|t| t.parse::<u64>().is_ok()));
+    }
+
+    // A fixed module (hot swap), then the dead letters replayed: they come out processed.
+    server.deploy(&s.pipeline(
+        &app,
+        "uppercase",
+        &input,
+        &output,
+        "guarantee = \"exactly-once\"\n[errors]\non_guest_error = \"dead-letter\"",
+    ));
+    let replayed = server.cli(&["dlq", "replay", &app]);
+    assert!(replayed.ok && replayed.stdout.contains(&format!("replayed {}", poisoned.len())), "{replayed:?}");
+    let all = read_committed(&s.bootstrap, &output, good + poisoned.len(), Duration::from_secs(20), LONG);
+    let fixed: Vec<&weir_tests::kafka::ReadRecord> =
+        all.iter().filter(|r| header(r, "weir.replayed.from").is_some()).collect();
+    assert_eq!(fixed.len(), poisoned.len(), "every dead letter came out processed");
+    assert!(fixed.iter().all(|r| ["PANIC", "LOOP", "REJECT", "BIG"].contains(&r.value.as_deref().unwrap_or(""))));
+    server.stop();
+}
+
+#[test]
+fn under_skip_every_good_record_comes_out_once_and_every_poisoned_one_is_logged_as_skipped() {
+    let s = Sidecar::new(Path::new(BIN));
+    let (input, output) = s.topics(1);
+    let app = unique("policy-skip");
+    let file = policy_pipeline(&s, &app, &input, &output, "skip");
+    let (server, poisoned, mut logs) = through_two_sigkills(&s, &file, &input);
+    let good = 10_000 - poisoned.len();
+    let out = read_committed(&s.bootstrap, &output, good, Duration::from_secs(20), LONG);
+    every_good_record_once(&out, good, &poisoned);
+    let status = server.status(&app);
+    assert_eq!(status["dead_lettered"], 0);
+    logs.push_str(&server.stop());
+    for i in &poisoned {
+        let named = format!("offset {i} key \"k{i}\"");
+        assert!(
+            logs.lines().any(|l| l.contains("skipped the record") && l.contains(&named)),
+            "no skip logged for offset {i}"
+        );
+    }
+}
+
+#[test]
+fn with_no_broker_at_start_and_a_broker_sigkilled_mid_stream_one_weir_waits_rides_it_out_and_loses_and_repeats_nothing()
+{
+    // A broker of this test's own, so the others' is not disturbed.
+    let broker = OwnBroker::start(19192);
+    let s = Sidecar::on(Path::new(BIN), broker.bootstrap.clone());
+    let (input, output) = s.topics(1);
+    let app = unique("broker-restart");
+    let file = s.pipeline(&app, "uppercase", &input, &output, "guarantee = \"exactly-once\"");
+
+    // No broker at start: the pipeline waits, says why, and is not ready; then it starts.
+    broker.kill();
+    let mut server = s.serve(&[]);
+    let pid = server.pid();
+    let deployed = server.cli(&["deploy", &file.to_string_lossy(), "--timeout", "1"]);
+    assert!(!deployed.ok, "{deployed:?}");
+    let waiting = server.wait_for(&app, "a notice that it waits for Kafka", LONG, |s| {
+        s["notice"].as_str().is_some_and(|n| n.contains("waiting for Kafka"))
+    });
+    assert_eq!(waiting["status"], "starting", "{waiting}");
+    let (ready, why) = server.get("/readyz");
+    assert!(ready == 503 && why.to_string().contains("waiting for Kafka"), "{ready} {why}");
+    broker.resume();
+    server.wait_phase(&app, "running");
+
+    // The broker SIGKILLed mid-stream, down 8 s, and restarted on its data.
+    let records = numbered(0..20_000);
+    let producer = {
+        let (bootstrap, input, records) = (s.bootstrap.clone(), input.clone(), records.clone());
+        std::thread::spawn(move || produce(&bootstrap, &input, &records, Some(Duration::from_secs(8))))
+    };
+    server.wait_for(&app, "some records processed", LONG, |s| s["consumed"].as_u64().is_some_and(|n| n > 1_000));
+    broker.kill();
+    let waiting = server.wait_for(&app, "a notice that it waits for Kafka", LONG, |s| {
+        s["notice"].as_str().is_some_and(|n| n.contains("waiting for Kafka"))
+    });
+    assert_eq!(waiting["status"], "running", "{waiting}");
+    std::thread::sleep(Duration::from_secs(8));
+    broker.resume();
+    producer.join().unwrap();
+
+    let out = read_committed(&s.bootstrap, &output, records.len(), Duration::from_secs(20), LONG);
+    let mut seen = std::collections::HashMap::new();
+    for r in &out {
+        *seen.entry(r.key.clone().unwrap()).or_insert(0) += 1;
+    }
+    let why = || format!("status {}\n{}", server.status(&app), server.log());
+    assert_eq!(seen.len(), records.len(), "lost records; {}", why());
+    assert!(seen.values().all(|n| *n == 1), "duplicated records; {}", why());
+    assert!(server.alive() && server.pid() == pid, "one weir process throughout");
+    let status = server.wait_for(&app, "the notice cleared", LONG, |s| s["notice"].is_null());
+    assert_eq!(status["status"], "running");
+    // Retries back off: over the outage (8 s and the broker's restart) a few, not one each
+    // 200 ms.
+    let log = server.stop();
+    let retries = log.lines().filter(|l| l.contains("resuming from the last commit after the wait")).count();
+    assert!(retries <= 25, "{retries} retries:\n{log}");
+    drop(broker);
+}
