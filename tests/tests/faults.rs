@@ -118,17 +118,44 @@ fn every_good_record_once(out: &[weir_tests::kafka::ReadRecord], good: usize, po
     assert!(poisoned.iter().all(|i| !counts.contains_key(&format!("k{i}"))), "no output of a poisoned record");
 }
 
+/// A policy test's run: the misbehave pipeline under `policy`, fed the poisoned stream
+/// through two SIGKILLs of its sidecar.
+struct PolicyRun {
+    s: Sidecar,
+    server: weir_tests::serve::Server,
+    input: String,
+    output: String,
+    app: String,
+    poisoned: Vec<usize>,
+    /// The logs of the killed sidecars.
+    logs: String,
+}
+
+fn policy_run(policy: &str, prefix: &str) -> PolicyRun {
+    let s = Sidecar::new(Path::new(BIN));
+    let (input, output) = s.topics(1);
+    let app = unique(prefix);
+    let file = policy_pipeline(&s, &app, &input, &output, policy);
+    let (server, poisoned, logs) = through_two_sigkills(&s, &file, &input);
+    PolicyRun { s, server, input, output, app, poisoned, logs }
+}
+
+/// Under dead-letter or skip: every good record's output came out once; returns how many
+/// good records there are.
+fn good_records_came_out_once(run: &PolicyRun) -> usize {
+    let good = 10_000 - run.poisoned.len();
+    let out = read_committed(&run.s.bootstrap, &run.output, good, Duration::from_secs(20), LONG);
+    every_good_record_once(&out, good, &run.poisoned);
+    good
+}
+
 fn header<'a>(r: &'a weir_tests::kafka::ReadRecord, name: &str) -> Option<&'a str> {
     r.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
 #[test]
 fn under_stop_the_first_poisoned_record_stops_the_pipeline_and_nothing_past_it_commits() {
-    let s = Sidecar::new(Path::new(BIN));
-    let (input, output) = s.topics(1);
-    let app = unique("policy-stop");
-    let file = policy_pipeline(&s, &app, &input, &output, "stop");
-    let (server, poisoned, _) = through_two_sigkills(&s, &file, &input);
+    let PolicyRun { s, server, output, app, poisoned, .. } = policy_run("stop", "policy-stop");
     let status = server.wait_for(&app, "failed", LONG, |s| s["status"] == "failed");
     let error = status["error"].as_str().unwrap_or_default();
     let first = poisoned[0];
@@ -145,14 +172,9 @@ fn under_stop_the_first_poisoned_record_stops_the_pipeline_and_nothing_past_it_c
 
 #[test]
 fn under_dead_letter_every_good_record_comes_out_once_and_every_poisoned_one_is_dead_lettered_once() {
-    let s = Sidecar::new(Path::new(BIN));
-    let (input, output) = s.topics(1);
-    let app = unique("policy-dlq");
-    let file = policy_pipeline(&s, &app, &input, &output, "dead-letter");
-    let (server, poisoned, _) = through_two_sigkills(&s, &file, &input);
-    let good = 10_000 - poisoned.len();
-    let out = read_committed(&s.bootstrap, &output, good, Duration::from_secs(20), LONG);
-    every_good_record_once(&out, good, &poisoned);
+    let run = policy_run("dead-letter", "policy-dlq");
+    let good = good_records_came_out_once(&run);
+    let PolicyRun { s, server, input, output, app, poisoned, .. } = run;
 
     let dlq = format!("{app}-dlq");
     let dead = read_committed(&s.bootstrap, &dlq, poisoned.len(), Duration::from_secs(10), LONG);
@@ -190,14 +212,9 @@ fn under_dead_letter_every_good_record_comes_out_once_and_every_poisoned_one_is_
 
 #[test]
 fn under_skip_every_good_record_comes_out_once_and_every_poisoned_one_is_logged_as_skipped() {
-    let s = Sidecar::new(Path::new(BIN));
-    let (input, output) = s.topics(1);
-    let app = unique("policy-skip");
-    let file = policy_pipeline(&s, &app, &input, &output, "skip");
-    let (server, poisoned, mut logs) = through_two_sigkills(&s, &file, &input);
-    let good = 10_000 - poisoned.len();
-    let out = read_committed(&s.bootstrap, &output, good, Duration::from_secs(20), LONG);
-    every_good_record_once(&out, good, &poisoned);
+    let run = policy_run("skip", "policy-skip");
+    good_records_came_out_once(&run);
+    let PolicyRun { server, app, poisoned, mut logs, .. } = run;
     let status = server.status(&app);
     assert_eq!(status["dead_lettered"], 0);
     logs.push_str(&server.stop());
