@@ -22,6 +22,9 @@ const GUESTS: &[&str] = &[
     "not-a-processor",
     "reversed",
     "word-count-v2",
+    "handmade",
+    "contract-next",
+    "outsider",
 ];
 
 fn main() {

@@ -47,17 +47,19 @@ pub fn topic(config: &PipelineConfig, store: &str) -> String {
 }
 
 /// Creates the changelog (compacted, one partition per input partition) if it is missing, and
-/// refuses one whose partition count does not match the inputs.
-pub fn ensure(config: &PipelineConfig, store: &str) -> anyhow::Result<String> {
+/// refuses one whose partition count does not match the inputs. Returns its name and partition
+/// count.
+pub fn ensure(config: &PipelineConfig, store: &str) -> anyhow::Result<(String, i32)> {
     let name = topic(config, store);
     let consumer: BaseConsumer = base(config).create()?;
     let partitions = input_partitions(config, &consumer)?;
     let spec = TopicSpec { what: "changelog", partitions, compact: true, exact: true };
     ensure_topic(config, &name, spec).context(
         "the state of each input partition lives in the changelog partition with its number, \
-         so the changelog needs as many partitions as the inputs",
+         so the changelog needs as many partitions as the inputs (were partitions added to an input? \
+         then run the processor as a new application, another application_id, from the earliest offsets)",
     )?;
-    Ok(name)
+    Ok((name, partitions))
 }
 
 /// What a restore did.

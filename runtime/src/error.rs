@@ -135,6 +135,11 @@ pub enum LoadError {
     Invalid { path: String, detail: String },
     #[error("{path}: built for another world: it does not export `{expected}` (it exports: {found})")]
     WrongWorld { path: String, expected: String, found: String },
+    #[error(
+        "{path}: built for weir's processor contract {found}, which this weir does not run (it runs {runs}): \
+         rebuild the module with a weir SDK for that version, or run it on a weir that knows {found}"
+    )]
+    Contract { path: String, found: String, runs: String },
     #[error("{path}: needs imports weir does not provide: {detail}")]
     Imports { path: String, detail: String },
     #[error("{path}: init rejected the configuration: {message}")]

@@ -323,6 +323,81 @@ pub fn check_topics(config: &PipelineConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The topics a running pipeline depends on, as they were when it started: to tell, after a
+/// Kafka error, whether one was deleted or repartitioned underneath it.
+#[derive(Debug, Clone, Default)]
+pub struct Layout {
+    /// The changelog topic and its partition count, for a stateful pipeline.
+    pub changelog: Option<(String, i32)>,
+    pub dead_letter: Option<String>,
+}
+
+impl Layout {
+    /// What changed underneath the pipeline, as an error naming the topic and what to do; `None`
+    /// when nothing did, or when the broker cannot be asked (the Kafka error then speaks for
+    /// itself, and is retried).
+    pub fn changed(&self, config: &PipelineConfig) -> Option<String> {
+        let consumer: BaseConsumer = base(config).create().ok()?;
+        // Briefly: with the broker away this fails, and the retry should not wait on it.
+        let metadata = consumer.fetch_metadata(None, Duration::from_secs(2)).ok()?;
+        let partitions = |topic: &str| {
+            metadata.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len() as i32)
+        };
+        let deleted = |what: &str, topic: &str, then: &str| {
+            Some(format!("{what} topic `{topic}` was deleted while the pipeline ran; {then}"))
+        };
+        let redo = "nothing past the last commit was written: recreate it and restart the pipeline";
+        for input in &config.inputs {
+            if partitions(input) == 0 {
+                return deleted("input", input, redo);
+            }
+        }
+        for (name, topic) in &config.outputs {
+            if partitions(topic) == 0 {
+                return deleted(&format!("output `{name}`:"), topic, redo);
+            }
+        }
+        if let Some((changelog, expected)) = &self.changelog {
+            if partitions(changelog) == 0 {
+                return deleted(
+                    "changelog",
+                    changelog,
+                    "the local stores still hold the state, but it is no longer durable, and a restart would \
+                     create an empty changelog and start the state over. To keep it, stop every instance and \
+                     recreate the topic (compacted) from a copy; to start over, restart",
+                );
+            }
+            if let Some(problem) = repartitioned(config, changelog, *expected, |t| partitions(t)) {
+                return Some(problem);
+            }
+        }
+        match &self.dead_letter {
+            Some(topic) if partitions(topic) == 0 => {
+                deleted("dead-letter", topic, "restart the pipeline to create it again, or recreate it")
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Says so when an input of a stateful pipeline no longer has as many partitions as its
+/// changelog (`expected`): keys then reach other partitions than the one holding their state.
+pub fn repartitioned(
+    config: &PipelineConfig,
+    changelog: &str,
+    expected: i32,
+    partitions: impl Fn(&str) -> i32,
+) -> Option<String> {
+    let (input, now) = config.inputs.iter().map(|i| (i, partitions(i))).find(|(_, n)| *n > 0 && *n != expected)?;
+    Some(format!(
+        "input topic `{input}` now has {now} partitions, but the state is kept in {expected} (changelog \
+         `{changelog}`): records of one key would reach another partition than the one holding its state, so \
+         the pipeline stopped before processing any record of the new layout. To repartition, run the \
+         processor as a new application (another application_id) from the earliest offsets, which rebuilds \
+         its state with the new partitioning"
+    ))
+}
+
 /// How many partitions the inputs have; they must agree, since state is kept per partition.
 pub fn input_partitions(
     config: &PipelineConfig,

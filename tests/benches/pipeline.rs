@@ -6,10 +6,13 @@
 //! Wasm. weir runs `uppercase`. Throughput is measured from the first record consumed to the
 //! last commit, so joining the group is not counted.
 //!
-//! Then, on one-word records keyed by the word: `word-count` next to `uppercase` under
-//! exactly-once (the price of state), restore speed from a changelog of as many records, and the
-//! same word count written with Quix Streams (`quix_wordcount.py`, needs `pip install
-//! quixstreams`).
+//! Then, on one-word records keyed by the word (100,000 distinct words): restore speed from a
+//! changelog of as many records; then `word-count` and `uppercase` (the price of state) next to
+//! the same word count in Kafka Streams 4.1.1 (`kafka-streams/`, built with Maven: the Processor
+//! API with one output per input, and the DSL's `groupByKey().count()`), every one timed by its
+//! group's committed offsets in interleaved rounds (`WEIR_BENCH_ROUNDS`, default 3), medians
+//! compared; then Quix Streams (`quix_wordcount.py`, needs `pip install quixstreams`), timed
+//! the same way.
 //!
 //! Then the enrichment join: as many orders, keyed by customer id, each looked up in a
 //! co-partitioned table of 100,000 customers (`orders-enrich`), next to `uppercase` on the same
@@ -21,7 +24,8 @@
 //!
 //! Run: `scripts/kafka.sh start` then `cargo bench -p weir-tests --bench pipeline`
 //! (`WEIR_BENCH_RECORDS` changes the record count; `-- restore` runs only the restore section,
-//! `-- enrich` only the enrichment join, `-- windows` only the windows).
+//! `-- enrich` only the enrichment join, `-- windows` only the windows, `-- stateful` only the
+//! restore and the word counts).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -37,9 +41,12 @@ use weir_runtime::pipeline::config::{Guarantee, ModuleConfig, PipelineConfig, Ta
 use weir_runtime::pipeline::Pipeline;
 use weir_runtime::state::RocksStore;
 use weir_tests::guest;
-use weir_tests::kafka::{bootstrap, create_topic, produce, produce_at, unique};
+use weir_tests::kafka::{bootstrap, create_topic, last_counts, produce, produce_at, read_committed, unique};
+use weir_tests::peers::{KafkaStreams, Meter};
 
 const PARTITIONS: i32 = 4;
+/// Longest any one system may take over a run of the comparison.
+const LIMIT: Duration = Duration::from_secs(600);
 const BATCH: usize = 500;
 
 fn main() {
@@ -67,6 +74,10 @@ fn main() {
     }
     if std::env::args().skip(1).any(|a| a == "enrich") {
         enrichment(&engine, &bootstrap, total);
+        return;
+    }
+    if std::env::args().skip(1).any(|a| a == "stateful") {
+        stateful(&engine, &bootstrap, total);
         return;
     }
     if std::env::args().skip(1).any(|a| a == "windows") {
@@ -164,21 +175,119 @@ fn stateful(engine: &Engine, bootstrap: &str, total: usize) {
         (0..total).map(|i| format!("word-{:06}", (i * 7919) % 100_000)).map(|w| (w.clone(), w, Vec::new())).collect();
     produce(bootstrap, &words, &records, None);
     drop(records);
-    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let stateless = weir(engine, &config(bootstrap, &words, "uppercase", Guarantee::ExactlyOnce, None), total);
-    let counting = config(bootstrap, &words, "word-count", Guarantee::ExactlyOnce, Some(state.path()));
-    let stateful = weir(engine, &counting, total);
-    println!();
-    println!("the price of state: {total} one-word records, exactly-once, RocksDB stores with a changelog");
-    println!("{:>24} {:>16} {:>16} {:>8}", "", "uppercase r/s", "word-count r/s", "ratio");
-    println!("{:>24} {stateless:>16.0} {stateful:>16.0} {:>8.2}", "weir", stateful / stateless);
-
     restore_speed(bootstrap, total);
+    let weir_rate = against_kafka_streams(engine, bootstrap, &words, total);
     println!();
-    println!("word count, exactly-once, same broker and input");
+    println!("word count, exactly-once, same broker and input, timed by committed offsets");
     println!("{:>24} {:>16} {:>16} {:>8}", "quix commit interval", "quix r/s", "weir r/s", "ratio");
-    quix(bootstrap, &words, total.min(300_000), None, stateful);
-    quix(bootstrap, &words, total.min(100_000), Some(0.1), stateful);
+    quix(bootstrap, &words, total.min(300_000), None, weir_rate);
+    quix(bootstrap, &words, total.min(100_000), Some(0.1), weir_rate);
+}
+
+/// weir's word count next to Kafka Streams' (Processor API, one output per input; and the DSL's
+/// `groupByKey().count()`), and `uppercase` for the price of state: every one timed by its
+/// group's committed offsets, in interleaved rounds, on the same input, after a first Kafka
+/// Streams pass that warms its JVM. Checks each system's last count per word in the last round.
+/// Returns weir's median word-count rate.
+fn against_kafka_streams(engine: &Engine, bootstrap: &str, words: &str, total: usize) -> f64 {
+    const ROUNDS: usize = 3;
+    let rounds_wanted = std::env::var("WEIR_BENCH_ROUNDS").ok().and_then(|n| n.parse().ok()).unwrap_or(ROUNDS);
+    let build = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| std::env::temp_dir().join("weir-bench"), std::path::PathBuf::from)
+        .join("kafka-streams");
+    let mut jvm = KafkaStreams::start(bootstrap, &build)
+        .map_err(|e| println!("\nkafka streams FAILED: {e}; weir runs alone"))
+        .ok();
+    let have_jvm = jvm.is_some();
+    let truth = true_counts(total);
+    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    // Each run: a new application (group, output topic, state) on the same input.
+    let mut run = |system: &str, round: usize| -> f64 {
+        let output = unique("bench-peer-out");
+        create_topic(bootstrap, &output, PARTITIONS);
+        let app = unique(&format!("bench-{system}"));
+        let meter = Meter::new(bootstrap, &app, words, PARTITIONS);
+        let rate = match system {
+            "uppercase" | "word-count" => {
+                let mut config = config(bootstrap, words, system, Guarantee::ExactlyOnce, None);
+                (config.application_id, config.state_dir) = (app.clone(), Some(state.path().join(&app)));
+                config.outputs.insert("default".into(), output.clone());
+                std::thread::scope(|s| {
+                    let pipeline = s.spawn(|| weir(engine, &config, total));
+                    let rate = meter.until(total as u64, LIMIT, || !pipeline.is_finished());
+                    let _ = pipeline.join();
+                    rate
+                })
+            }
+            mode => {
+                let Some(jvm) = jvm.as_mut() else { return f64::NAN };
+                jvm.run(mode.trim_start_matches("streams-"), &app, words, &output);
+                let rate = meter.until(total as u64, LIMIT, || true);
+                jvm.stop();
+                rate
+            }
+        };
+        let rate = match rate {
+            Ok(rate) => rate,
+            Err(e) => {
+                println!("{system} FAILED: {e}");
+                return f64::NAN;
+            }
+        };
+        if round + 1 == rounds_wanted && system != "uppercase" {
+            let counts = last_counts(&read_committed(
+                bootstrap,
+                &output,
+                total,
+                Duration::from_secs(5),
+                Duration::from_secs(120),
+            ));
+            let wrong = truth.iter().filter(|(w, n)| counts.get(*w) != Some(n)).count();
+            if wrong > 0 {
+                println!("{system}: {wrong} of {} words have a wrong last count", truth.len());
+            }
+        }
+        rate.per_second()
+    };
+    if have_jvm {
+        run("streams-processor", usize::MAX);
+    }
+    let systems = ["uppercase", "word-count", "streams-processor", "streams-dsl"];
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); systems.len()];
+    for round in 0..rounds_wanted {
+        for (i, system) in systems.iter().enumerate() {
+            rates[i].push(run(system, round));
+        }
+    }
+    let median = |r: &[f64]| {
+        let mut r = r.to_vec();
+        r.sort_by(f64::total_cmp);
+        r[r.len() / 2]
+    };
+    let m: Vec<f64> = rates.iter().map(|r| median(r)).collect();
+    println!();
+    println!(
+        "word count against Kafka Streams 4.1.1: {total} one-word records, exactly-once, RocksDB with changelogs, \
+         100 ms commits, timed by committed offsets, {rounds_wanted} interleaved rounds (JVM warmed by a first pass)"
+    );
+    let labels = ["weir uppercase", "weir word-count", "KS Processor API", "KS DSL count"];
+    for (label, r) in labels.iter().zip(&rates) {
+        let each: Vec<String> = r.iter().map(|x| format!("{x:.0}")).collect();
+        println!("{label:>20}  median {:>8.0} r/s   rounds {}", median(r), each.join(" / "));
+    }
+    println!("   weir word-count / KS Processor API: {:.2}x (target 1.2x)", m[1] / m[2]);
+    println!("   weir word-count / KS DSL count:     {:.2}x (target 1.0x)", m[1] / m[3]);
+    println!("   the price of state, word-count / uppercase: {:.2}x (target 0.9x)", m[1] / m[0]);
+    m[1]
+}
+
+/// How many times each word of the word-count input occurs.
+fn true_counts(total: usize) -> std::collections::HashMap<String, u64> {
+    let mut counts = std::collections::HashMap::new();
+    for i in 0..total {
+        *counts.entry(format!("word-{:06}", (i * 7919) % 100_000)).or_insert(0) += 1;
+    }
+    counts
 }
 
 /// Restores stores from a changelog of `total` records (250,000 distinct keys).
@@ -242,10 +351,12 @@ fn read_only(bootstrap: &str, topic: &str) -> f64 {
 }
 
 /// Quix Streams' word count (tests/benches/quix_wordcount.py) on the first `count` of the same
-/// records, with its default commit interval or the one given (seconds).
+/// records, with its default commit interval or the one given (seconds), timed by its group's
+/// committed offsets like the others.
 fn quix(bootstrap: &str, words: &str, count: usize, commit_interval: Option<f64>, weir_rate: f64) {
     let output = unique("bench-quix-out");
     create_topic(bootstrap, &output, PARTITIONS);
+    let group = unique("bench-quix");
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches").join("quix_wordcount.py");
     let mut command = std::process::Command::new("python3");
     command.arg(&script).args([
@@ -255,33 +366,28 @@ fn quix(bootstrap: &str, words: &str, count: usize, commit_interval: Option<f64>
         words,
         "--output",
         &output,
+        "--group",
+        &group,
         "--count",
         &count.to_string(),
     ]);
     if let Some(interval) = commit_interval {
         command.args(["--commit-interval", &interval.to_string()]);
     }
-    let run = command.output();
-    let report = match run {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
-        Ok(out) => {
-            println!(
-                "quix streams FAILED ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
-            );
-            return;
-        }
-        Err(e) => {
-            println!("quix streams FAILED: cannot run python3: {e}");
-            return;
+    let meter = Meter::new(bootstrap, &group, words, PARTITIONS);
+    let mut child = match command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn() {
+        Ok(child) => child,
+        Err(e) => return println!("quix streams FAILED: cannot run python3: {e}"),
+    };
+    let metered = meter.until(count as u64, LIMIT, || matches!(child.try_wait(), Ok(None)));
+    let out = child.wait_with_output();
+    let rate = match (metered, out) {
+        (Ok(rate), _) => rate.per_second(),
+        (Err(e), out) => {
+            let said = out.map(|o| String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("").to_owned());
+            return println!("quix streams FAILED: {e}: {}", said.unwrap_or_else(|e| e.to_string()));
         }
     };
-    let rate = report
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find_map(|v| v["records_per_second"].as_f64())
-        .unwrap_or(f64::NAN);
     let label =
         commit_interval.map_or_else(|| "5 s (its default)".to_owned(), |s| format!("{} ms (weir's)", s * 1000.0));
     println!("{label:>24} {rate:>16.0} {weir_rate:>16.0} {:>8.1}   ({count} records for Quix)", weir_rate / rate);

@@ -6,7 +6,7 @@ defaults; its commit interval is 5 s unless --commit-interval sets it (weir comm
 under exactly-once, as Kafka Streams does).
 
     pip install quixstreams
-    python3 tests/benches/quix_wordcount.py --broker 127.0.0.1:9092 --input TOPIC --output TOPIC --count N
+    python3 tests/benches/quix_wordcount.py --broker 127.0.0.1:9092 --input TOPIC --output TOPIC --count N [--group G]
 
 Prints one JSON line: records, seconds (from the first record to the end of the run), records/s.
 """
@@ -26,6 +26,7 @@ def main() -> None:
     args.add_argument("--input", required=True)
     args.add_argument("--output", required=True)
     args.add_argument("--count", type=int, required=True)
+    args.add_argument("--group", default=None, help="its consumer group (the benchmark times it by its commits)")
     args.add_argument("--commit-interval", type=float, default=None, help="seconds; Quix's default when absent")
     opts = args.parse_args()
 
@@ -42,7 +43,7 @@ def main() -> None:
     app = Application(
         **extra,
         broker_address=opts.broker,
-        consumer_group=f"quix-wordcount-{uuid.uuid4().hex[:8]}",
+        consumer_group=opts.group or f"quix-wordcount-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest",
         processing_guarantee="exactly-once",
         state_dir=tempfile.mkdtemp(prefix="quix-state-"),

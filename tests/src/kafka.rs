@@ -45,10 +45,7 @@ pub fn unique(prefix: &str) -> String {
 
 /// Creates `name` with `partitions` partitions.
 pub fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .unwrap_or_else(|e| panic!("admin client: {e}"));
+    let admin = admin(bootstrap);
     let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
     let results = futures_executor::block_on(admin.create_topics([&topic], &AdminOptions::new()))
         .unwrap_or_else(|e| panic!("creating topic {name}: {e}"));
@@ -77,6 +74,34 @@ pub fn end_offsets(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64> {
 
 /// A record to produce: key, value, headers.
 pub type TestRecord = (String, String, Vec<(String, String)>);
+
+/// An admin client on `bootstrap`.
+fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap_or_else(|e| panic!("admin client: {e}"))
+}
+
+/// Deletes `name`.
+pub fn delete_topic(bootstrap: &str, name: &str) {
+    let results = futures_executor::block_on(admin(bootstrap).delete_topics(&[name], &AdminOptions::new()))
+        .unwrap_or_else(|e| panic!("deleting topic {name}: {e}"));
+    for r in results {
+        if let Err((t, e)) = r {
+            panic!("deleting topic {t}: {e}");
+        }
+    }
+}
+
+/// Raises `name` to `partitions` partitions.
+pub fn add_partitions(bootstrap: &str, name: &str, partitions: usize) {
+    let new = rdkafka::admin::NewPartitions::new(name, partitions);
+    let results = futures_executor::block_on(admin(bootstrap).create_partitions([&new], &AdminOptions::new()))
+        .unwrap_or_else(|e| panic!("adding partitions to {name}: {e}"));
+    for r in results {
+        if let Err((t, e)) = r {
+            panic!("adding partitions to {t}: {e}");
+        }
+    }
+}
 
 /// The input records `0..n`: key `k<i>`, value `record <i>`, header `seq=<i>`.
 pub fn numbered(range: std::ops::Range<usize>) -> Vec<TestRecord> {

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 pub mod kafka;
+pub mod peers;
 pub mod serve;
 
 /// The component built from guest crate `name` (`word-count` or `word_count`).

@@ -62,6 +62,89 @@ fn a_component_for_another_world_is_refused_naming_what_it_exports() {
 }
 
 #[test]
+fn a_component_for_another_version_of_the_contract_is_refused_naming_both_versions() {
+    let error = fails(&module_arg("contract-next"), &[r#"{"value": "x"}"#], &[]);
+    assert!(error.contains("contract_next.wasm") && error.contains("processor contract 1.0.0"), "{error}");
+    assert!(error.contains("it runs 0.2.x, up to 0.2.1"), "{error}");
+}
+
+#[test]
+fn a_component_that_imports_what_weir_does_not_give_is_refused_naming_the_import() {
+    let error = fails(&module_arg("outsider"), &[r#"{"value": "x"}"#], &[]);
+    assert!(error.contains("outsider.wasm") && error.contains("needs imports weir does not provide"), "{error}");
+    assert!(error.contains("weir-tests:outside/network"), "{error}");
+}
+
+#[test]
+fn an_init_that_traps_is_refused_naming_the_module() {
+    let error = fails(&module_arg("handmade"), &[r#"{"value": "x"}"#], &["--config", "init=trap"]);
+    assert!(error.contains("handmade.wasm: init failed") && error.contains("unreachable"), "{error}");
+}
+
+#[test]
+fn an_init_that_never_returns_is_stopped_at_the_deadline() {
+    let started = std::time::Instant::now();
+    let error = fails(&module_arg("handmade"), &[r#"{"value": "x"}"#], &["--config", "init=loop", "--deadline", "200"]);
+    assert!(error.contains("handmade.wasm: init failed: it did not return within its deadline of 200 ms"), "{error}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "the deadline did not stop init promptly");
+}
+
+#[test]
+fn an_init_that_allocates_without_bound_is_stopped_at_the_memory_limit() {
+    let args = ["--config", "init=alloc", "--memory-limit", "64"];
+    let error = fails(&module_arg("handmade"), &[r#"{"value": "x"}"#], &args);
+    assert!(error.contains("handmade.wasm: init failed: it exceeded its memory limit of 64 MiB"), "{error}");
+}
+
+#[test]
+fn unbounded_recursion_traps_as_a_stack_overflow_at_its_record_and_the_host_carries_on() {
+    let error = fails(
+        &module_arg("misbehave"),
+        &[r#"{"key": "a", "value": "ok"}"#, r#"{"key": "deep", "value": "recurse"}"#],
+        &["--batch-size", "2"],
+    );
+    assert!(error.contains("trapped") && error.contains("call stack exhausted"), "{error}");
+    assert!(error.contains("offset 1") && error.contains(r#"key "deep""#), "{error}");
+    // The same process runs the module again, as a pipeline restarts the instance.
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_lines(dir.path(), "in.jsonl", &[r#"{"value": "ok"}"#]);
+    assert!(weir(&["test", "-m", &module_arg("misbehave"), "-i", input.to_str().unwrap()], dir.path()).ok);
+}
+
+#[test]
+fn a_guest_reaches_no_network_and_no_files_and_is_told_so() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = write_lines(dir.path(), "secret.txt", &["the host's secret"]);
+    let connect = format!(r#"{{"key": "net", "value": "connect {}"}}"#, listener.local_addr().unwrap());
+    let error = fails(&module_arg("misbehave"), &[&connect], &[]);
+    assert!(
+        error.contains("rejected") && error.contains("connect failed") && error.contains(r#"key "net""#),
+        "{error}"
+    );
+    assert!(listener.accept().is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock), "the guest connected");
+    let read = format!(r#"{{"key": "file", "value": "read {}"}}"#, secret.display());
+    let error = fails(&module_arg("misbehave"), &[&read], &[]);
+    assert!(
+        error.contains("rejected") && error.contains("read failed") && !error.contains("the host's secret"),
+        "{error}"
+    );
+}
+
+#[test]
+fn malformed_output_columns_are_refused_naming_the_record_they_answer() {
+    let fine = r#"{"key": "fine", "value": "ok"}"#;
+    let error = fails(&module_arg("handmade"), &[fine, r#"{"key": "far", "value": "outside"}"#], &[]);
+    assert!(error.contains("malformed outputs") && error.contains("outside the output data"), "{error}");
+    assert!(error.contains("offset 1") && error.contains(r#"key "far""#), "{error}");
+    let error = fails(&module_arg("handmade"), &[r#"{"key": "hdr", "value": "headers"}"#], &[]);
+    assert!(error.contains("names headers beyond the list") && error.contains(r#"key "hdr""#), "{error}");
+    let error = fails(&module_arg("handmade"), &[fine, r#"{"value": "ragged"}"#], &["--batch-size", "2"]);
+    assert!(error.contains("output columns disagree") && error.contains("offsets 0..=1"), "{error}");
+}
+
+#[test]
 fn a_trapping_guest_is_reported_with_topic_partition_offset_key_and_panic_message() {
     let error = fails(
         &module_arg("misbehave"),

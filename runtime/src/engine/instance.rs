@@ -338,27 +338,17 @@ impl Instance {
 
     fn explain(&mut self, error: wasmtime::Error, subject: &Subject<'_>, culprit: Option<usize>) -> ProcessError {
         let location = self.location(subject, culprit);
-        let options = &self.module.limits;
-        if self.store.data().limiter.exceeded {
-            return ProcessError::MemoryLimit { location, limit_mib: (options.memory_limit >> 20) as u64 };
-        }
-        match error.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => {
-                return ProcessError::Deadline { location, deadline_ms: options.deadline.as_millis() as u64 }
-            }
-            Some(Trap::OutOfFuel) => return ProcessError::OutOfFuel { location, fuel: options.fuel.unwrap_or(0) },
-            _ => {}
-        }
+        let limits = &self.module.limits;
         let error = match error.downcast::<StateError>() {
             Ok(source) => return ProcessError::State { location, source },
             Err(e) => e,
         };
-        let mut detail = one_line(&error);
-        if let Some(said) = self.store.data_mut().last_error.take() {
-            let said = said.split_whitespace().collect::<Vec<_>>().join(" ");
-            detail = format!("{detail} (guest said: {said})");
+        match Cause::of(&mut self.store, &error) {
+            Cause::Memory => ProcessError::MemoryLimit { location, limit_mib: (limits.memory_limit >> 20) as u64 },
+            Cause::Deadline => ProcessError::Deadline { location, deadline_ms: limits.deadline.as_millis() as u64 },
+            Cause::Fuel => ProcessError::OutOfFuel { location, fuel: limits.fuel.unwrap_or(0) },
+            Cause::Trap(detail) => ProcessError::Trap { location, detail },
         }
-        ProcessError::Trap { location, detail }
     }
 
     fn location(&self, subject: &Subject<'_>, index: Option<usize>) -> Box<Location> {
@@ -441,7 +431,46 @@ fn start(
     let error = match bindings.weir_processor_processor().call_init(&mut store, config) {
         Ok(Ok(())) => return Ok((store, bindings, on_timer)),
         Ok(Err(message)) => LoadError::Config { path, message },
-        Err(e) => LoadError::Init { path, detail: one_line(&e) },
+        Err(e) => LoadError::Init { path, detail: init_failure(&mut store, module, &e) },
     };
     Err(Box::new((error, store.into_data())))
+}
+
+/// Why `init` failed: the limit it hit (the same ones as a batch's), or the trap and what the
+/// guest said before it.
+fn init_failure(store: &mut Store<HostState>, module: &Module, e: &wasmtime::Error) -> String {
+    let limits = &module.limits;
+    match Cause::of(store, e) {
+        Cause::Memory => format!("it exceeded its memory limit of {} MiB", limits.memory_limit >> 20),
+        Cause::Deadline => format!("it did not return within its deadline of {} ms", limits.deadline.as_millis()),
+        Cause::Fuel => format!("it ran out of fuel ({} units)", limits.fuel.unwrap_or(0)),
+        Cause::Trap(detail) => detail,
+    }
+}
+
+/// Why a call into the guest trapped: a limit it hit, or the trap itself with what the guest
+/// logged as an error just before (the SDKs log panics and exceptions there).
+enum Cause {
+    Memory,
+    Deadline,
+    Fuel,
+    Trap(String),
+}
+
+impl Cause {
+    fn of(store: &mut Store<HostState>, error: &wasmtime::Error) -> Self {
+        if store.data().limiter.exceeded {
+            return Cause::Memory;
+        }
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => return Cause::Deadline,
+            Some(Trap::OutOfFuel) => return Cause::Fuel,
+            _ => {}
+        }
+        let detail = one_line(error);
+        Cause::Trap(match store.data_mut().last_error.take() {
+            Some(said) => format!("{detail} (guest said: {})", said.split_whitespace().collect::<Vec<_>>().join(" ")),
+            None => detail,
+        })
+    }
 }

@@ -250,13 +250,22 @@ impl Module {
     }
 }
 
-/// Refuses components that do not export weir's processor interface, naming what they export.
+/// Refuses components that do not export weir's processor interface, naming what they export,
+/// and those built for a version of the contract this weir does not run (another 0.x minor, or
+/// another major), naming both versions.
 fn check_world(engine: &wasmtime::Engine, component: &Component, path: &str) -> Result<(), LoadError> {
     let ty = component.component_type();
     let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
     let (unversioned, _) = PROCESSOR_EXPORT.rsplit_once('.').unwrap_or((PROCESSOR_EXPORT, ""));
     if exports.iter().any(|e| e.strip_prefix(unversioned).is_some_and(|patch| patch.starts_with('.'))) {
         return Ok(());
+    }
+    let (interface, runs) = PROCESSOR_EXPORT.split_once('@').unwrap_or((PROCESSOR_EXPORT, ""));
+    let other_version = exports.iter().find_map(|e| e.strip_prefix(interface)?.strip_prefix('@'));
+    if let Some(found) = other_version {
+        let family = runs.rsplit_once('.').map_or(runs, |(major_minor, _)| major_minor);
+        let runs = format!("{family}.x, up to {runs}");
+        return Err(LoadError::Contract { path: path.into(), found: found.into(), runs });
     }
     let found = if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") };
     Err(LoadError::WrongWorld { path: path.into(), expected: PROCESSOR_EXPORT.into(), found })

@@ -118,6 +118,8 @@ struct Work {
     poisoned: errors::Poisoned,
     /// Where set-aside records go, under `dead-letter`.
     dead_letter: Option<String>,
+    /// The topics as they were at start, to tell when one changes underneath the pipeline.
+    layout: kafka::Layout,
 }
 
 /// What outputs answer: records of a batch, or timers that fired on a partition.
@@ -213,6 +215,8 @@ impl Pipeline {
             true => Some(changelog::ensure(&config, config.store_name())?),
             false => None,
         };
+        let layout = kafka::Layout { changelog: changelog.clone(), dead_letter: dead_letter.clone() };
+        let changelog = changelog.map(|(name, _)| name);
         // Tables are read to their end before the inputs are subscribed to.
         let tables = Tables::new(&config.table_specs());
         let table_feed = tables::TableFeed::start(&config, &tables)?;
@@ -249,6 +253,7 @@ impl Pipeline {
             kafka_trouble: false,
             poisoned: errors::Poisoned::default(),
             dead_letter,
+            layout,
         };
         Ok(Self {
             consumer,
@@ -286,6 +291,12 @@ impl Pipeline {
                 view.update(|s| s.notice = None);
             }
             if let Err(failure) = result {
+                // A topic deleted or repartitioned underneath is not retried: say which.
+                if let Failure::Kafka(e) | Failure::ProducerLost(e) = &failure {
+                    if let Some(changed) = self.work.layout.changed(&self.work.config) {
+                        return Err(self.fail(anyhow!("{changed} (the Kafka error was: {e:#})")));
+                    }
+                }
                 let e = match failure {
                     Failure::Kafka(e) => e,
                     Failure::ProducerLost(e) => {
@@ -731,10 +742,16 @@ impl Work {
                 })
                 .collect();
         }
+        // Partitions added to an input would send keys away from their state: stop first.
+        let partitions = kafka::input_partitions(&self.config, consumer).map_err(Failure::Kafka)?;
+        if let Some((changelog, expected)) = &self.layout.changelog {
+            if let Some(problem) = kafka::repartitioned(&self.config, changelog, *expected, |_| partitions) {
+                return Err(Failure::Fatal(anyhow!(problem)));
+            }
+        }
         for e in assignment.elements() {
             self.instance(e.topic(), e.partition())?;
         }
-        let partitions = kafka::input_partitions(&self.config, consumer).map_err(Failure::Kafka)?;
         self.view.queryable.settle(partitions);
         Ok(())
     }

@@ -2,7 +2,9 @@
 //! `loop` never returns, `alloc` allocates without bound, `reject` returns an error, `big`
 //! answers with 2 MiB (more than Kafka takes by default), `timer`
 //! sets a timer (event time 0) whose handler panics, `reserved` writes to a state key reserved
-//! for weir; every record writes to state first; anything else passes through.
+//! for weir, `recurse` recurses without bound, `connect ADDR` opens a TCP connection and `read
+//! PATH` reads a file (weir gives no network and no directories: both are rejected with the
+//! error the guest got); every record writes to state first; anything else passes through.
 use weir_sdk::timers::{self, Clock, Timer};
 use weir_sdk::{processor, state, Error, Output, Record};
 
@@ -31,8 +33,26 @@ pub fn misbehave(record: &Record) -> Result<Output, Error> {
             state::put_bytes(b"\xff\xffweir/timer/e", b"");
             Ok(record.forward())
         }
+        "recurse" => Ok(Output::new(dive(record.offset() as u64 + 1, 0).to_string())),
+        v if v.starts_with("connect ") => match std::net::TcpStream::connect(&v["connect ".len()..]) {
+            Ok(_) => Ok(Output::new("connected")),
+            Err(e) => Err(Error::msg(format!("connect failed: {e}"))),
+        },
+        v if v.starts_with("read ") => match std::fs::read(&v["read ".len()..]) {
+            Ok(bytes) => Ok(Output::new(bytes)),
+            Err(e) => Err(Error::msg(format!("read failed: {e}"))),
+        },
         _ => Ok(record.forward()),
     }
+}
+
+/// Recurses until the stack runs out (the seed matches only at an astronomical depth); the work
+/// after each call keeps it from becoming a loop.
+fn dive(seed: u64, depth: u64) -> u64 {
+    if depth.wrapping_mul(0x9e37_79b9_7f4a_7c15) == seed.wrapping_add(u64::MAX / 3) {
+        return depth;
+    }
+    dive(seed, depth + 1).rotate_left(7) ^ depth
 }
 
 pub fn misbehave_later(timer: &Timer) {
