@@ -166,9 +166,11 @@ fn main() {
         reset_state();
         let native = native_ns(&words, batch_size, total, word_count::word_count);
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let rocks = RocksStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
-        let stores: [(&str, Box<dyn StateStore>); 2] =
-            [("memory", Box::new(MemoryStore::new())), ("rocksdb", Box::new(rocks))];
+        let rocks = RocksStore::open(&dir.path().join("wal")).unwrap_or_else(|e| panic!("{e}"));
+        // As a pipeline keeps state: no write-ahead log, commits applied by the store's thread.
+        let backed = RocksStore::open_changelog_backed(&dir.path().join("backed")).unwrap_or_else(|e| panic!("{e}"));
+        let stores: [(&str, Box<dyn StateStore>); 3] =
+            [("memory", Box::new(MemoryStore::new())), ("rocksdb", Box::new(rocks)), ("changelog", Box::new(backed))];
         for (name, store) in stores {
             if !wanted(&format!("word-count/{name}")) {
                 continue;

@@ -560,11 +560,12 @@ impl Pipeline {
                         .ok_or_else(|| Failure::Kafka(anyhow!("the consumer has no group metadata yet")))?;
                     producer.send_offsets_to_transaction(&book.positions()?, &metadata, KAFKA_TIMEOUT)?;
                 }
+                kafka::flush(producer, KAFKA_TIMEOUT)?;
                 producer.commit_transaction(KAFKA_TIMEOUT)?;
                 book.txn = None;
             }
             Guarantee::AtLeastOnce | Guarantee::AtMostOnce => {
-                producer.flush(KAFKA_TIMEOUT)?;
+                kafka::flush(producer, KAFKA_TIMEOUT)?;
                 if let Some((count, last)) = producer.context().take_failures() {
                     return Err(Failure::Kafka(anyhow!("{count} records were not delivered (last: {last})")));
                 }

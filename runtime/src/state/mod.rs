@@ -7,6 +7,7 @@
 //! [`StoreReader`] reads the committed entries from other threads (interactive queries), beside
 //! the one writer.
 
+mod applier;
 mod memory;
 mod rocks;
 mod view;

@@ -4,13 +4,14 @@ use std::time::{Duration, Instant};
 
 use rocksdb::{Direction, IteratorMode, Options, ReadOptions, DB};
 
+use super::applier::{Applier, Commit, InFlight};
 use super::{Entry, StateStore, StoreReader, WriteBatch};
 use crate::error::StateError;
 
 /// The column family holding weir's own bookkeeping (the changelog checkpoint), apart from the
 /// guest's keys.
-const META: &str = "weir-meta";
-const CHECKPOINT: &[u8] = b"changelog-checkpoint";
+pub(super) const META: &str = "weir-meta";
+pub(super) const CHECKPOINT: &[u8] = b"changelog-checkpoint";
 
 /// A RocksDB database on disk, one per processor and input partition.
 pub struct RocksStore {
@@ -20,6 +21,9 @@ pub struct RocksStore {
     /// Without a write-ahead log (a changelog keeps the durable copy), writes are cheaper and a
     /// crash loses the unflushed ones, with their checkpoint, so a restore redoes them.
     wal: bool,
+    /// For a changelog-backed store: the thread that writes commits into RocksDB, off the
+    /// pipeline's thread (see [`super::applier`]).
+    applier: Option<Applier>,
 }
 
 impl RocksStore {
@@ -29,8 +33,8 @@ impl RocksStore {
     }
 
     /// Opens the store for a processor whose changelog holds the durable copy: no write-ahead
-    /// log, as in Kafka Streams. Data and checkpoint are flushed together (atomic flush), and on
-    /// drop.
+    /// log, as in Kafka Streams, and commits applied by a thread of the store's own. Data and
+    /// checkpoint are flushed together (atomic flush), and on drop.
     pub fn open_changelog_backed(path: &Path) -> Result<Self, StateError> {
         Self::open_with(path, false)
     }
@@ -61,7 +65,30 @@ impl RocksStore {
                 Err(source) => return Err(StateError::Rocks { path: path.display().to_string(), source }),
             }
         };
-        Ok(Self { db: Arc::new(db), path: path.to_path_buf(), wal })
+        let db = Arc::new(db);
+        let applier = match wal {
+            true => None,
+            false => Some(
+                Applier::start(db.clone(), "weir-state".into())
+                    .map_err(|source| StateError::Io { path: path.display().to_string(), source })?,
+            ),
+        };
+        Ok(Self { db, path: path.to_path_buf(), wal, applier })
+    }
+
+    /// Waits until every commit handed to the writer thread is in RocksDB.
+    fn settle(&self) -> Result<(), StateError> {
+        match &self.applier {
+            Some(applier) => applier.in_flight.settle().map_err(|e| self.failed_write(e)),
+            None => Ok(()),
+        }
+    }
+
+    fn failed_write(&self, detail: String) -> StateError {
+        StateError::Io {
+            path: self.path.display().to_string(),
+            source: std::io::Error::other(format!("writing committed state into RocksDB failed: {detail}")),
+        }
     }
 
     fn err(&self, source: rocksdb::Error) -> StateError {
@@ -94,6 +121,7 @@ fn scan(db: &DB, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<E
 struct RocksReader {
     db: Weak<DB>,
     path: PathBuf,
+    in_flight: Option<Arc<InFlight>>,
 }
 
 impl RocksReader {
@@ -111,30 +139,51 @@ impl RocksReader {
 
 impl StoreReader for RocksReader {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        self.db()?.get(key).map_err(|e| self.err(e))
+        let db = self.db()?;
+        if let Some(value) = self.in_flight.as_ref().and_then(|f| f.get(key)) {
+            return Ok(value);
+        }
+        db.get(key).map_err(|e| self.err(e))
     }
 
     fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>, StateError> {
-        scan(&*self.db()?, start, end, limit).map_err(|e| self.err(e))
+        let db = self.db()?;
+        if let Some(in_flight) = &self.in_flight {
+            in_flight.settle().map_err(|e| StateError::Io {
+                path: self.path.display().to_string(),
+                source: std::io::Error::other(e),
+            })?;
+        }
+        scan(&db, start, end, limit).map_err(|e| self.err(e))
     }
 }
 
 impl StateStore for RocksStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        if let Some(value) = self.applier.as_ref().and_then(|a| a.in_flight.get(key)) {
+            return Ok(value);
+        }
         self.db.get(key).map_err(|e| self.err(e))
     }
 
     fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>, StateError> {
+        self.settle()?;
         scan(&self.db, start, end, limit).map_err(|e| self.err(e))
     }
 
     fn reader(&self) -> Arc<dyn StoreReader> {
-        Arc::new(RocksReader { db: Arc::downgrade(&self.db), path: self.path.clone() })
+        let in_flight = self.applier.as_ref().map(|a| a.in_flight.clone());
+        Arc::new(RocksReader { db: Arc::downgrade(&self.db), path: self.path.clone(), in_flight })
     }
 
+    /// Writes must be sorted by key, each key once (as [`super::StateView`] commits them).
     fn apply(&mut self, writes: &WriteBatch, checkpoint: Option<i64>) -> Result<(), StateError> {
         if writes.is_empty() && checkpoint.is_none() {
             return Ok(());
+        }
+        if let Some(applier) = &self.applier {
+            let commit = Commit { writes: writes.clone(), checkpoint };
+            return applier.apply(commit).map_err(|e| self.failed_write(e));
         }
         let mut batch = rocksdb::WriteBatch::default();
         for (key, value) in writes {
@@ -154,6 +203,7 @@ impl StateStore for RocksStore {
     /// Writes the chunk to an SST file and ingests it: several times cheaper than inserting into
     /// the memtable, which is what makes restores fast.
     fn bulk_load(&mut self, sorted: &WriteBatch, checkpoint: i64) -> Result<(), StateError> {
+        self.settle()?;
         if !sorted.is_empty() {
             let file = self.path.join(format!("restore-{checkpoint}.sst"));
             let opts = Options::default();
@@ -177,6 +227,7 @@ impl StateStore for RocksStore {
     }
 
     fn checkpoint(&self) -> Result<Option<i64>, StateError> {
+        self.settle()?;
         let raw = self.db.get_cf(self.meta()?, CHECKPOINT).map_err(|e| self.err(e))?;
         Ok(raw.and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok()).map(i64::from_le_bytes))
     }
@@ -189,6 +240,7 @@ impl StateStore for RocksStore {
     }
 
     fn clear(&mut self) -> Result<(), StateError> {
+        self.settle()?;
         let first = self.db.iterator(IteratorMode::Start).next().transpose().map_err(|e| self.err(e))?;
         let last = self.db.iterator(IteratorMode::End).next().transpose().map_err(|e| self.err(e))?;
         let mut batch = rocksdb::WriteBatch::default();
@@ -203,6 +255,8 @@ impl StateStore for RocksStore {
 
 impl Drop for RocksStore {
     fn drop(&mut self) {
+        // The writer finishes what is queued before the flush.
+        drop(self.applier.take());
         if !self.wal {
             // Data first, then the checkpoint: a checkpoint older than the data only makes the
             // next restore re-apply some changelog records, which is harmless.

@@ -89,3 +89,30 @@ fn a_bulk_load_lands_like_writes_and_overrides_older_values() {
     assert_eq!(store.get(b"a").unwrap(), Some(b"new".to_vec()));
     assert_eq!(store.checkpoint().unwrap(), Some(9));
 }
+
+#[test]
+fn a_changelog_backed_store_reads_its_commits_before_and_after_its_writer_applied_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let store = RocksStore::open_changelog_backed(&path).unwrap();
+    let reader = store.reader();
+    let mut view = StateView::new(Box::new(store));
+    view.put(b"a".to_vec(), b"1".to_vec());
+    view.commit(Some(1)).unwrap();
+    // Many commits in a row: the writer may lag, reads may not.
+    for i in 0..200u32 {
+        view.put(format!("k{i:03}").into_bytes(), i.to_string().into_bytes());
+        view.delete(b"a".to_vec());
+        view.commit(Some(2 + i64::from(i))).unwrap();
+    }
+    view.put(b"a".to_vec(), b"2".to_vec());
+    view.commit(Some(300)).unwrap();
+    assert_eq!(reader.get(b"a").unwrap(), Some(b"2".to_vec()), "a reader on another thread sees the last commit");
+    assert_eq!(reader.get(b"k150").unwrap(), Some(b"150".to_vec()));
+    assert_eq!(reader.scan(b"k", Some(b"l"), 1000).unwrap().len(), 200, "scans wait for the writer");
+    drop(view);
+    let store = RocksStore::open_changelog_backed(&path).unwrap();
+    assert_eq!(store.checkpoint().unwrap(), Some(300), "the writer finished before the store closed");
+    assert_eq!(store.get(b"a").unwrap(), Some(b"2".to_vec()));
+    assert_eq!(store.scan(b"k", Some(b"l"), 1000).unwrap().len(), 200);
+}
