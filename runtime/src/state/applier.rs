@@ -158,7 +158,10 @@ impl Drop for Applier {
     }
 }
 
-/// Writes one commit and its checkpoint atomically, without a write-ahead log.
+/// Writes one commit and its checkpoint atomically, without a write-ahead log. (Ingesting each
+/// commit as a sorted file instead was slower: 5.4 to 6.5 s for a million-record word count
+/// against 4.8 to 5.4 s, the files' fixed costs and their compactions outweighing the cheaper
+/// inserts.)
 fn write(db: &DB, commit: &Commit) -> Result<(), String> {
     let mut batch = rocksdb::WriteBatch::default();
     for (key, value) in &commit.writes {
