@@ -440,6 +440,8 @@ fn passthrough(bootstrap: &str, input: &str, guarantee: Guarantee, total: usize)
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
+        // As weir's consumer: librdkafka's default (1 s) lets a drained prefetch queue run dry.
+        .set("fetch.queue.backoff.ms", "10")
         .create()
         .unwrap_or_else(|e| panic!("consumer: {e}"));
     consumer.subscribe(&[input]).unwrap_or_else(|e| panic!("subscribe: {e}"));
@@ -473,9 +475,11 @@ fn passthrough(bootstrap: &str, input: &str, guarantee: Guarantee, total: usize)
             producer
                 .send_offsets_to_transaction(&tpl, &metadata, timeout)
                 .unwrap_or_else(|e| panic!("send offsets: {e}"));
+            settle(&producer);
             producer.commit_transaction(timeout).unwrap_or_else(|e| panic!("commit: {e}"));
             *open = false;
         } else if !offsets.is_empty() {
+            settle(&producer);
             producer.flush(timeout).unwrap_or_else(|e| panic!("flush: {e}"));
             consumer.commit(&tpl, CommitMode::Sync).unwrap_or_else(|e| panic!("commit: {e}"));
         }
@@ -518,6 +522,14 @@ fn passthrough(bootstrap: &str, input: &str, guarantee: Guarantee, total: usize)
     commit(&mut offsets, &mut open);
     let secs = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
     consumed as f64 / secs
+}
+
+/// Waits for every record in flight, as weir's `kafka::flush` does: rust-rdkafka's own flush
+/// (which `commit_transaction` calls) waits in steps of 100 ms beside a threaded producer.
+fn settle(producer: &ThreadedProducer<DefaultProducerContext>) {
+    while producer.in_flight_count() > 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 fn poll_batch(consumer: &BaseConsumer) -> Vec<BorrowedMessage<'_>> {

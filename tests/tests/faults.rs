@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use weir_tests::kafka::{
     add_partitions, delete_topic, last_counts, numbered, produce, read_committed, true_counts, unique, words,
-    OwnBroker, LONG,
+    OwnBroker, TestRecord, LONG,
 };
 use weir_tests::serve::Sidecar;
 
@@ -65,102 +65,95 @@ fn an_output_over_the_producers_message_max_bytes_stops_at_its_record_and_blames
     server.stop();
 }
 
-/// Deploys uppercase from a new input to a new output under exactly-once, feeds it 200
-/// records and waits until it has processed them; returns the server, the app and its topics.
-fn running_uppercase(s: &Sidecar, prefix: &str) -> (weir_tests::serve::Server, String, String, String) {
+/// A pipeline running `module` under exactly-once from a new input (`partitions` partitions)
+/// to a new output, with `extra` in its file, that has processed `records`.
+struct Running {
+    server: weir_tests::serve::Server,
+    app: String,
+    input: String,
+    output: String,
+}
+
+fn running(s: &Sidecar, module: &str, partitions: i32, extra: &str, records: &[TestRecord]) -> Running {
     let server = s.serve(&[]);
-    let (input, output) = s.topics(1);
-    let app = unique(prefix);
-    server.deploy(&s.pipeline(&app, "uppercase", &input, &output, "guarantee = \"exactly-once\""));
-    produce(&s.bootstrap, &input, &numbered(0..200), None);
-    server.wait_for(&app, "200 records processed", LONG, |s| s["consumed"].as_u64() == Some(200));
-    (server, app, input, output)
+    let (input, output) = s.topics(partitions);
+    let app = unique(module);
+    server.deploy(&s.pipeline(&app, module, &input, &output, &format!("guarantee = \"exactly-once\"\n{extra}")));
+    produce(&s.bootstrap, &input, records, None);
+    let n = records.len() as u64;
+    server.wait_for(&app, "the first records processed", LONG, |s| s["consumed"].as_u64() == Some(n));
+    Running { server, app, input, output }
+}
+
+impl Running {
+    /// The error the pipeline failed with.
+    fn failure(&self) -> String {
+        let status = self.server.wait_for(&self.app, "failed", LONG, |s| s["status"] == "failed");
+        status["error"].as_str().unwrap_or_default().to_owned()
+    }
 }
 
 #[test]
 fn an_output_topic_deleted_while_the_pipeline_runs_fails_it_naming_the_topic() {
     let s = Sidecar::new(Path::new(BIN));
-    let (server, app, input, output) = running_uppercase(&s, "output-deleted");
-    delete_topic(&s.bootstrap, &output);
-    produce(&s.bootstrap, &input, &numbered(200..400), None);
-    let status = server.wait_for(&app, "failed", LONG, |s| s["status"] == "failed");
-    let error = status["error"].as_str().unwrap_or_default();
-    assert!(
-        error.contains(&format!("output `default`: topic `{output}` was deleted while the pipeline ran"))
-            && error.contains("recreate it"),
-        "{error}"
-    );
-    server.stop();
+    let run = running(&s, "uppercase", 1, "", &numbered(0..200));
+    delete_topic(&s.bootstrap, &run.output);
+    produce(&s.bootstrap, &run.input, &numbered(200..400), None);
+    let error = run.failure();
+    let named = format!("output `default`: topic `{}` was deleted while the pipeline ran", run.output);
+    assert!(error.contains(&named) && error.contains("recreate it"), "{error}");
+    run.server.stop();
 }
 
 #[test]
 fn an_input_topic_deleted_while_the_pipeline_runs_fails_it_naming_the_topic() {
     let s = Sidecar::new(Path::new(BIN));
-    let (server, app, input, _) = running_uppercase(&s, "input-deleted");
-    delete_topic(&s.bootstrap, &input);
-    let status = server.wait_for(&app, "failed", LONG, |s| s["status"] == "failed");
-    let error = status["error"].as_str().unwrap_or_default();
-    assert!(error.contains(&format!("input topic `{input}` was deleted while the pipeline ran")), "{error}");
-    server.stop();
+    let run = running(&s, "uppercase", 1, "", &numbered(0..200));
+    delete_topic(&s.bootstrap, &run.input);
+    let error = run.failure();
+    assert!(error.contains(&format!("input topic `{}` was deleted while the pipeline ran", run.input)), "{error}");
+    run.server.stop();
 }
 
 #[test]
 fn a_changelog_deleted_while_the_pipeline_runs_fails_it_saying_the_state_is_no_longer_durable() {
     let s = Sidecar::new(Path::new(BIN));
-    let server = s.serve(&[]);
-    let (input, output) = s.topics(1);
-    let app = unique("changelog-deleted");
-    server.deploy(&s.pipeline(&app, "word-count", &input, &output, "guarantee = \"exactly-once\""));
-    produce(&s.bootstrap, &input, &words(0, 200), None);
-    server.wait_for(&app, "200 records processed", LONG, |s| s["consumed"].as_u64() == Some(200));
-    let changelog = format!("{app}-state-changelog");
+    let run = running(&s, "word-count", 1, "", &words(0, 200));
+    let changelog = format!("{}-state-changelog", run.app);
     delete_topic(&s.bootstrap, &changelog);
-    produce(&s.bootstrap, &input, &words(200, 200), None);
-    let status = server.wait_for(&app, "failed", LONG, |s| s["status"] == "failed");
-    let error = status["error"].as_str().unwrap_or_default();
-    assert!(
-        error.contains(&format!("changelog topic `{changelog}` was deleted while the pipeline ran"))
-            && error.contains("no longer durable"),
-        "{error}"
-    );
-    server.stop();
+    produce(&s.bootstrap, &run.input, &words(200, 200), None);
+    let error = run.failure();
+    let named = format!("changelog topic `{changelog}` was deleted while the pipeline ran");
+    assert!(error.contains(&named) && error.contains("no longer durable"), "{error}");
+    run.server.stop();
 }
 
 #[test]
 fn partitions_added_to_a_stateful_pipelines_input_stop_it_before_any_record_of_the_new_layout() {
     let s = Sidecar::new(Path::new(BIN));
-    let server = s.serve(&[]);
-    let (input, output) = s.topics(2);
-    let app = unique("repartitioned");
     // The consumer notices new partitions at its next metadata refresh (5 minutes by default).
-    let extra = "guarantee = \"exactly-once\"\n[kafka]\n\"topic.metadata.refresh.interval.ms\" = \"1000\"";
-    server.deploy(&s.pipeline(&app, "word-count", &input, &output, extra));
+    let extra = "[kafka]\n\"topic.metadata.refresh.interval.ms\" = \"1000\"";
     let before = words(0, 2_000);
-    produce(&s.bootstrap, &input, &before, None);
-    server.wait_for(&app, "the first records processed", LONG, |s| s["consumed"].as_u64() == Some(2_000));
-    add_partitions(&s.bootstrap, &input, 4);
+    let run = running(&s, "word-count", 2, extra, &before);
+    add_partitions(&s.bootstrap, &run.input, 4);
     let after = words(2_000, 2_000);
-    produce(&s.bootstrap, &input, &after, None);
-    let status = server.wait_for(&app, "failed", LONG, |s| s["status"] == "failed");
-    let error = status["error"].as_str().unwrap_or_default();
-    assert!(
-        error.contains(&format!("input topic `{input}` now has 4 partitions, but the state is kept in 2"))
-            && error.contains("another application_id"),
-        "{error}"
-    );
+    produce(&s.bootstrap, &run.input, &after, None);
+    let error = run.failure();
+    let named = format!("input topic `{}` now has 4 partitions, but the state is kept in 2", run.input);
+    assert!(error.contains(&named) && error.contains("another application_id"), "{error}");
     // No wrong count: a word whose new records went to a new partition still has the count of
     // its old records, and no word counts more than it occurred.
-    let landed = read_committed(&s.bootstrap, &input, 4_000, Duration::from_secs(5), LONG);
+    let landed = read_committed(&s.bootstrap, &run.input, 4_000, Duration::from_secs(5), LONG);
     let moved: std::collections::HashSet<String> =
         landed.iter().filter(|r| r.partition >= 2).filter_map(|r| r.key.clone()).collect();
     assert!(!moved.is_empty(), "no word reached a new partition");
-    let counts = last_counts(&read_committed(&s.bootstrap, &output, 4_000, Duration::from_secs(5), LONG));
+    let counts = last_counts(&read_committed(&s.bootstrap, &run.output, 4_000, Duration::from_secs(5), LONG));
     let (old, all) = (true_counts(&before), true_counts(&[before.clone(), after].concat()));
     for word in &moved {
         assert_eq!(counts.get(word), old.get(word), "{word} was counted on a partition that does not hold its state");
     }
     assert!(counts.iter().all(|(w, n)| all.get(w).is_some_and(|t| n <= t)), "a count above the truth");
-    server.stop();
+    run.server.stop();
 }
 
 /// 10,000 records `k<i>`; every 500th is poisoned, in turn with a trap, a blown deadline, a

@@ -58,6 +58,9 @@ pub use status::Stats;
 /// How often the wall-clock timers are checked.
 pub const WALL_CLOCK_TICK: Duration = Duration::from_millis(100);
 
+/// How long without records before the loop asks whether a broker answers, and how often then.
+const IDLE_PROBE: Duration = Duration::from_secs(2);
+
 /// A running pipeline: the consumer, and the work it feeds.
 pub struct Pipeline {
     consumer: Consumer,
@@ -120,6 +123,12 @@ struct Work {
     dead_letter: Option<String>,
     /// The topics as they were at start, to tell when one changes underneath the pipeline.
     layout: kafka::Layout,
+    /// Since when no record came, and when a broker was last asked whether it answers (the
+    /// consumer does not always report a broker that went away while it had nothing to read).
+    idle_since: Instant,
+    last_probe: Instant,
+    /// A client of the pipeline's own for that question, made on first use.
+    prober: Option<rdkafka::consumer::BaseConsumer>,
 }
 
 /// What outputs answer: records of a batch, or timers that fired on a partition.
@@ -254,6 +263,9 @@ impl Pipeline {
             poisoned: errors::Poisoned::default(),
             dead_letter,
             layout,
+            idle_since: Instant::now(),
+            last_probe: Instant::now(),
+            prober: None,
         };
         Ok(Self {
             consumer,
@@ -457,14 +469,14 @@ impl Pipeline {
         let (messages, trouble) =
             poll_batch(consumer, work.config.batch_size, Duration::from_millis(work.config.linger_ms))?;
         if let Some(e) = trouble {
-            tracing::warn!(application = %work.config.application_id, "consumer: {e}; it reconnects by itself");
-            work.view
-                .update(|s| s.notice = Some(format!("waiting for Kafka: {e}; the clients reconnect by themselves")));
-            work.kafka_trouble = true;
-        } else if work.kafka_trouble && !messages.is_empty() {
-            tracing::info!(application = %work.config.application_id, "the consumer reads again");
-            work.view.update(|s| s.notice = None);
-            work.kafka_trouble = false;
+            work.kafka_away(&format!("consumer: {e}"));
+        } else if !messages.is_empty() {
+            work.idle_since = Instant::now();
+            if work.kafka_trouble {
+                work.kafka_back("the consumer reads again");
+            }
+        } else if work.idle_since.elapsed() >= IDLE_PROBE && work.last_probe.elapsed() >= IDLE_PROBE {
+            work.probe_kafka();
         }
         if work.shared.rebalanced.swap(false, Ordering::SeqCst) {
             // The revoke callback closed the open work; what this poll returned may belong to
@@ -651,6 +663,40 @@ impl Work {
         if changed {
             self.metrics.set_status(phase.as_str());
         }
+    }
+
+    /// Says that Kafka is away (`why`), in the log and the status; the clients reconnect by
+    /// themselves.
+    fn kafka_away(&mut self, why: &str) {
+        tracing::warn!(application = %self.config.application_id, "{why}; the clients reconnect by themselves");
+        self.view.update(|s| s.notice = Some(format!("waiting for Kafka: {why}; the clients reconnect by themselves")));
+        self.kafka_trouble = true;
+    }
+
+    /// Clears what [`Work::kafka_away`] said.
+    fn kafka_back(&mut self, how: &str) {
+        tracing::info!(application = %self.config.application_id, "{how}");
+        self.view.update(|s| s.notice = None);
+        self.kafka_trouble = false;
+    }
+
+    /// While no record comes: asks whether a broker answers, at most every [`IDLE_PROBE`].
+    fn probe_kafka(&mut self) {
+        self.last_probe = Instant::now();
+        if self.prober.is_none() {
+            self.prober = kafka::base(&self.config).create().ok();
+        }
+        let Some(prober) = &self.prober else { return };
+        let topic = self.config.inputs.first().map(String::as_str);
+        match prober.fetch_metadata(topic, Duration::from_secs(1)) {
+            Err(e) if !self.kafka_trouble => {
+                let why = format!("no broker answers at {} ({e})", self.config.bootstrap_servers);
+                self.kafka_away(&why);
+            }
+            Ok(_) if self.kafka_trouble => self.kafka_back("a broker answers again"),
+            _ => {}
+        }
+        self.view.beat();
     }
 
     /// Running or paused, as asked.
