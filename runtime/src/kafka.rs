@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, ConsumerGroupMetadata, Rebalance};
 use rdkafka::error::KafkaResult;
 use rdkafka::producer::{DeliveryResult, Producer as _, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -43,6 +43,60 @@ pub fn flush(producer: &Producer, timeout: Duration) -> KafkaResult<()> {
         std::thread::sleep(Duration::from_millis(1));
     }
     Ok(())
+}
+
+/// What [`send_offsets`] came to.
+#[derive(Debug)]
+pub enum Sent {
+    /// The call returned, with this.
+    Returned(KafkaResult<()>),
+    /// The call had not returned after this long, or the caller gave up waiting: the producer
+    /// is still inside it and must not be used again.
+    Abandoned(Duration),
+}
+
+/// Adds the consumed offsets to the open transaction, calling librdkafka on a thread of its own
+/// and waiting for it at most `timeout`, calling `waiting` with the time waited so far every
+/// 250 ms meanwhile (it returns false to stop waiting: the pipeline is stopping).
+///
+/// librdkafka's `send_offsets_to_transaction` does not time out while the group coordinator is
+/// down (librdkafka #5456, open for 2.12 and 2.14): with the broker SIGKILLed 50 ms to 1.5 s
+/// before, a call given 3 s returned only once the broker was back, 40 s and more later, and
+/// the pipeline loop stood still without a word. On [`Sent::Abandoned`] the caller replaces the
+/// producer: the new one, of the same transactional id, fences this one and aborts its
+/// transaction; the thread keeps this one until its call returns.
+pub fn send_offsets(
+    producer: &Arc<Producer>,
+    offsets: TopicPartitionList,
+    group: ConsumerGroupMetadata,
+    timeout: Duration,
+    mut waiting: impl FnMut(Duration) -> bool,
+) -> Sent {
+    let (done, result) = std::sync::mpsc::sync_channel(1);
+    let caller = producer.clone();
+    let spawned = std::thread::Builder::new().name("weir-txn-offsets".into()).spawn(move || {
+        let _ = done.send(caller.send_offsets_to_transaction(&offsets, &group, timeout));
+    });
+    if let Err(e) = spawned {
+        // The offsets went with the thread that did not start: the work is redone.
+        tracing::warn!("cannot start a thread to send the transaction's offsets on: {e}");
+        return Sent::Abandoned(Duration::ZERO);
+    }
+    let started = Instant::now();
+    loop {
+        match result.recv_timeout(Duration::from_millis(250)) {
+            Ok(returned) => return Sent::Returned(returned),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Sent::Abandoned(started.elapsed());
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let waited = started.elapsed();
+                if waited >= timeout || !waiting(waited) {
+                    return Sent::Abandoned(waited);
+                }
+            }
+        }
+    }
 }
 
 /// What the pipeline loop and the rebalance callback share.

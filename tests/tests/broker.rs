@@ -1,17 +1,24 @@
 //! A broker that is not there at start, then SIGKILLed mid-stream and restarted on its data:
-//! one `weir serve` rides it out, says what it waits for, and loses and repeats nothing.
+//! one `weir serve` rides it out, says what it waits for, and loses and repeats nothing. Each
+//! test has a broker of its own, so the others' is not disturbed.
 //!
-//! On a broker of its own (port 19192), and in a test binary of its own so that it runs alone:
-//! in `faults.rs`, beside the policy tests that SIGKILL their sidecars, it failed in two of
-//! three clean-clone runs, the pipeline showing no notice for 180 s after the broker died (cause
-//! not found yet; it passed in every run alone).
+//! The first test failed in two of three clean-clone runs (no notice for 180 s after the broker
+//! died) when the loop was adding a transaction's offsets as the broker died: librdkafka's
+//! `send_offsets_to_transaction` ignores its timeout while the group coordinator is down
+//! (librdkafka #5456), and returned only once the broker was back. The second test holds weir's
+//! way around it to that case.
 
 #![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
 
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use weir_tests::kafka::{numbered, produce, read_committed, unique, OwnBroker, LONG};
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::producer::{BaseRecord, Producer as _};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use weir_runtime::kafka::{self, ProducerCtx, Sent};
+use weir_tests::kafka::{create_topic, numbered, produce, read_committed, unique, OwnBroker, LONG};
 use weir_tests::serve::Sidecar;
 
 const BIN: &str = env!("CARGO_BIN_EXE_weir-e2e");
@@ -19,7 +26,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_weir-e2e");
 #[test]
 fn with_no_broker_at_start_and_a_broker_sigkilled_mid_stream_one_weir_waits_rides_it_out_and_loses_and_repeats_nothing()
 {
-    // A broker of this test's own, so the others' is not disturbed.
     let broker = OwnBroker::start(19192);
     let s = Sidecar::on(Path::new(BIN), broker.bootstrap.clone());
     let (input, output) = s.topics(1);
@@ -74,4 +80,74 @@ fn with_no_broker_at_start_and_a_broker_sigkilled_mid_stream_one_weir_waits_ride
     let retries = log.lines().filter(|l| l.contains("resuming from the last commit after the wait")).count();
     assert!(retries <= 25, "{retries} retries:\n{log}");
     drop(broker);
+}
+
+#[test]
+fn with_the_broker_sigkilled_adding_offsets_to_a_transaction_gives_up_after_its_timeout_and_a_new_producer_aborts_it() {
+    let broker = OwnBroker::start(19196);
+    let bootstrap = broker.bootstrap.clone();
+    let (input, output, id) = (unique("in"), unique("out"), unique("txn"));
+    create_topic(&bootstrap, &input, 1);
+    create_topic(&bootstrap, &output, 1);
+    produce(&bootstrap, &input, &numbered(0..10), None);
+    let producer = |id: &str| -> Arc<kafka::Producer> {
+        let producer: kafka::Producer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("transactional.id", id)
+            .create_with_context(ProducerCtx::default())
+            .unwrap();
+        producer.init_transactions(LONG).unwrap();
+        Arc::new(producer)
+    };
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", &bootstrap).set("group.id", unique("group")).create().unwrap();
+    let offsets = |next: i64| {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&input, 0, Offset::Offset(next)).unwrap();
+        tpl
+    };
+    let send = |producer: &kafka::Producer, value: &str| {
+        producer.send(BaseRecord::<str, str>::to(&output).key(value).payload(value)).map_err(|(e, _)| e).unwrap();
+        kafka::flush(producer, LONG).unwrap();
+    };
+
+    // A transaction whose offsets are being added as the broker dies.
+    let first = producer(&id);
+    first.begin_transaction().unwrap();
+    send(&first, "aborted");
+    broker.kill();
+    let gone = Instant::now();
+    while first.client().fetch_metadata(None, Duration::from_millis(500)).is_ok() {
+        assert!(gone.elapsed() < LONG, "the producer still sees the SIGKILLed broker");
+    }
+    let mut waits = 0;
+    let started = Instant::now();
+    let sent =
+        kafka::send_offsets(&first, offsets(5), consumer.group_metadata().unwrap(), Duration::from_secs(3), |_| {
+            waits += 1;
+            true
+        });
+    let took = started.elapsed();
+    // Abandoned: librdkafka's call, given 3 s itself, had not returned (#5456). Should a
+    // librdkafka mend it, its own timeout error is as good.
+    assert!(
+        matches!(sent, Sent::Abandoned(w) if w >= Duration::from_secs(3)) || matches!(sent, Sent::Returned(Err(_))),
+        "{sent:?} after {took:?}"
+    );
+    assert!(took < Duration::from_secs(10), "gave up only after {took:?}");
+    assert!(waits >= 8, "told the caller it waits {waits} times in {took:?}");
+
+    // Once the broker is back, a new producer of the same id aborts that transaction and
+    // commits its own.
+    broker.resume();
+    let second = producer(&id);
+    second.begin_transaction().unwrap();
+    send(&second, "committed");
+    let sent = kafka::send_offsets(&second, offsets(10), consumer.group_metadata().unwrap(), LONG, |_| true);
+    assert!(matches!(sent, Sent::Returned(Ok(()))), "{sent:?}");
+    second.commit_transaction(LONG).unwrap();
+    let out = read_committed(&bootstrap, &output, 2, Duration::from_secs(5), LONG);
+    let values: Vec<_> = out.iter().filter_map(|r| r.value.clone()).collect();
+    assert_eq!(values, ["committed"]);
+    drop(first);
 }

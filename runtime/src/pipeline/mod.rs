@@ -61,6 +61,9 @@ pub const WALL_CLOCK_TICK: Duration = Duration::from_millis(100);
 /// How long without records before the loop asks whether a broker answers, and how often then.
 const IDLE_PROBE: Duration = Duration::from_secs(2);
 
+/// How long a Kafka call may wait before the status says that it waits.
+const SAY_WAITING: Duration = Duration::from_secs(2);
+
 /// A running pipeline: the consumer, and the work it feeds.
 pub struct Pipeline {
     consumer: Consumer,
@@ -71,6 +74,9 @@ pub struct Pipeline {
     pending_swap: Option<Box<Prepared>>,
     /// Whether to draw the status line on a terminal (`weir run`, not `weir serve`).
     status_line: bool,
+    /// Set while a rewind to the committed offsets is owed (it failed: the broker was away). No
+    /// record is processed before it is done, or those after the last commit would be skipped.
+    rewind_owed: bool,
     /// Writes this instance's partitions to the membership topic, for queries across instances.
     _membership: Option<Publisher>,
 }
@@ -274,6 +280,7 @@ impl Pipeline {
             want_paused: attach.paused,
             pending_swap: None,
             status_line: attach.status_line,
+            rewind_owed: false,
             _membership: membership,
         })
     }
@@ -462,6 +469,10 @@ impl Pipeline {
 
     /// Polls one batch and processes it.
     fn step(&mut self) -> Result<(), Failure> {
+        if self.rewind_owed {
+            self.rewind()?;
+            self.rewind_owed = false;
+        }
         let (consumer, work) = (&self.consumer, &mut self.work);
         if let Some(feed) = &mut work.table_feed {
             feed.poll()?;
@@ -570,7 +581,40 @@ impl Pipeline {
                         .consumer
                         .group_metadata()
                         .ok_or_else(|| Failure::Kafka(anyhow!("the consumer has no group metadata yet")))?;
-                    producer.send_offsets_to_transaction(&book.positions()?, &metadata, KAFKA_TIMEOUT)?;
+                    let view = &self.work.view;
+                    let mut said = false;
+                    let sent = kafka::send_offsets(producer, book.positions()?, metadata, KAFKA_TIMEOUT, |waited| {
+                        view.beat();
+                        if waited >= SAY_WAITING && !said {
+                            said = true;
+                            tracing::warn!(
+                                "the group coordinator has not taken this transaction's offsets for {} ms",
+                                waited.as_millis()
+                            );
+                            view.update(|s| {
+                                s.notice = Some(format!(
+                                    "waiting for Kafka: the group coordinator has not taken this transaction's offsets \
+                                     since {} s ago; it is given {} s before a new producer takes over",
+                                    waited.as_secs(),
+                                    KAFKA_TIMEOUT.as_secs()
+                                ))
+                            });
+                        }
+                        !view.stopping()
+                    });
+                    // Cleared once records come again or a broker answers the idle probe.
+                    self.work.kafka_trouble |= said;
+                    match sent {
+                        kafka::Sent::Returned(result) => result?,
+                        kafka::Sent::Abandoned(waited) => {
+                            return Err(Failure::ProducerLost(anyhow!(
+                                "Kafka: the consumed offsets were not added to the transaction after {} ms (the \
+                                 group coordinator is away, and librdkafka does not time this call out: \
+                                 librdkafka #5456); a new producer takes over, which aborts the transaction",
+                                waited.as_millis()
+                            )))
+                        }
+                    }
                 }
                 kafka::flush(producer, KAFKA_TIMEOUT)?;
                 producer.commit_transaction(KAFKA_TIMEOUT)?;
@@ -607,8 +651,12 @@ impl Pipeline {
     /// After a Kafka error: abort, roll back, and rewind to the committed offsets.
     fn recover(&mut self) {
         self.abandon();
-        if let Err(e) = self.rewind() {
-            tracing::warn!("rewinding to the committed offsets failed: {e}; retrying");
+        self.rewind_owed = true;
+        match self.rewind() {
+            Ok(()) => self.rewind_owed = false,
+            Err(e) => tracing::warn!(
+                "rewinding to the committed offsets failed: {e}; no record is processed before it is done"
+            ),
         }
     }
 
