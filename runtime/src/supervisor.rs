@@ -562,7 +562,11 @@ impl Supervisor {
                 Phase::Running | Phase::Paused if s.restored => continue,
                 Phase::Running | Phase::Paused => "waiting for its partitions".to_owned(),
                 Phase::Restoring => match &s.restore {
-                    Some(r) => format!("restoring partition {}: {} of {} records", r.partition, r.restored, r.total),
+                    Some(r) => {
+                        let partitions: Vec<String> = r.partitions.iter().map(i32::to_string).collect();
+                        let noun = if partitions.len() == 1 { "partition" } else { "partitions" };
+                        format!("restoring {noun} {}: {} of {} records", partitions.join(", "), r.restored, r.total)
+                    }
                     None => "restoring state".to_owned(),
                 },
                 Phase::Starting => s.notice.unwrap_or_else(|| "starting".to_owned()),

@@ -299,14 +299,20 @@ fn restore_speed(bootstrap: &str, total: usize) {
     drop(records);
     let config = config(bootstrap, &topic, "word-count", Guarantee::ExactlyOnce, None);
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let (mut restored, started) = (0, Instant::now());
-    for p in 0..PARTITIONS {
-        let mut store =
-            RocksStore::open_changelog_backed(&dir.path().join(p.to_string())).unwrap_or_else(|e| panic!("{e}"));
-        restored += changelog::restore(&config, &topic, p, &mut store, &|_, _| {})
-            .unwrap_or_else(|e| panic!("restore: {e:#}"))
-            .records;
-    }
+    let started = Instant::now();
+    let mut stores: Vec<RocksStore> = (0..PARTITIONS)
+        .map(|p| RocksStore::open_changelog_backed(&dir.path().join(p.to_string())).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    let targets = stores
+        .iter_mut()
+        .zip(0..)
+        .map(|(store, partition)| changelog::Target {
+            partition,
+            store: store as &mut dyn weir_runtime::state::StateStore,
+        })
+        .collect();
+    let restored =
+        changelog::restore(&config, &topic, targets, &|_, _| {}).unwrap_or_else(|e| panic!("restore: {e:#}")).records;
     let secs = started.elapsed().as_secs_f64();
     let read = read_only(bootstrap, &topic);
     println!();
@@ -314,37 +320,40 @@ fn restore_speed(bootstrap: &str, total: usize) {
         "restore: {restored} changelog records into RocksDB in {secs:.2} s: {:.0} records/s",
         restored as f64 / secs
     );
-    println!("baseline: reading the same partitions one after another, no store: {read:.0} records/s");
+    println!("baseline: reading the same partitions with one consumer, no store: {read:.0} records/s");
 }
 
-/// Records per second for a plain read_committed consumer reading each partition to its end.
+/// Records per second for a plain read_committed consumer reading every partition to its end.
 fn read_only(bootstrap: &str, topic: &str) -> f64 {
-    let (mut records, started) = (0u64, Instant::now());
+    let started = Instant::now();
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("bench-read"))
+        .set("isolation.level", "read_committed")
+        .set("max.partition.fetch.bytes", "16777216")
+        .set("fetch.wait.max.ms", "10")
+        .set("queued.min.messages", "1000000")
+        .create()
+        .unwrap_or_else(|e| panic!("consumer: {e}"));
+    let mut tpl = TopicPartitionList::new();
+    let mut left = std::collections::HashMap::new();
     for p in 0..PARTITIONS {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .set("group.id", unique("bench-read"))
-            .set("isolation.level", "read_committed")
-            .set("max.partition.fetch.bytes", "16777216")
-            .set("fetch.wait.max.ms", "10")
-            .set("queued.min.messages", "1000000")
-            .create()
-            .unwrap_or_else(|e| panic!("consumer: {e}"));
         let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap_or_else(|e| panic!("{e}"));
-        let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap_or_else(|e| panic!("{e}"));
-        consumer.assign(&tpl).unwrap_or_else(|e| panic!("{e}"));
-        loop {
-            match consumer.poll(Duration::from_millis(50)) {
-                Some(Ok(m)) => {
-                    records += 1;
-                    if m.offset() + 1 >= high {
-                        break;
-                    }
+        left.insert(p, high);
+    }
+    consumer.assign(&tpl).unwrap_or_else(|e| panic!("{e}"));
+    let mut records = 0u64;
+    while !left.is_empty() {
+        match consumer.poll(Duration::from_millis(50)) {
+            Some(Ok(m)) => {
+                records += 1;
+                if left.get(&m.partition()).is_some_and(|high| m.offset() + 1 >= *high) {
+                    left.remove(&m.partition());
                 }
-                Some(Err(e)) => panic!("{e}"),
-                None => {}
             }
+            Some(Err(e)) => panic!("{e}"),
+            None => {}
         }
     }
     records as f64 / started.elapsed().as_secs_f64()

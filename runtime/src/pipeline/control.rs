@@ -54,7 +54,8 @@ pub struct PartitionSnapshot {
 /// A restore in progress.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct RestoreProgress {
-    pub partition: i32,
+    /// The partitions being restored together.
+    pub partitions: Vec<i32>,
     pub restored: u64,
     pub total: u64,
 }

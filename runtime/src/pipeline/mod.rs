@@ -49,7 +49,7 @@ use crate::metrics::{Metrics, PipelineMetrics};
 use crate::query::membership::Publisher;
 use crate::query::Positions;
 use crate::record::{Batch, Outputs};
-use crate::state::{MemoryStore, RocksStore, StateStore, StoreReader};
+use crate::state::{MemoryStore, RocksStore, StateStore};
 use crate::tables::{TableView, Tables};
 use config::{Guarantee, OffsetReset, OnGuestError, PipelineConfig};
 pub use control::{channel, Command, Handle, Inbox, Phase, Prepared, Snapshot, View};
@@ -844,8 +844,18 @@ impl Work {
                 return Err(Failure::Fatal(anyhow!(problem)));
             }
         }
+        // Every partition's task at once, so their stores are restored together.
+        let mut wanted: Vec<(String, i32)> = Vec::new();
         for e in assignment.elements() {
-            self.instance(e.topic(), e.partition())?;
+            if !self.instances.contains_key(&e.partition()) && !wanted.iter().any(|(_, p)| *p == e.partition()) {
+                wanted.push((e.topic().to_owned(), e.partition()));
+            }
+        }
+        if !wanted.is_empty() {
+            let Self { module, config, changelog, tables, view, metrics, positions, .. } = &*self;
+            let task = Task { module, config, changelog: changelog.as_deref(), tables, view, metrics, positions };
+            let opened = open_instances(&task, &wanted).map_err(Failure::Fatal)?;
+            self.instances.extend(opened);
         }
         self.view.queryable.settle(partitions);
         Ok(())
@@ -876,13 +886,6 @@ impl Work {
             self.metrics.produced.inc_by(f.outputs.len() as u64);
         }
         Ok(())
-    }
-
-    /// The instance of `partition`, opened (and its state restored) on first use.
-    fn instance(&mut self, topic: &str, partition: i32) -> Result<&mut Instance, Failure> {
-        let Self { instances, module, config, changelog, tables, view, metrics, positions, .. } = self;
-        let task = Task { module, config, changelog: changelog.as_deref(), tables, view, metrics, positions };
-        instance_of(instances, &task, topic, partition)
     }
 
     /// Produces every instance's pending state writes to its changelog partition (a delete as
@@ -1197,55 +1200,91 @@ fn instance_of<'a>(
     match instances.entry(partition) {
         std::collections::hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
         std::collections::hash_map::Entry::Vacant(e) => {
-            let (mut instance, reader) = open_instance(task, topic, partition).map_err(Failure::Fatal)?;
-            instance.set_tables(TableView { tables: task.tables.clone(), partition });
-            if task.module.uses_state() {
-                let positions = task.positions.iter().filter(|((_, p), _)| *p == partition);
-                task.view.queryable.open(partition, reader, positions.map(|(k, v)| (k.clone(), *v)).collect());
-            }
+            let opened = open_instances(task, &[(topic.to_owned(), partition)]).map_err(Failure::Fatal)?;
+            let Some((_, instance)) = opened.into_iter().next() else {
+                return Err(Failure::Fatal(anyhow!("partition {partition}: no instance was opened")));
+            };
             Ok(e.insert(instance))
         }
     }
 }
 
-/// An instance for one input partition, with its state store brought up to the end of its
-/// changelog first, and a reader of that store for queries.
-fn open_instance(task: &Task<'_>, topic: &str, partition: i32) -> anyhow::Result<(Instance, Arc<dyn StoreReader>)> {
-    let config = task.config;
-    let mut store: Box<dyn StateStore> = match &config.state_dir {
+/// Instances for input partitions (`topic`, `partition`), each with its state store brought up
+/// to the end of its changelog first (all in one restore), its tables, and a reader of its
+/// store for queries.
+fn open_instances(task: &Task<'_>, wanted: &[(String, i32)]) -> anyhow::Result<Vec<(i32, Instance)>> {
+    let mut stores = Vec::with_capacity(wanted.len());
+    for (_, partition) in wanted {
+        stores.push(open_store(task.config, task.changelog.is_some(), *partition)?);
+    }
+    if let Some(changelog) = task.changelog {
+        restore(task, changelog, wanted, &mut stores)?;
+    }
+    let module_config: Vec<(String, String)> = task.config.module.config.clone().into_iter().collect();
+    let mut opened = Vec::with_capacity(wanted.len());
+    for ((topic, partition), store) in wanted.iter().zip(stores) {
+        let partition = *partition;
+        let reader = store.reader();
+        let mut instance = task.module.instantiate(topic, partition, store, &module_config)?;
+        instance.set_tables(TableView { tables: task.tables.clone(), partition });
+        if task.module.uses_state() {
+            let positions = task.positions.iter().filter(|((_, p), _)| *p == partition);
+            task.view.queryable.open(partition, reader, positions.map(|(k, v)| (k.clone(), *v)).collect());
+        }
+        opened.push((partition, instance));
+    }
+    Ok(opened)
+}
+
+/// The state store of `partition`: RocksDB under the state directory (kept without a
+/// write-ahead log when a changelog holds it), else memory.
+fn open_store(config: &PipelineConfig, changelogged: bool, partition: i32) -> anyhow::Result<Box<dyn StateStore>> {
+    Ok(match &config.state_dir {
         Some(dir) => {
             let path =
                 dir.join(&config.application_id).join(config.store_name()).join(format!("partition-{partition}"));
-            let store = match task.changelog {
-                Some(_) => RocksStore::open_changelog_backed(&path),
-                None => RocksStore::open(&path),
+            let store = match changelogged {
+                true => RocksStore::open_changelog_backed(&path),
+                false => RocksStore::open(&path),
             };
             Box::new(store.with_context(|| format!("state store {}", path.display()))?)
         }
         None => Box::new(MemoryStore::new()),
+    })
+}
+
+/// Brings `stores` (of the partitions in `wanted`) up to the end of `changelog`, showing the
+/// restore in the status meanwhile.
+fn restore(
+    task: &Task<'_>,
+    changelog: &str,
+    wanted: &[(String, i32)],
+    stores: &mut [Box<dyn StateStore>],
+) -> anyhow::Result<()> {
+    let view = task.view;
+    let partitions: Vec<i32> = wanted.iter().map(|(_, p)| *p).collect();
+    let before = view.snapshot().status;
+    view.update(|s| {
+        s.status = Phase::Restoring;
+        s.restore = Some(control::RestoreProgress { partitions: partitions.clone(), restored: 0, total: 0 });
+    });
+    task.metrics.set_status(Phase::Restoring.as_str());
+    let progress = |restored: u64, total: u64| {
+        view.beat();
+        view.update(|s| s.restore = Some(control::RestoreProgress { partitions: partitions.clone(), restored, total }));
     };
-    if let Some(changelog) = task.changelog {
-        let view = task.view;
-        let before = view.snapshot().status;
-        view.update(|s| {
-            s.status = Phase::Restoring;
-            s.restore = Some(control::RestoreProgress { partition, restored: 0, total: 0 });
-        });
-        task.metrics.set_status(Phase::Restoring.as_str());
-        let progress = |restored: u64, total: u64| {
-            view.beat();
-            view.update(|s| s.restore = Some(control::RestoreProgress { partition, restored, total }));
-        };
-        let restored = crate::changelog::restore(config, changelog, partition, store.as_mut(), &progress)?;
-        task.metrics.restored.inc_by(restored.records);
-        view.update(|s| {
-            s.restored_records += restored.records;
-            s.status = before;
-            s.restore = None;
-        });
-        task.metrics.set_status(before.as_str());
-    }
-    let module_config: Vec<(String, String)> = config.module.config.clone().into_iter().collect();
-    let reader = store.reader();
-    Ok((task.module.instantiate(topic, partition, store, &module_config)?, reader))
+    let targets = wanted
+        .iter()
+        .zip(stores.iter_mut())
+        .map(|((_, partition), store)| changelog::Target { partition: *partition, store: store.as_mut() })
+        .collect();
+    let restored = changelog::restore(task.config, changelog, targets, &progress)?;
+    task.metrics.restored.inc_by(restored.records);
+    view.update(|s| {
+        s.restored_records += restored.records;
+        s.status = before;
+        s.restore = None;
+    });
+    task.metrics.set_status(before.as_str());
+    Ok(())
 }

@@ -29,6 +29,9 @@ pub type Entry = (Vec<u8>, Vec<u8>);
 /// The writes of one batch: a value to store, or `None` to delete.
 pub type WriteBatch = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
+/// Writes borrowed from a buffer that holds their bytes (a restore's chunk).
+pub type Borrowed<'a> = [(&'a [u8], Option<&'a [u8]>)];
+
 /// The durable store behind a [`StateView`].
 pub trait StateStore: Send {
     /// The value under `key`.
@@ -45,8 +48,9 @@ pub trait StateStore: Send {
     /// Loads writes that are sorted by key with no key twice (a restore's chunk), then records
     /// `checkpoint`. Stores with a faster bulk path than `apply` use it; a crash in between
     /// leaves the checkpoint older than the data, which only makes a restore redo some writes.
-    fn bulk_load(&mut self, sorted: &WriteBatch, checkpoint: i64) -> Result<(), StateError> {
-        self.apply(sorted, Some(checkpoint))
+    fn bulk_load(&mut self, sorted: &Borrowed<'_>, checkpoint: i64) -> Result<(), StateError> {
+        let owned: WriteBatch = sorted.iter().map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec))).collect();
+        self.apply(&owned, Some(checkpoint))
     }
 
     /// The checkpoint stored by the last `apply` that had one.

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use rocksdb::{Direction, IteratorMode, Options, ReadOptions, DB};
 
 use super::applier::{Applier, Commit, InFlight};
-use super::{Entry, StateStore, StoreReader, WriteBatch};
+use super::{Borrowed, Entry, StateStore, StoreReader, WriteBatch};
 use crate::error::StateError;
 
 /// The column family holding weir's own bookkeeping (the changelog checkpoint), apart from the
@@ -202,7 +202,7 @@ impl StateStore for RocksStore {
 
     /// Writes the chunk to an SST file and ingests it: several times cheaper than inserting into
     /// the memtable, which is what makes restores fast.
-    fn bulk_load(&mut self, sorted: &WriteBatch, checkpoint: i64) -> Result<(), StateError> {
+    fn bulk_load(&mut self, sorted: &Borrowed<'_>, checkpoint: i64) -> Result<(), StateError> {
         self.settle()?;
         if !sorted.is_empty() {
             let file = self.path.join(format!("restore-{checkpoint}.sst"));

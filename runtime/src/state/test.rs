@@ -82,8 +82,8 @@ fn a_bulk_load_lands_like_writes_and_overrides_older_values() {
     store
         .apply(&vec![(b"a".to_vec(), Some(b"old".to_vec())), (b"z".to_vec(), Some(b"gone".to_vec()))], Some(3))
         .unwrap();
-    let sorted: WriteBatch =
-        vec![(b"a".to_vec(), Some(b"new".to_vec())), (b"m".to_vec(), Some(b"1".to_vec())), (b"z".to_vec(), None)];
+    let sorted: Vec<(&[u8], Option<&[u8]>)> =
+        vec![(b"a", Some(b"new".as_slice())), (b"m", Some(b"1".as_slice())), (b"z", None)];
     store.bulk_load(&sorted, 9).unwrap();
     assert_eq!(keys(store.scan(b"", None, 10).unwrap()), ["a", "m"]);
     assert_eq!(store.get(b"a").unwrap(), Some(b"new".to_vec()));
