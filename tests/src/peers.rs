@@ -94,6 +94,8 @@ impl Meter {
 /// A JVM running the Kafka Streams word count, driven over its stdin.
 pub struct KafkaStreams {
     child: Child,
+    /// The applications' state directories, removed when dropped (after the JVM is stopped).
+    _state: tempfile::TempDir,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
 }
@@ -114,10 +116,15 @@ impl KafkaStreams {
             return Err(format!("mvn package failed ({}): {}", built.status, said.trim()));
         }
         let classpath: PathBuf = build_dir.join("classes");
+        let state = tempfile::Builder::new()
+            .prefix("weir-bench-kafka-streams-")
+            .tempdir()
+            .map_err(|e| format!("cannot make a state directory: {e}"))?;
         let mut child = Command::new("java")
             .arg("-cp")
             .arg(format!("{}:{}/*", classpath.display(), build_dir.join("lib").display()))
             .args(["weir.bench.WordCount", bootstrap])
+            .arg(state.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -125,7 +132,7 @@ impl KafkaStreams {
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err("the JVM's stdin or stdout is missing".into());
         };
-        Ok(Self { child, stdin, stdout: BufReader::new(stdout) })
+        Ok(Self { child, _state: state, stdin, stdout: BufReader::new(stdout) })
     }
 
     /// Starts application `app` (`processor` or `dsl` mode) from `input` to `output`, from the

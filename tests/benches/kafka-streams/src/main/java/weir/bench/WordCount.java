@@ -2,7 +2,7 @@ package weir.bench;
 
 import java.io.BufferedReader;
 import java.io.InputStreamReader;
-import java.nio.file.Files;
+import java.nio.file.Paths;
 import java.time.Duration;
 import java.util.Properties;
 
@@ -35,18 +35,19 @@ public final class WordCount {
     private WordCount() {}
 
     public static void main(String[] args) throws Exception {
-        if (args.length != 1) {
-            System.err.println("usage: WordCount BOOTSTRAP_SERVERS (then commands on stdin)");
+        if (args.length != 2) {
+            System.err.println("usage: WordCount BOOTSTRAP_SERVERS STATE_DIR (then commands on stdin)");
             System.exit(2);
         }
         String bootstrap = args[0];
+        String stateDir = args[1];
         BufferedReader in = new BufferedReader(new InputStreamReader(System.in));
         KafkaStreams running = null;
         for (String line; (line = in.readLine()) != null; ) {
             String[] command = line.trim().split("\\s+");
             if (command[0].equals("start") && command.length == 5 && running == null) {
                 Topology topology = command[1].equals("dsl") ? dsl(command[3], command[4]) : processor(command[3], command[4]);
-                running = new KafkaStreams(topology, config(bootstrap, command[2]));
+                running = new KafkaStreams(topology, config(bootstrap, command[2], stateDir));
                 running.setUncaughtExceptionHandler(e -> {
                     e.printStackTrace();
                     return org.apache.kafka.streams.errors.StreamsUncaughtExceptionHandler.StreamThreadExceptionResponse.SHUTDOWN_CLIENT;
@@ -72,14 +73,15 @@ public final class WordCount {
         System.out.flush();
     }
 
-    private static Properties config(String bootstrap, String applicationId) throws Exception {
+    /** Each application's state under {@code stateDir}, which the caller removes. */
+    private static Properties config(String bootstrap, String applicationId, String stateDir) {
         Properties p = new Properties();
         p.put(StreamsConfig.APPLICATION_ID_CONFIG, applicationId);
         p.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         p.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.EXACTLY_ONCE_V2);
         p.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, 100);
         p.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG, 1);
-        p.put(StreamsConfig.STATE_DIR_CONFIG, Files.createTempDirectory("kstreams-state-").toString());
+        p.put(StreamsConfig.STATE_DIR_CONFIG, Paths.get(stateDir, applicationId).toString());
         p.put(StreamsConfig.consumerPrefix("auto.offset.reset"), "earliest");
         return p;
     }
