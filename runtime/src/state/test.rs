@@ -116,3 +116,22 @@ fn a_changelog_backed_store_reads_its_commits_before_and_after_its_writer_applie
     assert_eq!(store.get(b"a").unwrap(), Some(b"2".to_vec()));
     assert_eq!(store.scan(b"k", Some(b"l"), 1000).unwrap().len(), 200);
 }
+
+#[test]
+fn queued_commits_leave_each_keys_newest_value_and_the_newest_checkpoint_across_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let mut store = RocksStore::open_changelog_backed(&path).unwrap();
+    let put = |k: &str, v: &str| (k.as_bytes().to_vec(), Some(v.as_bytes().to_vec()));
+    store.apply(&vec![put("gone", "1"), put("kept", "1")], Some(1)).unwrap();
+    store.apply(&vec![(b"gone".to_vec(), None), put("kept", "2")], Some(2)).unwrap();
+    store.apply(&vec![put("new", "3")], None).unwrap();
+    // Before the writer has written them, reads see the queued commits.
+    assert_eq!(store.get(b"gone").unwrap(), None);
+    assert_eq!(store.get(b"kept").unwrap(), Some(b"2".to_vec()));
+    drop(store);
+    let store = RocksStore::open_changelog_backed(&path).unwrap();
+    assert_eq!(store.checkpoint().unwrap(), Some(2));
+    assert_eq!(keys(store.scan(b"", None, 10).unwrap()), ["kept", "new"]);
+    assert_eq!(store.get(b"kept").unwrap(), Some(b"2".to_vec()));
+}
