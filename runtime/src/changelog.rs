@@ -125,6 +125,13 @@ struct Reading {
     done: bool,
 }
 
+impl Reading {
+    /// Marks the partition read to its end; true the first time.
+    fn finish(&mut self) -> bool {
+        !std::mem::replace(&mut self.done, true)
+    }
+}
+
 /// Brings every target's store up to the end of its partition of `topic` (read_committed), all
 /// with one consumer, telling `progress` the records restored so far and how many there are
 /// to restore in all, about every 10,000 records.
@@ -228,12 +235,13 @@ fn read_chunks(
     for (i, r) in readings.iter().enumerate() {
         index[r.partition as usize] = Some(i);
     }
+    let slot = |partition: i32| index.get(partition as usize).copied().flatten();
     let mut left = readings.len();
     let (mut records, mut logged) = (0u64, Instant::now());
     while left > 0 {
         match consumer.poll(Duration::from_millis(50)) {
             Some(Ok(m)) => {
-                let Some(i) = index.get(m.partition() as usize).copied().flatten() else { continue };
+                let Some(i) = slot(m.partition()) else { continue };
                 let r = &mut readings[i];
                 r.next = m.offset() + 1;
                 if let Some(key) = m.key() {
@@ -247,29 +255,21 @@ fn read_chunks(
                         chunks.send((i, std::mem::replace(&mut r.chunk, next), r.next)).map_err(|_| gone())?;
                     }
                 }
-                if r.next >= r.high && !r.done {
-                    r.done = true;
+                if r.next >= r.high && r.finish() {
                     left -= 1;
                 }
             }
             Some(Err(KafkaError::PartitionEOF(p))) => {
-                if let Some(r) = index.get(p as usize).copied().flatten().map(|i| &mut readings[i]) {
-                    if !r.done {
-                        r.done = true;
-                        left -= 1;
-                    }
+                if slot(p).is_some_and(|i| readings[i].finish()) {
+                    left -= 1;
                 }
             }
             Some(Err(e)) => return Err(anyhow!("restoring from `{topic}`: {e}")),
             None => {
                 // Past the last record, control records (transaction markers) may end a partition.
                 for e in consumer.position()?.elements() {
-                    let at = e.offset().to_raw();
-                    let Some(r) = index.get(e.partition() as usize).copied().flatten().map(|i| &mut readings[i]) else {
-                        continue;
-                    };
-                    if !r.done && at.is_some_and(|at| at >= r.high) {
-                        r.done = true;
+                    let Some(r) = slot(e.partition()).map(|i| &mut readings[i]) else { continue };
+                    if e.offset().to_raw().is_some_and(|at| at >= r.high) && r.finish() {
                         left -= 1;
                     }
                 }
