@@ -55,13 +55,54 @@ fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("weir-http")
-        .enable_all()
-        .build()
-        .context("cannot start the HTTP runtime")
+/// The HTTP side runs on one thread of its own, with a single-threaded runtime: queries then
+/// take at most one core from the pipelines beside them, and a request never wakes a second
+/// worker to be stolen from (under `wrk`-like load the two workers of a multi-threaded runtime
+/// spent a sixth of their time waking each other). Whatever blocks longer than a store read
+/// (deploys, range scans, forwarded queries) goes to the runtime's blocking threads.
+struct Http {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Http {
+    /// Binds `options.listen` (so a bad address fails at once) and serves on a thread of its own.
+    fn start(supervisor: Supervisor, options: admin::Options) -> anyhow::Result<(SocketAddr, Self)> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the HTTP runtime")?;
+        let (address, server) = rt.block_on(admin::bind(supervisor, options))?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("weir-http".into())
+            .spawn(move || {
+                let result = rt.block_on(async move {
+                    tokio::select! {
+                        result = server => result,
+                        // Only a sent stop stops it: a dropped `Http` leaves it serving.
+                        Ok(()) = stopped => Ok(()),
+                    }
+                });
+                if let Err(e) = result {
+                    tracing::error!("the HTTP server stopped: {e}");
+                }
+                rt.shutdown_timeout(Duration::from_secs(1));
+            })
+            .context("cannot start the HTTP thread")?;
+        Ok((address, Self { stop: Some(stop), thread }))
+    }
+
+    fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = self.thread.join();
+    }
 }
 
 pub fn run(serve: Serve, out: &mut dyn Write) -> anyhow::Result<()> {
@@ -90,10 +131,8 @@ pub fn run(serve: Serve, out: &mut dyn Write) -> anyhow::Result<()> {
     })?;
     let supervisor = Supervisor::new(engine, Metrics::new(), Some(data));
     let stop = stop_on_signals()?;
-    let rt = runtime()?;
     let options = admin::Options { listen: serve.listen, token: Some(token), max_upload: serve.max_upload_mib << 20 };
-    let (address, server) = rt.block_on(admin::bind(supervisor.clone(), options))?;
-    let server = rt.spawn(server);
+    let (address, http) = Http::start(supervisor.clone(), options)?;
     let advertise = serve.advertised_url.clone().unwrap_or_else(|| format!("http://{address}"));
     supervisor.set_site(Site { instance_id: serve.instance_id.clone(), advertise: Some(advertise) });
     let restored = supervisor.restore_all()?;
@@ -105,7 +144,7 @@ pub fn run(serve: Serve, out: &mut dyn Write) -> anyhow::Result<()> {
     out.flush()?;
     tracing::info!(%address, restored, "serving");
     while !stop.load(Ordering::SeqCst) {
-        if server.is_finished() {
+        if http.is_finished() {
             supervisor.shutdown();
             bail!("the HTTP server stopped");
         }
@@ -113,21 +152,16 @@ pub fn run(serve: Serve, out: &mut dyn Write) -> anyhow::Result<()> {
     }
     tracing::info!("stopping: every pipeline commits and leaves its group");
     supervisor.shutdown();
-    server.abort();
-    rt.shutdown_timeout(Duration::from_secs(1));
+    http.stop();
     Ok(())
 }
 
 /// Serves the read-only routes of `supervisor` on `listen` from a background thread, for
 /// `weir run --admin`. Returns the bound address.
 pub fn admin_beside(supervisor: Supervisor, listen: SocketAddr) -> anyhow::Result<SocketAddr> {
-    let rt = runtime()?;
     let options = admin::Options { listen, token: None, max_upload: 1 << 20 };
-    let (address, server) = rt.block_on(admin::bind(supervisor, options))?;
-    std::thread::Builder::new().name("weir-admin".into()).spawn(move || {
-        if let Err(e) = rt.block_on(server) {
-            tracing::error!("the admin server stopped: {e}");
-        }
-    })?;
+    let (address, http) = Http::start(supervisor, options)?;
+    // Detached: it serves as long as the process runs.
+    drop(http);
     Ok(address)
 }

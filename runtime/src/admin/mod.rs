@@ -24,7 +24,7 @@ mod query;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -32,18 +32,31 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
+use http_body_util::BodyExt as _;
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::Domain;
 use crate::supervisor::{Refusal, Supervisor, Upload};
 
-/// What the HTTP layer holds.
+/// What the HTTP layer holds; every request clones it, so it is one `Arc`.
 #[derive(Clone)]
-struct Api {
+struct Api(std::sync::Arc<Shared>);
+
+impl std::ops::Deref for Api {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+struct Shared {
     supervisor: Supervisor,
     /// The bearer token of mutating requests; `None` serves only the read routes.
     token: Option<String>,
+    /// Largest deploy body, in bytes.
+    max_upload: usize,
     /// Forwards queries to the instance that owns their partition.
     agent: ureq::Agent,
 }
@@ -72,7 +85,12 @@ pub async fn bind(
         .timeout_connect(Some(Duration::from_secs(2)))
         .build()
         .into();
-    let api = Api { supervisor, token: options.token.clone(), agent };
+    let api = Api(std::sync::Arc::new(Shared {
+        supervisor,
+        token: options.token.clone(),
+        max_upload: options.max_upload,
+        agent,
+    }));
     // Without a token every mutating route answers 405 (see `authorize`).
     let app = Router::new()
         .route("/healthz", get(healthz))
@@ -190,7 +208,45 @@ struct ModuleBody {
     base64: String,
 }
 
-async fn deploy(State(api): State<Api>, Path(name): Path<String>, body: Bytes) -> Response {
+/// How much of an over-long upload is read, and dropped, before the 413: a client that is still
+/// sending then reads the answer, where closing on unread bytes would reset the connection
+/// under it.
+const DRAIN: usize = 64 << 20;
+
+/// A request body of at most `limit` bytes, or the 413.
+async fn upload(headers: &HeaderMap, mut body: Body, limit: usize) -> Result<Vec<u8>, Response> {
+    let too_long = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is longer than {limit} bytes (weir serve --max-upload-mib)"),
+        )
+    };
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit.saturating_add(DRAIN)) {
+        return Err(too_long());
+    }
+    let (mut kept, mut seen) = (Vec::new(), 0usize);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| error(StatusCode::BAD_REQUEST, format!("reading the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        seen = seen.saturating_add(data.len());
+        if seen <= limit {
+            kept.extend_from_slice(&data);
+        } else if seen > limit.saturating_add(DRAIN) {
+            break;
+        }
+    }
+    if seen > limit {
+        return Err(too_long());
+    }
+    Ok(kept)
+}
+
+async fn deploy(State(api): State<Api>, Path(name): Path<String>, headers: HeaderMap, body: Body) -> Response {
+    let body = match upload(&headers, body, api.max_upload).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
     let body: DeployBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {

@@ -401,9 +401,15 @@ async fn range(
     }
     let local_wanted: Vec<MinOffset> = wanted.into_iter().filter(|w| here.contains(&w.partition)).collect();
     wait_for(&q, &local_wanted, params).await?;
-    let (page, read): (Page, Vec<i32>) = q
-        .scan(&range, limit, Some(&here))
-        .map_err(|e| Box::new(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())))?;
+    // A scan waits for the stores' queued commits, so it runs off the HTTP thread.
+    let scanned = {
+        let (q, range, here) = (q.clone(), range.clone(), here.clone());
+        tokio::task::spawn_blocking(move || q.scan(&range, limit, Some(&here)))
+            .await
+            .map_err(|e| Box::new(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())))?
+    };
+    let (page, read): (Page, Vec<i32>) =
+        scanned.map_err(|e| Box::new(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())))?;
     if read.len() != here.len() {
         return Err(unavailable("partitions moved while they were read"));
     }
