@@ -41,8 +41,29 @@ fn percentiles(mut micros: Vec<u32>) -> (f64, f64) {
     (at(0.50).unwrap_or(0) as f64 / 1000.0, at(0.99).unwrap_or(0) as f64 / 1000.0)
 }
 
-/// One round: pipeline records/s, query (p50, p99) in ms, queries/s.
-type Round = (f64, (f64, f64), f64);
+/// One round: pipeline records/s, query (p50, p99) in ms, queries/s, CPU µs of the server's
+/// HTTP thread per answer.
+type Round = (f64, (f64, f64), f64, f64);
+
+/// CPU seconds the threads named `weir-http` of process `pid` have used.
+fn http_cpu(pid: u32) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0.0 };
+    let ticks = |stat: &str| -> Option<f64> {
+        let (name, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
+        if name != "weir-http" {
+            return Some(0.0);
+        }
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        Some(fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?)
+    };
+    let hz = 100.0; // USER_HZ on Linux
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+        .filter_map(|stat| ticks(&stat))
+        .sum::<f64>()
+        / hz
+}
 
 /// How hard the clients ask.
 #[derive(Clone, Copy)]
@@ -115,8 +136,9 @@ struct Answers {
 
 /// Deploys word count `app` over the waiting input and times it by its committed offsets until
 /// every record is committed, with the clients asking for random words meanwhile as `load`
-/// says. Records/s, the query latencies, and queries/s while it ran.
-fn round(server: &Server, s: &Sidecar, input: &str, load: Load) -> (f64, Vec<u32>, f64) {
+/// says. Records/s, the query latencies, queries/s while it ran, and the HTTP thread's CPU µs
+/// per answer.
+fn round(server: &Server, s: &Sidecar, input: &str, load: Load) -> (f64, Vec<u32>, f64, f64) {
     let app = unique("bench-query");
     let output = unique("bench-query-out");
     create_topic(&s.bootstrap, &output, PARTITIONS);
@@ -147,15 +169,20 @@ fn round(server: &Server, s: &Sidecar, input: &str, load: Load) -> (f64, Vec<u32
         })
     });
     let meter = Meter::new(&s.bootstrap, &app, input, PARTITIONS);
-    let started = Instant::now();
+    let (started, cpu_before) = (Instant::now(), http_cpu(server.pid()));
     server.deploy(&file);
     let rate = meter.until(RECORDS as u64, Duration::from_secs(600), || true).unwrap_or_else(|e| panic!("{app}: {e}"));
     let ended = Instant::now();
     stop.store(true, Ordering::SeqCst);
     let answers = clients.join().unwrap_or_default();
+    let cpu = http_cpu(server.pid()) - cpu_before;
+    // Each round's pipeline leaves, so no later round shares the machine with idle ones.
+    let (status, body) = server.send("DELETE", &format!("/v1/pipelines/{app}?purge=true"), None, Some(&server.token));
+    assert_eq!(status, 200, "undeploy {app}: {body}");
     let asking = ended.duration_since(answers.first.unwrap_or(started)).as_secs_f64();
     let qps = answers.micros.len() as f64 / asking.max(1e-3);
-    (rate.per_second(), answers.micros, qps)
+    let per_answer = cpu * 1e6 / (answers.micros.len() as f64).max(1.0);
+    (rate.per_second(), answers.micros, qps, per_answer)
 }
 
 /// The floor: reads of a RocksDB store in this process, by `CLIENTS` threads, for a second.
@@ -250,8 +277,8 @@ fn main() {
     let mut latencies: Vec<Vec<u32>> = vec![Vec::new(); loads.len()];
     for _ in 0..rounds {
         for (i, (_, load)) in loads.iter().enumerate() {
-            let (speed, micros, qps) = round(&server, &s, &input, *load);
-            results[i].push((speed, percentiles(micros.clone()), qps));
+            let (speed, micros, qps, cpu) = round(&server, &s, &input, *load);
+            results[i].push((speed, percentiles(micros.clone()), qps, cpu));
             latencies[i].extend(micros);
         }
     }
@@ -264,7 +291,10 @@ fn main() {
          point queries for random words on {CONNECTIONS} keep-alive connections from one client thread, while the pipeline processes; \
          timed by committed offsets, {rounds} interleaved rounds"
     );
-    println!("{:>30} {:>22} {:>10} {:>26} {:>12}", "load", "pipeline records/s", "ratio", "p50 / p99 ms", "queries/s");
+    println!(
+        "{:>30} {:>22} {:>10} {:>26} {:>12} {:>14}",
+        "load", "pipeline records/s", "ratio", "p50 / p99 ms", "queries/s", "HTTP µs/query"
+    );
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied().unwrap_or(0.0)
@@ -275,13 +305,28 @@ fn main() {
             Load::None => "-".to_owned(),
             _ => format!("{p50:.3} / {p99:.3}"),
         };
-        for (speed, percentiles, qps) in rounds {
-            println!("{name:>30} {speed:>22.0} {:>9.2}x {:>26} {qps:>12.0}", speed / baseline, latency(*percentiles));
+        let cpu = |c: f64| match load {
+            Load::None => "-".to_owned(),
+            _ => format!("{c:.1}"),
+        };
+        for (speed, percentiles, qps, c) in rounds {
+            println!(
+                "{name:>30} {speed:>22.0} {:>9.2}x {:>26} {qps:>12.0} {:>14}",
+                speed / baseline,
+                latency(*percentiles),
+                cpu(*c)
+            );
         }
         let speed = median(rounds.iter().map(|r| r.0).collect());
         let qps = median(rounds.iter().map(|r| r.2).collect());
+        let c = median(rounds.iter().map(|r| r.3).collect());
         let all = latency(percentiles(latencies[i].clone()));
-        println!("{:>30} {speed:>22.0} {:>9.2}x {all:>26} {qps:>12.0}", "median, all answers", speed / baseline);
+        println!(
+            "{:>30} {speed:>22.0} {:>9.2}x {all:>26} {qps:>12.0} {:>14}",
+            "median, all answers",
+            speed / baseline,
+            cpu(c)
+        );
     }
     println!("{:>30} targets: ratio at least 0.8x, p99 at most 2 ms, at least 20,000 queries/s", "");
     println!("{:>52} {floor_rate:.0} reads/s, {floor_ns:.0} ns a read", "floor: the store read directly, same threads");
