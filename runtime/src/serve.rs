@@ -56,10 +56,10 @@ fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
 }
 
 /// The HTTP side runs on one thread of its own, with a single-threaded runtime: queries then
-/// take at most one core from the pipelines beside them, and a request never wakes a second
-/// worker to be stolen from (under `wrk`-like load the two workers of a multi-threaded runtime
-/// spent a sixth of their time waking each other). Whatever blocks longer than a store read
-/// (deploys, range scans, forwarded queries) goes to the runtime's blocking threads.
+/// take at most one core from the pipelines beside them (a query costs about the same CPU on
+/// one thread as on two workers; the benchmark's pipeline kept more of its speed under
+/// saturating queries). Whatever blocks longer than a store read (deploys, range scans,
+/// forwarded queries) goes to the runtime's blocking threads.
 struct Http {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: std::thread::JoinHandle<()>,
