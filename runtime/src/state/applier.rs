@@ -27,6 +27,12 @@ use super::WriteBatch;
 /// Most commits that may wait for the writer.
 const MAX_QUEUED: usize = 4;
 
+/// Writes after which the writer flushes the memtable to disk with its checkpoint. Without a
+/// write-ahead log only flushed writes survive a crash; with in-place updates the memtable of a
+/// store with few keys never fills, so without this a crash would replay the changelog from the
+/// store's first commit.
+const FLUSH_EVERY: usize = 500_000;
+
 /// One commit's writes (sorted by key, each key once) and the checkpoint that goes with them.
 pub struct Commit {
     pub writes: WriteBatch,
@@ -101,8 +107,18 @@ impl Applier {
         let (sender, commits) = std::sync::mpsc::channel::<Arc<Commit>>();
         let shared = in_flight.clone();
         let thread = std::thread::Builder::new().name(name).spawn(move || {
+            let mut unflushed = 0;
             for commit in commits {
                 let result = write(&db, &commit);
+                unflushed += commit.writes.len();
+                if result.is_ok() && unflushed >= FLUSH_EVERY {
+                    unflushed = 0;
+                    if let Err(e) = flush(&db) {
+                        tracing::warn!(
+                            "flushing the state store failed; a crash now replays more of the changelog: {e}"
+                        );
+                    }
+                }
                 let failed = result.is_err();
                 let mut queue = shared.lock();
                 match result {
@@ -155,6 +171,16 @@ impl Drop for Applier {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// Flushes the data, then the checkpoint: a checkpoint older than the data only makes the next
+/// restore apply some changelog records again, which is harmless.
+pub fn flush(db: &DB) -> Result<(), rocksdb::Error> {
+    db.flush()?;
+    match db.cf_handle(super::rocks::META) {
+        Some(meta) => db.flush_cf(meta),
+        None => Ok(()),
     }
 }
 

@@ -44,20 +44,23 @@ impl RocksStore {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
-        opts.set_write_buffer_size(8 << 20);
         opts.set_atomic_flush(true);
-        // Most lookups of a key the store has never seen end at a bloom filter instead of a
-        // search of the memtable and every level (word counts meet new words all the time).
-        opts.set_memtable_prefix_bloom_ratio(0.1);
-        opts.set_memtable_whole_key_filtering(true);
-        let mut table = rocksdb::BlockBasedOptions::default();
-        table.set_bloom_filter(10.0, false);
-        opts.set_block_based_table_factory(&table);
+        if !wal {
+            // The applier is the one writer, so updates may overwrite a key's value in the
+            // memtable (see `data_options`), which RocksDB allows only without concurrent writes.
+            opts.set_allow_concurrent_memtable_write(false);
+        }
+        let data = data_options(wal);
         // A reader on another thread may be finishing a read of the store's last incarnation
         // (closed by a rebalance), holding its lock for a moment longer.
         let started = Instant::now();
         let db = loop {
-            match DB::open_cf(&opts, path, ["default", META]) {
+            // `DB::open_cf` would open every column family with RocksDB's defaults.
+            let families = vec![
+                rocksdb::ColumnFamilyDescriptor::new("default", data.clone()),
+                rocksdb::ColumnFamilyDescriptor::new(META, Options::default()),
+            ];
+            match DB::open_cf_descriptors(&opts, path, families) {
                 Ok(db) => break db,
                 Err(e) if e.to_string().contains("lock") && started.elapsed() < Duration::from_secs(2) => {
                     std::thread::sleep(Duration::from_millis(5));
@@ -84,6 +87,13 @@ impl RocksStore {
         }
     }
 
+    /// Entries in the active memtable, once the writer is done.
+    #[cfg(test)]
+    pub(super) fn memtable_entries(&self) -> u64 {
+        let _ = self.settle();
+        self.db.property_int_value("rocksdb.num-entries-active-mem-table").ok().flatten().unwrap_or(0)
+    }
+
     fn failed_write(&self, detail: String) -> StateError {
         StateError::Io {
             path: self.path.display().to_string(),
@@ -101,6 +111,27 @@ impl RocksStore {
             source: std::io::Error::other(format!("column family {META} is missing")),
         })
     }
+}
+
+/// The options of the column family that holds the guest's keys.
+fn data_options(wal: bool) -> Options {
+    let mut opts = Options::default();
+    opts.set_write_buffer_size(8 << 20);
+    // Most lookups of a key the store has never seen end at a bloom filter instead of a
+    // search of the memtable and every level (word counts meet new words all the time).
+    opts.set_memtable_prefix_bloom_ratio(0.1);
+    opts.set_memtable_whole_key_filtering(true);
+    if !wal {
+        // One memtable entry per key instead of one per key and commit, where the new value is
+        // no longer than the old: on a word count the memtable held about a million entries,
+        // and every read and write searched them. Iterators then see values change under
+        // them; see `RocksReader::scan`.
+        opts.set_inplace_update_support(true);
+    }
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_bloom_filter(10.0, false);
+    opts.set_block_based_table_factory(&table);
+    opts
 }
 
 fn scan(db: &DB, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>, rocksdb::Error> {
@@ -154,7 +185,19 @@ impl StoreReader for RocksReader {
                 source: std::io::Error::other(e),
             })?;
         }
-        scan(&db, start, end, limit).map_err(|e| self.err(e))
+        let entries = scan(&db, start, end, limit).map_err(|e| self.err(e))?;
+        if self.in_flight.is_none() {
+            return Ok(entries);
+        }
+        // The store's writer may update values in place while this iterates, and an iterator
+        // reads them without the lock a point read takes: read each value again.
+        let mut stable = Vec::with_capacity(entries.len());
+        for (key, _) in entries {
+            if let Some(value) = db.get(&key).map_err(|e| self.err(e))? {
+                stable.push((key, value));
+            }
+        }
+        Ok(stable)
     }
 }
 
@@ -206,8 +249,8 @@ impl StateStore for RocksStore {
         self.settle()?;
         if !sorted.is_empty() {
             let file = self.path.join(format!("restore-{checkpoint}.sst"));
-            let opts = Options::default();
-            let mut writer = rocksdb::SstFileWriter::create(&opts);
+            let options = data_options(self.wal);
+            let mut writer = rocksdb::SstFileWriter::create(&options);
             writer.open(&file).map_err(|e| self.err(e))?;
             for (key, value) in sorted {
                 match value {
@@ -241,12 +284,11 @@ impl StateStore for RocksStore {
 
     fn clear(&mut self) -> Result<(), StateError> {
         self.settle()?;
-        let first = self.db.iterator(IteratorMode::Start).next().transpose().map_err(|e| self.err(e))?;
-        let last = self.db.iterator(IteratorMode::End).next().transpose().map_err(|e| self.err(e))?;
+        // Key by key: RocksDB refuses range deletes beside in-place updates.
         let mut batch = rocksdb::WriteBatch::default();
-        if let (Some((first, _)), Some((last, _))) = (first, last) {
-            batch.delete_range(&first[..], &last[..]);
-            batch.delete(&last[..]);
+        for item in self.db.iterator(IteratorMode::Start) {
+            let (key, _) = item.map_err(|e| self.err(e))?;
+            batch.delete(&key[..]);
         }
         batch.delete_cf(self.meta()?, CHECKPOINT);
         self.db.write(batch).map_err(|e| self.err(e))
@@ -258,13 +300,7 @@ impl Drop for RocksStore {
         // The writer finishes what is queued before the flush.
         drop(self.applier.take());
         if !self.wal {
-            // Data first, then the checkpoint: a checkpoint older than the data only makes the
-            // next restore re-apply some changelog records, which is harmless.
-            let flushed = self.db.flush().and_then(|()| match self.db.cf_handle(META) {
-                Some(meta) => self.db.flush_cf(meta),
-                None => Ok(()),
-            });
-            if let Err(e) = flushed {
+            if let Err(e) = super::applier::flush(&self.db) {
                 tracing::warn!(path = %self.path.display(), "flushing the state store failed; the next start restores from the changelog: {e}");
             }
         }

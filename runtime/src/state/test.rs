@@ -66,13 +66,32 @@ fn rocksdb_commits_a_batch_atomically_and_keeps_it_across_reopen() {
 
 #[test]
 fn clearing_a_rocksdb_store_removes_every_key_and_the_checkpoint() {
+    for changelog_backed in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = match changelog_backed {
+            false => RocksStore::open(dir.path()).unwrap(),
+            true => RocksStore::open_changelog_backed(dir.path()).unwrap(),
+        };
+        let writes: WriteBatch = (0..100u8).map(|i| (vec![i, 0xff], Some(vec![i]))).collect();
+        store.apply(&writes, Some(7)).unwrap();
+        store.clear().unwrap();
+        assert_eq!(store.scan(b"", None, 1000).unwrap().len(), 0, "changelog-backed: {changelog_backed}");
+        assert_eq!(store.checkpoint().unwrap(), None);
+    }
+}
+
+#[test]
+fn a_changelog_backed_store_keeps_one_memtable_entry_per_key_however_many_commits_update_it() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = RocksStore::open(dir.path()).unwrap();
-    let writes: WriteBatch = (0..100u8).map(|i| (vec![i, 0xff], Some(vec![i]))).collect();
-    store.apply(&writes, Some(7)).unwrap();
-    store.clear().unwrap();
-    assert_eq!(store.scan(b"", None, 1000).unwrap().len(), 0);
-    assert_eq!(store.checkpoint().unwrap(), None);
+    let mut store = RocksStore::open_changelog_backed(dir.path()).unwrap();
+    for commit in 0..50 {
+        let writes: WriteBatch =
+            (0..100).map(|k| (format!("key-{k:03}").into_bytes(), Some(format!("{commit:04}").into_bytes()))).collect();
+        store.apply(&writes, Some(commit)).unwrap();
+    }
+    assert_eq!(store.memtable_entries(), 100, "the store's options reach its column family");
+    assert_eq!(store.get(b"key-042").unwrap(), Some(b"0049".to_vec()));
+    assert_eq!(store.reader().scan(b"key-", None, 1000).unwrap().len(), 100);
 }
 
 #[test]
