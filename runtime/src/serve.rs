@@ -61,7 +61,7 @@ fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
 /// saturating queries). Whatever blocks longer than a store read (deploys, range scans,
 /// forwarded queries) goes to the runtime's blocking threads.
 struct Http {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    stop: tokio::sync::oneshot::Sender<()>,
     thread: std::thread::JoinHandle<()>,
 }
 
@@ -90,17 +90,15 @@ impl Http {
                 rt.shutdown_timeout(Duration::from_secs(1));
             })
             .context("cannot start the HTTP thread")?;
-        Ok((address, Self { stop: Some(stop), thread }))
+        Ok((address, Self { stop, thread }))
     }
 
     fn is_finished(&self) -> bool {
         self.thread.is_finished()
     }
 
-    fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+    fn stop(self) {
+        let _ = self.stop.send(());
         let _ = self.thread.join();
     }
 }

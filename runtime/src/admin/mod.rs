@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -106,7 +106,6 @@ pub async fn bind(
         .route("/v1/pipelines/{name}/tables/{table}/{key}", get(query::table_key))
         .route("/v1/pipelines/{name}/instances", get(query::instances))
         .layer(middleware::from_fn_with_state(api.clone(), authorize))
-        .layer(DefaultBodyLimit::max(options.max_upload))
         .with_state(api);
     Ok((address, async move { axum::serve(listener, app).await }))
 }
