@@ -359,7 +359,11 @@ fn a_failed_pipeline_stays_visible_and_a_fixed_module_resumes_from_the_failed_re
     server.deploy(&s.pipeline(&app, "uppercase", &input, &output, ""));
     let out = read_committed(&s.bootstrap, &output, 3, QUIET, LONG);
     let values: Vec<_> = out.iter().filter_map(|r| r.value.clone()).collect();
-    assert_eq!(values, ["A", "PANIC", "B"], "from the record that failed, nothing lost");
+    // "a" comes first, from the broken module when a batch before the poison record was
+    // committed, or from the fixed one when it shared the poison record's batch; either way once.
+    assert_eq!(values.len(), 3, "{values:?}");
+    assert!(values[0] == "a" || values[0] == "A", "{values:?}");
+    assert_eq!(values[1..], ["PANIC", "B"], "from the record that failed, nothing lost");
     server.stop();
 }
 
