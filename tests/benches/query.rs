@@ -41,9 +41,19 @@ fn percentiles(mut micros: Vec<u32>) -> (f64, f64) {
     (at(0.50).unwrap_or(0) as f64 / 1000.0, at(0.99).unwrap_or(0) as f64 / 1000.0)
 }
 
-/// One round: pipeline records/s, query (p50, p99) in ms, queries/s, CPU µs of the server's
-/// HTTP thread per answer.
-type Round = (f64, (f64, f64), f64, f64);
+/// One round: pipeline records/s, query (p50, p99) in ms, queries/s, CPU µs per answer of the
+/// server's HTTP thread and of the client thread.
+type Round = (f64, (f64, f64), f64, f64, f64);
+
+/// CPU seconds the calling thread has used.
+fn thread_cpu() -> f64 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `t` is a valid timespec for the call to fill.
+    match unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) } {
+        0 => t.tv_sec as f64 + t.tv_nsec as f64 / 1e9,
+        _ => 0.0,
+    }
+}
 
 /// CPU seconds the threads named `weir-http` of process `pid` have used.
 fn http_cpu(pid: u32) -> f64 {
@@ -56,7 +66,11 @@ fn http_cpu(pid: u32) -> f64 {
         let fields: Vec<&str> = rest.split_whitespace().collect();
         Some(fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?)
     };
-    let hz = 100.0; // USER_HZ on Linux
+    // SAFETY: sysconf reads a constant of the system.
+    let hz = match unsafe { libc::sysconf(libc::_SC_CLK_TCK) } {
+        n if n > 0 => n as f64,
+        _ => 100.0,
+    };
     tasks
         .flatten()
         .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
@@ -123,7 +137,7 @@ async fn asker(address: String, prefix: String, stop: Arc<AtomicBool>, seed: usi
             first.get_or_insert(started);
         }
     }
-    Answers { micros, first }
+    Answers { micros, first, cpu: 0.0 }
 }
 
 /// What one connection got: the latency of each answer in µs, and when it asked the first
@@ -132,13 +146,15 @@ async fn asker(address: String, prefix: String, stop: Arc<AtomicBool>, seed: usi
 struct Answers {
     micros: Vec<u32>,
     first: Option<Instant>,
+    /// CPU seconds the client thread used (set once, for all connections).
+    cpu: f64,
 }
 
 /// Deploys word count `app` over the waiting input and times it by its committed offsets until
 /// every record is committed, with the clients asking for random words meanwhile as `load`
-/// says. Records/s, the query latencies, queries/s while it ran, and the HTTP thread's CPU µs
-/// per answer.
-fn round(server: &Server, s: &Sidecar, input: &str, load: Load) -> (f64, Vec<u32>, f64, f64) {
+/// says. Records/s, the query latencies, queries/s while it ran, and the CPU µs per answer of
+/// the HTTP thread and of the client thread.
+fn round(server: &Server, s: &Sidecar, input: &str, load: Load) -> (f64, Vec<u32>, f64, f64, f64) {
     let app = unique("bench-query");
     let output = unique("bench-query-out");
     create_topic(&s.bootstrap, &output, PARTITIONS);
@@ -155,7 +171,8 @@ fn round(server: &Server, s: &Sidecar, input: &str, load: Load) -> (f64, Vec<u32
     // One thread drives every connection, as a load generator like wrk does.
     let clients = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
-        rt.block_on(async move {
+        let cpu = thread_cpu();
+        let mut all = rt.block_on(async move {
             let tasks: Vec<_> = (0..connections)
                 .map(|c| tokio::spawn(asker(address.clone(), prefix.clone(), stop_clients.clone(), c * 1_000_003, gap)))
                 .collect();
@@ -166,7 +183,9 @@ fn round(server: &Server, s: &Sidecar, input: &str, load: Load) -> (f64, Vec<u32
                 all.first = all.first.into_iter().chain(answers.first).min();
             }
             all
-        })
+        });
+        all.cpu = thread_cpu() - cpu;
+        all
     });
     let meter = Meter::new(&s.bootstrap, &app, input, PARTITIONS);
     let (started, cpu_before) = (Instant::now(), http_cpu(server.pid()));
@@ -181,8 +200,8 @@ fn round(server: &Server, s: &Sidecar, input: &str, load: Load) -> (f64, Vec<u32
     assert_eq!(status, 200, "undeploy {app}: {body}");
     let asking = ended.duration_since(answers.first.unwrap_or(started)).as_secs_f64();
     let qps = answers.micros.len() as f64 / asking.max(1e-3);
-    let per_answer = cpu * 1e6 / (answers.micros.len() as f64).max(1.0);
-    (rate.per_second(), answers.micros, qps, per_answer)
+    let answered = (answers.micros.len() as f64).max(1.0);
+    (rate.per_second(), answers.micros, qps, cpu * 1e6 / answered, answers.cpu * 1e6 / answered)
 }
 
 /// The floor: reads of a RocksDB store in this process, by `CLIENTS` threads, for a second.
@@ -277,8 +296,8 @@ fn main() {
     let mut latencies: Vec<Vec<u32>> = vec![Vec::new(); loads.len()];
     for _ in 0..rounds {
         for (i, (_, load)) in loads.iter().enumerate() {
-            let (speed, micros, qps, cpu) = round(&server, &s, &input, *load);
-            results[i].push((speed, percentiles(micros.clone()), qps, cpu));
+            let (speed, micros, qps, cpu, client) = round(&server, &s, &input, *load);
+            results[i].push((speed, percentiles(micros.clone()), qps, cpu, client));
             latencies[i].extend(micros);
         }
     }
@@ -292,8 +311,8 @@ fn main() {
          timed by committed offsets, {rounds} interleaved rounds"
     );
     println!(
-        "{:>30} {:>22} {:>10} {:>26} {:>12} {:>14}",
-        "load", "pipeline records/s", "ratio", "p50 / p99 ms", "queries/s", "HTTP µs/query"
+        "{:>30} {:>22} {:>10} {:>26} {:>12} {:>14} {:>16}",
+        "load", "pipeline records/s", "ratio", "p50 / p99 ms", "queries/s", "HTTP µs/query", "client µs/query"
     );
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -309,23 +328,26 @@ fn main() {
             Load::None => "-".to_owned(),
             _ => format!("{c:.1}"),
         };
-        for (speed, percentiles, qps, c) in rounds {
+        for (speed, percentiles, qps, c, client) in rounds {
             println!(
-                "{name:>30} {speed:>22.0} {:>9.2}x {:>26} {qps:>12.0} {:>14}",
+                "{name:>30} {speed:>22.0} {:>9.2}x {:>26} {qps:>12.0} {:>14} {:>16}",
                 speed / baseline,
                 latency(*percentiles),
-                cpu(*c)
+                cpu(*c),
+                cpu(*client)
             );
         }
         let speed = median(rounds.iter().map(|r| r.0).collect());
         let qps = median(rounds.iter().map(|r| r.2).collect());
         let c = median(rounds.iter().map(|r| r.3).collect());
+        let client = median(rounds.iter().map(|r| r.4).collect());
         let all = latency(percentiles(latencies[i].clone()));
         println!(
-            "{:>30} {speed:>22.0} {:>9.2}x {all:>26} {qps:>12.0} {:>14}",
+            "{:>30} {speed:>22.0} {:>9.2}x {all:>26} {qps:>12.0} {:>14} {:>16}",
             "median, all answers",
             speed / baseline,
-            cpu(c)
+            cpu(c),
+            cpu(client)
         );
     }
     println!("{:>30} targets: ratio at least 0.8x, p99 at most 2 ms, at least 20,000 queries/s", "");
