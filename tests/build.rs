@@ -21,6 +21,7 @@ const GUESTS: &[&str] = &[
     "misbehave",
     "not-a-processor",
     "reversed",
+    "twice",
     "word-count-v2",
     "handmade",
     "contract-next",
