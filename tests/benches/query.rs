@@ -209,7 +209,7 @@ fn direct_reads() -> (f64, f64) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let mut store = RocksStore::open_changelog_backed(&dir.path().join("store")).unwrap_or_else(|e| panic!("{e}"));
     let writes = (0..WORDS).map(|i| (format!("w{i}").into_bytes(), Some(b"12".to_vec()))).collect();
-    store.apply(&writes, None).unwrap_or_else(|e| panic!("{e}"));
+    store.apply(writes, None).unwrap_or_else(|e| panic!("{e}"));
     let reader = store.reader();
     let window = Duration::from_secs(1);
     let threads: Vec<_> = (0..CLIENTS)

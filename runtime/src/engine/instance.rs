@@ -218,6 +218,11 @@ impl Instance {
         self.store.data().state.pending()
     }
 
+    /// Whether any state was written since the last commit.
+    pub fn has_pending_writes(&self) -> bool {
+        self.store.data().state.has_pending()
+    }
+
     /// Forgets the state writes of every batch since the last commit.
     pub fn rollback(&mut self) {
         let host = self.store.data_mut();

@@ -566,7 +566,7 @@ impl Pipeline {
     /// changelog, outputs and offsets to Kafka, then state to the local stores.
     fn commit(&mut self) -> Result<(), Failure> {
         let mut book = self.work.shared.book();
-        let idle = || self.work.instances.values().all(|i| i.pending_writes().next().is_none());
+        let idle = || self.work.instances.values().all(|i| !i.has_pending_writes());
         if book.offsets.is_empty() && book.txn.is_none() && idle() {
             return Ok(());
         }

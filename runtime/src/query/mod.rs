@@ -360,7 +360,7 @@ mod test {
     fn store(pairs: &[(&[u8], &str)]) -> MemoryStore {
         let mut store = MemoryStore::new();
         let writes = pairs.iter().map(|(k, v)| (k.to_vec(), Some(v.as_bytes().to_vec()))).collect();
-        store.apply(&writes, None).unwrap();
+        store.apply(writes, None).unwrap();
         store
     }
 

@@ -54,12 +54,12 @@ impl StateStore for MemoryStore {
         Ok(scan(&self.map, start, end, limit))
     }
 
-    fn apply(&mut self, writes: &WriteBatch, checkpoint: Option<i64>) -> Result<(), StateError> {
+    fn apply(&mut self, writes: WriteBatch, checkpoint: Option<i64>) -> Result<(), StateError> {
         let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
         for (key, value) in writes {
             match value {
-                Some(v) => map.insert(key.clone(), v.clone()),
-                None => map.remove(key),
+                Some(v) => map.insert(key, v),
+                None => map.remove(&key),
             };
         }
         if checkpoint.is_some() {

@@ -42,15 +42,16 @@ pub trait StateStore: Send {
     fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>, StateError>;
 
     /// Applies all writes atomically, together with `checkpoint` when given (the changelog
-    /// offset a restore continues from): after a crash either all or none are visible.
-    fn apply(&mut self, writes: &WriteBatch, checkpoint: Option<i64>) -> Result<(), StateError>;
+    /// offset a restore continues from): after a crash either all or none are visible. Takes
+    /// the writes, so a store that keeps them for later (the applier) needs no copy.
+    fn apply(&mut self, writes: WriteBatch, checkpoint: Option<i64>) -> Result<(), StateError>;
 
     /// Loads writes that are sorted by key with no key twice (a restore's chunk), then records
     /// `checkpoint`. Stores with a faster bulk path than `apply` use it; a crash in between
     /// leaves the checkpoint older than the data, which only makes a restore redo some writes.
     fn bulk_load(&mut self, sorted: &Borrowed<'_>, checkpoint: i64) -> Result<(), StateError> {
         let owned: WriteBatch = sorted.iter().map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec))).collect();
-        self.apply(&owned, Some(checkpoint))
+        self.apply(owned, Some(checkpoint))
     }
 
     /// The checkpoint stored by the last `apply` that had one.

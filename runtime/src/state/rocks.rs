@@ -220,16 +220,16 @@ impl StateStore for RocksStore {
     }
 
     /// Writes must be sorted by key, each key once (as [`super::StateView`] commits them).
-    fn apply(&mut self, writes: &WriteBatch, checkpoint: Option<i64>) -> Result<(), StateError> {
+    fn apply(&mut self, writes: WriteBatch, checkpoint: Option<i64>) -> Result<(), StateError> {
         if writes.is_empty() && checkpoint.is_none() {
             return Ok(());
         }
         if let Some(applier) = &self.applier {
-            let commit = Commit { writes: writes.clone(), checkpoint };
+            let commit = Commit { writes, checkpoint };
             return applier.apply(commit).map_err(|e| self.failed_write(e));
         }
         let mut batch = rocksdb::WriteBatch::default();
-        for (key, value) in writes {
+        for (key, value) in &writes {
             match value {
                 Some(v) => batch.put(key, v),
                 None => batch.delete(key),
@@ -266,7 +266,7 @@ impl StateStore for RocksStore {
             let _ = std::fs::remove_file(&file);
             ingested?;
         }
-        self.apply(&Vec::new(), Some(checkpoint))
+        self.apply(Vec::new(), Some(checkpoint))
     }
 
     fn checkpoint(&self) -> Result<Option<i64>, StateError> {

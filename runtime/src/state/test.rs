@@ -3,7 +3,7 @@ use super::*;
 fn stored(pairs: &[(&str, &str)]) -> MemoryStore {
     let mut store = MemoryStore::new();
     let writes = pairs.iter().map(|(k, v)| (k.as_bytes().to_vec(), Some(v.as_bytes().to_vec())));
-    store.apply(&writes.collect(), None).unwrap();
+    store.apply(writes.collect(), None).unwrap();
     store
 }
 
@@ -26,6 +26,33 @@ fn rollback_leaves_the_store_as_it_was() {
     view.put(b"a".to_vec(), b"2".to_vec());
     view.rollback();
     assert_eq!(view.get(b"a").unwrap(), Some(b"1".to_vec()));
+}
+
+#[test]
+fn a_rollback_brings_back_the_committed_value_of_a_key_read_before_the_write() {
+    let mut view = StateView::new(Box::new(stored(&[("a", "1")])));
+    assert_eq!(view.get(b"a").unwrap(), Some(b"1".to_vec()));
+    view.put(b"a".to_vec(), b"2".to_vec());
+    view.commit(None).unwrap();
+    view.put(b"a".to_vec(), b"3".to_vec());
+    view.delete(b"b".to_vec());
+    view.rollback();
+    assert!(!view.has_pending());
+    assert_eq!(view.get(b"a").unwrap(), Some(b"2".to_vec()));
+    assert_eq!(view.pending().count(), 0);
+}
+
+#[test]
+fn uncommitted_writes_outlive_the_read_cache_making_room() {
+    let mut view = StateView::new(Box::new(stored(&[])));
+    view.put(b"kept".to_vec(), b"1".to_vec());
+    for i in 0..view::CACHE_ENTRIES + 10 {
+        assert_eq!(view.get(format!("absent-{i}").as_bytes()).unwrap(), None);
+    }
+    assert_eq!(view.pending().collect::<Vec<_>>(), [(&b"kept"[..], Some(&b"1"[..]))]);
+    view.commit(Some(4)).unwrap();
+    assert!(!view.has_pending());
+    assert_eq!(view.get(b"kept").unwrap(), Some(b"1".to_vec()));
 }
 
 #[test]
@@ -73,7 +100,7 @@ fn clearing_a_rocksdb_store_removes_every_key_and_the_checkpoint() {
             true => RocksStore::open_changelog_backed(dir.path()).unwrap(),
         };
         let writes: WriteBatch = (0..100u8).map(|i| (vec![i, 0xff], Some(vec![i]))).collect();
-        store.apply(&writes, Some(7)).unwrap();
+        store.apply(writes, Some(7)).unwrap();
         store.clear().unwrap();
         assert_eq!(store.scan(b"", None, 1000).unwrap().len(), 0, "changelog-backed: {changelog_backed}");
         assert_eq!(store.checkpoint().unwrap(), None);
@@ -87,7 +114,7 @@ fn a_changelog_backed_store_keeps_one_memtable_entry_per_key_however_many_commit
     for commit in 0..50 {
         let writes: WriteBatch =
             (0..100).map(|k| (format!("key-{k:03}").into_bytes(), Some(format!("{commit:04}").into_bytes()))).collect();
-        store.apply(&writes, Some(commit)).unwrap();
+        store.apply(writes, Some(commit)).unwrap();
     }
     assert_eq!(store.memtable_entries(), 100, "the store's options reach its column family");
     assert_eq!(store.get(b"key-042").unwrap(), Some(b"0049".to_vec()));
@@ -99,7 +126,7 @@ fn a_bulk_load_lands_like_writes_and_overrides_older_values() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = RocksStore::open_changelog_backed(dir.path()).unwrap();
     store
-        .apply(&vec![(b"a".to_vec(), Some(b"old".to_vec())), (b"z".to_vec(), Some(b"gone".to_vec()))], Some(3))
+        .apply(vec![(b"a".to_vec(), Some(b"old".to_vec())), (b"z".to_vec(), Some(b"gone".to_vec()))], Some(3))
         .unwrap();
     let sorted: Vec<(&[u8], Option<&[u8]>)> =
         vec![(b"a", Some(b"new".as_slice())), (b"m", Some(b"1".as_slice())), (b"z", None)];
@@ -142,9 +169,9 @@ fn queued_commits_leave_each_keys_newest_value_and_the_newest_checkpoint_across_
     let path = dir.path().join("store");
     let mut store = RocksStore::open_changelog_backed(&path).unwrap();
     let put = |k: &str, v: &str| (k.as_bytes().to_vec(), Some(v.as_bytes().to_vec()));
-    store.apply(&vec![put("gone", "1"), put("kept", "1")], Some(1)).unwrap();
-    store.apply(&vec![(b"gone".to_vec(), None), put("kept", "2")], Some(2)).unwrap();
-    store.apply(&vec![put("new", "3")], None).unwrap();
+    store.apply(vec![put("gone", "1"), put("kept", "1")], Some(1)).unwrap();
+    store.apply(vec![(b"gone".to_vec(), None), put("kept", "2")], Some(2)).unwrap();
+    store.apply(vec![put("new", "3")], None).unwrap();
     // Before the writer has written them, reads see the queued commits.
     assert_eq!(store.get(b"gone").unwrap(), None);
     assert_eq!(store.get(b"kept").unwrap(), Some(b"2".to_vec()));
