@@ -137,7 +137,7 @@ async fn asker(address: String, prefix: String, stop: Arc<AtomicBool>, seed: usi
             first.get_or_insert(started);
         }
     }
-    Answers { micros, first, cpu: 0.0 }
+    Answers { micros, first }
 }
 
 /// What one connection got: the latency of each answer in µs, and when it asked the first
@@ -146,8 +146,6 @@ async fn asker(address: String, prefix: String, stop: Arc<AtomicBool>, seed: usi
 struct Answers {
     micros: Vec<u32>,
     first: Option<Instant>,
-    /// CPU seconds the client thread used (set once, for all connections).
-    cpu: f64,
 }
 
 /// Deploys word count `app` over the waiting input and times it by its committed offsets until
@@ -172,7 +170,7 @@ fn round(server: &Server, s: &Sidecar, input: &str, load: Load) -> (f64, Vec<u32
     let clients = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
         let cpu = thread_cpu();
-        let mut all = rt.block_on(async move {
+        let all = rt.block_on(async move {
             let tasks: Vec<_> = (0..connections)
                 .map(|c| tokio::spawn(asker(address.clone(), prefix.clone(), stop_clients.clone(), c * 1_000_003, gap)))
                 .collect();
@@ -184,8 +182,7 @@ fn round(server: &Server, s: &Sidecar, input: &str, load: Load) -> (f64, Vec<u32
             }
             all
         });
-        all.cpu = thread_cpu() - cpu;
-        all
+        (all, thread_cpu() - cpu)
     });
     let meter = Meter::new(&s.bootstrap, &app, input, PARTITIONS);
     let (started, cpu_before) = (Instant::now(), http_cpu(server.pid()));
@@ -193,7 +190,7 @@ fn round(server: &Server, s: &Sidecar, input: &str, load: Load) -> (f64, Vec<u32
     let rate = meter.until(RECORDS as u64, Duration::from_secs(600), || true).unwrap_or_else(|e| panic!("{app}: {e}"));
     let ended = Instant::now();
     stop.store(true, Ordering::SeqCst);
-    let answers = clients.join().unwrap_or_default();
+    let (answers, client_cpu) = clients.join().unwrap_or_default();
     let cpu = http_cpu(server.pid()) - cpu_before;
     // Each round's pipeline leaves, so no later round shares the machine with idle ones.
     let (status, body) = server.send("DELETE", &format!("/v1/pipelines/{app}?purge=true"), None, Some(&server.token));
@@ -201,7 +198,7 @@ fn round(server: &Server, s: &Sidecar, input: &str, load: Load) -> (f64, Vec<u32
     let asking = ended.duration_since(answers.first.unwrap_or(started)).as_secs_f64();
     let qps = answers.micros.len() as f64 / asking.max(1e-3);
     let answered = (answers.micros.len() as f64).max(1.0);
-    (rate.per_second(), answers.micros, qps, cpu * 1e6 / answered, answers.cpu * 1e6 / answered)
+    (rate.per_second(), answers.micros, qps, cpu * 1e6 / answered, client_cpu * 1e6 / answered)
 }
 
 /// The floor: reads of a RocksDB store in this process, by `CLIENTS` threads, for a second.

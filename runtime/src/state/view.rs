@@ -117,7 +117,8 @@ impl StateView {
             return Ok(());
         }
         let mut writes: WriteBatch = Vec::with_capacity(self.dirty);
-        for (key, slot) in self.entries.iter_mut().filter(|(_, slot)| slot.dirty) {
+        // As in `dirty`, the walk ends at the last dirty entry.
+        for (key, slot) in self.entries.iter_mut().filter(|(_, slot)| slot.dirty).take(self.dirty) {
             slot.dirty = false;
             writes.push((key.clone(), slot.value.clone()));
         }
