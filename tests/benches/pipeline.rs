@@ -339,14 +339,14 @@ fn restore_speed(bootstrap: &str, total: usize) {
     println!("baseline: reading the same partitions with one consumer, no store: {read:.0} records/s");
 }
 
-/// Records per second for a plain read_committed consumer reading every partition to its end.
+/// Records per second for a plain read_committed consumer reading every partition to its end,
+/// with the restore's fetch settings.
 fn read_only(bootstrap: &str, topic: &str) -> f64 {
     let started = Instant::now();
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", unique("bench-read"))
         .set("isolation.level", "read_committed")
-        .set("max.partition.fetch.bytes", "16777216")
         .set("fetch.wait.max.ms", "10")
         .set("queued.min.messages", "1000000")
         .create()
