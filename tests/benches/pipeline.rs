@@ -310,7 +310,7 @@ fn restore_speed(bootstrap: &str, total: usize) {
     // A first read, not counted: the first reader after the records were produced paid for their
     // writeback (restores right after producing ran at 0.87 to 0.9 million records/s, and 1.06
     // to 1.11 million after a read), and the baseline after the restore did not.
-    read_only(bootstrap, &topic);
+    read_only(bootstrap, &topic, 1);
     let started = Instant::now();
     let mut stores: Vec<RocksStore> = (0..PARTITIONS)
         .map(|p| RocksStore::open_changelog_backed(&dir.path().join(p.to_string())).unwrap_or_else(|e| panic!("{e}")))
@@ -327,7 +327,8 @@ fn restore_speed(bootstrap: &str, total: usize) {
     let restored =
         changelog::restore(&config, &topic, targets, &|_, _| {}).unwrap_or_else(|e| panic!("restore: {e:#}")).records;
     let secs = started.elapsed().as_secs_f64();
-    let read = read_only(bootstrap, &topic);
+    let read = read_only(bootstrap, &topic, 1);
+    let read_two = read_only(bootstrap, &topic, 2);
     println!();
     println!(
         "restore: {restored} changelog records into RocksDB in {secs:.2} s: {:.0} records/s \
@@ -337,12 +338,28 @@ fn restore_speed(bootstrap: &str, total: usize) {
         opened * 1000.0
     );
     println!("baseline: reading the same partitions with one consumer, no store: {read:.0} records/s");
+    println!("baseline: reading them with two consumers side by side, as the restore does: {read_two:.0} records/s");
 }
 
-/// Records per second for a plain read_committed consumer reading every partition to its end,
-/// with the restore's fetch settings.
-fn read_only(bootstrap: &str, topic: &str) -> f64 {
+/// Records per second for plain read_committed consumers reading every partition to its end,
+/// with the restore's fetch settings: `readers` of them side by side, the partitions dealt to
+/// them in turn, as the restore deals them.
+fn read_only(bootstrap: &str, topic: &str, readers: i32) -> f64 {
     let started = Instant::now();
+    let records: u64 = std::thread::scope(|scope| {
+        let running: Vec<_> = (0..readers)
+            .map(|reader| {
+                let partitions = (0..PARTITIONS).filter(|p| p % readers == reader).collect();
+                scope.spawn(move || read_partitions(bootstrap, topic, partitions))
+            })
+            .collect();
+        running.into_iter().map(|r| r.join().unwrap_or_else(|_| panic!("a reader panicked"))).sum()
+    });
+    records as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Reads `partitions` of `topic` to their ends with one consumer; returns the records read.
+fn read_partitions(bootstrap: &str, topic: &str, partitions: Vec<i32>) -> u64 {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", unique("bench-read"))
@@ -353,7 +370,7 @@ fn read_only(bootstrap: &str, topic: &str) -> f64 {
         .unwrap_or_else(|e| panic!("consumer: {e}"));
     let mut tpl = TopicPartitionList::new();
     let mut left = std::collections::HashMap::new();
-    for p in 0..PARTITIONS {
+    for p in partitions {
         let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap_or_else(|e| panic!("{e}"));
         tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap_or_else(|e| panic!("{e}"));
         left.insert(p, high);
@@ -372,7 +389,7 @@ fn read_only(bootstrap: &str, topic: &str) -> f64 {
             None => {}
         }
     }
-    records as f64 / started.elapsed().as_secs_f64()
+    records
 }
 
 /// Quix Streams' word count (tests/benches/quix_wordcount.py) on the first `count` of the same
