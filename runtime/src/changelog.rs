@@ -338,8 +338,8 @@ fn read_chunks(
     use std::sync::atomic::Ordering::Relaxed;
     let topic = shared.topic;
     let gone = || anyhow!("restoring `{topic}`: the restore stopped");
-    let send = |r: &mut Reading, chunk: Chunk, next: i64| {
-        chunks.send(Filled { reader, target: r.target, chunk, next }).map_err(|_| gone())
+    let send = |target: usize, chunk: Chunk, next: i64| {
+        chunks.send(Filled { reader, target, chunk, next }).map_err(|_| gone())
     };
     // Which reading a partition number is.
     let mut index = vec![None; readings.iter().map(|r| r.partition as usize + 1).max().unwrap_or(0)];
@@ -364,9 +364,7 @@ fn read_chunks(
                     records += 1;
                     if r.chunk.full() {
                         let next = recycled.try_recv().unwrap_or_default();
-                        let full = std::mem::replace(&mut r.chunk, next);
-                        let at = r.next;
-                        send(r, full, at)?;
+                        send(r.target, std::mem::replace(&mut r.chunk, next), r.next)?;
                     }
                 }
                 if r.next >= r.high && r.finish() {
@@ -404,8 +402,7 @@ fn read_chunks(
     for r in &mut readings {
         let at = positions.find_partition(topic, r.partition).and_then(|e| e.offset().to_raw());
         let end = at.unwrap_or(r.next).max(r.next);
-        let last = std::mem::take(&mut r.chunk);
-        send(r, last, end)?;
+        send(r.target, std::mem::take(&mut r.chunk), end)?;
     }
     Ok(records)
 }
