@@ -38,8 +38,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use weir_runtime::changelog;
 use weir_runtime::engine::{Engine, EngineOptions};
 use weir_runtime::pipeline::config::{Guarantee, ModuleConfig, PipelineConfig, TableConfig};
-use weir_runtime::pipeline::Pipeline;
+use weir_runtime::pipeline::{Pipeline, TableFeed};
 use weir_runtime::state::RocksStore;
+use weir_runtime::tables::Tables;
 use weir_tests::guest;
 use weir_tests::kafka::{bootstrap, create_topic, last_counts, produce, produce_at, read_committed, unique};
 use weir_tests::peers::{KafkaStreams, Meter};
@@ -345,6 +346,16 @@ fn restore_speed(bootstrap: &str, total: usize) {
     let secs = started.elapsed().as_secs_f64();
     let read = read_only(bootstrap, &topic, 1);
     let read_two = read_only(bootstrap, &topic, 2);
+    // The same topic read as a table, as a pipeline reads its tables before its first record.
+    let mut with_table = config.clone();
+    with_table.tables.insert("bench".into(), TableConfig { topic: topic.clone(), global: false });
+    let tables = Tables::new(&with_table.table_specs());
+    let started = Instant::now();
+    let feed = TableFeed::start(&with_table, &tables).unwrap_or_else(|e| panic!("table: {e:#}"));
+    let table_secs = started.elapsed().as_secs_f64();
+    drop(feed);
+    let (_, keys, table_records, _) = tables.sizes().into_iter().next().unwrap_or_else(|| panic!("no table"));
+    assert_eq!((keys, table_records), (250_000.min(total), total as u64), "the table's keys and records");
     println!();
     println!(
         "restore: {restored} changelog records into RocksDB in {secs:.2} s: {:.0} records/s \
@@ -355,6 +366,10 @@ fn restore_speed(bootstrap: &str, total: usize) {
     );
     println!("baseline: reading the same partitions with one consumer, no store: {read:.0} records/s");
     println!("baseline: reading them with two consumers side by side, as the restore does: {read_two:.0} records/s");
+    println!(
+        "table: the same records read as a table of {keys} keys in {table_secs:.2} s: {:.0} records/s",
+        table_records as f64 / table_secs
+    );
 }
 
 /// Records per second for plain read_committed consumers reading every partition to its end,

@@ -54,6 +54,7 @@ use crate::tables::{TableView, Tables};
 use config::{Guarantee, OffsetReset, OnGuestError, PipelineConfig};
 pub use control::{channel, Command, Handle, Inbox, Phase, Prepared, Snapshot, View};
 pub use status::Stats;
+pub use tables::TableFeed;
 
 /// How often the wall-clock timers are checked.
 pub const WALL_CLOCK_TICK: Duration = Duration::from_millis(100);
