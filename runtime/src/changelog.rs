@@ -9,15 +9,15 @@
 //! (past its end, or before its start) means the local store cannot be trusted: it is cleared and
 //! rebuilt from the beginning.
 
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context as _};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use rdkafka::error::KafkaError;
-use rdkafka::message::Message as _;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::message::{BorrowedMessage, Message as _};
 
-use crate::kafka::{base, catch_up, ensure_topic, input_partitions, CatchUpCtx, TopicSpec};
+use crate::catchup::{self, Span, READERS};
+use crate::kafka::{base, ensure_topic, input_partitions, TopicSpec};
 use crate::pipeline::config::PipelineConfig;
 use crate::state::StateStore;
 
@@ -115,23 +115,13 @@ pub struct Target<'a> {
 
 /// Where a partition's restore stands.
 struct Reading {
-    partition: i32,
+    /// The partition, from where, and up to where (the high watermark when it began).
+    span: Span,
     /// Which of the targets (stores) it fills.
     target: usize,
-    /// From where, and up to where (the high watermark when it began).
-    start: i64,
-    high: i64,
     /// The offset after the last record read.
     next: i64,
     chunk: Chunk,
-    done: bool,
-}
-
-impl Reading {
-    /// Marks the partition read to its end; true the first time.
-    fn finish(&mut self) -> bool {
-        !std::mem::replace(&mut self.done, true)
-    }
 }
 
 /// A chunk read for a target, with the offset after its last record, from one of the readers.
@@ -142,19 +132,13 @@ struct Filled {
     next: i64,
 }
 
-/// Consumers that read a restore's partitions side by side. One consumer's fetches are answered
-/// one after the other, and in between the broker and the reader wait for each other: reading a
-/// million records from four partitions, one consumer read 0.9 to 1.1 million records/s, two
-/// consumers of two partitions each 2.2 to 3.4 million, on this machine's two cores.
-const READERS: usize = 2;
-
 /// Brings every target's store up to the end of its partition of `topic` (read_committed),
 /// telling `progress` the records restored so far and how many there are to restore in all,
 /// at least every 100 ms.
 ///
-/// [`READERS`] consumers read the partitions (a consumer per partition in turn, as before stop
-/// 19, spent most of its time waiting for its first records); this thread writes what they read
-/// into the stores, a chunk at a time, so reading and writing overlap.
+/// [`READERS`] consumers read the partitions side by side (a consumer per partition in turn, as
+/// before stop 19, spent most of its time waiting for its first records); this thread writes
+/// what they read into the stores, a chunk at a time, so reading and writing overlap.
 pub fn restore(
     config: &PipelineConfig,
     topic: &str,
@@ -162,14 +146,7 @@ pub fn restore(
     progress: &dyn Fn(u64, u64),
 ) -> anyhow::Result<Restored> {
     let started = Instant::now();
-    // Fetches of librdkafka's default size (1 MiB per partition), not bigger: the broker answers
-    // a fetch as a whole, and one 16 MiB fetch per partition held back the first record for 90
-    // to 140 ms while nothing else could run, and made the rest no faster (a million records
-    // restored at 0.62 to 0.75 million records/s against 1.06 to 1.29 million with 1 MiB).
-    let consumer = || -> anyhow::Result<BaseConsumer<CatchUpCtx>> {
-        Ok(catch_up(config, "restore").set("queued.min.messages", "1000000").create_with_context(CatchUpCtx)?)
-    };
-    let first = consumer()?;
+    let first = catchup::reader(config, "restore")?;
     let mut rebuilt = false;
     let mut readings = Vec::new();
     let mut stores = Vec::new();
@@ -193,92 +170,48 @@ pub fn restore(
         }
         let start = from.unwrap_or(low);
         if start < high {
-            let target = stores.len();
-            readings.push(Reading {
-                partition,
-                target,
-                start,
-                high,
-                next: start,
-                chunk: Chunk::default(),
-                done: false,
-            });
+            let span = Span { partition, start, end: high };
+            readings.push(Reading { span, target: stores.len(), next: start, chunk: Chunk::default() });
             stores.push(store);
         }
     }
-    let total: u64 = readings.iter().map(|r| (r.high - r.start) as u64).sum();
+    let total: u64 = readings.iter().map(|r| (r.span.end - r.span.start) as u64).sum();
     progress(0, total);
     if readings.is_empty() {
-        close_aside(first);
+        catchup::close_aside(first);
         return Ok(Restored { records: 0, elapsed: started.elapsed(), rebuilt });
     }
 
     // Partitions dealt to the readers in turn, each reader with a consumer of its own.
-    let readers = READERS.min(readings.len());
-    let mut groups: Vec<Vec<Reading>> = (0..readers).map(|_| Vec::new()).collect();
-    for (i, reading) in readings.into_iter().enumerate() {
-        groups[i % readers].push(reading);
-    }
+    let groups = catchup::deal(readings, READERS);
     let mut consumers = vec![first];
-    while consumers.len() < readers {
-        consumers.push(consumer()?);
+    while consumers.len() < groups.len() {
+        consumers.push(catchup::reader(config, "restore")?);
     }
-    for (consumer, group) in consumers.iter().zip(&groups) {
-        let mut tpl = TopicPartitionList::new();
-        for r in group {
-            tpl.add_partition_offset(topic, r.partition, Offset::Offset(r.start))?;
-        }
-        consumer.assign(&tpl)?;
+    let (filled, chunks) = std::sync::mpsc::sync_channel::<Filled>(groups.len());
+    let mut recycle = Vec::new();
+    let mut jobs = Vec::new();
+    for (reader, (consumer, group)) in consumers.iter().zip(groups).enumerate() {
+        catchup::assign(consumer, topic, group.iter().map(|r| &r.span))?;
+        let (spent, recycled) = std::sync::mpsc::channel::<Chunk>();
+        recycle.push(spent);
+        jobs.push(Job { reader, consumer, readings: group, chunks: filled.clone(), recycled });
     }
-
-    let (filled, chunks) = std::sync::mpsc::sync_channel::<Filled>(readers);
+    // The readers hold the only senders: the writer is done when they all are.
+    drop(filled);
     let read = std::sync::atomic::AtomicU64::new(0);
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let records = std::thread::scope(|scope| -> anyhow::Result<u64> {
-        let mut recycle = Vec::new();
-        let mut running = Vec::new();
-        for (reader, (consumer, group)) in consumers.iter().zip(groups).enumerate() {
-            let (spent, recycled) = std::sync::mpsc::channel::<Chunk>();
-            recycle.push(spent);
-            let reading = Shared { topic, read: &read, stop: &stop };
-            let filled = filled.clone();
-            running.push(scope.spawn(move || {
-                let result = read_chunks(consumer, reader, group, &reading, (&filled, &recycled));
-                if result.is_err() {
-                    reading.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-                }
-                result
-            }));
-        }
-        drop(filled);
-        let written = write_chunks(&mut stores, &chunks, &recycle, || {
-            progress(read.load(std::sync::atomic::Ordering::Relaxed), total)
-        });
-        if written.is_err() {
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-        // Readers blocked on a full channel see it gone once this thread stops receiving.
-        drop(chunks);
-        let mut records = 0;
-        let mut failed = None;
-        for reader in running {
-            match reader.join().map_err(|_| anyhow!("restoring `{topic}`: a reader panicked"))? {
-                Ok(n) => records += n,
-                Err(e) => failed = failed.or(Some(e)),
-            }
-        }
-        // The writer's own error says more than a reader's "the restore stopped".
-        written?;
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(records),
-        }
-    })?;
+    let count = |n: u64| read.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    let ((), counts) = catchup::side_by_side(
+        jobs,
+        |job, stop| read_chunks(topic, job, &count, stop),
+        // Readers blocked on a full channel see it gone once the writer returns.
+        |_| write_chunks(&mut stores, chunks, &recycle, || progress(count(0), total)),
+    )?;
+    let records = counts.iter().sum();
     progress(records, total);
     let elapsed = started.elapsed();
-    for consumer in consumers {
-        close_aside(consumer);
-    }
+    let readers = consumers.len();
+    consumers.into_iter().for_each(catchup::close_aside);
     tracing::info!(topic, readers, records, elapsed_ms = elapsed.as_millis() as u64, rebuilt, "state restored");
     Ok(Restored { records, elapsed, rebuilt })
 }
@@ -287,7 +220,7 @@ pub fn restore(
 /// `progress` at least every 100 ms meanwhile.
 fn write_chunks(
     stores: &mut [&mut dyn StateStore],
-    chunks: &std::sync::mpsc::Receiver<Filled>,
+    chunks: std::sync::mpsc::Receiver<Filled>,
     recycle: &[std::sync::mpsc::Sender<Chunk>],
     progress: impl Fn(),
 ) -> anyhow::Result<()> {
@@ -306,101 +239,58 @@ fn write_chunks(
     }
 }
 
-/// What a restore's readers share: the topic, the records read so far, and whether to stop
-/// (another reader or the writer failed).
-struct Shared<'a> {
-    topic: &'a str,
-    read: &'a std::sync::atomic::AtomicU64,
-    stop: &'a std::sync::atomic::AtomicBool,
-}
-
-/// Closes a consumer on a thread of its own: librdkafka took 30 to 130 ms to close the
-/// restore's, time the pipeline would otherwise wait before its first record.
-fn close_aside<C: Send + 'static>(consumer: C) {
-    let closing = std::thread::Builder::new().name("weir-restore-close".into()).spawn(move || drop(consumer));
-    if let Err(e) = closing {
-        tracing::debug!("closing the restore's consumer on this thread: {e}");
-    }
-}
-
-/// Reads the partitions assigned to `consumer` from their starts to their high watermarks into
-/// chunks of [`RESTORE_CHUNK`] writes per partition, each sent with the offset after its last
-/// record; each partition's last chunk carries the consumer's position there (past the control
-/// records of committed transactions, so the next restore does not read them again). Returns
-/// the records read.
-fn read_chunks(
-    consumer: &BaseConsumer<CatchUpCtx>,
+/// One reader of a restore: its consumer, its partitions, where it sends the chunks it fills
+/// and where they come back empty.
+struct Job<'a> {
     reader: usize,
-    mut readings: Vec<Reading>,
-    shared: &Shared<'_>,
-    (chunks, recycled): (&std::sync::mpsc::SyncSender<Filled>, &std::sync::mpsc::Receiver<Chunk>),
-) -> anyhow::Result<u64> {
-    use std::sync::atomic::Ordering::Relaxed;
-    let topic = shared.topic;
-    let gone = || anyhow!("restoring `{topic}`: the restore stopped");
+    consumer: &'a catchup::Reader,
+    readings: Vec<Reading>,
+    chunks: std::sync::mpsc::SyncSender<Filled>,
+    recycled: std::sync::mpsc::Receiver<Chunk>,
+}
+
+/// Reads a job's partitions from their starts to their high watermarks into chunks of
+/// [`RESTORE_CHUNK`] writes per partition, each sent with the offset after its last record;
+/// each partition's last chunk carries the consumer's position there (past the control records
+/// of committed transactions, so the next restore does not read them again). Adds what it reads
+/// to `count` as it goes, and returns it; stops early, with what it has, at `stop` (another
+/// reader or the writer failed, and its error is the restore's).
+fn read_chunks(topic: &str, job: Job<'_>, count: &dyn Fn(u64) -> u64, stop: &AtomicBool) -> anyhow::Result<u64> {
+    let Job { reader, consumer, mut readings, chunks, recycled } = job;
     let send = |target: usize, chunk: Chunk, next: i64| {
-        chunks.send(Filled { reader, target, chunk, next }).map_err(|_| gone())
+        chunks
+            .send(Filled { reader, target, chunk, next })
+            .map_err(|_| anyhow!("restoring `{topic}`: the restore stopped"))
     };
-    // Which reading a partition number is.
-    let mut index = vec![None; readings.iter().map(|r| r.partition as usize + 1).max().unwrap_or(0)];
-    for (i, r) in readings.iter().enumerate() {
-        index[r.partition as usize] = Some(i);
-    }
-    let slot = |partition: i32| index.get(partition as usize).copied().flatten();
-    let mut left = readings.len();
-    let (mut records, mut counted, mut logged) = (0u64, 0u64, Instant::now());
-    while left > 0 {
-        if shared.stop.load(Relaxed) {
-            // Another reader or the writer failed, and its error is the restore's.
-            return Ok(records);
-        }
-        match consumer.poll(Duration::from_millis(50)) {
-            Some(Ok(m)) => {
-                let Some(i) = slot(m.partition()) else { continue };
-                let r = &mut readings[i];
-                r.next = m.offset() + 1;
-                if let Some(key) = m.key() {
-                    r.chunk.push(key, m.payload());
-                    records += 1;
-                    if r.chunk.full() {
-                        let next = recycled.try_recv().unwrap_or_default();
-                        send(r.target, std::mem::replace(&mut r.chunk, next), r.next)?;
-                    }
-                }
-                if r.next >= r.high && r.finish() {
-                    left -= 1;
-                }
-            }
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                if slot(p).is_some_and(|i| readings[i].finish()) {
-                    left -= 1;
-                }
-            }
-            Some(Err(e)) => return Err(anyhow!("restoring from `{topic}`: {e}")),
-            None => {
-                // Past the last record, control records (transaction markers) may end a partition.
-                for e in consumer.position()?.elements() {
-                    let Some(r) = slot(e.partition()).map(|i| &mut readings[i]) else { continue };
-                    if e.offset().to_raw().is_some_and(|at| at >= r.high) && r.finish() {
-                        left -= 1;
-                    }
-                }
+    let spans: Vec<Span> = readings.iter().map(|r| r.span).collect();
+    let (mut records, mut counted) = (0u64, 0u64);
+    let each = |i: Option<usize>, m: &BorrowedMessage<'_>| {
+        let Some(r) = i.map(|i| &mut readings[i]) else { return Ok(()) };
+        r.next = m.offset() + 1;
+        if let Some(key) = m.key() {
+            r.chunk.push(key, m.payload());
+            records += 1;
+            if r.chunk.full() {
+                let next = recycled.try_recv().unwrap_or_default();
+                send(r.target, std::mem::replace(&mut r.chunk, next), r.next)?;
             }
         }
         if records - counted >= 10_000 {
-            shared.read.fetch_add(records - counted, Relaxed);
+            count(records - counted);
             counted = records;
         }
-        if logged.elapsed() > Duration::from_secs(5) {
-            let partitions: Vec<i32> = readings.iter().map(|r| r.partition).collect();
-            tracing::info!(topic, ?partitions, read = records, "restoring state");
-            logged = Instant::now();
-        }
+        Ok(())
+    };
+    let go_on = || Ok(!stop.load(std::sync::atomic::Ordering::Relaxed));
+    let finished = catchup::read_to_end(consumer, topic, &spans, "restoring state", each, go_on)
+        .with_context(|| format!("restoring from `{topic}`"))?;
+    count(records - counted);
+    if !finished {
+        return Ok(records);
     }
-    shared.read.fetch_add(records - counted, Relaxed);
     let positions = consumer.position()?;
     for r in &mut readings {
-        let at = positions.find_partition(topic, r.partition).and_then(|e| e.offset().to_raw());
+        let at = positions.find_partition(topic, r.span.partition).and_then(|e| e.offset().to_raw());
         let end = at.unwrap_or(r.next).max(r.next);
         send(r.target, std::mem::take(&mut r.chunk), end)?;
     }

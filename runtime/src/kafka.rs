@@ -287,12 +287,15 @@ fn default(client: &mut ClientConfig, config: &PipelineConfig, key: &str, value:
 }
 
 /// A consumer that reads assigned partitions to their end (`read_committed`, end-of-partition
-/// events, no commits), for changelog restores and tables; `purpose` names its group.
+/// events, no commits), for changelog restores and tables; `purpose` names its group. An offset
+/// no longer in the log (retention removed it after its start was read) reads from the earliest
+/// left, never from the end.
 pub fn catch_up(config: &PipelineConfig, purpose: &str) -> ClientConfig {
     let mut client = base(config);
     client
         .set("group.id", format!("{}-{purpose}", config.application_id))
         .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")
         .set("fetch.wait.max.ms", "10");

@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod build;
+pub mod catchup;
 pub mod changelog;
 pub mod cli;
 pub mod client;

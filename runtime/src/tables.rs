@@ -5,8 +5,8 @@
 //! partition (the table's topic has as many partitions as the inputs, and the same keys go to
 //! the same partition numbers). A global table keeps one map of every partition, so each
 //! instance can look up any key. Writes come from one place (the pipeline's table feed, or
-//! `weir test --table`), lookups from the guests; both run on the pipeline's thread, so the lock
-//! is never contended.
+//! `weir test --table`), lookups from the guests and from queries. While a table loads, before
+//! the pipeline's first record, two readers write it side by side, a batch under each lock.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -52,21 +52,32 @@ impl Tables {
     /// Applies one record of `topic`: the key now maps to the value, or is gone for a tombstone.
     /// Every table read from `topic` gets it.
     pub fn apply(&self, topic: &str, partition: i32, key: Option<&[u8]>, value: Option<&[u8]>) {
+        self.apply_all(topic, [(partition, key.map(<[u8]>::to_vec), value.map(<[u8]>::to_vec))]);
+    }
+
+    /// Applies records of `topic` in order, (partition, key, value) each, under one lock.
+    pub fn apply_all(&self, topic: &str, records: impl IntoIterator<Item = (i32, Option<Vec<u8>>, Option<Vec<u8>>)>) {
         let mut tables = self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for table in tables.iter_mut().filter(|t| t.spec.topic == topic) {
-            table.records += 1;
-            let Some(key) = key else {
-                table.keyless += 1;
-                continue;
-            };
-            let map = table.maps.entry(if table.spec.global { 0 } else { partition }).or_default();
-            match value {
-                Some(value) => {
-                    map.insert(key.to_vec(), value.to_vec());
-                }
-                None => {
-                    map.remove(key);
-                }
+        let mut fed: Vec<&mut Table> = tables.iter_mut().filter(|t| t.spec.topic == topic).collect();
+        for (partition, key, value) in records {
+            // Each table but the last gets a copy; the last takes the record.
+            let mut record = Some((key, value));
+            let last = fed.len().saturating_sub(1);
+            for (i, table) in fed.iter_mut().enumerate() {
+                let (key, value) = match i == last {
+                    true => record.take().unwrap_or_default(),
+                    false => record.clone().unwrap_or_default(),
+                };
+                table.records += 1;
+                let Some(key) = key else {
+                    table.keyless += 1;
+                    continue;
+                };
+                let map = table.maps.entry(if table.spec.global { 0 } else { partition }).or_default();
+                match value {
+                    Some(value) => map.insert(key, value),
+                    None => map.remove(&key),
+                };
             }
         }
     }

@@ -153,54 +153,38 @@ pub fn replay(config: &PipelineConfig, from: Option<i64>, until: Option<i64>) ->
     use std::time::{Duration, Instant};
 
     use anyhow::Context as _;
-    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    use rdkafka::consumer::Consumer as _;
     use rdkafka::producer::{BaseProducer, Producer as _};
-    use rdkafka::{Offset, TopicPartitionList};
+
+    use crate::catchup::{self, Span};
 
     let topic = config.errors.dead_letter_topic.clone().unwrap_or_else(|| format!("{}-dlq", config.application_id));
-    let consumer: BaseConsumer<crate::kafka::CatchUpCtx> = crate::kafka::catch_up(config, "dlq-replay")
-        .create_with_context(crate::kafka::CatchUpCtx)
-        .context("cannot create a Kafka consumer for the dead-letter topic")?;
+    let consumer = catchup::reader(config, "dlq-replay")?;
     let partitions = crate::kafka::partition_count(&consumer, &topic, "dead-letter")?;
-    let mut assignment = TopicPartitionList::new();
-    let mut ends = HashMap::new();
-    for p in 0..partitions {
+    let mut spans = Vec::new();
+    for partition in 0..partitions {
         let (low, high) = consumer
-            .fetch_watermarks(&topic, p, crate::kafka::KAFKA_TIMEOUT)
-            .with_context(|| format!("cannot read the offsets of `{topic}` partition {p}"))?;
-        let start = from.unwrap_or(low).max(low);
-        let end = until.unwrap_or(high).min(high);
-        if start < end {
-            assignment.add_partition_offset(&topic, p, Offset::Offset(start))?;
-            ends.insert(p, end);
+            .fetch_watermarks(&topic, partition, crate::kafka::KAFKA_TIMEOUT)
+            .with_context(|| format!("cannot read the offsets of `{topic}` partition {partition}"))?;
+        let span = Span { partition, start: from.unwrap_or(low).max(low), end: until.unwrap_or(high).min(high) };
+        if span.start < span.end {
+            spans.push(span);
         }
     }
-    if ends.is_empty() {
+    if spans.is_empty() {
         return Ok(0);
     }
-    consumer.assign(&assignment)?;
+    catchup::assign(&consumer, &topic, &spans)?;
     let producer: BaseProducer = crate::kafka::base(config)
         .set("enable.idempotence", "true")
         .create()
         .context("cannot create a Kafka producer to replay dead letters")?;
     let mut sent = 0u64;
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !ends.is_empty() {
-        anyhow::ensure!(Instant::now() < deadline, "replaying `{topic}` took longer than 5 minutes");
-        // A transactional topic's end is past its last record (commit markers take offsets), so
-        // a partition is done at its end-of-partition event or at a record past `until`.
-        let m = match consumer.poll(Duration::from_millis(200)) {
-            None => continue,
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
-                ends.remove(&p);
-                continue;
-            }
-            Some(message) => message.with_context(|| format!("reading `{topic}`"))?,
-        };
+    let send_back = |i: Option<usize>, m: &BorrowedMessage<'_>| {
         let (partition, offset) = (m.partition(), m.offset());
-        if ends.get(&partition).is_none_or(|end| offset >= *end) {
-            ends.remove(&partition);
-            continue;
+        // Records from `until` on are not this replay's.
+        if i.is_none_or(|i| offset >= spans[i].end) {
+            return Ok(());
         }
         let header = |name: &str| {
             m.headers()
@@ -211,18 +195,24 @@ pub fn replay(config: &PipelineConfig, from: Option<i64>, until: Option<i64>) ->
             .with_context(|| format!("`{topic}` partition {partition} offset {offset} has no {SOURCE_TOPIC} header"))?;
         let source_partition = header(SOURCE_PARTITION).and_then(|p| p.parse::<i32>().ok());
         let from = format!("{topic}:{partition}:{offset}");
-        let headers = headers_of(&m, |key| !key.starts_with("weir."))
+        let headers = headers_of(m, |key| !key.starts_with("weir."))
             .insert(Header { key: REPLAYED_FROM, value: Some(from.as_bytes()) });
-        let mut record = copy_of(&source, &m, headers);
+        let mut record = copy_of(&source, m, headers);
         if let Some(p) = source_partition {
             record = record.partition(p);
         }
         producer.send(record).map_err(|(e, _)| anyhow::anyhow!("cannot send to `{source}`: {e}"))?;
+        // Serves delivery reports, so the producer's queue does not fill up.
+        producer.poll(Duration::ZERO);
         sent += 1;
-        if offset + 1 >= ends[&partition] {
-            ends.remove(&partition);
-        }
-    }
+        Ok(())
+    };
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let in_time = || {
+        anyhow::ensure!(Instant::now() < deadline, "replaying `{topic}` took longer than 5 minutes");
+        Ok(true)
+    };
+    catchup::read_to_end(&consumer, &topic, &spans, "replaying dead letters", send_back, in_time)?;
     producer.flush(crate::kafka::KAFKA_TIMEOUT).context("the replayed records were not all delivered")?;
     tracing::info!(application = %config.application_id, topic, sent, "replayed dead letters");
     Ok(sent)

@@ -1,17 +1,23 @@
 //! Feeding a pipeline's tables from their topics: every partition from offset 0, read to its
 //! end before the first input record is processed, then kept current between batches.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::consumer::Consumer as _;
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message as _;
+use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::config::PipelineConfig;
-use crate::kafka::{self, input_partitions, partition_count, CatchUpCtx};
+use crate::catchup::{self, Span, READERS};
+use crate::kafka::{input_partitions, partition_count};
 use crate::tables::Tables;
+
+/// Table records applied under one lock while a table loads.
+const BATCH: usize = 1024;
 
 /// Most table records applied between two batches, so a busy table cannot starve the inputs.
 const PER_STEP: usize = 10_000;
@@ -19,7 +25,7 @@ const PER_STEP: usize = 10_000;
 /// One consumer per table topic (so a partition's end-of-partition event names its topic), and
 /// the tables they fill.
 pub struct TableFeed {
-    consumers: Vec<(String, BaseConsumer<CatchUpCtx>)>,
+    consumers: Vec<(String, catchup::Reader)>,
     tables: Tables,
 }
 
@@ -38,14 +44,12 @@ impl TableFeed {
             if feed.consumers.iter().any(|(t, _)| *t == table.topic) {
                 continue;
             }
-            let consumer: BaseConsumer<CatchUpCtx> = kafka::catch_up(config, "tables")
-                .create_with_context(CatchUpCtx)
-                .context("cannot create a Kafka consumer for the tables")?;
-            let partitions = partition_count(&consumer, &table.topic, &format!("table `{name}`"))?;
+            let first = catchup::reader(config, "tables")?;
+            let partitions = partition_count(&first, &table.topic, &format!("table `{name}`"))?;
             if !table.global {
                 let inputs = match inputs {
                     Some(n) => n,
-                    None => *inputs.insert(input_partitions(config, &consumer)?),
+                    None => *inputs.insert(input_partitions(config, &first)?),
                 };
                 if partitions != inputs {
                     bail!(
@@ -56,18 +60,15 @@ impl TableFeed {
                     );
                 }
             }
-            let mut assignment = TopicPartitionList::new();
-            let mut ends = Vec::new();
-            for p in 0..partitions {
-                assignment.add_partition_offset(&table.topic, p, Offset::Beginning)?;
-                let (_, high) =
-                    consumer.fetch_watermarks(&table.topic, p, Duration::from_secs(30)).with_context(|| {
-                        format!("cannot read the offsets of table topic `{}` partition {p}", table.topic)
+            let mut spans = Vec::new();
+            for partition in 0..partitions {
+                let (start, end) =
+                    first.fetch_watermarks(&table.topic, partition, Duration::from_secs(30)).with_context(|| {
+                        format!("cannot read the offsets of table topic `{}` partition {partition}", table.topic)
                     })?;
-                ends.push((p, high));
+                spans.push(Span { partition, start, end });
             }
-            consumer.assign(&assignment)?;
-            read_to_end(&consumer, &feed.tables, &table.topic, ends)?;
+            let consumer = load(config, &feed.tables, &table.topic, first, spans)?;
             feed.consumers.push((table.topic.clone(), consumer));
         }
         for (name, keys, records, keyless) in feed.tables.sizes() {
@@ -96,31 +97,62 @@ impl TableFeed {
     }
 }
 
-/// Reads `topic` until every partition reached the end it had at start, or, under
-/// read_committed, the last committed record before an open transaction.
-fn read_to_end(
-    consumer: &BaseConsumer<CatchUpCtx>,
+/// Reads `spans` of `topic` into `tables` with up to [`READERS`] consumers side by side, `first`
+/// one of them, each applying what it reads. Returns `first`, assigned every partition from
+/// where the reading left it, to keep the tables current.
+fn load(
+    config: &PipelineConfig,
     tables: &Tables,
     topic: &str,
-    ends: Vec<(i32, i64)>,
-) -> anyhow::Result<()> {
-    let mut open: Vec<(i32, i64)> = ends.into_iter().filter(|(_, high)| *high > 0).collect();
-    let mut logged = Instant::now();
-    while !open.is_empty() {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                tables.apply(m.topic(), m.partition(), m.key(), m.payload());
-                let next = m.offset() + 1;
-                open.retain(|(p, high)| !(*p == m.partition() && next >= *high));
+    first: catchup::Reader,
+    spans: Vec<Span>,
+) -> anyhow::Result<catchup::Reader> {
+    let open: Vec<Span> = spans.iter().copied().filter(|s| s.start < s.end).collect();
+    let hands = READERS.min(open.len());
+    let shares = catchup::deal(open, hands);
+    let mut readers = vec![first];
+    while readers.len() < shares.len() {
+        readers.push(catchup::reader(config, "tables")?);
+    }
+    for (reader, share) in readers.iter().zip(&shares) {
+        catchup::assign(reader, topic, share)?;
+    }
+    let read = |(reader, share): (&catchup::Reader, Vec<Span>), stop: &AtomicBool| {
+        // Copied out of the messages here, and applied a batch at a time: the two readers share
+        // the tables' lock.
+        let mut batch = Vec::with_capacity(BATCH);
+        let collect = |_, m: &BorrowedMessage<'_>| {
+            batch.push((m.partition(), m.key().map(<[u8]>::to_vec), m.payload().map(<[u8]>::to_vec)));
+            if batch.len() >= BATCH {
+                tables.apply_all(topic, batch.drain(..));
             }
-            Some(Err(KafkaError::PartitionEOF(p))) => open.retain(|(q, _)| *q != p),
-            Some(Err(e)) => bail!("reading table topic `{topic}`: {e}"),
-            None => {}
-        }
-        if logged.elapsed() > Duration::from_secs(5) {
-            tracing::info!(topic, partitions_left = open.len(), "reading a table");
-            logged = Instant::now();
+            Ok(())
+        };
+        let done = catchup::read_to_end(reader, topic, &share, "loading a table", collect, || {
+            Ok(!stop.load(Ordering::Relaxed))
+        });
+        tables.apply_all(topic, batch);
+        done
+    };
+    catchup::side_by_side(readers.iter().zip(shares).collect(), read, |_| Ok(()))
+        .with_context(|| format!("reading table topic `{topic}`"))?;
+    // Where each partition's reading ended: the records before are in the tables.
+    let mut reached = HashMap::new();
+    for reader in &readers {
+        for e in reader.position()?.elements() {
+            if let Some(at) = e.offset().to_raw() {
+                reached.insert(e.partition(), at);
+            }
         }
     }
-    Ok(())
+    let mut live = TopicPartitionList::new();
+    for span in &spans {
+        let at = reached.get(&span.partition).copied().unwrap_or(span.start);
+        live.add_partition_offset(topic, span.partition, Offset::Offset(at))?;
+    }
+    let mut readers = readers.into_iter();
+    let first = readers.next().ok_or_else(|| anyhow::anyhow!("reading table topic `{topic}`: no reader"))?;
+    readers.for_each(catchup::close_aside);
+    first.assign(&live).with_context(|| format!("cannot follow table topic `{topic}`"))?;
+    Ok(first)
 }
