@@ -1,11 +1,13 @@
 //! Tables against the real broker: an enrichment join sees every customer, including ones
-//! written after the stream started; co-partitioning is checked at start; a global table serves
-//! every partition.
+//! written after the stream started; a table written in transactions loads only what they
+//! committed; co-partitioning is checked at start; a global table serves every partition.
 
 #![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
 use std::collections::HashMap;
 use std::time::Duration;
 
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer as _, ThreadedProducer};
 use weir_tests::kafka::{create_topic, produce, read_committed, setup, unique, Setup, TestRecord, LONG, QUIET};
 
 const BIN: &str = env!("CARGO_BIN_EXE_weir-e2e");
@@ -58,6 +60,45 @@ fn every_order_carries_its_customer_including_customers_written_after_the_stream
     weir.stop();
     for i in 1_000..2_500 {
         assert_eq!(all[&format!("o{i}")].as_deref(), Some(format!("second {}", i % 150).as_str()), "order o{i}");
+    }
+}
+
+/// Writes `records` to `topic` in one transaction, committed or aborted.
+fn in_a_transaction(bootstrap: &str, topic: &str, records: &[TestRecord], commit: bool) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("transactional.id", unique("table-writer"))
+        .set("partitioner", "murmur2_random")
+        .create()
+        .unwrap();
+    producer.init_transactions(LONG).unwrap();
+    producer.begin_transaction().unwrap();
+    for (key, value, _) in records {
+        producer.send(BaseRecord::to(topic).key(key.as_str()).payload(value.as_str())).map_err(|(e, _)| e).unwrap();
+    }
+    producer.flush(LONG).unwrap();
+    match commit {
+        true => producer.commit_transaction(LONG).unwrap(),
+        false => producer.abort_transaction(LONG).unwrap(),
+    }
+}
+
+#[test]
+fn a_table_written_in_transactions_loads_what_they_committed_up_to_the_markers_at_its_end() {
+    let s = setup(BIN, 4);
+    let topic = unique("customers");
+    create_topic(&s.bootstrap, &topic, 4);
+    in_a_transaction(&s.bootstrap, &topic, &customers(0..100, "committed"), true);
+    // The topic ends with the aborted records and their markers: no committed record follows.
+    in_a_transaction(&s.bootstrap, &topic, &customers(0..100, "aborted"), false);
+    produce(&s.bootstrap, &s.input, &orders(0, 1_000, 100), None);
+    let mut weir = s.start(&table_pipeline(&s, &topic, false), &[]);
+    weir.wait_for_log("table caught up", LONG);
+    let out = enriched(&s, 1_000);
+    weir.stop();
+    assert_eq!(out.len(), 1_000);
+    for i in 0..1_000 {
+        assert_eq!(out[&format!("o{i}")].as_deref(), Some(format!("committed {}", i % 100).as_str()), "order o{i}");
     }
 }
 
