@@ -47,8 +47,31 @@ pub fn reader(config: &PipelineConfig, purpose: &str) -> anyhow::Result<Reader> 
     Ok(reader)
 }
 
+/// `items`, each with a span of `topic` to read, dealt in turn to up to [`READERS`] readers,
+/// never more readers than items: `first`, and more made for `purpose`, each assigned the spans
+/// of its share. Returns the readers and their shares, in the same order.
+pub fn spread<T>(
+    config: &PipelineConfig,
+    purpose: &str,
+    topic: &str,
+    first: Reader,
+    items: Vec<T>,
+    span: impl Fn(&T) -> &Span,
+) -> anyhow::Result<(Vec<Reader>, Vec<Vec<T>>)> {
+    let hands = READERS.min(items.len());
+    let shares = deal(items, hands);
+    let mut readers = vec![first];
+    while readers.len() < shares.len() {
+        readers.push(reader(config, purpose)?);
+    }
+    for (reader, share) in readers.iter().zip(&shares) {
+        assign(reader, topic, share.iter().map(&span))?;
+    }
+    Ok((readers, shares))
+}
+
 /// `items` dealt to `hands` in turn.
-pub fn deal<T>(items: Vec<T>, hands: usize) -> Vec<Vec<T>> {
+fn deal<T>(items: Vec<T>, hands: usize) -> Vec<Vec<T>> {
     let mut dealt: Vec<Vec<T>> = (0..hands.max(1)).map(|_| Vec::new()).collect();
     let hands = dealt.len();
     for (i, item) in items.into_iter().enumerate() {

@@ -16,7 +16,7 @@ use anyhow::{anyhow, Context as _};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::{BorrowedMessage, Message as _};
 
-use crate::catchup::{self, Span, READERS};
+use crate::catchup::{self, Span};
 use crate::kafka::{base, ensure_topic, input_partitions, TopicSpec};
 use crate::pipeline::config::PipelineConfig;
 use crate::state::StateStore;
@@ -136,7 +136,7 @@ struct Filled {
 /// telling `progress` the records restored so far and how many there are to restore in all,
 /// at least every 100 ms.
 ///
-/// [`READERS`] consumers read the partitions side by side (a consumer per partition in turn, as
+/// [`catchup::READERS`] consumers read the partitions side by side (a consumer per partition in turn, as
 /// before stop 19, spent most of its time waiting for its first records); this thread writes
 /// what they read into the stores, a chunk at a time, so reading and writing overlap.
 pub fn restore(
@@ -183,16 +183,11 @@ pub fn restore(
     }
 
     // Partitions dealt to the readers in turn, each reader with a consumer of its own.
-    let groups = catchup::deal(readings, READERS);
-    let mut consumers = vec![first];
-    while consumers.len() < groups.len() {
-        consumers.push(catchup::reader(config, "restore")?);
-    }
+    let (consumers, groups) = catchup::spread(config, "restore", topic, first, readings, |r| &r.span)?;
     let (filled, chunks) = std::sync::mpsc::sync_channel::<Filled>(groups.len());
     let mut recycle = Vec::new();
     let mut jobs = Vec::new();
     for (reader, (consumer, group)) in consumers.iter().zip(groups).enumerate() {
-        catchup::assign(consumer, topic, group.iter().map(|r| &r.span))?;
         let (spent, recycled) = std::sync::mpsc::channel::<Chunk>();
         recycle.push(spent);
         jobs.push(Job { reader, consumer, readings: group, chunks: filled.clone(), recycled });

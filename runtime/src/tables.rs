@@ -59,10 +59,10 @@ impl Tables {
     pub fn apply_all(&self, topic: &str, records: impl IntoIterator<Item = (i32, Option<Vec<u8>>, Option<Vec<u8>>)>) {
         let mut tables = self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut fed: Vec<&mut Table> = tables.iter_mut().filter(|t| t.spec.topic == topic).collect();
+        let last = fed.len().saturating_sub(1);
         for (partition, key, value) in records {
             // Each table but the last gets a copy; the last takes the record.
             let mut record = Some((key, value));
-            let last = fed.len().saturating_sub(1);
             for (i, table) in fed.iter_mut().enumerate() {
                 let (key, value) = match i == last {
                     true => record.take().unwrap_or_default(),

@@ -12,7 +12,7 @@ use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::config::PipelineConfig;
-use crate::catchup::{self, Span, READERS};
+use crate::catchup::{self, Span};
 use crate::kafka::{input_partitions, partition_count};
 use crate::tables::Tables;
 
@@ -97,7 +97,7 @@ impl TableFeed {
     }
 }
 
-/// Reads `spans` of `topic` into `tables` with up to [`READERS`] consumers side by side, `first`
+/// Reads `spans` of `topic` into `tables` with up to [`catchup::READERS`] consumers side by side, `first`
 /// one of them, each applying what it reads. Returns `first`, assigned every partition from
 /// where the reading left it, to keep the tables current.
 fn load(
@@ -108,15 +108,7 @@ fn load(
     spans: Vec<Span>,
 ) -> anyhow::Result<catchup::Reader> {
     let open: Vec<Span> = spans.iter().copied().filter(|s| s.start < s.end).collect();
-    let hands = READERS.min(open.len());
-    let shares = catchup::deal(open, hands);
-    let mut readers = vec![first];
-    while readers.len() < shares.len() {
-        readers.push(catchup::reader(config, "tables")?);
-    }
-    for (reader, share) in readers.iter().zip(&shares) {
-        catchup::assign(reader, topic, share)?;
-    }
+    let (readers, shares) = catchup::spread(config, "tables", topic, first, open, |s| s)?;
     let read = |(reader, share): (&catchup::Reader, Vec<Span>), stop: &AtomicBool| {
         // Copied out of the messages here, and applied a batch at a time: the two readers share
         // the tables' lock.
