@@ -126,24 +126,33 @@ impl IntoResponse for Refusal {
     }
 }
 
-/// Refuses a mutating request without the right bearer token.
+/// Refuses a mutating request without the right bearer token. The refused request's body is
+/// read and dropped first (see [`drain`]), so a client still sending its upload reads the 401.
 async fn authorize(State(api): State<Api>, headers: HeaderMap, request: Request, next: Next) -> Response {
     if matches!(*request.method(), Method::GET | Method::HEAD) {
         return next.run(request).await;
     }
-    let Some(token) = &api.token else {
-        return error(StatusCode::METHOD_NOT_ALLOWED, "this weir serves read-only routes");
+    let refusal = match &api.token {
+        None => error(StatusCode::METHOD_NOT_ALLOWED, "this weir serves read-only routes"),
+        Some(token) => {
+            let given = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            match given {
+                Some(given) if constant_time_eq(given.trim().as_bytes(), token.as_bytes()) => {
+                    return next.run(request).await
+                }
+                Some(_) => error(StatusCode::UNAUTHORIZED, "wrong admin token"),
+                None => error(
+                    StatusCode::UNAUTHORIZED,
+                    "this request needs `Authorization: Bearer <token>` (see admin.token in the data dir)",
+                ),
+            }
+        }
     };
-    let given =
-        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(given) if constant_time_eq(given.trim().as_bytes(), token.as_bytes()) => next.run(request).await,
-        Some(_) => error(StatusCode::UNAUTHORIZED, "wrong admin token"),
-        None => error(
-            StatusCode::UNAUTHORIZED,
-            "this request needs `Authorization: Bearer <token>` (see admin.token in the data dir)",
-        ),
-    }
+    drain(request.into_body(), api.max_upload.saturating_add(DRAIN)).await;
+    refusal
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -212,6 +221,19 @@ struct ModuleBody {
 /// under it.
 const DRAIN: usize = 64 << 20;
 
+/// Reads and drops a refused request's body, up to `limit` bytes. Answering with bytes unread
+/// makes the server close a socket that still holds them, and the kernel then resets the
+/// connection: the client, still sending, loses the answer (one refused deploy in 80 did so).
+async fn drain(mut body: Body, limit: usize) {
+    let mut seen = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        seen = seen.saturating_add(frame.data_ref().map_or(0, |d| d.len()));
+        if seen > limit {
+            break;
+        }
+    }
+}
+
 /// A request body of at most `limit` bytes, or the 413.
 async fn upload(headers: &HeaderMap, mut body: Body, limit: usize) -> Result<Vec<u8>, Response> {
     let too_long = || {
@@ -224,19 +246,15 @@ async fn upload(headers: &HeaderMap, mut body: Body, limit: usize) -> Result<Vec
     if declared.is_some_and(|n| n > limit.saturating_add(DRAIN)) {
         return Err(too_long());
     }
-    let (mut kept, mut seen) = (Vec::new(), 0usize);
+    let mut kept = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| error(StatusCode::BAD_REQUEST, format!("reading the request body: {e}")))?;
         let Ok(data) = frame.into_data() else { continue };
-        seen = seen.saturating_add(data.len());
-        if seen <= limit {
-            kept.extend_from_slice(&data);
-        } else if seen > limit.saturating_add(DRAIN) {
-            break;
+        if kept.len() + data.len() > limit {
+            drain(body, DRAIN).await;
+            return Err(too_long());
         }
-    }
-    if seen > limit {
-        return Err(too_long());
+        kept.extend_from_slice(&data);
     }
     Ok(kept)
 }
