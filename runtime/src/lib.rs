@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod query;
 pub mod record;
+pub mod sched;
 pub mod serve;
 pub mod state;
 pub mod supervisor;

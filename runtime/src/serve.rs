@@ -55,6 +55,17 @@ fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
+/// A thread that answers requests asks for short turns on the CPU ([`crate::sched`]): a query
+/// arriving while the pipelines keep every core busy then waits less for its thread to run.
+fn answering_thread() {
+    if let Err(e) = crate::sched::short_turns(ANSWER_SLICE) {
+        tracing::debug!("the HTTP thread keeps the default slice: {e}");
+    }
+}
+
+/// The slice the HTTP threads ask for: the shortest the kernel grants.
+const ANSWER_SLICE: Duration = Duration::from_micros(100);
+
 /// The HTTP side runs on one thread of its own, with a single-threaded runtime: queries then
 /// take at most one core from the pipelines beside them (a query costs about the same CPU on
 /// one thread as on two workers; the benchmark's pipeline kept more of its speed under
@@ -70,6 +81,7 @@ impl Http {
     fn start(supervisor: Supervisor, options: admin::Options) -> anyhow::Result<(SocketAddr, Self)> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .on_thread_start(answering_thread)
             .build()
             .context("cannot start the HTTP runtime")?;
         let (address, server) = rt.block_on(admin::bind(supervisor, options))?;
@@ -77,6 +89,7 @@ impl Http {
         let thread = std::thread::Builder::new()
             .name("weir-http".into())
             .spawn(move || {
+                answering_thread();
                 let result = rt.block_on(async move {
                     tokio::select! {
                         result = server => result,

@@ -89,24 +89,70 @@ enum Load {
     Paced(u32),
 }
 
-/// One keep-alive connection asking `GET {prefix}{word}` for random words until `stop`, at
-/// most one query every `gap`; the latency of each answer (200 or 404), in µs.
-async fn asker(address: String, prefix: String, stop: Arc<AtomicBool>, seed: usize, gap: Option<Duration>) -> Answers {
+/// When the next queries may go: `None` as fast as answers come, else released by a pacer
+/// (each release carries when it was made).
+type Releases = Option<Pacing>;
+
+#[derive(Clone)]
+struct Pacing {
+    releases: Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Instant>>>,
+    /// Set by the first answer from the pipeline's state: the pacer starts then, so the queries
+    /// answered 503 before its first assignment leave no backlog behind.
+    answering: Arc<AtomicBool>,
+}
+
+/// Releases `per_second` queries evenly into `into`, from the first answer until `stop`. A
+/// thread of its own, because tokio's timer ticks in whole milliseconds: sleeping per
+/// connection there sent all sixteen at once, in bursts (stop 24's paced rounds), and fell
+/// short of the rate.
+fn pacer(
+    per_second: u32,
+    into: tokio::sync::mpsc::UnboundedSender<Instant>,
+    answering: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) {
+    while !answering.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let started = Instant::now();
+    let mut released = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_micros(100));
+        let now = Instant::now();
+        let due = (now.duration_since(started).as_secs_f64() * f64::from(per_second)) as u64;
+        while released < due {
+            if into.send(now).is_err() {
+                return;
+            }
+            released += 1;
+        }
+    }
+}
+
+/// One keep-alive connection asking `GET {prefix}{word}` for random words until `stop`, each
+/// when `releases` lets one go (or at once); the latency of each answer (200 or 404) in µs,
+/// from its release (so a query waiting for a free connection counts its wait).
+async fn asker(address: String, prefix: String, stop: Arc<AtomicBool>, seed: usize, releases: Releases) -> Answers {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream =
         tokio::net::TcpStream::connect(&address).await.unwrap_or_else(|e| panic!("connect {address}: {e}"));
     stream.set_nodelay(true).unwrap_or_else(|e| panic!("{e}"));
     let (mut micros, mut i, mut buf) = (Vec::new(), seed, Vec::with_capacity(8192));
     let mut first = None;
-    let mut next = tokio::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        if let Some(gap) = gap {
-            next += gap;
-            tokio::time::sleep_until(next).await;
-        }
+        let started = match &releases {
+            Some(p) if p.answering.load(Ordering::Relaxed) => match p.releases.lock().await.recv().await {
+                Some(at) => at,
+                None => break,
+            },
+            Some(_) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                Instant::now()
+            }
+            None => Instant::now(),
+        };
         i = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let request = format!("GET {prefix}{} HTTP/1.1\r\nHost: bench\r\n\r\n", word(i >> 20));
-        let started = Instant::now();
         stream.write_all(request.as_bytes()).await.unwrap_or_else(|e| panic!("{e}"));
         buf.clear();
         // Headers, then as many body bytes as Content-Length says.
@@ -133,6 +179,10 @@ async fn asker(address: String, prefix: String, stop: Arc<AtomicBool>, seed: usi
         }
         // 404 (a word not counted yet) is an answer too; 503 comes before the first assignment.
         if buf.starts_with(b"HTTP/1.1 200") || buf.starts_with(b"HTTP/1.1 404") {
+            match &releases {
+                Some(p) if !p.answering.swap(true, Ordering::Relaxed) => continue,
+                _ => {}
+            }
             micros.push(started.elapsed().as_micros() as u32);
             first.get_or_insert(started);
         }
@@ -158,10 +208,19 @@ fn round(server: &Server, s: &Sidecar, input: &str, load: Load) -> (f64, Vec<u32
     create_topic(&s.bootstrap, &output, PARTITIONS);
     let file = s.pipeline(&app, "word-count", input, &output, "guarantee = \"exactly-once\"");
     let stop = Arc::new(AtomicBool::new(false));
-    let (connections, gap) = match load {
-        Load::None => (0, None),
-        Load::Saturating => (CONNECTIONS, None),
-        Load::Paced(per_second) => (CONNECTIONS, Some(Duration::from_secs(CONNECTIONS as u64) / per_second)),
+    let (connections, releases, pacing) = match load {
+        Load::None => (0, None, None),
+        Load::Saturating => (CONNECTIONS, None, None),
+        Load::Paced(per_second) => {
+            let (send, receive) = tokio::sync::mpsc::unbounded_channel();
+            let answering = Arc::new(AtomicBool::new(false));
+            let pacing = {
+                let (answering, stop) = (answering.clone(), stop.clone());
+                std::thread::spawn(move || pacer(per_second, send, answering, stop))
+            };
+            let releases = Pacing { releases: Arc::new(tokio::sync::Mutex::new(receive)), answering };
+            (CONNECTIONS, Some(releases), Some(pacing))
+        }
     };
     let address = server.url.trim_start_matches("http://").to_owned();
     let prefix = format!("/v1/pipelines/{app}/state/");
@@ -172,7 +231,10 @@ fn round(server: &Server, s: &Sidecar, input: &str, load: Load) -> (f64, Vec<u32
         let cpu = thread_cpu();
         let all = rt.block_on(async move {
             let tasks: Vec<_> = (0..connections)
-                .map(|c| tokio::spawn(asker(address.clone(), prefix.clone(), stop_clients.clone(), c * 1_000_003, gap)))
+                .map(|c| {
+                    let releases = releases.clone();
+                    tokio::spawn(asker(address.clone(), prefix.clone(), stop_clients.clone(), c * 1_000_003, releases))
+                })
                 .collect();
             let mut all = Answers::default();
             for t in tasks {
@@ -191,6 +253,9 @@ fn round(server: &Server, s: &Sidecar, input: &str, load: Load) -> (f64, Vec<u32
     let ended = Instant::now();
     stop.store(true, Ordering::SeqCst);
     let (answers, client_cpu) = clients.join().unwrap_or_default();
+    if let Some(pacing) = pacing {
+        let _ = pacing.join();
+    }
     let cpu = http_cpu(server.pid()) - cpu_before;
     // Each round's pipeline leaves, so no later round shares the machine with idle ones.
     let (status, body) = server.send("DELETE", &format!("/v1/pipelines/{app}?purge=true"), None, Some(&server.token));
