@@ -98,8 +98,8 @@ impl TableFeed {
 }
 
 /// Reads `spans` of `topic` into `tables` with up to [`catchup::READERS`] consumers side by side, `first`
-/// one of them, each applying what it reads. Returns `first`, assigned every partition from
-/// where the reading left it, to keep the tables current.
+/// one of them, each applying what it reads. Returns a new consumer, assigned every partition
+/// from where the reading left it, to keep the tables current.
 fn load(
     config: &PipelineConfig,
     tables: &Tables,
@@ -142,9 +142,12 @@ fn load(
         let at = reached.get(&span.partition).copied().unwrap_or(span.start);
         live.add_partition_offset(topic, span.partition, Offset::Offset(at))?;
     }
-    let mut readers = readers.into_iter();
-    let first = readers.next().ok_or_else(|| anyhow::anyhow!("reading table topic `{topic}`: no reader"))?;
-    readers.for_each(catchup::close_aside);
-    first.assign(&live).with_context(|| format!("cannot follow table topic `{topic}`"))?;
-    Ok(first)
+    readers.into_iter().for_each(catchup::close_aside);
+    // A fresh consumer follows the topic: librdkafka up to 2.15 can abort the process when an
+    // assignment replaces one whose partitions are still being stopped (it stops a partition
+    // twice, then asserts that it was started: librdkafka issue 5573). Reassigning the first
+    // reader did so once in CI (the restore benchmark's table load).
+    let follower = catchup::reader(config, "tables")?;
+    follower.assign(&live).with_context(|| format!("cannot follow table topic `{topic}`"))?;
+    Ok(follower)
 }
