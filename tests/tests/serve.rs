@@ -465,3 +465,36 @@ fn every_refused_upload_is_answered_with_its_status_and_never_with_a_reset_conne
     assert_eq!(server.get("/v1/pipelines/refused").0, 404);
     server.stop();
 }
+
+#[test]
+fn a_request_whose_body_comes_after_its_headers_is_answered_and_its_connection_stays_open() {
+    use std::io::{Read, Write};
+    let s = sidecar();
+    let server = s.serve(&[]);
+    let address = server.url.trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap_or_else(|e| panic!("connect {address}: {e}"));
+    stream.set_read_timeout(Some(LONG)).unwrap_or_else(|e| panic!("{e}"));
+    // A client that writes the headers and the body apart, as ureq may: the answer must wait
+    // for the body, and the connection must serve the next request.
+    let head = format!(
+        "POST /v1/pipelines/nobody/pause HTTP/1.1\r\nHost: weir\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 4\r\n\r\n",
+        server.token
+    );
+    stream.write_all(head.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    std::thread::sleep(Duration::from_millis(100));
+    stream.write_all(b"null").unwrap_or_else(|e| panic!("{e}"));
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: weir\r\n\r\n").unwrap_or_else(|e| panic!("{e}"));
+    let mut answers = String::new();
+    let started = Instant::now();
+    while answers.matches("HTTP/1.1 ").count() < 2 {
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).unwrap_or_else(|e| panic!("reading the answers: {e}; so far {answers:?}"));
+        assert!(n > 0, "the server closed the connection after {answers:?}");
+        answers.push_str(&String::from_utf8_lossy(&chunk[..n]));
+        assert!(started.elapsed() < LONG, "{answers:?}");
+    }
+    assert!(answers.starts_with("HTTP/1.1 404"), "{answers}");
+    assert!(answers.contains("HTTP/1.1 200"), "{answers}");
+    server.stop();
+}

@@ -24,7 +24,7 @@ mod query;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody as _};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -129,6 +129,18 @@ impl IntoResponse for Refusal {
 /// Refuses a mutating request without the right bearer token. The refused request's body is
 /// read and dropped first (see [`drain`]), so a client still sending its upload reads the 401.
 async fn authorize(State(api): State<Api>, headers: HeaderMap, request: Request, next: Next) -> Response {
+    // Only a deploy (PUT) reads its body; any other request's is read and dropped here, before
+    // the handler answers. Answered with its body still on the way (a client that sends the
+    // headers and the body in two writes), the connection was closed under a keep-alive client.
+    let request = if request.method() == Method::PUT {
+        request
+    } else {
+        let (parts, body) = request.into_parts();
+        if !body.is_end_stream() {
+            drain(body, api.max_upload.saturating_add(DRAIN)).await;
+        }
+        Request::from_parts(parts, Body::empty())
+    };
     if matches!(*request.method(), Method::GET | Method::HEAD) {
         return next.run(request).await;
     }
