@@ -78,6 +78,8 @@ pub enum ProcessError {
     Rejected { location: Box<Location>, message: String },
     #[error("guest returned malformed outputs at {location}: {detail}")]
     BadOutput { location: Box<Location>, detail: String },
+    #[error("guest wrote state Kafka would refuse at {location}: {detail}")]
+    BadState { location: Box<Location>, detail: String },
     #[error("state store failed at {location}: {source}")]
     State { location: Box<Location>, source: StateError },
 }
@@ -92,6 +94,7 @@ impl ProcessError {
             | ProcessError::OutOfFuel { location, .. }
             | ProcessError::Rejected { location, .. }
             | ProcessError::BadOutput { location, .. }
+            | ProcessError::BadState { location, .. }
             | ProcessError::State { location, .. } => location,
         }
     }
@@ -105,6 +108,7 @@ impl ProcessError {
             ProcessError::OutOfFuel { .. } => "fuel",
             ProcessError::Rejected { .. } => "rejected",
             ProcessError::BadOutput { .. } => "output",
+            ProcessError::BadState { .. } => "state-value",
             ProcessError::State { .. } => "state",
         }
     }

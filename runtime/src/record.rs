@@ -176,7 +176,7 @@ impl Default for OutputLimits {
 }
 
 /// What Kafka counts of a record besides its key, value and headers (its batch framing).
-const RECORD_OVERHEAD: usize = 70;
+pub(crate) const RECORD_OVERHEAD: usize = 70;
 
 impl Outputs {
     /// Checks the guest's answer against the batch it answers and the limits. The error names

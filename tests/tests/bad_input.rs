@@ -194,6 +194,47 @@ fn a_guest_that_allocates_without_bound_is_stopped_at_its_memory_limit() {
 }
 
 #[test]
+fn a_guest_that_sleeps_past_its_deadline_is_stopped_at_the_deadline() {
+    let started = std::time::Instant::now();
+    let error = fails(&module_arg("misbehave"), &[r#"{"key": "nap", "value": "sleep 60000"}"#], &["--deadline", "300"]);
+    assert!(
+        error.contains("deadline of 300 ms") && error.contains("offset 0") && error.contains(r#"key "nap""#),
+        "{error}"
+    );
+    // Asleep in the host, the guest was out of the epoch's reach: without a bound on the sleep
+    // this took the full minute.
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "the guest slept through its deadline");
+}
+
+#[test]
+fn a_guest_that_sleeps_within_its_deadline_sleeps_as_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_lines(dir.path(), "in.jsonl", &[r#"{"value": "sleep 20"}"#]);
+    let run = weir(&["test", "-m", &module_arg("misbehave"), "-i", input.to_str().unwrap()], dir.path());
+    assert_eq!(run.lines()[0]["value"], "slept");
+}
+
+#[test]
+fn state_a_guest_hoards_in_the_host_counts_against_its_memory_limit() {
+    let error =
+        fails(&module_arg("misbehave"), &[r#"{"key": "hoarder", "value": "hoard"}"#], &["--memory-limit", "64"]);
+    assert!(error.contains("memory limit of 64 MiB") && error.contains(r#"key "hoarder""#), "{error}");
+}
+
+#[test]
+fn a_state_value_larger_than_a_changelog_record_may_be_fails_its_record_naming_size_and_limit() {
+    let error =
+        fails(&module_arg("misbehave"), &[r#"{"value": "fine"}"#, r#"{"key": "whale", "value": "bigstate"}"#], &[]);
+    assert!(
+        error.contains("offset 1")
+            && error.contains(r#"key "whale""#)
+            && error.contains("2097152 bytes")
+            && error.contains("message.max.bytes (1000000)"),
+        "{error}"
+    );
+}
+
+#[test]
 fn a_guest_out_of_fuel_is_stopped_when_fuel_is_metered() {
     let error = fails(&module_arg("misbehave"), &[r#"{"value": "loop"}"#], &["--fuel", "1000000"]);
     assert!(error.contains("ran out of fuel") && error.contains("offset 0"), "{error}");

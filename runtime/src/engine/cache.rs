@@ -15,8 +15,31 @@ pub struct ComponentCache {
 }
 
 impl ComponentCache {
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+    /// The cache at `dir` (made, mode 0700, when missing), once it is known that only weir's own
+    /// user can write there. A cached component is loaded as native code, trusted as it is: a
+    /// file another user could put there would run outside the Wasm sandbox.
+    pub fn checked(dir: impl Into<PathBuf>) -> anyhow::Result<Self> {
+        use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
+        let dir = dir.into();
+        let refuse = |why: String| anyhow::anyhow!("the component cache {}: {why}", dir.display());
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(|e| refuse(e.to_string()))?;
+        let meta = std::fs::metadata(&dir).map_err(|e| refuse(e.to_string()))?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() != me {
+            return Err(refuse(format!(
+                "it belongs to uid {}, not to weir's user (uid {me}); compiled components are loaded from it as native code",
+                meta.uid()
+            )));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(refuse(format!(
+                "other users may write to it (mode {:o}); compiled components are loaded from it as native code: \
+                 `chmod go-w` it or choose another with --cache-dir",
+                meta.mode() & 0o777
+            )));
+        }
+        Ok(Self { dir })
     }
 
     /// `$WEIR_CACHE_DIR`, else `$XDG_CACHE_HOME/weir/components`, else `~/.cache/weir/components`.

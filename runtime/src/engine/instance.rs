@@ -89,7 +89,7 @@ impl Instance {
         config: &[(String, String)],
     ) -> Result<Self, LoadError> {
         let log = LogContext { module: module.name.clone(), topic: topic.to_owned(), partition };
-        let host = HostState::new(state, log, module.limits.memory_limit);
+        let host = HostState::new(state, log, &module.limits);
         let (store, bindings, on_timer) = start(&module, host, config).map_err(|failed| failed.0)?;
         Ok(Self { module, config: config.to_vec(), store, bindings, on_timer, dead: false })
     }
@@ -311,7 +311,7 @@ impl Instance {
         let state = std::mem::replace(&mut data.state, StateView::new(Box::new(MemoryStore::new())));
         let mut log = data.log.clone();
         log.module = module.name.clone();
-        let mut host = HostState::new(state, log, module.limits.memory_limit);
+        let mut host = HostState::new(state, log, &module.limits);
         // What the partition's instance knows carries over to the fresh guest.
         host.tables = data.tables.clone();
         (host.event_time, host.fired) = (data.event_time, data.fired);
@@ -348,6 +348,9 @@ impl Instance {
             Ok(source) => return ProcessError::State { location, source },
             Err(e) => e,
         };
+        if let Some(detail) = self.store.data_mut().refused_state.take() {
+            return ProcessError::BadState { location, detail };
+        }
         match Cause::of(&mut self.store, &error) {
             Cause::Memory => ProcessError::MemoryLimit { location, limit_mib: (limits.memory_limit >> 20) as u64 },
             Cause::Deadline => ProcessError::Deadline { location, deadline_ms: limits.deadline.as_millis() as u64 },
@@ -403,6 +406,11 @@ fn arm(store: &mut Store<HostState>, module: &Module) {
     let data = store.data_mut();
     data.last_error = None;
     data.limiter.exceeded = false;
+    data.limiter.host = data.state.pending_bytes();
+    data.refused_state = None;
+    // A blocking host call returns by the time the epoch deadline has surely passed, so the
+    // guest traps with its deadline as soon as it runs again.
+    data.deadline = Some(std::time::Instant::now() + options.deadline + 2 * super::EPOCH_TICK);
 }
 
 /// Why a start failed, and the host state to keep.

@@ -112,9 +112,10 @@ impl Engine {
 
         let mut linker = Linker::new(&wasmtime);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        crate::host::clocks::add_to_linker(&mut linker)?;
         bindings::StreamProcessor::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)?;
 
-        let cache = options.cache_dir.clone().map(ComponentCache::new);
+        let cache = options.cache_dir.clone().map(ComponentCache::checked).transpose()?;
         Ok(Self { inner: Arc::new(EngineInner { wasmtime, linker, options, cache }) })
     }
 

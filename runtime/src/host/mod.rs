@@ -1,6 +1,7 @@
 //! What the host gives a guest: its imports (one file per interface), WASI without files or
 //! network, and the per-store limits.
 
+pub(crate) mod clocks;
 mod log;
 mod state;
 mod tables;
@@ -31,6 +32,14 @@ pub struct HostState {
     /// The last error-level line the guest logged during the current call (the SDKs log
     /// panics and exceptions there), to explain a trap.
     pub(crate) last_error: Option<String>,
+    /// When the current call's deadline passes: a blocking host call (a sleep) returns by then.
+    pub(crate) deadline: Option<std::time::Instant>,
+    /// Largest state entry (key and value) the changelog takes: the producer's limit.
+    pub(crate) max_state_bytes: usize,
+    /// Why the current call's state write was refused, when it was (the record's fault).
+    pub(crate) refused_state: Option<String>,
+    /// The guest's monotonic clock, to read a sleep's instant by.
+    clock: clocks::GuestClock,
 }
 
 /// Who is logging, for the structured fields of guest log lines.
@@ -42,8 +51,11 @@ pub struct LogContext {
 }
 
 impl HostState {
-    pub fn new(state: StateView, log: LogContext, memory_limit: usize) -> Self {
+    pub fn new(state: StateView, log: LogContext, limits: &crate::engine::Limits) -> Self {
+        let clock = clocks::GuestClock::new();
         let wasi = WasiCtx::builder()
+            // Its sleeps end by the call's deadline (see `clocks`).
+            .monotonic_clock(clock)
             // No preopened directories, no sockets: the guest reaches nothing but its imports.
             .allow_tcp(false)
             .allow_udp(false)
@@ -55,7 +67,7 @@ impl HostState {
         Self {
             wasi,
             table: ResourceTable::new(),
-            limiter: MemoryLimiter { limit: memory_limit, exceeded: false },
+            limiter: MemoryLimiter { limit: limits.memory_limit, exceeded: false, linear: 0, host: 0 },
             state,
             tables: TableView { tables: Tables::default(), partition: log.partition },
             log,
@@ -63,6 +75,10 @@ impl HostState {
             event_time: None,
             fired: crate::timers::FiredThrough::default(),
             last_error: None,
+            deadline: None,
+            max_state_bytes: limits.outputs.max_record_bytes,
+            refused_state: None,
+            clock,
         }
     }
 
@@ -77,23 +93,48 @@ impl WasiView for HostState {
     }
 }
 
-/// Caps a guest's linear memory and remembers when it asked for more, so a failed allocation is
-/// reported as the memory limit rather than as whatever trap the guest turned it into.
+/// Caps what a guest holds, in its linear memories and in the host on its behalf (its
+/// uncommitted state writes, a scan's results), and remembers when it went past, so a failed
+/// allocation is reported as the memory limit rather than as whatever trap the guest turned it
+/// into.
 #[derive(Debug)]
 pub struct MemoryLimiter {
     pub limit: usize,
     pub exceeded: bool,
+    /// Bytes of the instance's linear memories.
+    pub linear: usize,
+    /// Bytes the host holds for the guest (see [`MemoryLimiter::hold`]).
+    pub host: usize,
+}
+
+impl MemoryLimiter {
+    /// Counts `host` bytes held for the guest; past the limit (with its linear memory), the
+    /// call fails with the memory limit.
+    pub fn hold(&mut self, host: usize, what: &str) -> wasmtime::Result<()> {
+        self.host = host;
+        let total = self.linear.saturating_add(host);
+        if total > self.limit {
+            self.exceeded = true;
+            return Err(wasmtime::Error::msg(format!(
+                "memory limit: {what} holds {host} bytes in the host beside {} of linear memory, the limit is {}",
+                self.linear, self.limit
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.limit {
+    fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        let linear = self.linear.saturating_add(desired.saturating_sub(current));
+        if desired > self.limit || linear.saturating_add(self.host) > self.limit {
             self.exceeded = true;
             return Err(wasmtime::Error::msg(format!(
-                "memory limit: the guest asked for {desired} bytes, the limit is {}",
-                self.limit
+                "memory limit: the guest asked for {desired} bytes beside {} held for it, the limit is {}",
+                self.host, self.limit
             )));
         }
+        self.linear = linear;
         Ok(true)
     }
 

@@ -3,6 +3,7 @@
 
 use super::HostState;
 use crate::engine::bindings::weir::processor::state::{Entry, Host};
+use crate::record::RECORD_OVERHEAD;
 use crate::timers::{guest_ranges, is_reserved, RESERVED};
 
 fn check(key: &[u8]) -> wasmtime::Result<()> {
@@ -23,25 +24,71 @@ impl Host for HostState {
 
     fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> wasmtime::Result<()> {
         check(&key)?;
+        // The changelog takes what the producer takes: a bigger entry is the record's fault,
+        // found now rather than refused by Kafka at the commit.
+        let size = key.len() + value.len() + RECORD_OVERHEAD;
+        if size > self.max_state_bytes {
+            let why = format!(
+                "a state value of {} bytes (key {}) is {size} bytes as a changelog record, more than the \
+                 producer's message.max.bytes ({}); Kafka would refuse it",
+                value.len(),
+                shown_key(&key),
+                self.max_state_bytes
+            );
+            self.refused_state = Some(why.clone());
+            return Err(wasmtime::Error::msg(why));
+        }
         self.state.put(key, value);
-        Ok(())
+        self.limiter.hold(self.state.pending_bytes(), "its uncommitted state")
     }
 
     fn delete(&mut self, key: Vec<u8>) -> wasmtime::Result<()> {
         check(&key)?;
         self.state.delete(key);
-        Ok(())
+        self.limiter.hold(self.state.pending_bytes(), "its uncommitted state")
     }
 
+    /// Reads in chunks, counting what was read against the guest's memory limit after each, so
+    /// a scan of a huge range fails at the limit instead of loading it all into the host.
     fn scan(&mut self, start: Vec<u8>, end: Option<Vec<u8>>, limit: u32) -> wasmtime::Result<Vec<Entry>> {
-        let mut entries = Vec::new();
+        let mut entries: Vec<Entry> = Vec::new();
+        let mut bytes = self.state.pending_bytes();
         for (from, to) in guest_ranges(&start, end.as_deref()) {
-            let left = (limit as usize).saturating_sub(entries.len());
-            if left == 0 {
-                break;
+            let mut from = from.to_vec();
+            loop {
+                let left = (limit as usize).saturating_sub(entries.len());
+                if left == 0 {
+                    break;
+                }
+                let chunk = self.state.scan(&from, to, left.min(SCAN_CHUNK))?;
+                let full = chunk.len() == left.min(SCAN_CHUNK);
+                let Some(last) = chunk.last().map(|(k, _)| k.clone()) else { break };
+                bytes += chunk.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+                self.limiter.hold(bytes, "a state scan")?;
+                entries.extend(chunk.into_iter().map(|(key, value)| Entry { key, value }));
+                if !full {
+                    break;
+                }
+                // The next key after the last one read.
+                from = last;
+                from.push(0);
             }
-            entries.extend(self.state.scan(from, to, left)?);
         }
-        Ok(entries.into_iter().map(|(key, value)| Entry { key, value }).collect())
+        // The results go to the guest's memory, where its limit counts them again.
+        self.limiter.host = self.state.pending_bytes();
+        Ok(entries)
+    }
+}
+
+/// How many entries a scan reads at once before it counts them against the memory limit.
+const SCAN_CHUNK: usize = 1024;
+
+/// A key as an error shows it: text when it is, else hex; at most 64 bytes of it.
+fn shown_key(key: &[u8]) -> String {
+    let cut = &key[..key.len().min(64)];
+    let more = if key.len() > cut.len() { "..." } else { "" };
+    match std::str::from_utf8(cut) {
+        Ok(s) => format!("{s:?}{more}"),
+        Err(_) => format!("0x{}{more}", hex::encode(cut)),
     }
 }

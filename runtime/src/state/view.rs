@@ -25,11 +25,14 @@ pub struct StateView {
     entries: FxHashMap<Vec<u8>, Slot>,
     /// How many entries are dirty.
     dirty: usize,
+    /// The bytes of the dirty entries' keys and values: what the guest holds in the host until
+    /// the next commit.
+    pending_bytes: usize,
 }
 
 impl StateView {
     pub fn new(store: Box<dyn StateStore>) -> Self {
-        Self { store, entries: FxHashMap::default(), dirty: 0 }
+        Self { store, entries: FxHashMap::default(), dirty: 0, pending_bytes: 0 }
     }
 
     pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
@@ -51,17 +54,28 @@ impl StateView {
     }
 
     fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        let size = value.as_ref().map_or(0, Vec::len);
         if let Some(slot) = self.entries.get_mut(&key) {
-            slot.value = value;
-            if !slot.dirty {
+            if slot.dirty {
+                self.pending_bytes -= slot.value.as_ref().map_or(0, Vec::len);
+            } else {
                 slot.dirty = true;
                 self.dirty += 1;
+                self.pending_bytes += key.len();
             }
+            self.pending_bytes += size;
+            slot.value = value;
             return;
         }
         self.make_room();
+        self.pending_bytes += key.len() + size;
         self.entries.insert(key, Slot { value, dirty: true });
         self.dirty += 1;
+    }
+
+    /// The bytes of the writes since the last commit (keys and values).
+    pub fn pending_bytes(&self) -> usize {
+        self.pending_bytes
     }
 
     /// Drops the committed entries once there are too many; uncommitted writes stay.
@@ -123,6 +137,7 @@ impl StateView {
             writes.push((key.clone(), slot.value.clone()));
         }
         self.dirty = 0;
+        self.pending_bytes = 0;
         // In key order, RocksDB inserts each key next to the last instead of searching its
         // memtable from the top: about 3x cheaper commits for batches of scattered keys.
         writes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -134,6 +149,7 @@ impl StateView {
         if self.dirty > 0 {
             self.entries.retain(|_, slot| !slot.dirty);
             self.dirty = 0;
+            self.pending_bytes = 0;
         }
     }
 

@@ -4,7 +4,9 @@
 //! sets a timer (event time 0) whose handler panics, `reserved` writes to a state key reserved
 //! for weir, `recurse` recurses without bound, `connect ADDR` opens a TCP connection and `read
 //! PATH` reads a file (weir gives no network and no directories: both are rejected with the
-//! error the guest got); every record writes to state first; anything else passes through.
+//! error the guest got); `sleep MS` sleeps, `hoard` writes 256 MiB of state in 64 KiB values
+//! (held by the host until the commit), and `bigstate` writes a 2 MiB state value (more than a changelog record may be); every record writes to
+//! state first; anything else passes through.
 use weir_sdk::timers::{self, Clock, Timer};
 use weir_sdk::{processor, state, Error, Output, Record};
 
@@ -34,6 +36,22 @@ pub fn misbehave(record: &Record) -> Result<Output, Error> {
             Ok(record.forward())
         }
         "recurse" => Ok(Output::new(dive(record.offset() as u64 + 1, 0).to_string())),
+        v if v.starts_with("sleep ") => {
+            let ms = v["sleep ".len()..].parse().map_err(|_| Error::msg("sleep takes milliseconds"))?;
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            Ok(Output::new("slept"))
+        }
+        "hoard" => {
+            let chunk = vec![7u8; 64 << 10];
+            for i in 0..4096 {
+                state::put_bytes(format!("hoard/{}/{i}", record.offset()), &chunk);
+            }
+            Ok(Output::new("hoarded"))
+        }
+        "bigstate" => {
+            state::put_bytes(format!("big/{}", record.offset()), vec![b'x'; 2 << 20]);
+            Ok(Output::new("stored"))
+        }
         v if v.starts_with("connect ") => match std::net::TcpStream::connect(&v["connect ".len()..]) {
             Ok(_) => Ok(Output::new("connected")),
             Err(e) => Err(Error::msg(format!("connect failed: {e}"))),
