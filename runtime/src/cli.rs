@@ -213,9 +213,16 @@ struct ServeArgs {
     #[arg(long)]
     instance_id: Option<String>,
     /// The URL other instances reach this one at, to forward queries for the partitions it
-    /// owns [default: http://<listen>].
+    /// owns [default: http://<listen>]; needed when listening on an unspecified address.
     #[arg(long)]
     advertised_url: Option<String>,
+    /// A folder besides DIR/state where a pipeline file's `state_dir` may point (repeatable).
+    #[arg(long = "state-root", value_name = "DIR")]
+    state_roots: Vec<PathBuf>,
+    /// A token that reads (state, status, metrics) must carry too (else $WEIR_READ_TOKEN; the
+    /// admin token also reads). Without one, reads are open to whoever reaches the port.
+    #[arg(long)]
+    read_token_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -400,6 +407,8 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<bool> {
                 max_instances: args.max_instances,
                 instance_id: args.instance_id,
                 advertised_url: args.advertised_url,
+                state_roots: args.state_roots,
+                read_token_file: args.read_token_file,
             };
             crate::serve::run(serve, out)?;
             Ok(true)

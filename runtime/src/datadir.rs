@@ -1,14 +1,17 @@
 //! What `weir serve` keeps on disk to come back as it was after a crash:
 //!
 //! ```text
+//! DIR/weir.lock                 held (flock) by the one `weir serve` on this dir; holds its pid
 //! DIR/admin.token               the bearer token of mutating requests (mode 0600)
-//! DIR/modules/<sha256>.wasm     every module version, by content
-//! DIR/pipelines/<name>.json     a pipeline's versions (file text, module digest), the live one, paused or not
+//! DIR/modules/<sha256>.wasm     every module version, by content, stored once it loaded
+//! DIR/pipelines/<name>.json     a pipeline's versions (file text, module digest), the live one,
+//!                               paused or not (mode 0600: a file's `[kafka]` can hold passwords)
 //! DIR/state/                    state stores of pipelines whose file names no state_dir
 //! ```
 //!
-//! Every file is written to a temporary name and renamed, so a crash leaves the old or the new
-//! file, never half of one.
+//! Every file is written to a temporary name, synced, renamed and its folder synced, so a crash
+//! leaves the old or the new file, never half of one. Names become paths only after
+//! [`crate::pipeline::config::id_ok`] said yes.
 
 use std::path::{Path, PathBuf};
 
@@ -68,10 +71,22 @@ impl Deployment {
     }
 }
 
-/// The data dir.
+/// The data dir, locked for this process while any clone of it lives.
 #[derive(Debug, Clone)]
 pub struct DataDir {
     root: PathBuf,
+    /// Besides `root/state`, where a pipeline file's `state_dir` may point (`--state-root`).
+    state_roots: Vec<PathBuf>,
+    _lock: std::sync::Arc<std::fs::File>,
+}
+
+/// A `pipelines/*.json` that could not be read back, and why.
+#[derive(Debug, Clone)]
+pub struct Unreadable {
+    /// The pipeline's name, from the file's name.
+    pub name: String,
+    pub path: PathBuf,
+    pub error: String,
 }
 
 /// SHA-256 of `bytes`, hex.
@@ -83,23 +98,131 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> anyhow::Error {
     anyhow::anyhow!("{what} {}: {e}", path.display())
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename.
-fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// Writes `bytes` to `path` (created with `mode`) through a temporary file: synced, renamed,
+/// and the folder synced, so after a crash `path` holds the old bytes or the new, and the rename
+/// itself is durable.
+fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| io("cannot write", &tmp, e))?;
-    let file = std::fs::File::open(&tmp).map_err(|e| io("cannot open", &tmp, e))?;
-    file.sync_all().map_err(|e| io("cannot sync", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io("cannot rename into", path, e))
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|e| io("cannot create", &tmp, e))?;
+    // `mode` applies only to a file created now; an older temporary keeps its own.
+    use std::os::unix::fs::PermissionsExt as _;
+    file.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(|e| io("cannot set the mode of", &tmp, e))?;
+    file.write_all(bytes).and_then(|()| file.sync_all()).map_err(|e| io("cannot write", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io("cannot rename into", path, e))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io("cannot sync", dir, e))
+}
+
+/// Locks `root/weir.lock` for this process (flock, released when the process ends however it
+/// ends) and writes this pid in it; a dir another process holds is refused naming its pid.
+fn lock(root: &Path) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read as _, Seek as _, Write as _};
+    use std::os::fd::AsRawFd as _;
+    let path = root.join("weir.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| io("cannot open", &path, e))?;
+    // SAFETY: flock on a descriptor this function owns; no memory is passed.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let err = std::io::Error::last_os_error();
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        if err.kind() == std::io::ErrorKind::WouldBlock {
+            anyhow::bail!(
+                "the data dir {} is in use by another weir (pid {}); one weir serve per data dir",
+                root.display(),
+                holder.trim()
+            );
+        }
+        return Err(io("cannot lock", &path, err));
+    }
+    file.set_len(0).and_then(|()| file.rewind()).map_err(|e| io("cannot write", &path, e))?;
+    writeln!(file, "{}", std::process::id())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| io("cannot write", &path, e))?;
+    Ok(file)
 }
 
 impl DataDir {
-    /// Opens (creating) the data dir at `root`.
+    /// Opens (creating) the data dir at `root`, and locks it: a second process on the same dir
+    /// is refused with the holder's pid.
     pub fn open(root: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(root).map_err(|e| io("cannot create", root, e))?;
+        let lock = lock(root)?;
         for sub in ["modules", "pipelines", "state"] {
             let dir = root.join(sub);
             std::fs::create_dir_all(&dir).map_err(|e| io("cannot create", &dir, e))?;
         }
-        Ok(Self { root: root.to_path_buf() })
+        Ok(Self { root: root.to_path_buf(), state_roots: Vec::new(), _lock: std::sync::Arc::new(lock) })
+    }
+
+    /// Lets pipeline files keep their state under `roots` too (`weir serve --state-root`); each
+    /// must be an absolute path to a folder that exists.
+    pub fn with_state_roots(mut self, roots: &[PathBuf]) -> anyhow::Result<Self> {
+        for root in roots {
+            let real = root.canonicalize().map_err(|e| io("--state-root", root, e))?;
+            if !real.is_dir() {
+                anyhow::bail!("--state-root {} is not a folder", root.display());
+            }
+            self.state_roots.push(real);
+        }
+        Ok(self)
+    }
+
+    /// Where a deployed file's `state_dir` may point: inside the data dir's `state/` or a
+    /// `--state-root`, by a plain absolute path (no `..`, and no link that leads out: the
+    /// deepest part that exists is resolved before the check).
+    pub fn confine(&self, state_dir: &Path) -> Result<(), String> {
+        let refuse = || {
+            let mut allowed = vec![self.state_dir().display().to_string()];
+            allowed.extend(self.state_roots.iter().map(|r| r.display().to_string()));
+            format!(
+                "state_dir `{}` is outside what this weir serve allows ({}); \
+                 the operator can allow a folder with `weir serve --state-root DIR`",
+                state_dir.display(),
+                allowed.join(", ")
+            )
+        };
+        if !state_dir.is_absolute()
+            || state_dir
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir | std::path::Component::CurDir))
+        {
+            return Err(refuse());
+        }
+        // The deepest ancestor that exists, with links resolved, then the rest as written.
+        let mut existing = state_dir;
+        let mut rest = Vec::new();
+        let real = loop {
+            match existing.canonicalize() {
+                Ok(real) => break real,
+                Err(_) => match (existing.parent(), existing.file_name()) {
+                    (Some(parent), Some(name)) => {
+                        rest.push(name.to_owned());
+                        existing = parent;
+                    }
+                    _ => return Err(refuse()),
+                },
+            }
+        };
+        let real = rest.iter().rev().fold(real, |path, part| path.join(part));
+        let own = self.state_dir().canonicalize().map_err(|e| format!("{}: {e}", self.state_dir().display()))?;
+        match std::iter::once(&own).chain(&self.state_roots).any(|root| real.starts_with(root)) {
+            true => Ok(()),
+            false => Err(refuse()),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -120,7 +243,7 @@ impl DataDir {
         let digest = digest(bytes);
         let path = self.module_path(&digest);
         if !path.exists() {
-            write_atomic(&path, bytes)?;
+            write_atomic(&path, bytes, 0o644)?;
         }
         Ok(digest)
     }
@@ -136,7 +259,7 @@ impl DataDir {
 
     pub fn save(&self, deployment: &Deployment) -> anyhow::Result<()> {
         let text = serde_json::to_vec_pretty(deployment)?;
-        write_atomic(&self.deployment_path(&deployment.name), &text)?;
+        write_atomic(&self.deployment_path(&deployment.name), &text, 0o600)?;
         self.collect_modules()
     }
 
@@ -150,27 +273,46 @@ impl DataDir {
         self.collect_modules()
     }
 
-    /// Every recorded pipeline, by name.
-    pub fn deployments(&self) -> anyhow::Result<Vec<Deployment>> {
+    /// Every recorded pipeline, by name; a file that cannot be read back is listed apart with
+    /// why, so one bad file does not keep the others from starting.
+    pub fn deployments(&self) -> anyhow::Result<(Vec<Deployment>, Vec<Unreadable>)> {
         let dir = self.root.join("pipelines");
-        let mut out = Vec::new();
+        let (mut out, mut bad) = (Vec::new(), Vec::new());
         for entry in std::fs::read_dir(&dir).map_err(|e| io("cannot read", &dir, e))? {
             let path = entry.map_err(|e| io("cannot read", &dir, e))?.path();
-            if path.extension().is_some_and(|e| e == "json") {
-                let text = std::fs::read(&path).map_err(|e| io("cannot read", &path, e))?;
-                let deployment: Deployment = serde_json::from_slice(&text)
-                    .map_err(|e| anyhow::anyhow!("{}: not a weir deployment record: {e}", path.display()))?;
-                out.push(deployment);
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let read = std::fs::read(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))
+                .and_then(|text| {
+                    serde_json::from_slice::<Deployment>(&text)
+                        .map_err(|e| format!("{}: not a weir deployment record: {e}", path.display()))
+                })
+                .and_then(|d| match d.name == name {
+                    true => Ok(d),
+                    false => Err(format!("{}: records pipeline `{}`, not `{name}`", path.display(), d.name)),
+                });
+            match read {
+                Ok(deployment) => out.push(deployment),
+                Err(error) => bad.push(Unreadable { name, path, error }),
             }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        bad.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok((out, bad))
     }
 
     /// Deletes the module files no kept version refers to.
     fn collect_modules(&self) -> anyhow::Result<()> {
+        let (deployments, unreadable) = self.deployments()?;
+        if !unreadable.is_empty() {
+            // What an unreadable file refers to is unknown: keep every module until it is mended.
+            return Ok(());
+        }
         let kept: std::collections::HashSet<String> =
-            self.deployments()?.iter().flat_map(|d| d.versions.iter().map(|v| format!("{}.wasm", v.digest))).collect();
+            deployments.iter().flat_map(|d| d.versions.iter().map(|v| format!("{}.wasm", v.digest))).collect();
         let dir = self.root.join("modules");
         for entry in std::fs::read_dir(&dir).map_err(|e| io("cannot read", &dir, e))?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -191,7 +333,7 @@ impl DataDir {
             }
         }
         let token = hex::encode(rand_bytes()?);
-        write_private(&path, token.as_bytes())?;
+        write_atomic(&path, token.as_bytes(), 0o600)?;
         Ok(token)
     }
 }
@@ -204,22 +346,6 @@ fn rand_bytes() -> anyhow::Result<[u8; 32]> {
         .and_then(|mut f| f.read_exact(&mut bytes))
         .map_err(|e| anyhow::anyhow!("cannot read /dev/urandom for the admin token: {e}"))?;
     Ok(bytes)
-}
-
-/// Writes a file only its owner may read.
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| io("cannot create", &tmp, e))?;
-    file.write_all(bytes).and_then(|()| file.sync_all()).map_err(|e| io("cannot write", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io("cannot rename into", path, e))
 }
 
 #[cfg(test)]
@@ -259,5 +385,55 @@ mod test {
         assert_eq!(data.token().unwrap(), token);
         let mode = std::fs::metadata(dir.path().join("admin.token")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_state_dir_is_confined_to_the_data_dir_and_the_roots_the_operator_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let allowed = dir.path().join("allowed");
+        std::fs::create_dir_all(&allowed).unwrap();
+        let data = DataDir::open(&dir.path().join("data")).unwrap().with_state_roots(std::slice::from_ref(&allowed)).unwrap();
+        data.confine(&data.state_dir().join("x")).unwrap();
+        data.confine(&allowed.join("team-a")).unwrap();
+        std::os::unix::fs::symlink("/", allowed.join("escape")).unwrap();
+        for bad in [
+            PathBuf::from("/"),
+            PathBuf::from("relative/dir"),
+            dir.path().join("data"),
+            data.state_dir().join("..").join(".."),
+            allowed.join("escape").join("etc"),
+            dir.path().join("elsewhere"),
+        ] {
+            let err = data.confine(&bad).unwrap_err();
+            assert!(err.contains("--state-root"), "{}: {err}", bad.display());
+        }
+    }
+
+    #[test]
+    fn a_second_open_of_a_data_dir_is_refused_naming_the_holders_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DataDir::open(dir.path()).unwrap();
+        let err = DataDir::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+        drop(first);
+        DataDir::open(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn pipeline_records_are_private_and_an_unreadable_one_is_listed_apart() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::open(dir.path()).unwrap();
+        let mut d = Deployment { name: "good".into(), paused: false, live: 0, versions: Vec::new() };
+        d.push(version(1));
+        data.save(&d).unwrap();
+        let mode = std::fs::metadata(dir.path().join("pipelines/good.json")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::write(dir.path().join("pipelines/broken.json"), b"{ not json").unwrap();
+        let (good, bad) = data.deployments().unwrap();
+        assert_eq!(good, vec![d]);
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].name, "broken");
+        assert!(bad[0].error.contains("broken.json"), "{}", bad[0].error);
     }
 }

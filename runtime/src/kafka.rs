@@ -269,15 +269,22 @@ impl ProducerContext for ProducerCtx {
     }
 }
 
-/// Settings every client of a pipeline shares: the bootstrap servers and the user's `[kafka]`
-/// table.
+/// Settings every client of a pipeline shares: the bootstrap servers, the user's `[kafka]`
+/// table, and a `client.id` of the pipeline's own (`weir-<application_id>-<instance>`, unless
+/// the table names one), so the broker's client quotas apply per pipeline.
 pub fn base(config: &PipelineConfig) -> ClientConfig {
     let mut client = ClientConfig::new();
     client.set("bootstrap.servers", &config.bootstrap_servers);
     for (key, value) in &config.kafka {
         client.set(key, value);
     }
+    default(&mut client, config, "client.id", &client_id(config));
     client
+}
+
+/// The `client.id` of a pipeline's Kafka clients when its `[kafka]` table names none.
+pub fn client_id(config: &PipelineConfig) -> String {
+    format!("weir-{}-{}", config.application_id, config.instance())
 }
 
 fn default(client: &mut ClientConfig, config: &PipelineConfig, key: &str, value: &str) {

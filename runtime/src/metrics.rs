@@ -47,6 +47,10 @@ struct Families {
 pub struct Metrics {
     registry: Arc<Mutex<Registry>>,
     families: Families,
+    /// HTTP connections closed at once because the API had as many open as it takes.
+    pub http_refused: Counter,
+    /// Queries answered 503 because as many forwarded or scanning queries ran as are allowed.
+    pub queries_shed: Counter,
 }
 
 impl Default for Metrics {
@@ -95,7 +99,18 @@ impl Metrics {
         r.register("restored_records", "Changelog records restored into state stores", f.restored);
         r.register("pipeline_status", "1 for the pipeline's current status, 0 for the others", f.status);
         r.register("state_store_bytes", "About how many bytes a partition's state store holds", f.state_bytes);
-        Self { registry: Arc::new(Mutex::new(r)), families }
+        let (http_refused, queries_shed) = (Counter::default(), Counter::default());
+        r.register(
+            "http_connections_refused",
+            "HTTP connections closed at once: the API had as many open as it takes",
+            http_refused.clone(),
+        );
+        r.register(
+            "queries_shed",
+            "Queries answered 503 because as many forwarded or scanning queries ran as are allowed",
+            queries_shed.clone(),
+        );
+        Self { registry: Arc::new(Mutex::new(r)), families, http_refused, queries_shed }
     }
 
     /// The handles of pipeline `name`.

@@ -30,20 +30,54 @@ pub struct Serve {
     pub instance_id: Option<String>,
     /// Where other instances reach this one (default: the bound address).
     pub advertised_url: Option<String>,
+    /// Besides the data dir's `state/`, where pipeline files may keep their state.
+    pub state_roots: Vec<PathBuf>,
+    /// The token reads must carry, if any (`--read-token-file`, else `$WEIR_READ_TOKEN`).
+    pub read_token_file: Option<PathBuf>,
 }
 
-/// The token given explicitly: `--token-file`, else `$WEIR_ADMIN_TOKEN`.
-fn given_token(file: Option<&PathBuf>) -> anyhow::Result<Option<String>> {
-    if let Some(file) = file {
-        let text =
-            std::fs::read_to_string(file).with_context(|| format!("cannot read --token-file {}", file.display()))?;
-        let token = text.trim().to_owned();
-        if token.len() < 16 {
-            bail!("the token in {} is shorter than 16 characters", file.display());
+/// The shortest token weir takes, from any source.
+const MIN_TOKEN: usize = 16;
+
+/// A token given explicitly: in `file` (its flag is `flag`), else in `$env`. Either way it
+/// must be at least [`MIN_TOKEN`] characters: a short token is guessed.
+fn given_token(file: Option<&PathBuf>, flag: &str, env: &str) -> anyhow::Result<Option<String>> {
+    let (token, from) = match file {
+        Some(file) => {
+            let text =
+                std::fs::read_to_string(file).with_context(|| format!("cannot read {flag} {}", file.display()))?;
+            (text.trim().to_owned(), format!("{flag} {}", file.display()))
         }
-        return Ok(Some(token));
+        None => match std::env::var(env) {
+            Ok(t) if !t.trim().is_empty() => (t.trim().to_owned(), format!("${env}")),
+            _ => return Ok(None),
+        },
+    };
+    if token.chars().count() < MIN_TOKEN {
+        bail!("the token in {from} is shorter than {MIN_TOKEN} characters");
     }
-    Ok(std::env::var("WEIR_ADMIN_TOKEN").ok().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()))
+    Ok(Some(token))
+}
+
+/// Where other instances reach this one: `--advertised-url`, else the bound address, which must
+/// then be one a peer can reach (not `0.0.0.0` or `::`, which a peer would take for itself).
+fn advertised(given: Option<&str>, address: SocketAddr) -> anyhow::Result<String> {
+    if let Some(url) = given {
+        let host = url.strip_prefix("http://").map(|rest| rest.split(['/', '?']).next().unwrap_or(rest));
+        match host.and_then(|h| h.parse::<SocketAddr>().ok().map(|a| a.ip().is_unspecified()).or(Some(h.is_empty()))) {
+            None => bail!("--advertised-url `{url}` must be http://HOST:PORT"),
+            Some(true) => bail!("--advertised-url `{url}` names no host a peer can reach"),
+            Some(false) => return Ok(url.trim_end_matches('/').to_owned()),
+        }
+    }
+    if address.ip().is_unspecified() {
+        bail!(
+            "weir listens on {address}, which names no address a peer can reach: \
+             give the URL other instances reach this one at with --advertised-url http://HOST:{}",
+            address.port()
+        );
+    }
+    Ok(format!("http://{address}"))
 }
 
 /// Stops on SIGINT or SIGTERM.
@@ -117,7 +151,8 @@ impl Http {
 }
 
 pub fn run(serve: Serve, out: &mut dyn Write) -> anyhow::Result<()> {
-    let explicit = given_token(serve.token_file.as_ref())?;
+    let explicit = given_token(serve.token_file.as_ref(), "--token-file", "WEIR_ADMIN_TOKEN")?;
+    let read_token = given_token(serve.read_token_file.as_ref(), "--read-token-file", "WEIR_READ_TOKEN")?;
     if !serve.listen.ip().is_loopback() && explicit.is_none() {
         bail!(
             "weir listens beyond loopback ({}) only with an explicitly given token (--token-file or WEIR_ADMIN_TOKEN)",
@@ -125,9 +160,12 @@ pub fn run(serve: Serve, out: &mut dyn Write) -> anyhow::Result<()> {
         );
     }
     if let Some(id) = serve.instance_id.as_deref().filter(|id| !crate::pipeline::config::id_ok(id)) {
-        bail!("--instance-id `{id}` must be non-empty letters, digits, `.`, `_` or `-`");
+        bail!("--instance-id `{id}` {}", crate::pipeline::config::ID_RULE);
     }
-    let data = DataDir::open(&serve.data_dir)?;
+    if serve.listen.ip().is_unspecified() {
+        advertised(serve.advertised_url.as_deref(), serve.listen)?;
+    }
+    let data = DataDir::open(&serve.data_dir)?.with_state_roots(&serve.state_roots)?;
     let token = match explicit {
         Some(t) => t,
         None => data.token()?,
@@ -142,9 +180,15 @@ pub fn run(serve: Serve, out: &mut dyn Write) -> anyhow::Result<()> {
     })?;
     let supervisor = Supervisor::new(engine, Metrics::new(), Some(data));
     let stop = stop_on_signals()?;
-    let options = admin::Options { listen: serve.listen, token: Some(token), max_upload: serve.max_upload_mib << 20 };
+    let options = admin::Options {
+        listen: serve.listen,
+        token: Some(token),
+        read_token,
+        max_upload: serve.max_upload_mib << 20,
+        ..admin::Options::default()
+    };
     let (address, http) = Http::start(supervisor.clone(), options)?;
-    let advertise = serve.advertised_url.clone().unwrap_or_else(|| format!("http://{address}"));
+    let advertise = advertised(serve.advertised_url.as_deref(), address)?;
     supervisor.set_site(Site { instance_id: serve.instance_id.clone(), advertise: Some(advertise) });
     let restored = supervisor.restore_all()?;
     writeln!(
@@ -170,9 +214,42 @@ pub fn run(serve: Serve, out: &mut dyn Write) -> anyhow::Result<()> {
 /// Serves the read-only routes of `supervisor` on `listen` from a background thread, for
 /// `weir run --admin`. Returns the bound address.
 pub fn admin_beside(supervisor: Supervisor, listen: SocketAddr) -> anyhow::Result<SocketAddr> {
-    let options = admin::Options { listen, token: None, max_upload: 1 << 20 };
+    let options = admin::Options { listen, token: None, max_upload: 1 << 20, ..admin::Options::default() };
     let (address, http) = Http::start(supervisor, options)?;
     // Detached: it serves as long as the process runs.
     drop(http);
     Ok(address)
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn an_unspecified_listen_address_is_never_advertised_to_peers() {
+        let any: SocketAddr = "0.0.0.0:8787".parse().unwrap();
+        let err = advertised(None, any).unwrap_err().to_string();
+        assert!(err.contains("--advertised-url"), "{err}");
+        assert!(advertised(Some("http://0.0.0.0:8787"), any).is_err());
+        assert!(advertised(Some("http://[::]:8787"), any).is_err());
+        assert!(advertised(Some("ftp://10.0.0.5"), any).is_err());
+        assert_eq!(advertised(Some("http://10.0.0.5:8787/"), any).unwrap(), "http://10.0.0.5:8787");
+        assert_eq!(advertised(None, "127.0.0.1:9".parse().unwrap()).unwrap(), "http://127.0.0.1:9");
+    }
+
+    #[test]
+    fn a_token_shorter_than_sixteen_characters_is_refused_from_a_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t");
+        std::fs::write(&file, "short\n").unwrap();
+        let err = given_token(Some(&file), "--token-file", "WEIR_TEST_UNSET_TOKEN").unwrap_err().to_string();
+        assert!(err.contains("shorter than 16"), "{err}");
+        std::fs::write(&file, "0123456789abcdef\n").unwrap();
+        assert_eq!(given_token(Some(&file), "--token-file", "X").unwrap().as_deref(), Some("0123456789abcdef"));
+        // The environment is read only through a variable no other test sets.
+        std::env::set_var("WEIR_TEST_SHORT_TOKEN", "x");
+        let err = given_token(None, "--token-file", "WEIR_TEST_SHORT_TOKEN").unwrap_err().to_string();
+        assert!(err.contains("$WEIR_TEST_SHORT_TOKEN"), "{err}");
+        assert_eq!(given_token(None, "--token-file", "WEIR_TEST_UNSET_TOKEN").unwrap(), None);
+    }
 }

@@ -8,10 +8,10 @@
 //! boundary, over the same state stores and offsets. A change the pipeline cannot take in place
 //! (inputs, guarantee, state_dir, ...) restarts it: commit, leave the group, start again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -139,8 +139,11 @@ struct Inner {
     metrics: Metrics,
     data: Option<DataDir>,
     pipelines: Mutex<BTreeMap<String, Slot>>,
-    /// Serializes deployments and other changes, so two cannot interleave.
-    changes: Mutex<()>,
+    /// The pipelines a change (deploy, pause, delete, ...) is under way for: changes to one
+    /// pipeline never interleave, and a slow one (a swap waiting for its commit boundary) holds
+    /// up no other pipeline's.
+    changing: Mutex<BTreeSet<String>>,
+    changed: Condvar,
     site: OnceLock<Site>,
 }
 
@@ -167,7 +170,8 @@ impl Supervisor {
             metrics,
             data,
             pipelines: Mutex::new(BTreeMap::new()),
-            changes: Mutex::new(()),
+            changing: Mutex::new(BTreeSet::new()),
+            changed: Condvar::new(),
             site: OnceLock::new(),
         };
         Self { inner: Arc::new(inner) }
@@ -208,16 +212,30 @@ impl Supervisor {
         self.inner.pipelines.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn changes(&self) -> MutexGuard<'_, ()> {
-        self.inner.changes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Waits until no other change to pipeline `name` is under way, and marks one as under way
+    /// until the guard drops.
+    fn changes(&self, name: &str) -> Changing<'_> {
+        let inner = &*self.inner;
+        let mut changing = inner.changing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        while changing.contains(name) {
+            changing = inner.changed.wait(changing).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        changing.insert(name.to_owned());
+        Changing { inner, name: name.to_owned() }
     }
 
-    /// Starts every pipeline the data dir records, as it was (running or paused).
+    /// Starts every pipeline the data dir records, as it was (running or paused). A record that
+    /// cannot be read back shows as a failed pipeline naming its file; the rest start.
     pub fn restore_all(&self) -> anyhow::Result<usize> {
         let Some(data) = &self.inner.data else { return Ok(0) };
-        let deployments = data.deployments()?;
-        let _changes = self.changes();
+        let (deployments, unreadable) = data.deployments()?;
+        for bad in &unreadable {
+            tracing::error!(pipeline = %bad.name, "cannot start: {}", bad.error);
+            let deployment = Deployment { name: bad.name.clone(), paused: false, live: 0, versions: Vec::new() };
+            self.record_failed(&deployment, bad.error.clone());
+        }
         for deployment in &deployments {
+            let _changes = self.changes(&deployment.name);
             let started = self.live_config(deployment).and_then(|(config, module)| {
                 self.start(config, module, deployment.clone(), deployment.paused).map_err(|e| e.message)
             });
@@ -227,7 +245,7 @@ impl Supervisor {
                 self.record_failed(deployment, e);
             }
         }
-        Ok(deployments.len())
+        Ok(deployments.len() + unreadable.len())
     }
 
     /// The live version's config and module, from the data dir.
@@ -265,8 +283,9 @@ impl Supervisor {
         }
         if let Some(data) = &self.inner.data {
             config.module.path = data.module_path(digest);
-            if config.state_dir.is_none() {
-                config.state_dir = Some(data.state_dir());
+            match &config.state_dir {
+                None => config.state_dir = Some(data.state_dir()),
+                Some(dir) => data.confine(dir).map_err(Refusal::user)?,
             }
         }
         Ok(config)
@@ -316,7 +335,9 @@ impl Supervisor {
             .spawn(move || run_pipeline(thread_config, module, attach, &inbox, None, &thread_metrics))
             .map_err(Refusal::internal)?;
         let slot = Slot { handle, thread: Some(thread), metrics, config: Some(config), deployment };
-        if let Some(mut old) = self.pipelines().insert(name, slot) {
+        // Stopped once the map is unlocked: a stop waits for the old loop's last commit.
+        let old = self.pipelines().insert(name, slot);
+        if let Some(mut old) = old {
             old.stop();
         }
         Ok(())
@@ -327,7 +348,7 @@ impl Supervisor {
     /// apply in place; a failed one starts again from its committed offsets.
     pub fn deploy(&self, name: &str, pipeline: &str, upload: Option<Upload>) -> Result<Deployed, Refusal> {
         let data = self.inner.data.clone().ok_or_else(|| Refusal::user("this weir takes no deployments"))?;
-        let _changes = self.changes();
+        let _changes = self.changes(name);
         let parsed = PipelineConfig::parse(pipeline).map_err(|e| Refusal::user(format!("pipeline file: {e}")))?;
         if parsed.application_id != name {
             return Err(Refusal::user(format!(
@@ -346,7 +367,7 @@ impl Supervisor {
                 Upload { file_name: live.module_name, bytes }
             }
         };
-        let digest = data.put_module(&upload.bytes).map_err(Refusal::internal)?;
+        let digest = crate::datadir::digest(&upload.bytes);
         let mut deployment = existing.as_ref().map(|(d, _, _)| d.clone()).unwrap_or_else(|| Deployment {
             name: name.to_owned(),
             paused: false,
@@ -362,6 +383,8 @@ impl Supervisor {
         };
         let config = self.resolve(pipeline, &digest)?;
         let module = self.load(name, &version, &upload.bytes, &config)?;
+        // Stored only once it loaded, linked and ran its `init`: a refused upload leaves nothing.
+        data.put_module(&upload.bytes).map_err(Refusal::internal)?;
         let number = version.version;
         deployment.push(version);
         let (alive, running) = existing.map_or((false, None), |(_, alive, running)| (alive, running));
@@ -471,7 +494,7 @@ impl Supervisor {
     /// Swaps back to the version before the live one, the way a deploy swaps.
     pub fn rollback(&self, name: &str) -> Result<Deployed, Refusal> {
         let data = self.inner.data.clone().ok_or_else(|| Refusal::user("this weir takes no deployments"))?;
-        let _changes = self.changes();
+        let _changes = self.changes(name);
         let (deployment, alive, running) = {
             let pipelines = self.pipelines();
             let slot = pipelines.get(name).ok_or_else(|| Refusal::not_found(name))?;
@@ -493,7 +516,7 @@ impl Supervisor {
     /// Pauses (or resumes) a pipeline at its next commit boundary, and records it. Resuming a
     /// failed pipeline starts it again from its committed offsets.
     pub fn set_paused(&self, name: &str, paused: bool) -> Result<(), Refusal> {
-        let _changes = self.changes();
+        let _changes = self.changes(name);
         let (alive, mut deployment) = {
             let pipelines = self.pipelines();
             let slot = pipelines.get(name).ok_or_else(|| Refusal::not_found(name))?;
@@ -519,25 +542,19 @@ impl Supervisor {
     }
 
     /// Stops a pipeline (it commits and leaves the group) and forgets it; with `purge`, its
-    /// local state too. Kafka topics are never deleted.
+    /// local state stores too (only the folders weir made and marked: see
+    /// [`crate::state::purge`]). Kafka topics are never deleted.
     pub fn undeploy(&self, name: &str, purge: bool) -> Result<(), Refusal> {
-        let _changes = self.changes();
+        let _changes = self.changes(name);
         let slot = self.stop_slot(name).ok_or_else(|| Refusal::not_found(name))?;
         self.inner.metrics.forget(&slot.metrics);
         if let Some(data) = &self.inner.data {
             data.remove(name).map_err(Refusal::internal)?;
         }
-        if purge {
-            if let Some(config) = &slot.config {
-                let dir = config.state_dir.clone().map(|d| d.join(&config.application_id));
-                if let Some(dir) = dir {
-                    match std::fs::remove_dir_all(&dir) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(Refusal::internal(format!("cannot delete {}: {e}", dir.display()))),
-                    }
-                }
-            }
+        let stores = slot.config.as_ref().and_then(|c| Some(c.state_dir.as_ref()?.join(&c.application_id)));
+        if let Some(dir) = stores.filter(|_| purge) {
+            let purged = crate::state::purge(&dir).map_err(Refusal::internal)?;
+            tracing::info!(pipeline = name, stores = purged.len(), "purged its state stores under {}", dir.display());
         }
         tracing::info!(pipeline = name, purge, "undeployed");
         Ok(())
@@ -698,6 +715,20 @@ fn in_place(running: &PipelineConfig, next: &PipelineConfig) -> Result<(), Strin
     match changed.is_empty() {
         true => Ok(()),
         false => Err(changed.join(", ")),
+    }
+}
+
+/// A change to one pipeline under way; dropping it lets the next one for that pipeline start.
+struct Changing<'a> {
+    inner: &'a Inner,
+    name: String,
+}
+
+impl Drop for Changing<'_> {
+    fn drop(&mut self) {
+        let mut changing = self.inner.changing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        changing.remove(&self.name);
+        self.inner.changed.notify_all();
     }
 }
 

@@ -45,6 +45,47 @@ impl Sidecar {
         Server::start(&self.bin, &self.dir.path().join(name), &self.cache, args)
     }
 
+    /// Runs `weir serve` on `data_dir` with `args` and `env`, which must refuse to start: returns
+    /// what it said on stderr. Panics if it is still running after a minute.
+    pub fn serve_refused(&self, data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+        let mut child = Command::new(&self.bin)
+            .arg("serve")
+            .args(["--data-dir", &data_dir.to_string_lossy(), "--cache-dir", &self.cache.to_string_lossy()])
+            .args(args)
+            .env("WEIR_LOG", "warn")
+            .env_remove("WEIR_ADMIN_TOKEN")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start weir serve: {e}"));
+        let log = Arc::new(Mutex::new(String::new()));
+        if let Some(stderr) = child.stderr.take() {
+            collect(stderr, log.clone());
+        }
+        let started = Instant::now();
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if started.elapsed() < Duration::from_secs(60) => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "weir serve {args:?} started where it should have refused:\n{}",
+                        log.lock().map(|l| l.clone()).unwrap_or_default()
+                    );
+                }
+            }
+        };
+        assert!(!status.success(), "weir serve {args:?} exited with success");
+        // The collecting thread reads to the end of stderr, which the exit closed.
+        std::thread::sleep(Duration::from_millis(100));
+        log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
     /// Topics `in` and `out` with `partitions` partitions.
     pub fn topics(&self, partitions: i32) -> (String, String) {
         let (input, output) = (crate::kafka::unique("in"), crate::kafka::unique("out"));

@@ -16,9 +16,14 @@
 //! | `GET /v1/pipelines/{name}/state/...`, `/tables/...`, `/instances` | queries of its state (see [`query`]) |
 //!
 //! Whatever mutates needs `Authorization: Bearer <token>` (401 otherwise, and nothing changes).
+//! Reads are open unless a read token is set (`weir serve --read-token-file`): then every route
+//! but `/healthz` and `/readyz` needs it (or the admin token). Connections are bounded in number
+//! and time ([`conn`]); queries forwarded to other instances and range scans are bounded in
+//! number ([`Options::max_heavy_queries`], 503 past it) and time, and follow no redirects.
 //! Errors are `{"error": "..."}` with a status by whose fault they are: the request's 4xx,
 //! Kafka's or the disk's 503, weir's 500.
 
+mod conn;
 mod query;
 
 use std::net::SocketAddr;
@@ -55,6 +60,10 @@ struct Shared {
     supervisor: Supervisor,
     /// The bearer token of mutating requests; `None` serves only the read routes.
     token: Option<String>,
+    /// The bearer token reads need, when the operator set one.
+    read_token: Option<String>,
+    /// Permits for queries that leave the HTTP thread for long: forwards and range scans.
+    heavy: std::sync::Arc<tokio::sync::Semaphore>,
     /// Largest deploy body, in bytes.
     max_upload: usize,
     /// Forwards queries to the instance that owns their partition.
@@ -66,8 +75,31 @@ pub struct Options {
     pub listen: SocketAddr,
     /// `None`: read-only (`weir run --admin`).
     pub token: Option<String>,
+    /// What reads need, if anything.
+    pub read_token: Option<String>,
     /// Largest request body, in bytes (413 past it).
     pub max_upload: usize,
+    /// Connections: how many, and how long their headers may take.
+    pub connections: conn::Limits,
+    /// Most forwarded queries and range scans running at once; more are answered 503.
+    pub max_heavy_queries: usize,
+    /// Longest a forwarded query may take.
+    pub forward_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
+            token: None,
+            read_token: None,
+            max_upload: 64 << 20,
+            connections: conn::Limits::default(),
+            max_heavy_queries: 64,
+            // The longest a query may wait for its offsets, and a little more.
+            forward_timeout: Duration::from_secs(35),
+        }
+    }
 }
 
 /// Binds the listener (so a bad address fails at once) and returns the server to run.
@@ -79,15 +111,20 @@ pub async fn bind(
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.listen))?;
     let address = listener.local_addr()?;
+    // A forward goes where a claim said, and no further: no redirects.
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(35)))
+        .max_redirects(0)
+        .timeout_global(Some(options.forward_timeout))
         .timeout_connect(Some(Duration::from_secs(2)))
         .build()
         .into();
+    let refused = supervisor.metrics().http_refused.clone();
     let api = Api(std::sync::Arc::new(Shared {
         supervisor,
         token: options.token.clone(),
+        read_token: options.read_token.clone(),
+        heavy: std::sync::Arc::new(tokio::sync::Semaphore::new(options.max_heavy_queries)),
         max_upload: options.max_upload,
         agent,
     }));
@@ -107,7 +144,14 @@ pub async fn bind(
         .route("/v1/pipelines/{name}/instances", get(query::instances))
         .layer(middleware::from_fn_with_state(api.clone(), authorize))
         .with_state(api);
-    Ok((address, async move { axum::serve(listener, app).await }))
+    let limits = options.connections;
+    Ok((address, async move {
+        conn::serve(listener, app, limits, move || {
+            refused.inc();
+        })
+        .await;
+        Ok(())
+    }))
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -142,7 +186,15 @@ async fn authorize(State(api): State<Api>, headers: HeaderMap, request: Request,
         Request::from_parts(parts, Body::empty())
     };
     if matches!(*request.method(), Method::GET | Method::HEAD) {
-        return next.run(request).await;
+        let probe = matches!(request.uri().path(), "/healthz" | "/readyz");
+        return match (&api.read_token, probe) {
+            (Some(read), false)
+                if !bearer_is(&headers, read) && !api.token.as_ref().is_some_and(|t| bearer_is(&headers, t)) =>
+            {
+                error(StatusCode::UNAUTHORIZED, "reads on this weir need `Authorization: Bearer <read token>`")
+            }
+            _ => next.run(request).await,
+        };
     }
     let refusal = match &api.token {
         None => error(StatusCode::METHOD_NOT_ALLOWED, "this weir serves read-only routes"),
@@ -152,9 +204,7 @@ async fn authorize(State(api): State<Api>, headers: HeaderMap, request: Request,
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "));
             match given {
-                Some(given) if constant_time_eq(given.trim().as_bytes(), token.as_bytes()) => {
-                    return next.run(request).await
-                }
+                Some(given) if same_secret(given.trim(), token) => return next.run(request).await,
                 Some(_) => error(StatusCode::UNAUTHORIZED, "wrong admin token"),
                 None => error(
                     StatusCode::UNAUTHORIZED,
@@ -167,8 +217,34 @@ async fn authorize(State(api): State<Api>, headers: HeaderMap, request: Request,
     refusal
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether the request's bearer token is `token`.
+fn bearer_is(headers: &HeaderMap, token: &str) -> bool {
+    let given =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    given.is_some_and(|given| same_secret(given.trim(), token))
+}
+
+/// Compares a given secret with the expected one in time that depends on neither: their
+/// SHA-256 digests are compared in full (comparing the secrets would end early at a length
+/// difference, telling the length).
+fn same_secret(given: &str, expected: &str) -> bool {
+    use sha2::{Digest as _, Sha256};
+    let (a, b) = (Sha256::digest(given.as_bytes()), Sha256::digest(expected.as_bytes()));
+    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A permit for a query that leaves the HTTP thread for long (a forward, a range scan), or the
+/// 503 that says how many run.
+fn heavy_permit(api: &Api) -> Result<tokio::sync::OwnedSemaphorePermit, Box<Response>> {
+    api.heavy.clone().try_acquire_owned().map_err(|_| {
+        api.supervisor.metrics().queries_shed.inc();
+        let mut response = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "as many forwarded queries and range scans run as this weir allows; try again",
+        );
+        response.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        Box::new(response)
+    })
 }
 
 /// Runs blocking supervisor work off the async threads.

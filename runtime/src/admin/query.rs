@@ -25,7 +25,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{error, Api};
+use super::{error, heavy_permit, Api};
 use crate::query::{self, Member, Owner, Page, Point, Queryable, Range, MAX_LIMIT};
 
 /// The header a forwarded query carries (so it is never forwarded again) and every answer
@@ -297,11 +297,18 @@ async fn point(
 
 /// Sends a query on to the instance that owns its data, and hands its answer back.
 async fn forward(api: &Api, q: &Queryable, member: &Member, path: &str) -> Result<Response, Refused> {
+    let _permit = heavy_permit(api)?;
     let url = format!("{}{path}", member.url.trim_end_matches('/'));
     let (agent, me) = (api.agent.clone(), q.instance().unwrap_or_default());
     let instance = member.instance.clone();
+    // Instances of one application share their read token, when reads need one.
+    let auth = api.read_token.as_ref().map(|t| format!("Bearer {t}"));
     let answer = tokio::task::spawn_blocking(move || {
-        let mut response = agent.get(&url).header(FORWARDED, &me).call()?;
+        let mut request = agent.get(&url).header(FORWARDED, &me);
+        if let Some(auth) = &auth {
+            request = request.header("authorization", auth);
+        }
+        let mut response = request.call()?;
         let status = response.status().as_u16();
         let by = response.headers().get(INSTANCE).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let body = response.body_mut().read_to_vec()?;
@@ -403,6 +410,8 @@ async fn range(
     wait_for(&q, &local_wanted, params).await?;
     // A scan waits for the stores' queued commits, so it runs off the HTTP thread.
     let scanned = {
+        // Held until the scan is done (the await below is inside this block).
+        let _permit = heavy_permit(api)?;
         let (q, range, here) = (q.clone(), range.clone(), here.clone());
         tokio::task::spawn_blocking(move || q.scan(&range, limit, Some(&here)))
             .await

@@ -291,20 +291,20 @@ impl PipelineConfig {
     /// Refuses values that parse but make no sense, naming the key.
     pub fn check(&self) -> Result<(), String> {
         if !id_ok(&self.application_id) {
-            return Err(format!(
-                "application_id `{}` must be non-empty letters, digits, `.`, `_` or `-`",
-                self.application_id
-            ));
+            return Err(format!("application_id `{}` {ID_RULE}", shown(&self.application_id)));
         }
         if let Some(name) = &self.module.name {
             if !id_ok(name) {
-                return Err(format!("module.name `{name}` must be non-empty letters, digits, `.`, `_` or `-`"));
+                return Err(format!("module.name `{}` {ID_RULE}", shown(name)));
             }
         }
         if let Some(id) = &self.instance_id {
             if !id_ok(id) {
-                return Err(format!("instance_id `{id}` must be non-empty letters, digits, `.`, `_` or `-`"));
+                return Err(format!("instance_id `{}` {ID_RULE}", shown(id)));
             }
+        }
+        if let Some(name) = self.tables.keys().find(|n| !id_ok(n)) {
+            return Err(format!("tables.{} {ID_RULE}", shown(name)));
         }
         if self.inputs.is_empty() || self.inputs.iter().any(String::is_empty) {
             return Err("inputs must name at least one topic, and no empty ones".into());
@@ -342,6 +342,12 @@ impl PipelineConfig {
                 "kafka.\"{key}\" is set by weir (from application_id, instance_id, guarantee or auto_offset_reset); remove it"
             ));
         }
+        if let Some(key) = self.kafka.keys().find(|k| loads_code(k)) {
+            return Err(format!(
+                "kafka.\"{key}\" is refused: it makes librdkafka load a library, run a command or open a file \
+                 of the deployer's choosing, outside the Wasm sandbox (see docs/security.md)"
+            ));
+        }
         Ok(())
     }
 
@@ -372,9 +378,55 @@ impl PipelineConfig {
     }
 }
 
-/// Whether `s` may name an application, module or instance: letters, digits, `.`, `_` or `-`.
+/// Longest name weir takes for an application, module, store, table or instance: it becomes a
+/// file or folder name (with `.json` or `-changelog` after it) and part of topic names, which
+/// Kafka bounds at 249 characters.
+pub const MAX_ID_LEN: usize = 128;
+
+/// Whether `s` may name an application, module, store, table or instance. Every such name ends
+/// up in a path (`pipelines/<name>.json`, `<state_dir>/<application_id>/<store>/`), so this is
+/// the one check between a name and the file system: ASCII letters, digits, `.`, `_` or `-`, at
+/// most [`MAX_ID_LEN`] of them, starting with a letter, a digit or `_` (so never `.`, `..` or a
+/// hidden file).
 pub fn id_ok(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    let Some(first) = s.chars().next() else { return false };
+    s.len() <= MAX_ID_LEN
+        && (first.is_ascii_alphanumeric() || first == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
+/// What [`id_ok`] asks of a name, for error messages.
+pub const ID_RULE: &str =
+    "must be 1 to 128 ASCII letters, digits, `.`, `_` or `-`, and start with a letter, a digit or `_`";
+
+/// librdkafka settings that load code, run commands or read files other than certificates and
+/// keys: a `[kafka]` table is written by whoever may deploy, and none of this may reach past
+/// weir's sandbox. Compared without case, as librdkafka compares them.
+const LOADS_CODE: &[&str] = &[
+    // Shared libraries loaded into weir's process.
+    "plugin.library.paths",
+    "ssl.engine.location",
+    "ssl.engine.id",
+    "ssl.providers",
+    // A shell command run at every Kerberos ticket refresh, and the keytab it alone reads.
+    "sasl.kerberos.kinit.cmd",
+    "sasl.kerberos.keytab",
+    // A file of any kind read and sent to the token endpoint.
+    "sasl.oauthbearer.assertion.jwt.template.file",
+];
+
+/// Whether `key` is one of [`LOADS_CODE`], or sets an interceptor (a plugin's hook).
+fn loads_code(key: &str) -> bool {
+    let key = key.trim().to_ascii_lowercase();
+    LOADS_CODE.contains(&key.as_str()) || key.starts_with("interceptor") || key.starts_with("plugin.")
+}
+
+/// A name as an error shows it: at most 40 characters of it.
+fn shown(name: &str) -> String {
+    match name.char_indices().nth(40) {
+        Some((cut, _)) => format!("{}...", &name[..cut]),
+        None => name.to_owned(),
+    }
 }
 
 fn one_line(s: &str) -> String {
@@ -394,6 +446,19 @@ mod test {
         #[test]
         fn any_pipeline_text_parses_or_is_refused_never_a_panic(text in any::<String>()) {
             let _ = PipelineConfig::parse(&text);
+        }
+
+        /// A name weir takes is one plain path component: joined to a folder it stays inside
+        /// it, and it is never `.`, `..` or a hidden file.
+        #[test]
+        fn a_name_weir_takes_stays_one_folder_below_where_it_is_joined(name in "\\PC{0,3}|[a-zA-Z0-9._/-]{0,140}") {
+            if id_ok(&name) {
+                let joined = Path::new("/data/pipelines").join(&name);
+                let components: Vec<_> = joined.strip_prefix("/data/pipelines").map(|p| p.components().collect()).unwrap_or_default();
+                prop_assert_eq!(components.len(), 1, "{:?}", name);
+                prop_assert!(matches!(components[0], std::path::Component::Normal(_)), "{:?}", name);
+                prop_assert!(!name.starts_with('.') && name.len() <= MAX_ID_LEN, "{:?}", name);
+            }
         }
 
         /// Files of the right shape with values of every kind.
@@ -447,6 +512,41 @@ mod test {
         // Creating a client checks every setting against what librdkafka was built with.
         let created: Result<rdkafka::producer::BaseProducer, _> = client.create();
         assert!(created.is_ok(), "{:?}", created.err());
+    }
+
+    #[test]
+    fn names_that_are_dots_hidden_or_too_long_are_refused_wherever_they_become_paths() {
+        for bad in [".", "..", ".hidden", "-x", &"a".repeat(MAX_ID_LEN + 1), "a/b", ""] {
+            assert!(!id_ok(bad), "{bad:?}");
+            let err = parse(&format!("application_id = {bad:?}\ninputs = [\"in\"]\n[module]\npath = \"m.wasm\"\n"))
+                .unwrap_err();
+            assert!(err.contains("application_id"), "{err}");
+            let err = parse(&format!("{MINIMAL}name = {bad:?}\n")).unwrap_err();
+            assert!(err.contains("module.name"), "{err}");
+            let err = parse(&format!("{MINIMAL}[tables.{bad:?}]\ntopic = \"t\"\n")).unwrap_err();
+            assert!(err.contains("tables."), "{err}");
+        }
+        for good in ["a", "word-count", "v1.2", "_x", &"a".repeat(MAX_ID_LEN)] {
+            assert!(id_ok(good), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn kafka_settings_that_load_code_run_commands_or_read_chosen_files_are_refused_by_name() {
+        for key in [
+            "plugin.library.paths",
+            "PLUGIN.LIBRARY.PATHS",
+            "ssl.engine.location",
+            "sasl.kerberos.kinit.cmd",
+            "interceptor.x",
+            "ssl.providers",
+            "sasl.oauthbearer.assertion.jwt.template.file",
+        ] {
+            let err = parse(&format!("{MINIMAL}[kafka]\n{key:?} = \"/tmp/evil.so\"\n")).unwrap_err();
+            assert!(err.contains(key) && err.contains("refused"), "{err}");
+        }
+        // Certificates and keys stay allowed.
+        parse(&format!("{MINIMAL}[kafka]\n\"ssl.ca.location\" = \"/etc/ssl/ca.pem\"\n")).unwrap();
     }
 
     #[test]

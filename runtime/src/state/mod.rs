@@ -13,7 +13,7 @@ mod rocks;
 mod view;
 
 pub use memory::MemoryStore;
-pub use rocks::RocksStore;
+pub use rocks::{purge, RocksStore, MARK};
 pub use view::StateView;
 
 #[cfg(test)]

@@ -13,6 +13,49 @@ use crate::error::StateError;
 pub(super) const META: &str = "weir-meta";
 pub(super) const CHECKPOINT: &[u8] = b"changelog-checkpoint";
 
+/// The file that marks a folder as a state store weir made.
+pub const MARK: &str = "WEIR-STORE";
+
+/// Deletes the state stores weir made under `app_dir` (`<state_dir>/<application_id>`): each
+/// `<store>/partition-<n>` folder that holds [`MARK`], then the folders left empty. Anything
+/// else there, weir never wrote and leaves alone. Returns the stores deleted.
+pub fn purge(app_dir: &Path) -> Result<Vec<PathBuf>, StateError> {
+    let mut purged = Vec::new();
+    let stores = match std::fs::read_dir(app_dir) {
+        Ok(stores) => stores,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(purged),
+        Err(e) => return Err(io(app_dir, e)),
+    };
+    for store in stores {
+        let store = store.map_err(|e| io(app_dir, e))?;
+        // Never through a link: a store folder weir made is a real folder.
+        if !store.file_type().map_err(|e| io(app_dir, e))?.is_dir() {
+            continue;
+        }
+        let store = store.path();
+        for partition in std::fs::read_dir(&store).map_err(|e| io(&store, e))? {
+            let partition = partition.map_err(|e| io(&store, e))?;
+            let name = partition.file_name();
+            let is_partition = name.to_str().is_some_and(|n| n.starts_with("partition-"));
+            if !is_partition || !partition.file_type().map_err(|e| io(&store, e))?.is_dir() {
+                continue;
+            }
+            let path = partition.path();
+            if std::fs::symlink_metadata(path.join(MARK)).is_ok_and(|m| m.is_file()) {
+                std::fs::remove_dir_all(&path).map_err(|e| io(&path, e))?;
+                purged.push(path);
+            }
+        }
+        let _ = std::fs::remove_dir(&store);
+    }
+    let _ = std::fs::remove_dir(app_dir);
+    Ok(purged)
+}
+
+fn io(path: &Path, source: std::io::Error) -> StateError {
+    StateError::Io { path: path.display().to_string(), source }
+}
+
 /// A RocksDB database on disk, one per processor and input partition.
 pub struct RocksStore {
     /// Shared only with readers, which hold it weakly and for the length of one read.
@@ -40,7 +83,13 @@ impl RocksStore {
     }
 
     fn open_with(path: &Path, wal: bool) -> Result<Self, StateError> {
-        std::fs::create_dir_all(path).map_err(|source| StateError::Io { path: path.display().to_string(), source })?;
+        let io = |source| StateError::Io { path: path.display().to_string(), source };
+        std::fs::create_dir_all(path).map_err(io)?;
+        // Marks the folder as a store weir made: a purge deletes only marked folders.
+        let mark = path.join(MARK);
+        if !mark.exists() {
+            std::fs::write(&mark, b"a weir state store; deleted with it by `weir undeploy --purge`\n").map_err(io)?;
+        }
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);

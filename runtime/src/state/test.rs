@@ -181,3 +181,28 @@ fn queued_commits_leave_each_keys_newest_value_and_the_newest_checkpoint_across_
     assert_eq!(keys(store.scan(b"", None, 10).unwrap()), ["kept", "new"]);
     assert_eq!(store.get(b"kept").unwrap(), Some(b"2".to_vec()));
 }
+
+#[test]
+fn a_purge_deletes_the_stores_weir_made_and_nothing_it_never_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("app");
+    for p in 0..2 {
+        let mut store = RocksStore::open(&app.join("state").join(format!("partition-{p}"))).unwrap();
+        store.apply(vec![(b"k".to_vec(), Some(b"v".to_vec()))], None).unwrap();
+    }
+    // What weir never wrote: a file beside the stores, a folder named like a store without the
+    // mark, and a link to a folder outside.
+    std::fs::write(app.join("notes.txt"), b"mine").unwrap();
+    std::fs::create_dir_all(app.join("state").join("partition-9")).unwrap();
+    std::fs::write(app.join("state").join("partition-9").join("data"), b"mine").unwrap();
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join(MARK), b"").unwrap();
+    std::os::unix::fs::symlink(&outside, app.join("linked")).unwrap();
+    let purged = purge(&app).unwrap();
+    assert_eq!(purged.len(), 2, "{purged:?}");
+    assert!(!app.join("state").join("partition-0").exists());
+    assert!(app.join("notes.txt").exists() && app.join("state").join("partition-9").join("data").exists());
+    assert!(outside.join(MARK).exists(), "a link is not followed");
+    assert_eq!(purge(&dir.path().join("never-made")).unwrap(), Vec::<std::path::PathBuf>::new());
+}

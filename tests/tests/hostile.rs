@@ -1,0 +1,235 @@
+//! A real `weir serve`, over real HTTP and the real broker, tried as an attacker or a careless
+//! operator would: names that are paths, purges, state dirs and uploads that reach outside,
+//! broken records in the data dir, a second process on it, `[kafka]` settings that load code,
+//! short tokens, slow clients, and reads behind a token.
+
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+use weir_tests::guest;
+use weir_tests::kafka::{produce, unique};
+use weir_tests::serve::{Server, Sidecar};
+
+const BIN: &str = env!("CARGO_BIN_EXE_weir-e2e");
+
+fn sidecar() -> Sidecar {
+    Sidecar::new(Path::new(BIN))
+}
+
+/// A deploy body: the pipeline file's text and guest `module`'s bytes.
+fn deploy_body(text: &str, module: &str) -> Value {
+    let bytes = std::fs::read(guest(module)).unwrap();
+    json!({ "pipeline": text, "module": { "name": format!("{module}.wasm"), "base64": base64::engine::general_purpose::STANDARD.encode(bytes) } })
+}
+
+/// `PUT /v1/pipelines/{name}` with the token.
+fn put(server: &Server, name: &str, body: &Value) -> (u16, Value) {
+    server.send("PUT", &format!("/v1/pipelines/{name}"), Some(body), Some(&server.token))
+}
+
+fn error_of(answer: &Value) -> &str {
+    answer["error"].as_str().unwrap_or_default()
+}
+
+#[test]
+fn a_name_that_is_a_path_is_refused_and_a_purge_cannot_reach_the_data_dir() {
+    let s = sidecar();
+    let server = s.serve(&[]);
+    let (input, output) = s.topics(1);
+    for name in ["..", ".", ".hidden", &"n".repeat(300)] {
+        let file = s.pipeline(&unique("dots"), "uppercase", &input, &output, "");
+        let text = std::fs::read_to_string(&file).unwrap();
+        let app = text.lines().next().unwrap().split('"').nth(1).unwrap().to_owned();
+        let text = text.replace(&format!("\"{app}\""), &format!("{name:?}"));
+        // Percent-encoded, so no client folds `..` away before it is sent.
+        let path = name.replace('.', "%2E");
+        let (status, answer) = put(&server, &path, &deploy_body(&text, "uppercase"));
+        assert_eq!(status, 400, "{name}: {answer}");
+        assert!(error_of(&answer).contains("application_id"), "{answer}");
+        let (status, _) = server.send("DELETE", &format!("/v1/pipelines/{path}?purge=true"), None, Some(&server.token));
+        assert_eq!(status, 404);
+    }
+    assert!(server.token_file().exists(), "the data dir lost its token");
+    assert_eq!(server.get("/healthz").0, 200);
+    server.stop();
+}
+
+#[test]
+fn a_purge_deletes_only_the_stores_weir_made_and_state_stays_where_the_operator_allows() {
+    let s = sidecar();
+    let root = s.dir.path().join("team-state");
+    std::fs::create_dir_all(&root).unwrap();
+    let server = s.serve(&["--state-root", &root.to_string_lossy()]);
+    let (input, output) = s.topics(2);
+
+    // Outside the data dir and every allowed root: refused, naming the flag that allows it.
+    let app = unique("elsewhere");
+    let outside = s.dir.path().join("not-allowed");
+    let file =
+        s.pipeline(&app, "word-count", &input, &output, &format!("state_dir = {:?}", outside.display().to_string()));
+    let (status, answer) = put(&server, &app, &deploy_body(&std::fs::read_to_string(file).unwrap(), "word_count"));
+    assert_eq!(status, 400, "{answer}");
+    assert!(error_of(&answer).contains("--state-root"), "{answer}");
+    assert!(!outside.exists());
+
+    let app = unique("purged");
+    let file =
+        s.pipeline(&app, "word-count", &input, &output, &format!("state_dir = {:?}", root.display().to_string()));
+    server.deploy(&file);
+    produce(&s.bootstrap, &input, &[("k".into(), "the river".into(), Vec::new())], None);
+    server.wait_phase(&app, "running");
+    let stores = root.join(&app).join("state");
+    let started = Instant::now();
+    while !stores.join("partition-0").exists() || !stores.join("partition-1").exists() {
+        assert!(started.elapsed() < Duration::from_secs(60), "no stores under {}", stores.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // What weir never wrote, beside and among its stores.
+    std::fs::write(root.join(&app).join("notes.txt"), "mine").unwrap();
+    std::fs::create_dir_all(stores.join("partition-9")).unwrap();
+    std::fs::write(stores.join("partition-9").join("data"), "mine").unwrap();
+
+    let (status, answer) = server.send("DELETE", &format!("/v1/pipelines/{app}?purge=true"), None, Some(&server.token));
+    assert_eq!(status, 200, "{answer}");
+    assert!(!stores.join("partition-0").exists() && !stores.join("partition-1").exists(), "the stores stayed");
+    assert_eq!(std::fs::read_to_string(root.join(&app).join("notes.txt")).unwrap(), "mine");
+    assert_eq!(std::fs::read_to_string(stores.join("partition-9").join("data")).unwrap(), "mine");
+    server.stop();
+}
+
+#[test]
+fn an_upload_that_is_not_a_component_is_refused_and_nothing_of_it_is_stored() {
+    let s = sidecar();
+    let server = s.serve(&[]);
+    let (input, output) = s.topics(1);
+    let app = unique("junk");
+    let text = std::fs::read_to_string(s.pipeline(&app, "uppercase", &input, &output, "")).unwrap();
+    let junk = json!({ "pipeline": text, "module": { "name": "junk.wasm", "base64": base64::engine::general_purpose::STANDARD.encode(b"\0asm not really") } });
+    let (status, answer) = put(&server, &app, &junk);
+    assert_eq!(status, 400, "{answer}");
+    let stored: Vec<_> =
+        std::fs::read_dir(server.data_dir.join("modules")).unwrap().flatten().map(|e| e.path()).collect();
+    assert!(stored.is_empty(), "a refused upload was kept: {stored:?}");
+    // The pipeline files weir keeps are its owner's alone (a `[kafka]` table can hold passwords).
+    server.deploy(&s.pipeline(&app, "uppercase", &input, &output, ""));
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode =
+        std::fs::metadata(server.data_dir.join("pipelines").join(format!("{app}.json"))).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    server.stop();
+}
+
+#[test]
+fn a_pipeline_record_that_cannot_be_read_fails_alone_and_the_sidecar_starts() {
+    let s = sidecar();
+    let pipelines = s.data_dir().join("pipelines");
+    std::fs::create_dir_all(&pipelines).unwrap();
+    std::fs::write(pipelines.join("broken.json"), "{ this is not json").unwrap();
+    let server = s.serve(&[]);
+    assert_eq!(server.get("/healthz").0, 200);
+    let status = server.status("broken");
+    assert_eq!(status["status"], "failed", "{status}");
+    assert!(status["error"].as_str().unwrap_or_default().contains("broken.json"), "{status}");
+    // It can be removed, and the rest of the sidecar deploys as usual.
+    let (code, answer) = server.send("DELETE", "/v1/pipelines/broken", None, Some(&server.token));
+    assert_eq!(code, 200, "{answer}");
+    assert!(!pipelines.join("broken.json").exists());
+    server.stop();
+}
+
+#[test]
+fn a_second_weir_serve_on_one_data_dir_exits_naming_the_first_ones_pid() {
+    let s = sidecar();
+    let first = s.serve(&[]);
+    let said = s.serve_refused(&s.data_dir(), &["--listen", "127.0.0.1:0"], &[]);
+    assert!(said.contains(&format!("pid {}", first.pid())), "{said}");
+    assert_eq!(first.get("/healthz").0, 200, "the first one still serves");
+    first.stop();
+}
+
+#[test]
+fn kafka_settings_that_would_load_native_code_are_refused_naming_the_key() {
+    let s = sidecar();
+    let server = s.serve(&[]);
+    let (input, output) = s.topics(1);
+    for key in ["plugin.library.paths", "sasl.kerberos.kinit.cmd", "ssl.engine.location"] {
+        let app = unique("plugin");
+        let extra = format!("[kafka]\n{key:?} = \"/tmp/evil.so\"");
+        let text = std::fs::read_to_string(s.pipeline(&app, "uppercase", &input, &output, &extra)).unwrap();
+        let (status, answer) = put(&server, &app, &deploy_body(&text, "uppercase"));
+        assert_eq!(status, 400, "{answer}");
+        assert!(error_of(&answer).contains(key), "{answer}");
+        assert_eq!(server.get(&format!("/v1/pipelines/{app}")).0, 404);
+    }
+    server.stop();
+}
+
+#[test]
+fn a_short_token_or_an_address_peers_cannot_reach_is_refused_at_start() {
+    let s = sidecar();
+    let said = s.serve_refused(&s.data_dir(), &["--listen", "127.0.0.1:0"], &[("WEIR_ADMIN_TOKEN", "x")]);
+    assert!(said.contains("shorter than 16"), "{said}");
+    let token = s.dir.path().join("token");
+    std::fs::write(&token, "0123456789abcdef0123").unwrap();
+    let said =
+        s.serve_refused(&s.data_dir(), &["--listen", "0.0.0.0:0", "--token-file", &token.to_string_lossy()], &[]);
+    assert!(said.contains("--advertised-url"), "{said}");
+}
+
+#[test]
+fn clients_that_never_finish_their_headers_neither_delay_healthz_nor_keep_their_connections() {
+    let s = sidecar();
+    let server = s.serve(&[]);
+    let address = server.url.trim_start_matches("http://").to_owned();
+    let mut slow = Vec::new();
+    for _ in 0..1000 {
+        let mut stream = TcpStream::connect(&address).unwrap();
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: weir\r\n").unwrap();
+        slow.push(stream);
+    }
+    // Every one of them holds a connection; a probe is still answered.
+    let started = Instant::now();
+    assert_eq!(server.get("/healthz").0, 200);
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(2), "healthz took {waited:?} beside 1,000 slow clients");
+    // The server closes each once its headers are overdue: reading reaches the end.
+    for stream in &mut slow {
+        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut rest = Vec::new();
+        match stream.read_to_end(&mut rest) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("a slow client's connection stayed open: {e}"),
+        }
+    }
+    assert_eq!(server.get("/healthz").0, 200);
+    server.stop();
+}
+
+#[test]
+fn with_a_read_token_reads_need_it_and_probes_do_not() {
+    let s = sidecar();
+    let token = s.dir.path().join("read-token");
+    std::fs::write(&token, "reader-0123456789abcdef").unwrap();
+    let server = s.serve(&["--read-token-file", &token.to_string_lossy()]);
+    assert_eq!(server.get("/v1/pipelines").0, 401);
+    assert_eq!(server.get("/metrics").0, 401);
+    assert_eq!(server.get("/healthz").0, 200);
+    assert_eq!(server.get("/readyz").0, 200);
+    let agent = weir_tests::serve::agent();
+    for bearer in ["reader-0123456789abcdef", server.token.as_str()] {
+        let r = agent
+            .get(format!("{}/v1/pipelines", server.url))
+            .header("Authorization", &format!("Bearer {bearer}"))
+            .call()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    server.stop();
+}
