@@ -11,6 +11,8 @@ use crate::client::{self, Client};
 use crate::engine::{ComponentCache, Engine, EngineOptions};
 use crate::metrics::Metrics;
 use crate::pipeline::config::PipelineConfig;
+use crate::query::claims::ClaimKey;
+use crate::query::membership::Advertise;
 use crate::supervisor::{Site, Supervisor};
 use crate::{config, inspect, testrun};
 
@@ -219,6 +221,10 @@ struct ServeArgs {
     /// A folder besides DIR/state where a pipeline file's `state_dir` may point (repeatable).
     #[arg(long = "state-root", value_name = "DIR")]
     state_roots: Vec<PathBuf>,
+    /// The secret this application's instances share, to sign their claims on the membership
+    /// topic and the queries they forward (else $WEIR_CLAIM_SECRET, else the admin token).
+    #[arg(long)]
+    claim_secret_file: Option<PathBuf>,
     /// A token that reads (state, status, metrics) must carry too (else $WEIR_READ_TOKEN; the
     /// admin token also reads). Without one, reads are open to whoever reaches the port.
     #[arg(long)]
@@ -388,8 +394,13 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<bool> {
             let supervisor = Supervisor::new(engine, Metrics::new(), None);
             if let Some(listen) = args.admin {
                 let address = crate::serve::admin_beside(supervisor.clone(), listen)?;
-                let advertise = args.advertised_url.clone().unwrap_or_else(|| format!("http://{address}"));
-                supervisor.set_site(Site { instance_id: None, advertise: Some(advertise) });
+                let url = args.advertised_url.clone().unwrap_or_else(|| format!("http://{address}"));
+                // Instances believe each other's claims only with a secret they share.
+                let key = std::env::var("WEIR_CLAIM_SECRET")
+                    .ok()
+                    .filter(|s| !s.trim().is_empty())
+                    .map_or_else(ClaimKey::default, |s| ClaimKey::new(s.trim().as_bytes()));
+                supervisor.set_site(Site { instance_id: None, advertise: Some(Advertise { url, key }) });
                 eprintln!("weir run: admin on http://{address}");
             }
             let stats = supervisor.run_one(config, stop, args.max_records)?;
@@ -409,6 +420,7 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<bool> {
                 advertised_url: args.advertised_url,
                 state_roots: args.state_roots,
                 read_token_file: args.read_token_file,
+                claim_secret_file: args.claim_secret_file,
             };
             crate::serve::run(serve, out)?;
             Ok(true)

@@ -392,7 +392,8 @@ mod test {
         let dir = tempfile::tempdir().unwrap();
         let allowed = dir.path().join("allowed");
         std::fs::create_dir_all(&allowed).unwrap();
-        let data = DataDir::open(&dir.path().join("data")).unwrap().with_state_roots(std::slice::from_ref(&allowed)).unwrap();
+        let data =
+            DataDir::open(&dir.path().join("data")).unwrap().with_state_roots(std::slice::from_ref(&allowed)).unwrap();
         data.confine(&data.state_dir().join("x")).unwrap();
         data.confine(&allowed.join("team-a")).unwrap();
         std::os::unix::fs::symlink("/", allowed.join("escape")).unwrap();

@@ -15,6 +15,8 @@ use crate::admin;
 use crate::datadir::DataDir;
 use crate::engine::{ComponentCache, Engine, EngineOptions};
 use crate::metrics::Metrics;
+use crate::query::claims::ClaimKey;
+use crate::query::membership::Advertise;
 use crate::supervisor::{Site, Supervisor};
 
 /// What `weir serve` was asked for.
@@ -34,6 +36,9 @@ pub struct Serve {
     pub state_roots: Vec<PathBuf>,
     /// The token reads must carry, if any (`--read-token-file`, else `$WEIR_READ_TOKEN`).
     pub read_token_file: Option<PathBuf>,
+    /// The secret the application's instances share (`--claim-secret-file`, else
+    /// `$WEIR_CLAIM_SECRET`, else the admin token).
+    pub claim_secret_file: Option<PathBuf>,
 }
 
 /// The shortest token weir takes, from any source.
@@ -153,6 +158,7 @@ impl Http {
 pub fn run(serve: Serve, out: &mut dyn Write) -> anyhow::Result<()> {
     let explicit = given_token(serve.token_file.as_ref(), "--token-file", "WEIR_ADMIN_TOKEN")?;
     let read_token = given_token(serve.read_token_file.as_ref(), "--read-token-file", "WEIR_READ_TOKEN")?;
+    let claim_secret = given_token(serve.claim_secret_file.as_ref(), "--claim-secret-file", "WEIR_CLAIM_SECRET")?;
     if !serve.listen.ip().is_loopback() && explicit.is_none() {
         bail!(
             "weir listens beyond loopback ({}) only with an explicitly given token (--token-file or WEIR_ADMIN_TOKEN)",
@@ -170,6 +176,7 @@ pub fn run(serve: Serve, out: &mut dyn Write) -> anyhow::Result<()> {
         Some(t) => t,
         None => data.token()?,
     };
+    let claim_secret = claim_secret.unwrap_or_else(|| token.clone());
     let engine = Engine::new(EngineOptions {
         // The most any one pipeline's instances may use; each pipeline sets its own limit.
         memory_limit: 4 << 30,
@@ -189,6 +196,7 @@ pub fn run(serve: Serve, out: &mut dyn Write) -> anyhow::Result<()> {
     };
     let (address, http) = Http::start(supervisor.clone(), options)?;
     let advertise = advertised(serve.advertised_url.as_deref(), address)?;
+    let advertise = Advertise { url: advertise, key: ClaimKey::new(claim_secret.as_bytes()) };
     supervisor.set_site(Site { instance_id: serve.instance_id.clone(), advertise: Some(advertise) });
     let restored = supervisor.restore_all()?;
     writeln!(

@@ -152,8 +152,9 @@ struct Inner {
 pub struct Site {
     /// The instance id of pipelines whose file names none (else the host name).
     pub instance_id: Option<String>,
-    /// The URL other instances reach this one's HTTP API at, for queries they forward.
-    pub advertise: Option<String>,
+    /// Where other instances reach this one's HTTP API, for queries they forward, and the
+    /// secret the application's instances share.
+    pub advertise: Option<crate::query::membership::Advertise>,
 }
 
 /// The pipelines of this process. Cheap to clone; the HTTP layer holds one.

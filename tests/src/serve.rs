@@ -102,6 +102,9 @@ impl Sidecar {
     }
 }
 
+/// The claim secret of every `weir serve` the tests start.
+pub const CLAIM_SECRET: &str = "weir-tests-claim-secret";
+
 /// A `weir serve` child process.
 pub struct Server {
     child: Child,
@@ -142,6 +145,8 @@ impl Server {
             .args(args)
             .env("WEIR_LOG", "info,rdkafka=warn")
             .env_remove("WEIR_ADMIN_TOKEN")
+            // Every instance a test starts is of one fleet: they share the claim secret.
+            .env("WEIR_CLAIM_SECRET", CLAIM_SECRET)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

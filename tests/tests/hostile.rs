@@ -233,3 +233,69 @@ fn with_a_read_token_reads_need_it_and_probes_do_not() {
     }
     server.stop();
 }
+
+#[test]
+fn a_forged_claim_on_the_membership_topic_redirects_no_query() {
+    use weir_runtime::query::claims::ClaimKey;
+    let s = sidecar();
+    let server = s.serve(&[]);
+    let (input, output) = s.topics(2);
+    let app = unique("forged");
+    server.deploy(&s.pipeline(&app, "word-count", &input, &output, ""));
+    let words: Vec<_> = (0..40).map(|i| (format!("k{i}"), format!("word{i}"), Vec::new())).collect();
+    produce(&s.bootstrap, &input, &words, None);
+    server.wait_phase(&app, "running");
+
+    // The forger's listener: it must never be reached.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let forger = format!("http://{}", listener.local_addr().unwrap());
+    listener.set_nonblocking(true).unwrap();
+    let topic = format!("{app}-instances");
+    let claim = |instance: &str, url: &str, partitions: &[i32]| {
+        json!({ "instance": instance, "url": url, "partitions": partitions, "generation": 1_000_000,
+                "updated_ms": 4_000_000_000_000u64 })
+        .to_string()
+    };
+    // Unsigned, and signed with a guess: both ignored.
+    let forged = claim("forger", &forger, &[0, 1]);
+    let guessed = claim("guesser", &forger, &[0, 1]);
+    let wrong = ClaimKey::new(b"not-the-secret").sign(&[topic.as_bytes(), b"guesser", guessed.as_bytes()]);
+    produce(&s.bootstrap, &topic, &[("forger".into(), forged, Vec::new())], None);
+    produce(&s.bootstrap, &topic, &[("guesser".into(), guessed, vec![("weir-mac".into(), wrong)])], None);
+    // Then a claim signed with the fleet's secret: once it shows, the ones before it were read.
+    let witness = claim("witness", "http://127.0.0.1:9", &[]);
+    let mac = ClaimKey::new(weir_tests::serve::CLAIM_SECRET.as_bytes()).sign(&[
+        topic.as_bytes(),
+        b"witness",
+        witness.as_bytes(),
+    ]);
+    produce(&s.bootstrap, &topic, &[("witness".into(), witness, vec![("weir-mac".into(), mac)])], None);
+    let path = format!("/v1/pipelines/{app}/instances");
+    let started = Instant::now();
+    let members = loop {
+        let (_, map, _) = server.query(&path);
+        let members = map["members"].as_array().cloned().unwrap_or_default();
+        if members.iter().any(|m| m["instance"] == "witness") {
+            break members;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the signed claim never showed: {map}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        !members.iter().any(|m| m["instance"] == "forger" || m["instance"] == "guesser"),
+        "a forged claim was believed: {members:?}"
+    );
+    for i in 0..80 {
+        let (status, body, _) = server.query(&format!("/v1/pipelines/{app}/state/word{}", i % 40));
+        assert!(status == 200 || status == 404 || status == 503, "{status}: {body}");
+    }
+    assert!(listener.accept().is_err(), "a query was forwarded to the forger's listener");
+    // Nor does a query that claims to be forwarded, without the proof, skip the checks.
+    let r = weir_tests::serve::agent()
+        .get(format!("{}/v1/pipelines/{app}/state/word1", server.url))
+        .header("weir-forwarded", "forger")
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    server.stop();
+}

@@ -31,6 +31,9 @@ use crate::query::{self, Member, Owner, Page, Point, Queryable, Range, MAX_LIMIT
 /// The header a forwarded query carries (so it is never forwarded again) and every answer
 /// names its instance with.
 const FORWARDED: &str = "weir-forwarded";
+/// What a forwarded query carries to prove it comes from an instance of the application: the
+/// MAC of the sender and the path (see [`crate::query::claims`]).
+const PROOF: &str = "weir-proof";
 const INSTANCE: &str = "weir-instance";
 /// Longest `timeout_ms` a query may wait for `min_offset`.
 const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -244,6 +247,7 @@ async fn point(
     headers: &HeaderMap,
 ) -> Result<Response, Refused> {
     let q = stateful(api, name)?;
+    let forwarded = forwarded(&q, headers, uri)?;
     if key.is_empty() {
         return Err(bad("the key is empty"));
     }
@@ -261,7 +265,7 @@ async fn point(
     }
     match q.owner(partition) {
         Owner::Here => {}
-        Owner::There(member) if !headers.contains_key(FORWARDED) => {
+        Owner::There(member) if !forwarded => {
             let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
             return forward(api, &q, &member, path).await;
         }
@@ -303,8 +307,10 @@ async fn forward(api: &Api, q: &Queryable, member: &Member, path: &str) -> Resul
     let instance = member.instance.clone();
     // Instances of one application share their read token, when reads need one.
     let auth = api.read_token.as_ref().map(|t| format!("Bearer {t}"));
+    let key = q.claim_key().ok_or_else(|| unavailable("this instance has not joined the membership topic yet"))?;
+    let proof = key.sign(&[b"forward", me.as_bytes(), path.as_bytes()]);
     let answer = tokio::task::spawn_blocking(move || {
-        let mut request = agent.get(&url).header(FORWARDED, &me);
+        let mut request = agent.get(&url).header(FORWARDED, &me).header(PROOF, &proof);
         if let Some(auth) = &auth {
             request = request.header("authorization", auth);
         }
@@ -327,6 +333,22 @@ async fn forward(api: &Api, q: &Queryable, member: &Member, path: &str) -> Resul
         response.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
     }
     Ok(response)
+}
+
+/// Whether the query was forwarded by another instance of the application (so it is answered
+/// here and never forwarded again); a query that says so without a proof that verifies is
+/// refused.
+fn forwarded(q: &Queryable, headers: &HeaderMap, uri: &axum::http::Uri) -> Result<bool, Refused> {
+    let Some(from) = headers.get(FORWARDED) else { return Ok(false) };
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let proof = headers.get(PROOF).map(HeaderValue::as_bytes).unwrap_or_default();
+    match q.claim_key() {
+        Some(key) if key.verify(&[b"forward", from.as_bytes(), path.as_bytes()], proof) => Ok(true),
+        _ => Err(Box::new(error(
+            StatusCode::FORBIDDEN,
+            "a query marked as forwarded must carry the proof of an instance of this application",
+        ))),
+    }
 }
 
 /// What a range query reads, from its parameters.
@@ -381,7 +403,7 @@ async fn range(
         return Err(bad(format!("limit must be 1 to {MAX_LIMIT}")));
     }
     let wanted = min_offsets(params, n)?;
-    let forwarded = headers.contains_key(FORWARDED);
+    let forwarded = forwarded(&q, headers, uri)?;
     let asked: Vec<i32> = match (&params.partitions, forwarded) {
         (Some(list), _) => list
             .split(',')

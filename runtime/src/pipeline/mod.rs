@@ -93,7 +93,7 @@ pub struct Attach {
     pub status_line: bool,
     /// The URL other instances reach this one's queries at; with it, a stateful pipeline joins
     /// the membership topic (see [`crate::query::membership`]).
-    pub advertise: Option<String>,
+    pub advertise: Option<crate::query::membership::Advertise>,
     /// Wait, with backoff, for a broker that does not answer at start (`weir serve`), rather
     /// than fail (`weir run`).
     pub wait_for_kafka: bool,
@@ -238,7 +238,7 @@ impl Pipeline {
         let table_feed = tables::TableFeed::start(&config, &tables)?;
         view.queryable.started(&config.instance(), tables.clone(), module.uses_state());
         let membership = match (&attach.advertise, module.uses_state()) {
-            (Some(url), true) => Some(Publisher::start(&config, url, view.queryable.clone())?),
+            (Some(at), true) => Some(Publisher::start(&config, &at.url, at.key.clone(), view.queryable.clone())?),
             _ => None,
         };
         let shared = Shared::new(config.guarantee, view.queryable.clone());

@@ -7,6 +7,10 @@
 //! a partition (an instance died and another took its partitions over), the later one in the
 //! log wins. The owner itself checks before it answers, so a stale claim gives a 503, never a
 //! wrong value. An instance that stops deletes its claim (a tombstone).
+//!
+//! Claims and tombstones are signed with the application's [`ClaimKey`]; one that does not
+//! verify (written by anyone else who can write the topic) is ignored and logged, so a forged
+//! claim cannot send queries to a URL of the forger's choosing.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,11 +20,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use rdkafka::message::Message as _;
+use rdkafka::message::{Header, Headers as _, Message as _, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
+use super::claims::{ClaimKey, CLAIM_MAC};
 use super::Queryable;
 use crate::kafka::{self, CatchUpCtx};
 use crate::pipeline::config::PipelineConfig;
@@ -42,6 +47,14 @@ pub struct Member {
     pub offset: i64,
 }
 
+/// Where this instance is reached, and the secret that proves it is one of the application's.
+#[derive(Debug, Clone)]
+pub struct Advertise {
+    /// The URL other instances reach this one's HTTP API at.
+    pub url: String,
+    pub key: ClaimKey,
+}
+
 /// The membership topic of `config`'s application.
 pub fn topic(config: &PipelineConfig) -> String {
     format!("{}-instances", config.application_id)
@@ -56,7 +69,7 @@ pub struct Publisher {
 
 impl Publisher {
     /// Creates the topic if it is missing, then starts the thread.
-    pub fn start(config: &PipelineConfig, url: &str, queryable: Arc<Queryable>) -> anyhow::Result<Self> {
+    pub fn start(config: &PipelineConfig, url: &str, key: ClaimKey, queryable: Arc<Queryable>) -> anyhow::Result<Self> {
         let topic = topic(config);
         let spec = kafka::TopicSpec { what: "membership", partitions: 1, compact: true, exact: true };
         kafka::ensure_topic(config, &topic, spec)?;
@@ -73,7 +86,8 @@ impl Publisher {
         assignment.add_partition_offset(&topic, 0, Offset::Beginning)?;
         consumer.assign(&assignment).with_context(|| format!("cannot read the membership topic `{topic}`"))?;
         let stop = Arc::new(AtomicBool::new(false));
-        let state = Loop { topic, url: url.to_owned(), producer, consumer, queryable, stop: stop.clone() };
+        queryable.set_claim_key(key.clone());
+        let state = Loop { topic, url: url.to_owned(), key, producer, consumer, queryable, stop: stop.clone() };
         let thread = std::thread::Builder::new().name("weir-members".into()).spawn(move || state.run())?;
         Ok(Self { stop, thread: Some(thread) })
     }
@@ -91,6 +105,7 @@ impl Drop for Publisher {
 struct Loop {
     topic: String,
     url: String,
+    key: ClaimKey,
     producer: BaseProducer,
     consumer: BaseConsumer<CatchUpCtx>,
     queryable: Arc<Queryable>,
@@ -137,7 +152,10 @@ impl Loop {
     /// Writes a claim (or its tombstone) and waits until the broker has it.
     fn write(&self, instance: &str, member: Option<&Member>) -> anyhow::Result<()> {
         let value = member.map(serde_json::to_vec).transpose()?;
-        let mut record: BaseRecord<'_, str, [u8]> = BaseRecord::to(&self.topic).key(instance).partition(0);
+        let mac = self.key.sign(&[self.topic.as_bytes(), instance.as_bytes(), value.as_deref().unwrap_or_default()]);
+        let headers = OwnedHeaders::new().insert(Header { key: CLAIM_MAC, value: Some(mac.as_bytes()) });
+        let mut record: BaseRecord<'_, str, [u8]> =
+            BaseRecord::to(&self.topic).key(instance).partition(0).headers(headers);
         if let Some(value) = &value {
             record = record.payload(value);
         }
@@ -160,6 +178,17 @@ impl Loop {
                 }
             };
             let Some(key) = message.key().map(|k| String::from_utf8_lossy(k).into_owned()) else { continue };
+            let mac = message.headers().and_then(|h| h.iter().find(|h| h.key == CLAIM_MAC).and_then(|h| h.value));
+            let signed = [self.topic.as_bytes(), key.as_bytes(), message.payload().unwrap_or_default()];
+            if !mac.is_some_and(|mac| self.key.verify(&signed, mac)) {
+                tracing::warn!(
+                    topic = %self.topic,
+                    offset = message.offset(),
+                    instance = %key,
+                    "ignoring a claim not signed with this application's claim secret"
+                );
+                continue;
+            }
             changed = true;
             match message.payload().map(serde_json::from_slice::<Member>) {
                 None => {

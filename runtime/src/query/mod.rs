@@ -9,6 +9,7 @@
 //! the moment partitions are revoked, so a query never reads a partition that may already be
 //! another instance's.
 
+pub mod claims;
 pub mod membership;
 mod murmur2;
 
@@ -82,6 +83,8 @@ pub struct Queryable {
     members: RwLock<Vec<Member>>,
     /// This instance's id, once the pipeline knows it.
     instance: RwLock<Option<String>>,
+    /// The secret this application's instances share (what claims and forwards are signed with).
+    claim_key: RwLock<Option<claims::ClaimKey>>,
     /// Bumped after every commit and every change of ownership (what `min_offset` waits on).
     changed: watch::Sender<u64>,
 }
@@ -93,6 +96,7 @@ impl Default for Queryable {
             local: RwLock::new(local),
             members: RwLock::default(),
             instance: RwLock::default(),
+            claim_key: RwLock::default(),
             changed: watch::Sender::new(0),
         }
     }
@@ -251,10 +255,19 @@ impl Queryable {
         *self.members.write().unwrap_or_else(PoisonError::into_inner) = members;
     }
 
+    /// The secret claims and forwarded queries are signed with, once the membership starts.
+    pub fn set_claim_key(&self, key: claims::ClaimKey) {
+        *self.claim_key.write().unwrap_or_else(PoisonError::into_inner) = Some(key);
+    }
+
     // What queries call.
 
     pub fn instance(&self) -> Option<String> {
         self.instance.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    pub fn claim_key(&self) -> Option<claims::ClaimKey> {
+        self.claim_key.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     pub fn members(&self) -> Vec<Member> {
