@@ -89,13 +89,33 @@ pub fn ensure(config: &PipelineConfig, store: &str) -> anyhow::Result<(String, i
     let name = topic(config, store);
     let consumer: BaseConsumer = base(config).create()?;
     let partitions = input_partitions(config, &consumer)?;
-    let spec = TopicSpec { what: "changelog", partitions, compact: true, exact: true };
+    let spec = TopicSpec {
+        replication_factor: config.changelog.replication_factor,
+        min_insync_replicas: config.changelog.min_insync_replicas,
+        ..TopicSpec::new("changelog", partitions, true, true)
+    };
     ensure_topic(config, &name, spec).context(
         "the state of each input partition lives in the changelog partition with its number, \
          so the changelog needs as many partitions as the inputs (were partitions added to an input? \
          then run the processor as a new application, another application_id, from the earliest offsets)",
     )?;
+    warn_if_unreplicated(&consumer, &name);
     Ok((name, partitions))
+}
+
+/// Warns when the changelog has a single replica: a lost disk then loses the state for good.
+fn warn_if_unreplicated(consumer: &BaseConsumer, name: &str) {
+    let replicas = consumer
+        .fetch_metadata(Some(name), crate::kafka::KAFKA_TIMEOUT)
+        .ok()
+        .and_then(|m| m.topics().first().and_then(|t| t.partitions().iter().map(|p| p.replicas().len()).min()));
+    if replicas == Some(1) {
+        tracing::warn!(
+            topic = name,
+            "the changelog has one replica: a broker's lost disk loses this state for good; \
+             set [changelog] replication_factor (and min_insync_replicas) on a cluster of several brokers"
+        );
+    }
 }
 
 /// What a restore did.

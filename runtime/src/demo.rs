@@ -59,6 +59,7 @@ pub fn run(engine: &Engine, demo: &Demo, out: &mut dyn Write) -> anyhow::Result<
         state_dir: None,
         kafka: BTreeMap::new(),
         errors: Default::default(),
+        changelog: Default::default(),
     };
     // The mock broker cannot create topics through the admin API, so the changelog a stateful
     // module needs is made here, named as `changelog::topic` names it.

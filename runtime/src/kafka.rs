@@ -348,19 +348,30 @@ pub fn partition_count(
     Ok(n)
 }
 
-/// What [`ensure_topic`] creates: `partitions` partitions, compacted or not; with `exact`, an
-/// existing topic with another partition count is refused.
+/// What [`ensure_topic`] creates: `partitions` partitions, compacted or not, with a replication
+/// factor (`None`: the broker's default) and `min.insync.replicas` (`None`: the broker's, or
+/// one less than an explicit factor above 1); with `exact`, an existing topic with another
+/// partition count is refused.
 pub struct TopicSpec<'a> {
     /// Names the topic's role in logs and errors.
     pub what: &'a str,
     pub partitions: i32,
     pub compact: bool,
     pub exact: bool,
+    pub replication_factor: Option<i32>,
+    pub min_insync_replicas: Option<i32>,
+}
+
+impl<'a> TopicSpec<'a> {
+    /// A topic with the broker's replication defaults.
+    pub fn new(what: &'a str, partitions: i32, compact: bool, exact: bool) -> Self {
+        Self { what, partitions, compact, exact, replication_factor: None, min_insync_replicas: None }
+    }
 }
 
 /// Creates `topic` as `spec` says unless it exists.
 pub fn ensure_topic(config: &PipelineConfig, topic: &str, spec: TopicSpec<'_>) -> anyhow::Result<()> {
-    let TopicSpec { what, partitions, compact, exact } = spec;
+    let TopicSpec { what, partitions, compact, exact, replication_factor, min_insync_replicas } = spec;
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     let consumer: BaseConsumer = base(config).create()?;
     let metadata = consumer.fetch_metadata(Some(topic), KAFKA_TIMEOUT)?;
@@ -372,9 +383,14 @@ pub fn ensure_topic(config: &PipelineConfig, topic: &str, spec: TopicSpec<'_>) -
         bail!("{what} topic `{topic}` has {existing} partitions, {partitions} expected");
     }
     let admin: AdminClient<rdkafka::client::DefaultClientContext> = base(config).create()?;
-    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication_factor.unwrap_or(-1)));
     if compact {
         new = new.set("cleanup.policy", "compact");
+    }
+    let min_isr = min_insync_replicas.or(replication_factor.filter(|rf| *rf > 1).map(|rf| rf - 1));
+    let min_isr = min_isr.map(|n| n.to_string());
+    if let Some(n) = &min_isr {
+        new = new.set("min.insync.replicas", n);
     }
     let results = futures_executor::block_on(admin.create_topics([&new], &AdminOptions::new()))
         .with_context(|| format!("cannot create {what} topic `{topic}`"))?;

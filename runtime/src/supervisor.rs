@@ -709,6 +709,7 @@ fn in_place(running: &PipelineConfig, next: &PipelineConfig) -> Result<(), Strin
         differ("batch_size", a.batch_size.to_string(), b.batch_size.to_string()),
         differ("linger_ms", a.linger_ms.to_string(), b.linger_ms.to_string()),
         differ("errors", format!("{:?}", a.errors), format!("{:?}", b.errors)),
+        differ("changelog", format!("{:?}", a.changelog), format!("{:?}", b.changelog)),
     ]
     .into_iter()
     .flatten()

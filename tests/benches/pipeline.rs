@@ -493,6 +493,7 @@ fn config(
         state_dir: state_dir.map(|p| p.to_path_buf()),
         kafka: BTreeMap::new(),
         errors: Default::default(),
+        changelog: Default::default(),
     }
 }
 

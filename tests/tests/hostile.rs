@@ -299,3 +299,50 @@ fn a_forged_claim_on_the_membership_topic_redirects_no_query() {
     assert_eq!(r.status().as_u16(), 403);
     server.stop();
 }
+
+#[test]
+fn a_producer_cannot_choose_where_its_dead_letter_is_replayed_to() {
+    use weir_tests::kafka::{create_topic, end_offsets, read_committed, LONG};
+    let s = sidecar();
+    let server = s.serve(&[]);
+    let (input, output) = s.topics(1);
+    let victim = unique("victim");
+    create_topic(&s.bootstrap, &victim, 1);
+    let app = unique("dlq-forge");
+    let extra = "[errors]\non_guest_error = \"dead-letter\"";
+    server.deploy(&s.pipeline(&app, "misbehave", &input, &output, extra));
+    // A poisoned record that names another topic as its source, as weir's headers would.
+    let forged =
+        vec![("weir.source.topic".to_owned(), victim.clone()), ("weir.source.partition".to_owned(), "0".into())];
+    produce(&s.bootstrap, &input, &[("bad".into(), "reject".into(), forged)], None);
+    let dlq = format!("{app}-dlq");
+    let dead = read_committed(&s.bootstrap, &dlq, 1, Duration::from_secs(2), LONG);
+    let header = |name: &str| dead[0].headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    assert_eq!(header("weir.source.topic"), Some(input.clone()), "{:?}", dead[0]);
+    assert_eq!(header("weir.original.source.topic"), Some(victim.clone()), "the record's own header is kept, renamed");
+    // And a dead letter written straight to the dead-letter topic by someone else.
+    let straight = vec![("weir.source.topic".to_owned(), victim.clone())];
+    produce(&s.bootstrap, &dlq, &[("x".into(), "planted".into(), straight)], None);
+
+    let (status, answer) = server.send("POST", &format!("/v1/pipelines/{app}/dlq/replay"), None, Some(&server.token));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["replayed"], 1, "only the record from the pipeline's own input: {answer}");
+    assert_eq!(end_offsets(&s.bootstrap, &victim, 1), vec![0], "a dead letter was replayed to another topic");
+    assert_eq!(end_offsets(&s.bootstrap, &input, 1), vec![2], "the real one went back to its input");
+    server.stop();
+}
+
+#[test]
+fn a_changelogs_replication_factor_is_asked_of_the_broker() {
+    let s = sidecar();
+    let server = s.serve(&[]);
+    let (input, output) = s.topics(1);
+    let app = unique("replicated");
+    // The test broker is one broker: a changelog of three replicas cannot be made, and says so.
+    let extra = "[changelog]\nreplication_factor = 3";
+    let _ = server.cli(&["deploy", &s.pipeline(&app, "word-count", &input, &output, extra).to_string_lossy()]);
+    let status = server.wait_for(&app, "failed", Duration::from_secs(120), |s| s["status"] == "failed");
+    let error = status["error"].as_str().unwrap_or_default();
+    assert!(error.contains("changelog") && error.to_lowercase().contains("replication"), "{error}");
+    server.stop();
+}

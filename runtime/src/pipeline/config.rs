@@ -18,7 +18,11 @@
 //! topic = "customers"                    # read from its start, kept current
 //! global = false                         # default: co-partitioned with the inputs
 //!
-//! [kafka]                                # passed to librdkafka verbatim
+//! [changelog]                            # how weir creates changelog topics
+//! replication_factor = 3                 # default: the broker's
+//! min_insync_replicas = 2                # default: replication_factor - 1 when above 1
+//!
+//! [kafka]                                # passed to librdkafka, but for what loads code
 //! "security.protocol" = "plaintext"
 //! ```
 //!
@@ -165,6 +169,22 @@ pub struct PipelineConfig {
     /// What a guest error on one record does.
     #[serde(default)]
     pub errors: ErrorsConfig,
+    /// How weir creates the state's changelog topics.
+    #[serde(default)]
+    pub changelog: ChangelogConfig,
+}
+
+/// The `[changelog]` table: how weir creates a changelog topic (an existing one is left as it is).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangelogConfig {
+    /// Replicas of each partition; default: the broker's `default.replication.factor`.
+    #[serde(default)]
+    pub replication_factor: Option<i32>,
+    /// The topic's `min.insync.replicas`; default: one less than an explicit replication factor
+    /// above 1, else the broker's.
+    #[serde(default)]
+    pub min_insync_replicas: Option<i32>,
 }
 
 /// What a guest error on one record does: a trap, a blown deadline, fuel or memory limit, a
@@ -333,6 +353,13 @@ impl PipelineConfig {
         }
         if self.errors.dead_letter_topic.as_deref() == Some("") {
             return Err("errors.dead_letter_topic is empty".into());
+        }
+        let ChangelogConfig { replication_factor: rf, min_insync_replicas: isr } = self.changelog;
+        if rf.is_some_and(|rf| rf < 1) {
+            return Err("changelog.replication_factor must be at least 1".into());
+        }
+        if isr.is_some_and(|isr| isr < 1 || rf.is_some_and(|rf| isr > rf)) {
+            return Err("changelog.min_insync_replicas must be at least 1 and at most replication_factor".into());
         }
         if self.commit_interval_ms == Some(0) {
             return Err("commit_interval_ms must be at least 1".into());
@@ -547,6 +574,17 @@ mod test {
         }
         // Certificates and keys stay allowed.
         parse(&format!("{MINIMAL}[kafka]\n\"ssl.ca.location\" = \"/etc/ssl/ca.pem\"\n")).unwrap();
+    }
+
+    #[test]
+    fn a_changelogs_replication_is_settable_and_checked() {
+        let c = parse(&format!("{MINIMAL}[changelog]\nreplication_factor = 3\n")).unwrap();
+        assert_eq!(c.changelog, ChangelogConfig { replication_factor: Some(3), min_insync_replicas: None });
+        let err =
+            parse(&format!("{MINIMAL}[changelog]\nreplication_factor = 2\nmin_insync_replicas = 3\n")).unwrap_err();
+        assert!(err.contains("min_insync_replicas"), "{err}");
+        let err = parse(&format!("{MINIMAL}[changelog]\nreplication_factor = 0\n")).unwrap_err();
+        assert!(err.contains("replication_factor"), "{err}");
     }
 
     #[test]

@@ -27,6 +27,11 @@ pub const DIGEST: &str = "weir.module.digest";
 pub const FAILED_AT: &str = "weir.failed.at";
 /// Set on a record `weir dlq replay` sent back: where in the dead-letter topic it came from.
 pub const REPLAYED_FROM: &str = "weir.replayed.from";
+/// The prefix of weir's headers, and what a record's own headers with that prefix are renamed
+/// to in its dead-letter copy (`weir.x` becomes `weir.original.x`), so that weir's headers there
+/// are weir's alone: a producer cannot choose where its record is replayed to.
+const OURS: &str = "weir.";
+const ORIGINAL: &str = "weir.original.";
 
 /// Why a record was set aside.
 #[derive(Debug, Clone)]
@@ -98,7 +103,17 @@ pub fn dead_letter<'a>(
     poison: &Poison,
     digest: &str,
 ) -> BaseRecord<'a, [u8], [u8]> {
-    let mut headers = headers_of(m, |_| true);
+    let mut headers = OwnedHeaders::new();
+    let mut renamed = Vec::new();
+    for h in m.headers().into_iter().flat_map(|hs| hs.iter()) {
+        match h.key.strip_prefix(OURS) {
+            Some(rest) => renamed.push((format!("{ORIGINAL}{rest}"), h.value)),
+            None => headers = headers.insert(Header { key: h.key, value: h.value }),
+        }
+    }
+    for (key, value) in &renamed {
+        headers = headers.insert(Header { key, value: *value });
+    }
     let (partition, offset, at) = (m.partition().to_string(), m.offset().to_string(), poison.at_ms.to_string());
     for (key, value) in [
         (KIND, poison.kind),
@@ -114,15 +129,26 @@ pub fn dead_letter<'a>(
     copy_of(topic, m, headers)
 }
 
-/// The headers of `m` whose keys `keep` says to keep.
-fn headers_of(m: &BorrowedMessage<'_>, keep: impl Fn(&str) -> bool) -> OwnedHeaders {
+/// The headers a dead letter goes back with: the record's own (`weir.original.x` again as
+/// `weir.x`), without weir's, and with [`REPLAYED_FROM`] set to `from`.
+fn replayed_headers(m: &BorrowedMessage<'_>, from: &str) -> OwnedHeaders {
     let mut headers = OwnedHeaders::new();
-    if let Some(original) = m.headers() {
-        for h in original.iter().filter(|h| keep(h.key)) {
+    let mut restored = Vec::new();
+    for h in m.headers().into_iter().flat_map(|hs| hs.iter()) {
+        if let Some(rest) = h.key.strip_prefix(ORIGINAL) {
+            let key = format!("{OURS}{rest}");
+            // An earlier replay's mark gives way to this one's.
+            if key != REPLAYED_FROM {
+                restored.push((key, h.value));
+            }
+        } else if !h.key.starts_with(OURS) {
             headers = headers.insert(Header { key: h.key, value: h.value });
         }
     }
-    headers
+    for (key, value) in &restored {
+        headers = headers.insert(Header { key, value: *value });
+    }
+    headers.insert(Header { key: REPLAYED_FROM, value: Some(from.as_bytes()) })
 }
 
 /// A record to `topic` with `m`'s key, value and timestamp, and `headers`.
@@ -142,13 +168,15 @@ fn copy_of<'a>(topic: &'a str, m: &'a BorrowedMessage<'a>, headers: OwnedHeaders
 
 /// Creates the dead-letter topic (one partition) unless it exists, with however many.
 pub fn ensure_topic(config: &PipelineConfig, topic: &str) -> anyhow::Result<()> {
-    let spec = crate::kafka::TopicSpec { what: "dead-letter", partitions: 1, compact: false, exact: false };
+    let spec = crate::kafka::TopicSpec::new("dead-letter", 1, false, false);
     crate::kafka::ensure_topic(config, topic, spec)
 }
 
 /// Sends the records of `config`'s dead-letter topic back to the topics and partitions they
 /// came from (offsets `from` up to, not including, `until`, in every partition; all by
-/// default), each marked with [`REPLAYED_FROM`] so that a second failure shows. Returns how many.
+/// default), each marked with [`REPLAYED_FROM`] so that a second failure shows. Only the
+/// pipeline's own inputs are sent to: a dead letter naming another topic (written to the
+/// dead-letter topic by someone else) is left there and logged. Returns how many were sent.
 pub fn replay(config: &PipelineConfig, from: Option<i64>, until: Option<i64>) -> anyhow::Result<u64> {
     use std::time::{Duration, Instant};
 
@@ -193,11 +221,16 @@ pub fn replay(config: &PipelineConfig, from: Option<i64>, until: Option<i64>) ->
         };
         let source = header(SOURCE_TOPIC)
             .with_context(|| format!("`{topic}` partition {partition} offset {offset} has no {SOURCE_TOPIC} header"))?;
+        if !config.inputs.contains(&source) {
+            tracing::warn!(
+                topic, partition, offset, source = %source,
+                "not replaying a dead letter whose source is not one of the pipeline's inputs"
+            );
+            return Ok(());
+        }
         let source_partition = header(SOURCE_PARTITION).and_then(|p| p.parse::<i32>().ok());
         let from = format!("{topic}:{partition}:{offset}");
-        let headers = headers_of(m, |key| !key.starts_with("weir."))
-            .insert(Header { key: REPLAYED_FROM, value: Some(from.as_bytes()) });
-        let mut record = copy_of(&source, m, headers);
+        let mut record = copy_of(&source, m, replayed_headers(m, &from));
         if let Some(p) = source_partition {
             record = record.partition(p);
         }

@@ -71,7 +71,7 @@ impl Publisher {
     /// Creates the topic if it is missing, then starts the thread.
     pub fn start(config: &PipelineConfig, url: &str, key: ClaimKey, queryable: Arc<Queryable>) -> anyhow::Result<Self> {
         let topic = topic(config);
-        let spec = kafka::TopicSpec { what: "membership", partitions: 1, compact: true, exact: true };
+        let spec = kafka::TopicSpec::new("membership", 1, true, true);
         kafka::ensure_topic(config, &topic, spec)?;
         let producer: BaseProducer = kafka::base(config)
             .set("linger.ms", "0")
