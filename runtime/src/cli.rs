@@ -385,7 +385,14 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<bool> {
             let config = run_config(&args)?;
             let module = &config.module;
             let cache_dir = args.cache_dir.clone().or_else(ComponentCache::default_dir);
-            let engine = engine(module.memory_limit_mib, module.deadline_ms, module.fuel, cache_dir)?;
+            let engine = Engine::new(EngineOptions {
+                memory_limit: module.memory_limit_mib << 20,
+                deadline: Duration::from_millis(module.deadline_ms),
+                fuel: module.fuel,
+                cache_dir,
+                // The one pipeline's share is the whole pool.
+                max_instances: config.instance_slots().max(EngineOptions::default().max_instances),
+            })?;
             let stop = Arc::new(AtomicBool::new(false));
             for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
                 signal_hook::flag::register(signal, stop.clone())?;

@@ -60,6 +60,7 @@ pub fn run(engine: &Engine, demo: &Demo, out: &mut dyn Write) -> anyhow::Result<
         kafka: BTreeMap::new(),
         errors: Default::default(),
         changelog: Default::default(),
+        max_instances: 32,
     };
     // The mock broker cannot create topics through the admin API, so the changelog a stateful
     // module needs is made here, named as `changelog::topic` names it.

@@ -38,24 +38,32 @@ pub struct Refusal {
     pub domain: Domain,
     /// No such pipeline.
     pub not_found: bool,
+    /// It conflicts with what runs (the instance slots are taken).
+    pub conflict: bool,
     pub message: String,
 }
 
 impl Refusal {
-    fn user(message: impl Into<String>) -> Self {
-        Self { domain: Domain::User, not_found: false, message: message.into() }
+    fn of(domain: Domain, message: impl Into<String>) -> Self {
+        Self { domain, not_found: false, conflict: false, message: message.into() }
     }
-    fn not_found(name: &str) -> Self {
-        Self { domain: Domain::User, not_found: true, message: format!("no pipeline named `{name}`") }
+    fn user(message: impl Into<String>) -> Self {
+        Self::of(Domain::User, message)
+    }
+    pub fn not_found(name: &str) -> Self {
+        Self { not_found: true, ..Self::user(format!("no pipeline named `{name}`")) }
+    }
+    fn conflict(message: impl Into<String>) -> Self {
+        Self { conflict: true, ..Self::user(message) }
     }
     fn internal(e: impl std::fmt::Display) -> Self {
-        Self { domain: Domain::Internal, not_found: false, message: format!("{e:#}") }
+        Self::of(Domain::Internal, format!("{e:#}"))
     }
     fn load(e: LoadError) -> Self {
-        Self { domain: e.domain(), not_found: false, message: e.to_string() }
+        Self::of(e.domain(), e.to_string())
     }
     fn external(e: impl std::fmt::Display) -> Self {
-        Self { domain: Domain::External, not_found: false, message: format!("{e:#}") }
+        Self::of(Domain::External, format!("{e:#}"))
     }
 }
 
@@ -238,6 +246,7 @@ impl Supervisor {
         for deployment in &deployments {
             let _changes = self.changes(&deployment.name);
             let started = self.live_config(deployment).and_then(|(config, module)| {
+                self.instance_slots_for(&deployment.name, &config).map_err(|e| e.message)?;
                 self.start(config, module, deployment.clone(), deployment.paused).map_err(|e| e.message)
             });
             if let Err(e) = started {
@@ -357,6 +366,7 @@ impl Supervisor {
                 parsed.application_id
             )));
         }
+        self.instance_slots_for(name, &parsed)?;
         let existing = self.pipelines().get(name).map(|s| (s.deployment.clone(), s.alive(), s.config.clone()));
         let upload = match upload {
             Some(u) => u,
@@ -392,6 +402,28 @@ impl Supervisor {
         let (action, notice) = self.put_live(&data, name, (alive, running), config, module, deployment)?;
         tracing::info!(pipeline = name, version = number, digest = %digest, action, "deployed");
         Ok(Deployed { name: name.to_owned(), version: number, digest, action, notice })
+    }
+
+    /// Refuses `config` for pipeline `name` when its instance slots, with every other
+    /// pipeline's, would be more than the process's pool (`weir serve --max-instances`).
+    fn instance_slots_for(&self, name: &str, config: &PipelineConfig) -> Result<(), Refusal> {
+        let pool = self.inner.engine.options().max_instances;
+        let others: u32 = self
+            .pipelines()
+            .iter()
+            .filter(|(other, _)| other.as_str() != name)
+            .filter_map(|(_, slot)| slot.config.as_ref().map(PipelineConfig::instance_slots))
+            .sum();
+        let wanted = config.instance_slots();
+        if others.saturating_add(wanted) > pool {
+            return Err(Refusal::conflict(format!(
+                "pipeline `{name}` needs {wanted} instance slots (max_instances {} and one for a swap), \
+                 and the other pipelines hold {others} of the {pool} this weir serve has (--max-instances): \
+                 lower max_instances in the pipeline file, or start weir serve with more",
+                config.max_instances
+            )));
+        }
+        Ok(())
     }
 
     /// Makes `next`'s live version run: swapped into the running pipeline when the change fits
@@ -710,6 +742,7 @@ fn in_place(running: &PipelineConfig, next: &PipelineConfig) -> Result<(), Strin
         differ("linger_ms", a.linger_ms.to_string(), b.linger_ms.to_string()),
         differ("errors", format!("{:?}", a.errors), format!("{:?}", b.errors)),
         differ("changelog", format!("{:?}", a.changelog), format!("{:?}", b.changelog)),
+        differ("max_instances", a.max_instances.to_string(), b.max_instances.to_string()),
     ]
     .into_iter()
     .flatten()

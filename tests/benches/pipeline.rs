@@ -494,6 +494,7 @@ fn config(
         kafka: BTreeMap::new(),
         errors: Default::default(),
         changelog: Default::default(),
+        max_instances: 32,
     }
 }
 

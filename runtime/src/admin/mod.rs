@@ -162,6 +162,7 @@ impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         let status = match (self.not_found, self.domain) {
             (true, _) => StatusCode::NOT_FOUND,
+            (false, _) if self.conflict => StatusCode::CONFLICT,
             (false, Domain::User) => StatusCode::BAD_REQUEST,
             (false, Domain::External) => StatusCode::SERVICE_UNAVAILABLE,
             (false, Domain::Internal) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -421,9 +422,8 @@ async fn act(State(api): State<Api>, Path((name, action)): Path<(String, String)
         "resume" => supervisor.set_paused(&name, false).map(|()| json!({ "name": name, "paused": false })),
         "rollback" => supervisor.rollback(&name).map(|d| json!(d)),
         other => Err(Refusal {
-            domain: Domain::User,
-            not_found: true,
             message: format!("no action `{other}`; there are pause, resume and rollback"),
+            ..Refusal::not_found(&name)
         }),
     })
     .await;

@@ -172,6 +172,15 @@ pub struct PipelineConfig {
     /// How weir creates the state's changelog topics.
     #[serde(default)]
     pub changelog: ChangelogConfig,
+    /// Most processor instances (one per assigned input partition) this pipeline may hold.
+    /// Under `weir serve` each pipeline reserves this many (and one for a swap) of the
+    /// process's `--max-instances`, so one pipeline cannot starve the others.
+    #[serde(default = "default_max_instances")]
+    pub max_instances: u32,
+}
+
+fn default_max_instances() -> u32 {
+    32
 }
 
 /// The `[changelog]` table: how weir creates a changelog topic (an existing one is left as it is).
@@ -361,6 +370,9 @@ impl PipelineConfig {
         if isr.is_some_and(|isr| isr < 1 || rf.is_some_and(|rf| isr > rf)) {
             return Err("changelog.min_insync_replicas must be at least 1 and at most replication_factor".into());
         }
+        if self.max_instances == 0 {
+            return Err("max_instances must be at least 1".into());
+        }
         if self.commit_interval_ms == Some(0) {
             return Err("commit_interval_ms must be at least 1".into());
         }
@@ -374,6 +386,27 @@ impl PipelineConfig {
                 "kafka.\"{key}\" is refused: it makes librdkafka load a library, run a command or open a file \
                  of the deployer's choosing, outside the Wasm sandbox (see docs/security.md)"
             ));
+        }
+        Ok(())
+    }
+
+    /// The instance slots this pipeline takes of a process's pool: one per partition it may
+    /// hold, and one more for the instance a swap prepares beside them.
+    pub fn instance_slots(&self) -> u32 {
+        self.max_instances.saturating_add(1)
+    }
+
+    /// Refuses holding `open + more` instances past `max_instances`, saying what to change.
+    pub fn within_instance_share(&self, open: usize, more: usize) -> anyhow::Result<()> {
+        let wanted = open + more;
+        if wanted > self.max_instances as usize {
+            anyhow::bail!(
+                "pipeline `{}` would hold {wanted} instances (one per assigned input partition), more than its \
+                 max_instances ({}): raise max_instances in the pipeline file (weir serve's --max-instances bounds \
+                 the sum over its pipelines) or run more instances of the application",
+                self.application_id,
+                self.max_instances
+            );
         }
         Ok(())
     }

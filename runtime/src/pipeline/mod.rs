@@ -855,6 +855,7 @@ impl Work {
         if !wanted.is_empty() {
             let Self { module, config, changelog, tables, view, metrics, positions, .. } = &*self;
             let task = Task { module, config, changelog: changelog.as_deref(), tables, view, metrics, positions };
+            config.within_instance_share(self.instances.len(), wanted.len()).map_err(Failure::Fatal)?;
             let opened = open_instances(&task, &wanted).map_err(Failure::Fatal)?;
             self.instances.extend(opened);
         }
@@ -1198,9 +1199,11 @@ fn instance_of<'a>(
     topic: &str,
     partition: i32,
 ) -> Result<&'a mut Instance, Failure> {
+    let open = instances.len();
     match instances.entry(partition) {
         std::collections::hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
         std::collections::hash_map::Entry::Vacant(e) => {
+            task.config.within_instance_share(open, 1).map_err(Failure::Fatal)?;
             let opened = open_instances(task, &[(topic.to_owned(), partition)]).map_err(Failure::Fatal)?;
             let Some((_, instance)) = opened.into_iter().next() else {
                 return Err(Failure::Fatal(anyhow!("partition {partition}: no instance was opened")));
