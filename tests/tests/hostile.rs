@@ -371,3 +371,53 @@ fn a_pipeline_takes_only_its_share_of_the_instance_slots() {
     assert_eq!(server.status(&first)["status"], "running");
     server.stop();
 }
+
+#[test]
+fn a_module_whose_init_sleeps_is_refused_at_its_deadline_and_holds_up_no_other_pipeline() {
+    let s = sidecar();
+    let server = s.serve(&[]);
+    let (input, output) = s.topics(1);
+    let other = unique("bystander");
+    server.deploy(&s.pipeline(&other, "uppercase", &input, &output, ""));
+    server.wait_phase(&other, "running");
+    let app = unique("sleeper");
+    let file = s.pipeline(&app, "handmade", &input, &output, "");
+    let text =
+        format!("{}config = {{ init = \"sleep\" }}\ndeadline_ms = 300\n", std::fs::read_to_string(file).unwrap());
+    let started = Instant::now();
+    let sleeper = std::thread::scope(|scope| {
+        let deploy = scope.spawn(|| put(&server, &app, &deploy_body(&text, "handmade")));
+        // Meanwhile another pipeline's change goes through.
+        assert_eq!(server.act(&other, "pause")["paused"], true);
+        deploy.join().unwrap()
+    });
+    let (status, answer) = sleeper;
+    assert_eq!(status, 400, "{answer}");
+    assert!(error_of(&answer).contains("deadline of 300 ms"), "{answer}");
+    // Asleep in the host, init was out of the deadline's reach: this took ten minutes.
+    assert!(started.elapsed() < Duration::from_secs(60), "init slept through its deadline");
+    server.stop();
+}
+
+#[test]
+fn a_state_value_kafka_would_refuse_dead_letters_its_record_and_the_pipeline_goes_on() {
+    use weir_tests::kafka::{read_committed, LONG};
+    let s = sidecar();
+    let server = s.serve(&[]);
+    let (input, output) = s.topics(1);
+    let app = unique("whale");
+    server.deploy(&s.pipeline(&app, "misbehave", &input, &output, "[errors]\non_guest_error = \"dead-letter\""));
+    let records: Vec<_> = [("a", "one"), ("whale", "bigstate"), ("b", "two")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string(), Vec::new()))
+        .collect();
+    produce(&s.bootstrap, &input, &records, None);
+    let out = read_committed(&s.bootstrap, &output, 2, Duration::from_secs(2), LONG);
+    assert_eq!(out.iter().filter_map(|r| r.value.clone()).collect::<Vec<_>>(), ["one", "two"]);
+    let dead = read_committed(&s.bootstrap, &format!("{app}-dlq"), 1, Duration::from_secs(1), LONG);
+    let header = |name: &str| dead[0].headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    assert_eq!(header("weir.error.kind").as_deref(), Some("state-value"), "{:?}", dead[0]);
+    assert!(header("weir.error.message").is_some_and(|m| m.contains("message.max.bytes")), "{:?}", dead[0]);
+    assert_eq!(server.status(&app)["status"], "running");
+    server.stop();
+}

@@ -1,6 +1,6 @@
 //! A processor written on the raw bindings, without `#[processor]`, for the bad-module tests: it
-//! does what the SDK never would. Configured `init = trap | loop | alloc`, its `init` panics,
-//! never returns, or allocates without bound. Otherwise it answers each record with one output
+//! does what the SDK never would. Configured `init = trap | loop | sleep | alloc`, its `init`
+//! panics, never returns, sleeps for ten minutes, or allocates without bound. Otherwise it answers each record with one output
 //! holding its value, except that the value `outside` points the output past the data, `headers`
 //! names headers beyond the list, and `ragged` returns columns that disagree.
 // Exports are for the component; a native build of the workspace gets an empty library.
@@ -17,6 +17,10 @@ impl processor::Guest for Handmade {
             Some("loop") => loop {
                 std::hint::black_box(&config);
             },
+            Some("sleep") => {
+                std::thread::sleep(std::time::Duration::from_secs(600));
+                Ok(())
+            }
             Some("alloc") => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
                 loop {
