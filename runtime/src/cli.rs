@@ -391,7 +391,7 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<bool> {
                 fuel: module.fuel,
                 cache_dir,
                 // The one pipeline's share is the whole pool.
-                max_instances: config.instance_slots().max(EngineOptions::default().max_instances),
+                max_instances: config.instance_slots(None).max(EngineOptions::default().max_instances),
             })?;
             let stop = Arc::new(AtomicBool::new(false));
             for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

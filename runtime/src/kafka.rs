@@ -523,6 +523,18 @@ pub fn input_partitions(
     Ok(n)
 }
 
+/// The most partitions any input has, asked of the broker within `timeout`; `None` when it
+/// does not answer in time or an input is missing.
+pub fn widest_input(config: &PipelineConfig, timeout: Duration) -> Option<i32> {
+    let consumer: BaseConsumer = base(config).create().ok()?;
+    let mut widest = 0;
+    for input in &config.inputs {
+        let metadata = consumer.fetch_metadata(Some(input), timeout).ok()?;
+        widest = widest.max(metadata.topics().first()?.partitions().len() as i32);
+    }
+    (widest > 0).then_some(widest)
+}
+
 /// The producer: transactional under exactly-once, idempotent otherwise; partitions by key the
 /// way Java clients do, so co-partitioned topics agree.
 pub fn producer(config: &PipelineConfig, changelog: Option<&str>) -> anyhow::Result<Arc<Producer>> {
@@ -575,4 +587,25 @@ pub fn consumer(config: &PipelineConfig, shared: Arc<Shared>) -> anyhow::Result<
     let topics: Vec<&str> = config.inputs.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).map_err(|e| anyhow::anyhow!("cannot subscribe to {topics:?}: {e}"))?;
     Ok(consumer)
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn config(extra: &str) -> PipelineConfig {
+        let text = format!(
+            "application_id = \"orders\"\ninstance_id = \"host1\"\ninputs = [\"in\"]\n[module]\npath = \"m.wasm\"\n{extra}"
+        );
+        PipelineConfig::parse(&text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn every_client_of_a_pipeline_carries_its_own_client_id_unless_the_file_names_one() {
+        let client = base(&config(""));
+        assert_eq!(client.get("client.id"), Some("weir-orders-host1"));
+        assert_eq!(catch_up(&config(""), "restore").get("client.id"), Some("weir-orders-host1"));
+        let named = base(&config("[kafka]\n\"client.id\" = \"team-a\"\n"));
+        assert_eq!(named.get("client.id"), Some("team-a"));
+    }
 }

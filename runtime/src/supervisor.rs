@@ -122,6 +122,8 @@ struct Slot {
     /// whose file could not be read back.
     config: Option<PipelineConfig>,
     deployment: Deployment,
+    /// The instance slots it holds of the engine's pool (see [`PipelineConfig::instance_slots`]).
+    reserved: u32,
 }
 
 impl Slot {
@@ -246,7 +248,6 @@ impl Supervisor {
         for deployment in &deployments {
             let _changes = self.changes(&deployment.name);
             let started = self.live_config(deployment).and_then(|(config, module)| {
-                self.instance_slots_for(&deployment.name, &config).map_err(|e| e.message)?;
                 self.start(config, module, deployment.clone(), deployment.paused).map_err(|e| e.message)
             });
             if let Err(e) = started {
@@ -280,7 +281,7 @@ impl Supervisor {
         let metrics = self.inner.metrics.pipeline(&deployment.name);
         metrics.set_status(Phase::Failed.as_str());
         let config = deployment.live().and_then(|v| self.resolve(&v.pipeline, &v.digest).ok());
-        let slot = Slot { handle, thread: None, metrics, config, deployment: deployment.clone() };
+        let slot = Slot { handle, thread: None, metrics, config, deployment: deployment.clone(), reserved: 0 };
         self.pipelines().insert(deployment.name.clone(), slot);
     }
 
@@ -338,13 +339,14 @@ impl Supervisor {
             advertise,
             wait_for_kafka: true,
         };
+        let reserved = reservation(&config);
         let thread_config = config.clone();
         let thread_metrics = metrics.clone();
         let thread = std::thread::Builder::new()
             .name(format!("weir-{name}"))
             .spawn(move || run_pipeline(thread_config, module, attach, &inbox, None, &thread_metrics))
             .map_err(Refusal::internal)?;
-        let slot = Slot { handle, thread: Some(thread), metrics, config: Some(config), deployment };
+        let slot = Slot { handle, thread: Some(thread), metrics, config: Some(config), deployment, reserved };
         // Stopped once the map is unlocked: a stop waits for the old loop's last commit.
         let old = self.pipelines().insert(name, slot);
         if let Some(mut old) = old {
@@ -408,18 +410,14 @@ impl Supervisor {
     /// pipeline's, would be more than the process's pool (`weir serve --max-instances`).
     fn instance_slots_for(&self, name: &str, config: &PipelineConfig) -> Result<(), Refusal> {
         let pool = self.inner.engine.options().max_instances;
-        let others: u32 = self
-            .pipelines()
-            .iter()
-            .filter(|(other, _)| other.as_str() != name)
-            .filter_map(|(_, slot)| slot.config.as_ref().map(PipelineConfig::instance_slots))
-            .sum();
-        let wanted = config.instance_slots();
+        let others: u32 =
+            self.pipelines().iter().filter(|(other, _)| other.as_str() != name).map(|(_, slot)| slot.reserved).sum();
+        let wanted = reservation(config);
         if others.saturating_add(wanted) > pool {
             return Err(Refusal::conflict(format!(
-                "pipeline `{name}` needs {wanted} instance slots (max_instances {} and one for a swap), \
-                 and the other pipelines hold {others} of the {pool} this weir serve has (--max-instances): \
-                 lower max_instances in the pipeline file, or start weir serve with more",
+                "pipeline `{name}` needs {wanted} instance slots (one per input partition, up to its max_instances \
+                 of {}, and one for a swap), and the other pipelines hold {others} of the {pool} this weir serve \
+                 has (--max-instances): lower max_instances in the pipeline file, or start weir serve with more",
                 config.max_instances
             )));
         }
@@ -683,10 +681,23 @@ impl Supervisor {
             wait_for_kafka: false,
         };
         let deployment = Deployment { name: name.clone(), paused: false, live: 0, versions: Vec::new() };
-        let slot = Slot { handle, thread: None, metrics: metrics.clone(), config: Some(config.clone()), deployment };
+        let slot = Slot {
+            handle,
+            thread: None,
+            metrics: metrics.clone(),
+            config: Some(config.clone()),
+            deployment,
+            reserved: 0,
+        };
         self.pipelines().insert(name, slot);
         run_pipeline(config, module, attach, &inbox, max_records, &metrics)
     }
+}
+
+/// The instance slots a pipeline holds: one per partition of its widest input (asked of the
+/// broker for at most 2 s; all of `max_instances` when it does not answer) and one for a swap.
+fn reservation(config: &PipelineConfig) -> u32 {
+    config.instance_slots(crate::kafka::widest_input(config, Duration::from_secs(2)))
 }
 
 /// Runs a pipeline to its end on this thread, publishing a failure in its view.

@@ -48,21 +48,7 @@ impl Sidecar {
     /// Runs `weir serve` on `data_dir` with `args` and `env`, which must refuse to start: returns
     /// what it said on stderr. Panics if it is still running after a minute.
     pub fn serve_refused(&self, data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
-        let mut child = Command::new(&self.bin)
-            .arg("serve")
-            .args(["--data-dir", &data_dir.to_string_lossy(), "--cache-dir", &self.cache.to_string_lossy()])
-            .args(args)
-            .env("WEIR_LOG", "warn")
-            .env_remove("WEIR_ADMIN_TOKEN")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start weir serve: {e}"));
-        let log = Arc::new(Mutex::new(String::new()));
-        if let Some(stderr) = child.stderr.take() {
-            collect(stderr, log.clone());
-        }
+        let (mut child, log) = spawn(&self.bin, data_dir, &self.cache, args, env, Stdio::null());
         let started = Instant::now();
         let status = loop {
             match child.try_wait() {
@@ -135,26 +121,41 @@ fn collect(stream: impl std::io::Read + Send + 'static, sink: Arc<Mutex<String>>
     });
 }
 
+/// `<bin> serve` on `data_dir` with `args` and `env` (after the tests' own: info logs, no admin
+/// token from the environment, the fleet's claim secret), its stderr collected.
+fn spawn(
+    bin: &Path,
+    data_dir: &Path,
+    cache_dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdout: Stdio,
+) -> (Child, Arc<Mutex<String>>) {
+    let mut child = Command::new(bin)
+        .arg("serve")
+        .args(["--data-dir", &data_dir.to_string_lossy(), "--cache-dir", &cache_dir.to_string_lossy()])
+        .args(args)
+        .env("WEIR_LOG", "info,rdkafka=warn")
+        .env_remove("WEIR_ADMIN_TOKEN")
+        // Every instance a test starts is of one fleet: they share the claim secret.
+        .env("WEIR_CLAIM_SECRET", CLAIM_SECRET)
+        .envs(env.iter().copied())
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start weir serve: {e}"));
+    let log = Arc::new(Mutex::new(String::new()));
+    if let Some(stderr) = child.stderr.take() {
+        collect(stderr, log.clone());
+    }
+    (child, log)
+}
+
 impl Server {
     /// Starts `<bin> serve` on a free port with `data_dir`, and waits until it listens.
     pub fn start(bin: &Path, data_dir: &Path, cache_dir: &Path, args: &[&str]) -> Self {
-        let mut child = Command::new(bin)
-            .arg("serve")
-            .args(["--data-dir", &data_dir.to_string_lossy(), "--listen", "127.0.0.1:0"])
-            .args(["--cache-dir", &cache_dir.to_string_lossy()])
-            .args(args)
-            .env("WEIR_LOG", "info,rdkafka=warn")
-            .env_remove("WEIR_ADMIN_TOKEN")
-            // Every instance a test starts is of one fleet: they share the claim secret.
-            .env("WEIR_CLAIM_SECRET", CLAIM_SECRET)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start weir serve: {e}"));
-        let log = Arc::new(Mutex::new(String::new()));
-        if let Some(stderr) = child.stderr.take() {
-            collect(stderr, log.clone());
-        }
+        let args = [&["--listen", "127.0.0.1:0"], args].concat();
+        let (mut child, log) = spawn(bin, data_dir, cache_dir, &args, &[], Stdio::piped());
         let mut stdout = BufReader::new(child.stdout.take().unwrap_or_else(|| panic!("no stdout")));
         let mut first = String::new();
         stdout.read_line(&mut first).unwrap_or_else(|e| panic!("reading weir serve's stdout: {e}"));

@@ -350,22 +350,22 @@ fn a_changelogs_replication_factor_is_asked_of_the_broker() {
 #[test]
 fn a_pipeline_takes_only_its_share_of_the_instance_slots() {
     let s = sidecar();
-    let server = s.serve(&["--max-instances", "20"]);
+    let server = s.serve(&["--max-instances", "8"]);
     let (input, output) = s.topics(4);
     let first = unique("share-a");
     server.deploy(&s.pipeline(&first, "uppercase", &input, &output, "max_instances = 10"));
     server.wait_phase(&first, "running");
-    // 11 slots held (10 and one for a swap); 11 more do not fit in 20.
+    // 5 slots held (one per input partition and one for a swap); 5 more do not fit in 8.
     let greedy = unique("share-b");
-    let file = s.pipeline(&greedy, "uppercase", &input, &output, "max_instances = 10");
+    let file = s.pipeline(&greedy, "uppercase", &input, &output, "");
     let (status, answer) = put(&server, &greedy, &deploy_body(&std::fs::read_to_string(&file).unwrap(), "uppercase"));
     assert_eq!(status, 409, "{answer}");
     assert!(error_of(&answer).contains("--max-instances") && error_of(&answer).contains("max_instances"), "{answer}");
     assert_eq!(server.get(&format!("/v1/pipelines/{greedy}")).0, 404);
     // Past its share, a pipeline stops with why rather than take the others' slots.
     let small = unique("share-c");
-    let _ = server
-        .cli(&["deploy", &s.pipeline(&small, "uppercase", &input, &output, "max_instances = 2").to_string_lossy()]);
+    let file = s.pipeline(&small, "uppercase", &input, &output, "max_instances = 2");
+    let _ = server.cli(&["deploy", &file.to_string_lossy()]);
     let status = server.wait_for(&small, "failed", Duration::from_secs(120), |s| s["status"] == "failed");
     assert!(status["error"].as_str().unwrap_or_default().contains("max_instances (2)"), "{status}");
     assert_eq!(server.status(&first)["status"], "running");

@@ -89,7 +89,7 @@ impl Instance {
         config: &[(String, String)],
     ) -> Result<Self, LoadError> {
         let log = LogContext { module: module.name.clone(), topic: topic.to_owned(), partition };
-        let host = HostState::new(state, log, &module.limits);
+        let host = HostState::new(state, log, module.limits.memory_limit, module.limits.outputs.max_record_bytes);
         let (store, bindings, on_timer) = start(&module, host, config).map_err(|failed| failed.0)?;
         Ok(Self { module, config: config.to_vec(), store, bindings, on_timer, dead: false })
     }
@@ -311,7 +311,7 @@ impl Instance {
         let state = std::mem::replace(&mut data.state, StateView::new(Box::new(MemoryStore::new())));
         let mut log = data.log.clone();
         log.module = module.name.clone();
-        let mut host = HostState::new(state, log, &module.limits);
+        let mut host = HostState::new(state, log, module.limits.memory_limit, module.limits.outputs.max_record_bytes);
         // What the partition's instance knows carries over to the fresh guest.
         host.tables = data.tables.clone();
         (host.event_time, host.fired) = (data.event_time, data.fired);

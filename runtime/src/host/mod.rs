@@ -51,7 +51,9 @@ pub struct LogContext {
 }
 
 impl HostState {
-    pub fn new(state: StateView, log: LogContext, limits: &crate::engine::Limits) -> Self {
+    /// A guest's host state: `memory_limit` bytes for what it holds, here and in its memories,
+    /// and `max_state_bytes` for one state entry (the changelog producer's limit).
+    pub fn new(state: StateView, log: LogContext, memory_limit: usize, max_state_bytes: usize) -> Self {
         let clock = clocks::GuestClock::new();
         let wasi = WasiCtx::builder()
             // Its sleeps end by the call's deadline (see `clocks`).
@@ -67,7 +69,7 @@ impl HostState {
         Self {
             wasi,
             table: ResourceTable::new(),
-            limiter: MemoryLimiter { limit: limits.memory_limit, exceeded: false, linear: 0, host: 0 },
+            limiter: MemoryLimiter { limit: memory_limit, exceeded: false, linear: 0, host: 0 },
             state,
             tables: TableView { tables: Tables::default(), partition: log.partition },
             log,
@@ -76,7 +78,7 @@ impl HostState {
             fired: crate::timers::FiredThrough::default(),
             last_error: None,
             deadline: None,
-            max_state_bytes: limits.outputs.max_record_bytes,
+            max_state_bytes,
             refused_state: None,
             clock,
         }

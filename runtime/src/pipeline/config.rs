@@ -391,9 +391,11 @@ impl PipelineConfig {
     }
 
     /// The instance slots this pipeline takes of a process's pool: one per partition it may
-    /// hold, and one more for the instance a swap prepares beside them.
-    pub fn instance_slots(&self) -> u32 {
-        self.max_instances.saturating_add(1)
+    /// hold (as many as its widest input has, when known, up to `max_instances`), and one more
+    /// for the instance a swap prepares beside them.
+    pub fn instance_slots(&self, widest_input: Option<i32>) -> u32 {
+        let partitions = widest_input.map_or(self.max_instances, |n| n.max(1) as u32);
+        partitions.min(self.max_instances).saturating_add(1)
     }
 
     /// Refuses holding `open + more` instances past `max_instances`, saying what to change.
