@@ -218,6 +218,9 @@ struct ServeArgs {
     /// owns [default: http://<listen>]; needed when listening on an unspecified address.
     #[arg(long)]
     advertised_url: Option<String>,
+    /// Most forwarded queries and range scans running at once; more are answered 503.
+    #[arg(long, default_value_t = 64)]
+    max_heavy_queries: usize,
     /// A folder besides DIR/state where a pipeline file's `state_dir` may point (repeatable).
     #[arg(long = "state-root", value_name = "DIR")]
     state_roots: Vec<PathBuf>,
@@ -428,6 +431,7 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<bool> {
                 state_roots: args.state_roots,
                 read_token_file: args.read_token_file,
                 claim_secret_file: args.claim_secret_file,
+                max_heavy_queries: args.max_heavy_queries,
             };
             crate::serve::run(serve, out)?;
             Ok(true)

@@ -39,6 +39,8 @@ pub struct Serve {
     /// The secret the application's instances share (`--claim-secret-file`, else
     /// `$WEIR_CLAIM_SECRET`, else the admin token).
     pub claim_secret_file: Option<PathBuf>,
+    /// Most forwarded queries and range scans at once.
+    pub max_heavy_queries: usize,
 }
 
 /// The shortest token weir takes, from any source.
@@ -192,6 +194,7 @@ pub fn run(serve: Serve, out: &mut dyn Write) -> anyhow::Result<()> {
         token: Some(token),
         read_token,
         max_upload: serve.max_upload_mib << 20,
+        max_heavy_queries: serve.max_heavy_queries.max(1),
         ..admin::Options::default()
     };
     let (address, http) = Http::start(supervisor.clone(), options)?;

@@ -40,7 +40,12 @@ fn ask(server: &Server, path: &str) -> (u16, Value, Option<String>) {
 /// Two instances, `a` and `b`, of word count `app` on a 4-partition input, each owning some
 /// partitions and knowing who owns the others.
 fn two_instances(s: &Sidecar, app: &str, input: &str, output: &str) -> (Server, Server) {
-    let a = s.serve_in("a", &["--instance-id", "a"]);
+    two_instances_with(s, app, input, output, &[])
+}
+
+/// [`two_instances`], `a` started with `extra` arguments.
+fn two_instances_with(s: &Sidecar, app: &str, input: &str, output: &str, extra: &[&str]) -> (Server, Server) {
+    let a = s.serve_in("a", &[&["--instance-id", "a"], extra].concat());
     let b = s.serve_in("b", &["--instance-id", "b"]);
     let file = s.pipeline(app, "word-count", input, output, "");
     a.deploy(&file);
@@ -296,4 +301,49 @@ fn absent_keys_unknown_pipelines_and_tables_are_404_and_malformed_requests_400()
 fn base64_of(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[test]
+fn forwarded_queries_past_the_bound_are_answered_503_at_once_not_queued() {
+    let s = sidecar();
+    let (input, output) = s.topics(PARTITIONS);
+    let app = unique("bounded");
+    let (a, b) = two_instances_with(&s, &app, &input, &output, &["--max-heavy-queries", "1"]);
+    let (_, map, _) = a.query(&format!("/v1/pipelines/{app}/instances"));
+    let theirs = map["members"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["instance"] == "b"))
+        .and_then(|m| m["partitions"].as_array()?.first()?.as_i64())
+        .unwrap_or_else(|| panic!("b owns no partition: {map}"));
+    // Forwarded to b, which waits for an offset that never comes: a's one permit is held.
+    let waiting =
+        format!("/v1/pipelines/{app}/state/x?partition={theirs}&min_offset={input}:{theirs}:999999&timeout_ms=5000");
+    let quick = format!("/v1/pipelines/{app}/state/x?partition={theirs}");
+    std::thread::scope(|scope| {
+        let mut held = scope.spawn(|| a.query(&waiting));
+        let started = Instant::now();
+        loop {
+            let (status, body, _) = a.query(&quick);
+            let shed = status == 503;
+            if held.is_finished() {
+                // The quick query took the one permit first and the held one was shed: again.
+                let (status, body, _) = held.join().unwrap();
+                assert_eq!(status, 503, "the held query ended early: {body}");
+                held = scope.spawn(|| a.query(&waiting));
+            } else if shed {
+                assert!(body["error"].as_str().unwrap_or_default().contains("as many forwarded queries"), "{body}");
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "never shed: {status} {body}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(held.join().unwrap().0, 504, "the held query timed out at b as asked");
+    });
+    // Once it is done, the next one is forwarded again.
+    let (status, _, by) = ask(&a, &quick);
+    assert!(status == 200 || status == 404, "{status}");
+    assert_eq!(by.as_deref(), Some("b"));
+    let metrics = a.get_text("/metrics");
+    assert!(metrics.lines().any(|l| l.starts_with("weir_queries_shed_total") && !l.ends_with(" 0")), "{metrics}");
+    drop(b);
 }
