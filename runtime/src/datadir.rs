@@ -410,6 +410,38 @@ mod test {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 500, ..Default::default() })]
+
+        /// Whatever path a deployer writes, one `confine` accepts resolves inside the data
+        /// dir's `state/` or an allowed root, through `..`, `.` and links that lead out.
+        #[test]
+        fn a_state_dir_confine_accepts_resolves_inside_an_allowed_root(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec!["..", ".", "a", "b", "out", "state", "allowed", "data"]), 0..7),
+            from_root in proptest::bool::ANY,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let allowed = dir.path().join("allowed");
+            std::fs::create_dir_all(allowed.join("a")).unwrap();
+            std::fs::create_dir_all(dir.path().join("b")).unwrap();
+            let data = DataDir::open(&dir.path().join("data")).unwrap().with_state_roots(std::slice::from_ref(&allowed)).unwrap();
+            std::fs::create_dir_all(data.state_dir()).unwrap();
+            std::os::unix::fs::symlink(dir.path().join("b"), data.state_dir().join("out")).unwrap();
+            std::os::unix::fs::symlink(dir.path(), allowed.join("out")).unwrap();
+            let base = if from_root { dir.path().to_path_buf() } else { data.state_dir() };
+            let path = parts.iter().fold(base, |p, part| p.join(part));
+            if data.confine(&path).is_ok() {
+                // As weir makes it (`create_dir_all` trips on a trailing `.`).
+                let path: PathBuf = path.components().collect();
+                std::fs::create_dir_all(&path).unwrap();
+                let real = path.canonicalize().unwrap();
+                let roots = [data.state_dir().canonicalize().unwrap(), allowed.canonicalize().unwrap()];
+                proptest::prop_assert!(roots.iter().any(|r| real.starts_with(r)), "{} -> {}", path.display(), real.display());
+            }
+        }
+    }
+
     #[test]
     fn a_second_open_of_a_data_dir_is_refused_naming_the_holders_pid() {
         let dir = tempfile::tempdir().unwrap();
