@@ -156,8 +156,8 @@ struct Filled {
 /// telling `progress` the records restored so far and how many there are to restore in all,
 /// at least every 100 ms.
 ///
-/// [`catchup::READERS`] consumers read the partitions side by side (a consumer per partition in turn, as
-/// before stop 19, spent most of its time waiting for its first records); this thread writes
+/// [`catchup::READERS`] consumers read the partitions side by side (one consumer per partition in turn
+/// spent most of its time waiting for its first records); this thread writes
 /// what they read into the stores, a chunk at a time, so reading and writing overlap.
 pub fn restore(
     config: &PipelineConfig,

@@ -219,8 +219,8 @@ struct ServeArgs {
     #[arg(long)]
     advertised_url: Option<String>,
     /// Most forwarded queries and range scans running at once; more are answered 503.
-    #[arg(long, default_value_t = 64)]
-    max_heavy_queries: usize,
+    #[arg(long, default_value_t = crate::admin::MAX_HEAVY_QUERIES)]
+    max_heavy_queries: std::num::NonZeroUsize,
     /// A folder besides DIR/state where a pipeline file's `state_dir` may point (repeatable).
     #[arg(long = "state-root", value_name = "DIR")]
     state_roots: Vec<PathBuf>,

@@ -40,7 +40,7 @@ pub struct Serve {
     /// `$WEIR_CLAIM_SECRET`, else the admin token).
     pub claim_secret_file: Option<PathBuf>,
     /// Most forwarded queries and range scans at once.
-    pub max_heavy_queries: usize,
+    pub max_heavy_queries: std::num::NonZeroUsize,
 }
 
 /// The shortest token weir takes, from any source.
@@ -194,7 +194,7 @@ pub fn run(serve: Serve, out: &mut dyn Write) -> anyhow::Result<()> {
         token: Some(token),
         read_token,
         max_upload: serve.max_upload_mib << 20,
-        max_heavy_queries: serve.max_heavy_queries.max(1),
+        max_heavy_queries: serve.max_heavy_queries.get(),
         ..admin::Options::default()
     };
     let (address, http) = Http::start(supervisor.clone(), options)?;

@@ -103,8 +103,7 @@ struct Pacing {
 
 /// Releases `per_second` queries evenly into `into`, from the first answer until `stop`. A
 /// thread of its own, because tokio's timer ticks in whole milliseconds: sleeping per
-/// connection there sent all sixteen at once, in bursts (stop 24's paced rounds), and fell
-/// short of the rate.
+/// connection there sent all sixteen at once, in bursts, and fell short of the rate.
 fn pacer(
     per_second: u32,
     into: tokio::sync::mpsc::UnboundedSender<Instant>,

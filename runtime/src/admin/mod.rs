@@ -87,6 +87,12 @@ pub struct Options {
     pub forward_timeout: Duration,
 }
 
+/// Forwarded queries and range scans that may run at once by default.
+pub const MAX_HEAVY_QUERIES: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(64) {
+    Some(n) => n,
+    None => unreachable!(),
+};
+
 impl Default for Options {
     fn default() -> Self {
         Self {
@@ -95,7 +101,7 @@ impl Default for Options {
             read_token: None,
             max_upload: 64 << 20,
             connections: conn::Limits::default(),
-            max_heavy_queries: 64,
+            max_heavy_queries: MAX_HEAVY_QUERIES.get(),
             // The longest a query may wait for its offsets, and a little more.
             forward_timeout: Duration::from_secs(35),
         }
