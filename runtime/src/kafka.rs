@@ -15,7 +15,6 @@ use rdkafka::producer::{DeliveryResult, Producer as _, ProducerContext, Threaded
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::pipeline::config::{Guarantee, PipelineConfig};
-use crate::query::Queryable;
 
 /// How long transactional calls and synchronous commits may take.
 pub const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
@@ -113,8 +112,14 @@ pub struct Shared {
     /// Set when partitions were assigned: a processor with timers opens their instances, so
     /// their wall-clock timers fire even while no record arrives.
     pub assigned: AtomicBool,
-    /// What queries read: closed at once on revocation, before the partitions can move.
-    pub queryable: Arc<Queryable>,
+    /// Told at once on revocation, before the partitions can move (queries stop reading them).
+    revoked: Arc<dyn Revoked>,
+}
+
+/// What the revocation callback tells before partitions go to another instance: a narrow handle,
+/// so this layer knows nothing of who listens (the query layer, which closes its readers).
+pub trait Revoked: Send + Sync {
+    fn revoked(&self);
 }
 
 /// The work since the last commit.
@@ -138,9 +143,9 @@ impl Book {
 }
 
 impl Shared {
-    pub fn new(guarantee: Guarantee, queryable: Arc<Queryable>) -> Arc<Self> {
+    pub fn new(guarantee: Guarantee, revoked: Arc<dyn Revoked>) -> Arc<Self> {
         Arc::new(Self {
-            queryable,
+            revoked,
             guarantee,
             producer: Mutex::new(None),
             producer_lost: AtomicBool::new(false),
@@ -189,7 +194,7 @@ impl Shared {
     /// next owner resumes from the committed offsets with the state its changelog holds, so
     /// at-least-once may repeat outputs but never loses a state change.
     fn on_revoke(&self) {
-        self.queryable.revoke();
+        self.revoked.revoked();
         let mut book = self.book();
         if self.abort(&mut book) {
             tracing::info!("partitions revoked: aborted the open transaction");

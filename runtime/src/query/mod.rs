@@ -168,6 +168,12 @@ pub fn reserved(key: &[u8]) -> bool {
 /// Entries of several partitions, in key order, at most `limit`.
 pub type Page = Vec<(i32, Entry)>;
 
+impl crate::kafka::Revoked for Queryable {
+    fn revoked(&self) {
+        self.revoke();
+    }
+}
+
 impl Queryable {
     fn local(&self) -> std::sync::RwLockReadGuard<'_, Local> {
         self.local.read().unwrap_or_else(PoisonError::into_inner)

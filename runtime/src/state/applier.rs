@@ -24,6 +24,12 @@ use rocksdb::DB;
 
 use super::WriteBatch;
 
+/// The column family holding weir's own bookkeeping (the changelog checkpoint), apart from the
+/// guest's keys.
+pub(super) const META: &str = "weir-meta";
+/// The key of the changelog offset the store holds everything up to.
+pub(super) const CHECKPOINT: &[u8] = b"changelog-checkpoint";
+
 /// Most commits that may wait for the writer.
 const MAX_QUEUED: usize = 4;
 
@@ -178,7 +184,7 @@ impl Drop for Applier {
 /// restore apply some changelog records again, which is harmless.
 pub fn flush(db: &DB) -> Result<(), rocksdb::Error> {
     db.flush()?;
-    match db.cf_handle(super::rocks::META) {
+    match db.cf_handle(META) {
         Some(meta) => db.flush_cf(meta),
         None => Ok(()),
     }
@@ -197,9 +203,9 @@ fn write(db: &DB, commit: &Commit) -> Result<(), String> {
         }
     }
     if let Some(offset) = commit.checkpoint {
-        match db.cf_handle(super::rocks::META) {
-            Some(meta) => batch.put_cf(meta, super::rocks::CHECKPOINT, offset.to_le_bytes()),
-            None => return Err(format!("column family {} is missing", super::rocks::META)),
+        match db.cf_handle(META) {
+            Some(meta) => batch.put_cf(meta, CHECKPOINT, offset.to_le_bytes()),
+            None => return Err(format!("column family {META} is missing")),
         }
     }
     let mut options = rocksdb::WriteOptions::default();

@@ -4,14 +4,9 @@ use std::time::{Duration, Instant};
 
 use rocksdb::{Direction, IteratorMode, Options, ReadOptions, DB};
 
-use super::applier::{Applier, Commit, InFlight};
+use super::applier::{Applier, Commit, InFlight, CHECKPOINT, META};
 use super::{Borrowed, Entry, StateStore, StoreReader, WriteBatch};
 use crate::error::StateError;
-
-/// The column family holding weir's own bookkeeping (the changelog checkpoint), apart from the
-/// guest's keys.
-pub(super) const META: &str = "weir-meta";
-pub(super) const CHECKPOINT: &[u8] = b"changelog-checkpoint";
 
 /// The file that marks a folder as a state store weir made.
 pub const MARK: &str = "WEIR-STORE";
