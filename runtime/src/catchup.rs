@@ -14,8 +14,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::config::PipelineConfig;
 use crate::kafka::{catch_up, CatchUpCtx};
-use crate::pipeline::config::PipelineConfig;
 
 /// A consumer that reads partitions to their ends.
 pub type Reader = BaseConsumer<CatchUpCtx>;

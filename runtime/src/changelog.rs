@@ -17,8 +17,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::{BorrowedMessage, Message as _};
 
 use crate::catchup::{self, Span};
+use crate::config::PipelineConfig;
 use crate::kafka::{base, ensure_topic, input_partitions, TopicSpec};
-use crate::pipeline::config::PipelineConfig;
 use crate::state::StateStore;
 
 const TIMEOUT: Duration = Duration::from_secs(30);

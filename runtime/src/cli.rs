@@ -8,9 +8,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crate::client::{self, Client};
+use crate::config::PipelineConfig;
 use crate::engine::{ComponentCache, Engine, EngineOptions};
 use crate::metrics::Metrics;
-use crate::pipeline::config::PipelineConfig;
 use crate::query::claims::ClaimKey;
 use crate::query::membership::Advertise;
 use crate::supervisor::{Site, Supervisor};

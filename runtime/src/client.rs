@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail, Context as _};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use crate::pipeline::config::PipelineConfig;
+use crate::config::PipelineConfig;
 
 /// Where the server is, and the token to send.
 pub struct Client {

@@ -11,7 +11,7 @@
 //!
 //! Every file is written to a temporary name, synced, renamed and its folder synced, so a crash
 //! leaves the old or the new file, never half of one. Names become paths only after
-//! [`crate::pipeline::config::id_ok`] said yes.
+//! [`crate::config::id_ok`] said yes.
 
 use std::path::{Path, PathBuf};
 

@@ -16,9 +16,9 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, Producer as _};
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::config::{Guarantee, ModuleConfig, PipelineConfig};
 use crate::engine::Engine;
 use crate::jsonl::bytes_value;
-use crate::pipeline::config::{Guarantee, ModuleConfig, PipelineConfig};
 use crate::pipeline::Pipeline;
 use crate::testrun::read_input;
 

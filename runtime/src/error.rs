@@ -6,7 +6,8 @@
 use std::fmt;
 
 /// Whose fault an error is, and so whether retrying can help.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Domain {
     /// The module, its configuration or the input is wrong; retrying the same input fails again.
     User,

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::engine::bindings::{PROCESSOR_EXPORT, TIMER_HANDLER_EXPORT};
+use crate::contract::{PROCESSOR_EXPORT, TIMER_HANDLER_EXPORT};
 use crate::engine::Engine;
 
 /// A human-readable report, and whether the module is runnable here.

@@ -14,7 +14,7 @@ use rdkafka::error::KafkaResult;
 use rdkafka::producer::{DeliveryResult, Producer as _, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use crate::pipeline::config::{Guarantee, PipelineConfig};
+use crate::config::{Guarantee, PipelineConfig};
 
 /// How long transactional calls and synchronous commits may take.
 pub const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);

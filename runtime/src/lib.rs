@@ -15,6 +15,7 @@ pub mod changelog;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod contract;
 pub mod datadir;
 pub mod demo;
 pub mod engine;
@@ -35,3 +36,8 @@ pub mod tables;
 pub mod testrun;
 pub mod timers;
 pub mod topic;
+
+/// Milliseconds since the Unix epoch, by the wall clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}

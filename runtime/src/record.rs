@@ -4,7 +4,7 @@
 //! columns and one byte buffer per batch. A [`Batch`] is reusable: [`Batch::clear`] keeps its buffers, so a
 //! steady-state pipeline allocates nothing per batch on the host side.
 
-use crate::engine::bindings::weir::processor::types as wit;
+use crate::contract::weir::processor::types as wit;
 
 pub use weir_abi::ABSENT;
 use weir_abi::{append, bytes, column, HEADER_STRIDE, OUTPUT_STRIDE, RECORD_STRIDE};
@@ -171,7 +171,12 @@ pub struct OutputLimits {
 
 impl Default for OutputLimits {
     fn default() -> Self {
-        Self { names: None, max_record_bytes: 1_000_000, max_per_record: 10_000, max_batch_bytes: 256 << 20 }
+        Self {
+            names: None,
+            max_record_bytes: crate::config::DEFAULT_MESSAGE_MAX_BYTES,
+            max_per_record: crate::config::DEFAULT_MAX_OUTPUTS_PER_RECORD,
+            max_batch_bytes: crate::config::DEFAULT_MAX_OUTPUT_BYTES_PER_BATCH,
+        }
     }
 }
 

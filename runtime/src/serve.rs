@@ -167,8 +167,8 @@ pub fn run(serve: Serve, out: &mut dyn Write) -> anyhow::Result<()> {
             serve.listen
         );
     }
-    if let Some(id) = serve.instance_id.as_deref().filter(|id| !crate::pipeline::config::id_ok(id)) {
-        bail!("--instance-id `{id}` {}", crate::pipeline::config::ID_RULE);
+    if let Some(id) = serve.instance_id.as_deref().filter(|id| !crate::config::id_ok(id)) {
+        bail!("--instance-id `{id}` {}", crate::config::ID_RULE);
     }
     if serve.listen.ip().is_unspecified() {
         advertised(serve.advertised_url.as_deref(), serve.listen)?;

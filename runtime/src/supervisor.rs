@@ -9,21 +9,22 @@
 //! (inputs, guarantee, state_dir, ...) restarts it: commit, leave the group, start again.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::config::PipelineConfig;
 use crate::datadir::{DataDir, Deployment, Version};
 use crate::engine::{Engine, Module};
 use crate::error::{Domain, LoadError};
 use crate::metrics::{Metrics, PipelineMetrics};
-use crate::pipeline::config::PipelineConfig;
-use crate::pipeline::control::{now_ms, Phase};
-use crate::pipeline::{channel, Attach, Command, Handle, Pipeline, Prepared, Snapshot, Stats};
+use crate::now_ms;
+use crate::pipeline::control::Phase;
+use crate::pipeline::{channel, Attach, Command, Handle, Pipeline, Prepared, Snapshot, Stats, SwapOutcome};
 use crate::query::Queryable;
 use crate::state::MemoryStore;
 
@@ -198,14 +199,14 @@ impl Supervisor {
     }
 
     /// Sends pipeline `name`'s dead-lettered records back to their source topics (see
-    /// [`crate::pipeline::errors::replay`]).
+    /// [`crate::pipeline::dead_letter::replay`]).
     pub fn replay_dead_letters(&self, name: &str, from: Option<i64>, until: Option<i64>) -> Result<u64, Refusal> {
         let config = {
             let pipelines = self.pipelines();
             let slot = pipelines.get(name).ok_or_else(|| Refusal::not_found(name))?;
             slot.config.clone().ok_or_else(|| Refusal::internal("the pipeline's file could not be read back"))?
         };
-        crate::pipeline::errors::replay(&config, from, until).map_err(|e| Refusal::external(format!("{e:#}")))
+        crate::pipeline::dead_letter::replay(&config, from, until).map_err(|e| Refusal::external(format!("{e:#}")))
     }
 
     /// What queries read of pipeline `name`.
@@ -310,7 +311,7 @@ impl Supervisor {
             .file_stem()
             .map_or_else(|| "processor".to_owned(), |s| s.to_string_lossy().into_owned());
         let module = self.inner.engine.load_bytes(&stem, &shown, bytes).map_err(Refusal::load)?;
-        let module = module.with_limits(config.limits()).map_err(Refusal::load)?;
+        let module = module.with_limits(crate::engine::Limits::of(config)).map_err(Refusal::load)?;
         let module_config: Vec<(String, String)> = config.module.config.clone().into_iter().collect();
         let topic = config.inputs.first().map_or("", String::as_str);
         module.instantiate(topic, 0, Box::new(MemoryStore::new()), &module_config).map_err(Refusal::load)?;
@@ -471,7 +472,7 @@ impl Supervisor {
         version: u32,
         digest: &str,
     ) -> Result<(), Refusal> {
-        let view = {
+        let (view, outcome) = {
             let pipelines = self.pipelines();
             let slot = pipelines.get(name).ok_or_else(|| Refusal::not_found(name))?;
             let prepared = Prepared {
@@ -481,36 +482,32 @@ impl Supervisor {
                 version,
                 digest: digest.to_owned(),
             };
-            slot.handle.view.update(|s| s.notice = None);
-            if !slot.handle.send(Command::Swap(Box::new(prepared))) {
+            let (reply, outcome) = std::sync::mpsc::channel();
+            if !slot.handle.send(Command::Swap(Box::new(prepared), reply)) {
                 return Err(Refusal::internal(format!("pipeline `{name}` is not running")));
             }
-            slot.handle.view.clone()
+            (slot.handle.view.clone(), outcome)
         };
-        let started = Instant::now();
-        loop {
-            let s = view.snapshot();
-            if s.version == Some(version) {
-                return Ok(());
+        match outcome.recv_timeout(SWAP_WAIT) {
+            Ok(SwapOutcome::Swapped) => Ok(()),
+            Ok(SwapOutcome::RolledBack(reason)) => {
+                Err(Refusal::user(format!("the swap to version {version} was refused: {reason}")))
             }
-            if let Some(notice) =
-                s.notice.filter(|n| n.starts_with(&format!("the swap to version {version} was refused")))
-            {
-                return Err(Refusal::user(notice));
+            // The loop stopped before it reached a commit boundary.
+            Err(RecvTimeoutError::Disconnected) => {
+                let s = view.snapshot();
+                Err(Refusal {
+                    domain: s.fault.unwrap_or(Domain::Internal),
+                    ..Refusal::user(format!(
+                        "pipeline `{name}` stopped before the swap: {}",
+                        s.error.unwrap_or_else(|| "it was stopped".to_owned())
+                    ))
+                })
             }
-            if s.status == Phase::Failed {
-                return Err(Refusal::user(format!(
-                    "pipeline `{name}` failed before the swap: {}",
-                    s.error.unwrap_or_default()
-                )));
-            }
-            if started.elapsed() > SWAP_WAIT {
-                return Err(Refusal::external(format!(
-                    "pipeline `{name}` did not reach a commit boundary within {} s; the swap is still pending",
-                    SWAP_WAIT.as_secs()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(10));
+            Err(RecvTimeoutError::Timeout) => Err(Refusal::external(format!(
+                "pipeline `{name}` did not reach a commit boundary within {} s; the swap is still pending",
+                SWAP_WAIT.as_secs()
+            ))),
         }
     }
 
@@ -722,42 +719,10 @@ fn run_pipeline(
     result
 }
 
-/// Whether the running pipeline can take `next` without a restart: only the module, its config
-/// and limits, and the outputs may differ.
+/// Whether the running pipeline can take `next` without a restart (see
+/// [`PipelineConfig::needs_restart`]); else the fields that differ.
 fn in_place(running: &PipelineConfig, next: &PipelineConfig) -> Result<(), String> {
-    let mut a = running.clone();
-    let mut b = next.clone();
-    for c in [&mut a, &mut b] {
-        c.module.path = PathBuf::new();
-        c.module.config.clear();
-        c.module.memory_limit_mib = 0;
-        c.module.deadline_ms = 0;
-        c.module.fuel = None;
-        c.module.max_outputs_per_record = 0;
-        c.module.max_output_bytes_per_batch = 0;
-        c.outputs.clear();
-    }
-    let differ = |what: &str, x: String, y: String| if x != y { Some(what.to_owned()) } else { None };
-    let changed: Vec<String> = [
-        differ("inputs", format!("{:?}", a.inputs), format!("{:?}", b.inputs)),
-        differ("guarantee", format!("{:?}", a.guarantee), format!("{:?}", b.guarantee)),
-        differ("state_dir", format!("{:?}", a.state_dir), format!("{:?}", b.state_dir)),
-        differ("module.name", format!("{:?}", a.module.name), format!("{:?}", b.module.name)),
-        differ("bootstrap_servers", a.bootstrap_servers.clone(), b.bootstrap_servers.clone()),
-        differ("tables", format!("{:?}", a.tables), format!("{:?}", b.tables)),
-        differ("kafka", format!("{:?}", a.kafka), format!("{:?}", b.kafka)),
-        differ("auto_offset_reset", format!("{:?}", a.auto_offset_reset), format!("{:?}", b.auto_offset_reset)),
-        differ("instance_id", format!("{:?}", a.instance_id), format!("{:?}", b.instance_id)),
-        differ("commit_interval_ms", format!("{:?}", a.commit_interval_ms), format!("{:?}", b.commit_interval_ms)),
-        differ("batch_size", a.batch_size.to_string(), b.batch_size.to_string()),
-        differ("linger_ms", a.linger_ms.to_string(), b.linger_ms.to_string()),
-        differ("errors", format!("{:?}", a.errors), format!("{:?}", b.errors)),
-        differ("changelog", format!("{:?}", a.changelog), format!("{:?}", b.changelog)),
-        differ("max_instances", a.max_instances.to_string(), b.max_instances.to_string()),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let changed = running.needs_restart(next);
     match changed.is_empty() {
         true => Ok(()),
         false => Err(changed.join(", ")),

@@ -24,6 +24,17 @@ pub struct TableSpec {
     pub global: bool,
 }
 
+impl TableSpec {
+    /// The tables a pipeline file declares.
+    pub fn of(config: &crate::config::PipelineConfig) -> Vec<TableSpec> {
+        config
+            .tables
+            .iter()
+            .map(|(name, t)| TableSpec { name: name.clone(), topic: t.topic.clone(), global: t.global })
+            .collect()
+    }
+}
+
 #[derive(Debug)]
 struct Table {
     spec: TableSpec,

@@ -12,7 +12,7 @@
 
 use weir_abi::time_key;
 
-use crate::engine::bindings::weir::processor::types::{Clock, Timer};
+use crate::contract::weir::processor::types::{Clock, Timer};
 use crate::error::StateError;
 use crate::state::StateView;
 

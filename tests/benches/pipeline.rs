@@ -36,8 +36,8 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use weir_runtime::changelog;
+use weir_runtime::config::{Guarantee, ModuleConfig, PipelineConfig, TableConfig};
 use weir_runtime::engine::{Engine, EngineOptions};
-use weir_runtime::pipeline::config::{Guarantee, ModuleConfig, PipelineConfig, TableConfig};
 use weir_runtime::pipeline::{Pipeline, TableFeed};
 use weir_runtime::state::RocksStore;
 use weir_runtime::tables::Tables;
@@ -349,7 +349,7 @@ fn restore_speed(bootstrap: &str, total: usize) {
     // The same topic read as a table, as a pipeline reads its tables before its first record.
     let mut with_table = config.clone();
     with_table.tables.insert("bench".into(), TableConfig { topic: topic.clone(), global: false });
-    let tables = Tables::new(&with_table.table_specs());
+    let tables = Tables::new(&weir_runtime::tables::TableSpec::of(&with_table));
     let started = Instant::now();
     let feed = TableFeed::start(&with_table, &tables).unwrap_or_else(|e| panic!("table: {e:#}"));
     let table_secs = started.elapsed().as_secs_f64();

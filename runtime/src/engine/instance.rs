@@ -4,10 +4,10 @@
 use wasmtime::component::TypedFunc;
 use wasmtime::{Store, Trap};
 
-use super::bindings::exports::weir::processor::processor::ProcessingError;
-use super::bindings::weir::processor::types::{Clock, Outputs as WitOutputs, Timer};
-use super::bindings::StreamProcessor as Processor;
 use super::{deadline_ticks, one_line, Module};
+use crate::contract::exports::weir::processor::processor::ProcessingError;
+use crate::contract::weir::processor::types::{Clock, Outputs as WitOutputs, Timer};
+use crate::contract::StreamProcessor as Processor;
 use crate::error::{LoadError, Location, Offsets, ProcessError, StateError};
 use crate::host::{HostState, LogContext};
 use crate::record::{Batch, Outputs};

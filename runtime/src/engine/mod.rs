@@ -19,7 +19,6 @@
 //! # Ok(()) }
 //! ```
 
-pub mod bindings;
 mod cache;
 mod instance;
 
@@ -33,11 +32,11 @@ use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 pub use cache::{CacheOutcome, ComponentCache};
 pub use instance::{Fired, Instance};
 
-use crate::error::LoadError;
-use crate::host::HostState;
-use bindings::{
+use crate::contract::{
     StreamProcessorPre as ProcessorPre, ON_TIMER, PROCESSOR_EXPORT, STATE_IMPORT, TIMERS_IMPORT, TIMER_HANDLER_EXPORT,
 };
+use crate::error::LoadError;
+use crate::host::HostState;
 
 /// How often the epoch advances; deadlines are rounded up to it.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -79,6 +78,24 @@ pub struct Limits {
     pub outputs: crate::record::OutputLimits,
 }
 
+impl Limits {
+    /// The limits a pipeline file's `[module]` table (and `message.max.bytes`) set.
+    pub fn of(config: &crate::config::PipelineConfig) -> Self {
+        let m = &config.module;
+        Limits {
+            memory_limit: m.memory_limit_mib << 20,
+            deadline: Duration::from_millis(m.deadline_ms),
+            fuel: m.fuel,
+            outputs: crate::record::OutputLimits {
+                names: Some(Arc::new(config.outputs.keys().cloned().collect())),
+                max_record_bytes: config.message_max_bytes(),
+                max_per_record: m.max_outputs_per_record,
+                max_batch_bytes: m.max_output_bytes_per_batch,
+            },
+        }
+    }
+}
+
 /// A configured wasmtime engine with weir's imports linked. Cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
@@ -113,7 +130,7 @@ impl Engine {
         let mut linker = Linker::new(&wasmtime);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         crate::host::clocks::add_to_linker(&mut linker)?;
-        bindings::StreamProcessor::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)?;
+        crate::contract::StreamProcessor::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)?;
 
         let cache = options.cache_dir.clone().map(ComponentCache::checked).transpose()?;
         Ok(Self { inner: Arc::new(EngineInner { wasmtime, linker, options, cache }) })

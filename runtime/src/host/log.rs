@@ -1,8 +1,8 @@
 //! `weir:processor/log`: guest log lines into the host's `tracing` logs.
 
 use super::HostState;
-use crate::engine::bindings::weir::processor::log::{Host, Level};
-use crate::engine::bindings::weir::processor::types;
+use crate::contract::weir::processor::log::{Host, Level};
+use crate::contract::weir::processor::types;
 
 impl Host for HostState {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {

@@ -2,7 +2,7 @@
 //! without weir's own keys (timers, event time).
 
 use super::HostState;
-use crate::engine::bindings::weir::processor::state::{Entry, Host};
+use crate::contract::weir::processor::state::{Entry, Host};
 use crate::record::RECORD_OVERHEAD;
 use crate::timers::{guest_ranges, is_reserved, RESERVED};
 

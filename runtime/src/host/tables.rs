@@ -2,7 +2,7 @@
 //! the instance.
 
 use super::HostState;
-use crate::engine::bindings::weir::processor::tables::Host;
+use crate::contract::weir::processor::tables::Host;
 
 impl Host for HostState {
     fn get(&mut self, name: String, key: Vec<u8>) -> wasmtime::Result<Option<Vec<u8>>> {

@@ -1,8 +1,8 @@
 //! `weir:processor/timers`: timers kept in the instance's state (see [`crate::timers`]).
 
 use super::HostState;
-use crate::engine::bindings::weir::processor::timers::Host;
-use crate::engine::bindings::weir::processor::types::Clock;
+use crate::contract::weir::processor::timers::Host;
+use crate::contract::weir::processor::types::Clock;
 use crate::timers::timer_key;
 
 impl HostState {

@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
 use crate::engine::Module;
+use crate::error::Domain;
+use crate::now_ms;
 use crate::query::Queryable;
 
 /// Where a pipeline is in its life.
@@ -66,6 +67,9 @@ pub struct Snapshot {
     pub status: Phase,
     /// Why it failed, with the module, topic, partition, offset and key at fault.
     pub error: Option<String>,
+    /// Whose fault the failure was: `user` (the module, its config or the input), `external`
+    /// (the broker, the disk) or `internal` (weir).
+    pub fault: Option<Domain>,
     /// The module version the loop runs, and its SHA-256.
     pub version: Option<u32>,
     pub digest: Option<String>,
@@ -101,11 +105,23 @@ pub struct Prepared {
     pub digest: String,
 }
 
+/// How a swap went, as the loop answers it on the swap's reply channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwapOutcome {
+    /// Every task runs the new version, over the same state and offsets.
+    Swapped,
+    /// A task could not start the new version: those already swapped went back, and the
+    /// running version goes on. The reason names the partition.
+    RolledBack(String),
+}
+
 /// What the supervisor asks of a pipeline.
 pub enum Command {
     Pause,
     Resume,
-    Swap(Box<Prepared>),
+    /// Swap the module at the next commit boundary, and answer how it went. The sender is
+    /// dropped unanswered when the pipeline stops or fails first.
+    Swap(Box<Prepared>, Sender<SwapOutcome>),
 }
 
 /// The shared half: the snapshot, the stop flag, the loop's heartbeat, and what queries read.
@@ -118,10 +134,6 @@ pub struct View {
     pub stop: Arc<AtomicBool>,
     /// When the loop last went round, in ms since the epoch (liveness).
     heartbeat: AtomicU64,
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 impl View {

@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 
 use super::claims::{ClaimKey, CLAIM_MAC};
 use super::Queryable;
+use crate::config::PipelineConfig;
 use crate::kafka::{self, CatchUpCtx};
-use crate::pipeline::config::PipelineConfig;
 
 /// How often an instance writes its claim even when nothing changed.
 pub const REFRESH: Duration = Duration::from_secs(30);
@@ -126,7 +126,7 @@ impl Loop {
                         url: self.url.clone(),
                         partitions: partitions.clone(),
                         generation,
-                        updated_ms: crate::pipeline::control::now_ms(),
+                        updated_ms: crate::now_ms(),
                         offset: 0,
                     };
                     match self.write(&instance, Some(&member)) {

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::config::PipelineConfig;
 use super::control::PartitionSnapshot;
 use super::Work;
+use crate::config::PipelineConfig;
 use crate::kafka::Consumer;
 
 /// How often the snapshot is refreshed.
@@ -41,7 +41,7 @@ impl Stats {
     }
 }
 
-pub(super) struct Status {
+pub(super) struct Progress {
     /// Draw the status line (a terminal, and asked for).
     terminal: bool,
     /// How often to log progress when not on a terminal.
@@ -52,7 +52,7 @@ pub(super) struct Status {
     offsets: Offsets,
 }
 
-impl Status {
+impl Progress {
     pub fn new(status_line: bool, config: &PipelineConfig) -> Self {
         let terminal = status_line && std::io::stderr().is_terminal();
         let now = Instant::now();
@@ -83,10 +83,8 @@ impl Status {
                 work.metrics.set_lag(&p.topic, p.partition, lag);
             }
         }
-        for (partition, instance) in &work.instances {
-            if let Some(bytes) = instance.state_size() {
-                work.metrics.set_state_bytes(*partition, bytes);
-            }
+        for (partition, bytes) in work.tasks.state_sizes() {
+            work.metrics.set_state_bytes(partition, bytes);
         }
         let total_lag: Option<i64> = partitions.iter().map(|p| p.lag).sum();
         let committed = (stats.commits > 0).then(|| last_commit.elapsed().as_millis() as u64);

@@ -1,4 +1,5 @@
-//! The one place the host generates bindings from `wit/`.
+//! The WIT contract, as the host sees it: the one place bindings are generated from `wit/`,
+//! at the bottom of the graph so that records, timers, the host and the engine all speak it.
 
 wasmtime::component::bindgen!({
     path: "../wit",

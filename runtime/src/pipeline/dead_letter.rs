@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use rdkafka::message::{BorrowedMessage, Header, Headers as _, Message as _, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 
-use super::config::{OnGuestError, PipelineConfig};
+use crate::config::{OnGuestError, PipelineConfig};
 use crate::error::{Offsets, ProcessError};
 use crate::query::Positions;
 
@@ -57,8 +57,7 @@ impl Poisoned {
         if self.records.contains_key(&key) {
             return false;
         }
-        let poison =
-            Poison { kind: error.kind(), message: error.to_string(), at_ms: crate::pipeline::control::now_ms() };
+        let poison = Poison { kind: error.kind(), message: error.to_string(), at_ms: crate::now_ms() };
         self.records.insert(key, poison);
         true
     }

@@ -34,6 +34,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod pairs;
+pub use pairs::parse_pairs;
+
 /// How consumed offsets are committed relative to the outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -66,7 +69,7 @@ impl OffsetReset {
 }
 
 /// The module a pipeline runs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModuleConfig {
     /// The component, relative to the pipeline file.
@@ -113,7 +116,7 @@ impl ModuleConfig {
 }
 
 /// A table: a topic replayed from its start into a local map by key.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TableConfig {
     /// The topic it is read from.
@@ -126,7 +129,7 @@ pub struct TableConfig {
 }
 
 /// A whole pipeline file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     /// The consumer group, and the prefix of the transactional id and of anything weir creates.
@@ -211,7 +214,7 @@ pub enum OnGuestError {
 }
 
 /// The `[errors]` table.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorsConfig {
     #[serde(default)]
@@ -237,11 +240,18 @@ fn default_deadline_ms() -> u64 {
     5000
 }
 fn default_max_outputs() -> usize {
-    crate::record::OutputLimits::default().max_per_record
+    DEFAULT_MAX_OUTPUTS_PER_RECORD
 }
 fn default_max_batch_bytes() -> usize {
-    crate::record::OutputLimits::default().max_batch_bytes
+    DEFAULT_MAX_OUTPUT_BYTES_PER_BATCH
 }
+
+/// How many outputs one record may have, unless `max_outputs_per_record` says otherwise.
+pub const DEFAULT_MAX_OUTPUTS_PER_RECORD: usize = 10_000;
+/// How many bytes of outputs one batch may have, unless `max_output_bytes_per_batch` says otherwise.
+pub const DEFAULT_MAX_OUTPUT_BYTES_PER_BATCH: usize = 256 << 20;
+/// librdkafka's default `message.max.bytes`: the largest record the producer sends.
+pub const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
 
 /// librdkafka settings weir sets itself from the guarantee; a `[kafka]` table may not override them.
 const MANAGED: &[&str] = &[
@@ -257,14 +267,6 @@ const MANAGED: &[&str] = &[
 ];
 
 impl PipelineConfig {
-    /// The tables, as the runtime declares them.
-    pub fn table_specs(&self) -> Vec<crate::tables::TableSpec> {
-        self.tables
-            .iter()
-            .map(|(name, t)| crate::tables::TableSpec { name: name.clone(), topic: t.topic.clone(), global: t.global })
-            .collect()
-    }
-
     /// Reads and checks a pipeline file. Relative module paths are taken from the file's folder.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
@@ -284,25 +286,66 @@ impl PipelineConfig {
         Ok(config)
     }
 
-    /// The limits of the `[module]` table.
-    pub fn limits(&self) -> crate::engine::Limits {
-        let m = &self.module;
-        crate::engine::Limits {
-            memory_limit: m.memory_limit_mib << 20,
-            deadline: Duration::from_millis(m.deadline_ms),
-            fuel: m.fuel,
-            outputs: crate::record::OutputLimits {
-                names: Some(std::sync::Arc::new(self.outputs.keys().cloned().collect())),
-                // What the producer would refuse (librdkafka's default is 1,000,000).
-                max_record_bytes: self
-                    .kafka
-                    .get("message.max.bytes")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(crate::record::OutputLimits::default().max_record_bytes),
-                max_per_record: m.max_outputs_per_record,
-                max_batch_bytes: m.max_output_bytes_per_batch,
-            },
-        }
+    /// The largest record the producer sends: `message.max.bytes` of the `[kafka]` table.
+    pub fn message_max_bytes(&self) -> usize {
+        self.kafka.get("message.max.bytes").and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_MESSAGE_MAX_BYTES)
+    }
+
+    /// What a running pipeline of this file could not take in place from `next`, by field
+    /// name; empty when only the module file, its config and limits, and the outputs differ
+    /// (those a swap at a commit boundary takes). Every field is named here, none skipped with
+    /// `..`, so that a new field does not compile until it is decided.
+    pub fn needs_restart(&self, next: &PipelineConfig) -> Vec<&'static str> {
+        let PipelineConfig {
+            application_id,
+            bootstrap_servers,
+            inputs,
+            outputs: _,
+            module,
+            tables,
+            guarantee,
+            auto_offset_reset,
+            commit_interval_ms,
+            batch_size,
+            linger_ms,
+            instance_id,
+            state_dir,
+            kafka,
+            errors,
+            changelog,
+            max_instances,
+        } = self;
+        let ModuleConfig {
+            path: _,
+            name,
+            config: _,
+            memory_limit_mib: _,
+            deadline_ms: _,
+            fuel: _,
+            max_outputs_per_record: _,
+            max_output_bytes_per_batch: _,
+        } = module;
+        [
+            ("application_id", *application_id == next.application_id),
+            ("bootstrap_servers", *bootstrap_servers == next.bootstrap_servers),
+            ("inputs", *inputs == next.inputs),
+            ("module.name", *name == next.module.name),
+            ("tables", *tables == next.tables),
+            ("guarantee", *guarantee == next.guarantee),
+            ("auto_offset_reset", *auto_offset_reset == next.auto_offset_reset),
+            ("commit_interval_ms", *commit_interval_ms == next.commit_interval_ms),
+            ("batch_size", *batch_size == next.batch_size),
+            ("linger_ms", *linger_ms == next.linger_ms),
+            ("instance_id", *instance_id == next.instance_id),
+            ("state_dir", *state_dir == next.state_dir),
+            ("kafka", *kafka == next.kafka),
+            ("errors", *errors == next.errors),
+            ("changelog", *changelog == next.changelog),
+            ("max_instances", *max_instances == next.max_instances),
+        ]
+        .into_iter()
+        .filter_map(|(field, same)| (!same).then_some(field))
+        .collect()
     }
 
     /// The dead-letter topic, when failing records go to one.

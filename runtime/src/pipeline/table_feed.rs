@@ -11,8 +11,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::config::PipelineConfig;
 use crate::catchup::{self, Span};
+use crate::config::PipelineConfig;
 use crate::kafka::{input_partitions, partition_count};
 use crate::tables::Tables;
 

@@ -1,0 +1,113 @@
+//! The input side of the loop: polling a batch from the consumer, and seeking it back (to the
+//! committed offsets after an abort, or to what a paused pipeline had already fetched).
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::Consumer as _;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Message as _};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::recovery::Failure;
+use crate::config::OffsetReset;
+use crate::kafka::{Consumer, KAFKA_TIMEOUT};
+
+/// Up to `max` messages: waits up to 100 ms for the first, then up to `linger` for the rest.
+/// A broker connection lost or refused comes back beside them, not as a failure: the consumer
+/// reconnects by itself, and nothing needs redoing for it (what the loss breaks, a commit or a
+/// send, fails and is retried on its own).
+pub(super) fn poll_batch(
+    consumer: &Consumer,
+    max: usize,
+    linger: Duration,
+) -> Result<(Vec<BorrowedMessage<'_>>, Option<KafkaError>), Failure> {
+    let mut messages = Vec::new();
+    let deadline = Instant::now() + linger;
+    while messages.len() < max {
+        let wait = if messages.is_empty() {
+            Duration::from_millis(100)
+        } else {
+            deadline.saturating_duration_since(Instant::now())
+        };
+        match consumer.poll(wait) {
+            Some(Ok(m)) => messages.push(m),
+            Some(Err(KafkaError::PartitionEOF(_))) => {}
+            Some(Err(e)) if connection_lost(&e) => return Ok((messages, Some(e))),
+            Some(Err(e)) => {
+                if messages.is_empty() {
+                    return Err(e.into());
+                }
+                tracing::warn!("consumer: {e}");
+                break;
+            }
+            None => break,
+        }
+        if !messages.is_empty() && Instant::now() >= deadline {
+            break;
+        }
+    }
+    Ok((messages, None))
+}
+
+/// Whether a consumer error only says a broker connection is down (librdkafka retries it).
+fn connection_lost(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::Resolve
+                | RDKafkaErrorCode::NetworkException
+        )
+    )
+}
+
+/// Seeks each partition in `messages` back to its first message there (a paused pipeline
+/// received them), and pauses it again.
+pub(super) fn rewind_to(consumer: &Consumer, messages: &[BorrowedMessage<'_>]) -> Result<(), Failure> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let mut seek = TopicPartitionList::new();
+    for m in messages {
+        if seek.find_partition(m.topic(), m.partition()).is_none() {
+            seek.add_partition_offset(m.topic(), m.partition(), Offset::Offset(m.offset()))?;
+        }
+    }
+    consumer.seek_partitions(seek.clone(), KAFKA_TIMEOUT)?;
+    consumer.pause(&seek)?;
+    Ok(())
+}
+
+/// Seeks every assigned partition to its committed offset, or to the reset position.
+pub(super) fn rewind(consumer: &Consumer, reset: OffsetReset) -> Result<(), KafkaError> {
+    let assignment = consumer.assignment()?;
+    let committed = consumer.committed_offsets(assignment, KAFKA_TIMEOUT)?;
+    let reset = match reset {
+        OffsetReset::Earliest => Offset::Beginning,
+        OffsetReset::Latest => Offset::End,
+    };
+    let mut seek = TopicPartitionList::new();
+    for e in committed.elements() {
+        let offset = match e.offset() {
+            Offset::Offset(o) => Offset::Offset(o),
+            _ => reset,
+        };
+        seek.add_partition_offset(e.topic(), e.partition(), offset)?;
+    }
+    consumer.seek_partitions(seek, KAFKA_TIMEOUT)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn a_lost_connection_is_told_apart_from_a_consumer_error() {
+        for code in [RDKafkaErrorCode::AllBrokersDown, RDKafkaErrorCode::BrokerTransportFailure] {
+            assert!(connection_lost(&KafkaError::MessageConsumption(code)), "{code:?}");
+        }
+        assert!(!connection_lost(&KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition)));
+    }
+}

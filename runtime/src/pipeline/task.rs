@@ -1,0 +1,343 @@
+//! Tasks, as Kafka Streams calls them: one per assigned input partition, holding that
+//! partition's guest instance over its state store.
+//!
+//! A task is opened when its partition is assigned (its store opened and restored from the
+//! changelog, its tables and its reader for queries attached), processes that partition's
+//! records and timers, writes its state changes to the changelog at a commit and applies them
+//! to its store once the commit holds, rolls them back when the work is dropped, swaps its
+//! guest for a new version over the same store, and is closed when its partition is revoked.
+//! The loop drives tasks through [`Tasks`] and never reaches into them.
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::time::Instant;
+
+use anyhow::{anyhow, Context as _};
+use rdkafka::consumer::Consumer as _;
+use rdkafka::producer::{BaseRecord, Producer as _};
+
+use super::control::{self, Phase, Prepared, View};
+use super::recovery::Failure;
+use super::sink::send;
+use crate::changelog;
+use crate::config::PipelineConfig;
+use crate::engine::{Fired, Instance, Module};
+use crate::error::ProcessError;
+use crate::kafka::{self, Consumer, Producer, KAFKA_TIMEOUT};
+use crate::metrics::PipelineMetrics;
+use crate::query::Positions;
+use crate::record::{Batch, Outputs};
+use crate::state::{MemoryStore, RocksStore, StateStore};
+use crate::tables::{TableView, Tables};
+
+/// Where a task reports while it opens, and what it opens from.
+pub(super) struct Env<'a> {
+    pub config: &'a PipelineConfig,
+    pub view: &'a View,
+    pub metrics: &'a PipelineMetrics,
+}
+
+/// One input partition's task.
+pub(super) struct Task {
+    instance: Instance,
+}
+
+impl Task {
+    /// Runs a batch of the partition's records through the guest, and then the event-time
+    /// timers the batch made due: the outputs of both, or the guest's error (counted by kind).
+    pub fn process(&mut self, batch: &Batch, metrics: &PipelineMetrics) -> Result<(Outputs, Vec<Fired>), Failure> {
+        let called = Instant::now();
+        let outputs = self.instance.process(batch).map_err(|e| guest_failure(metrics, e))?;
+        let fired = self.instance.advance(batch).map_err(|e| guest_failure(metrics, e))?;
+        metrics.guest_call_seconds.observe(called.elapsed().as_secs_f64());
+        Ok((outputs, fired))
+    }
+}
+
+/// The open tasks of a pipeline, and what a new one is opened with.
+pub(super) struct Tasks {
+    module: Module,
+    /// The changelog topic, for a processor that keeps state.
+    changelog: Option<String>,
+    /// The tables the module looks up.
+    tables: Tables,
+    /// The committed offsets of the assignment, as it began (what a newly opened store reflects).
+    positions: Positions,
+    open: HashMap<i32, Task>,
+}
+
+impl Tasks {
+    pub fn new(module: Module, changelog: Option<String>, tables: Tables) -> Self {
+        Self { module, changelog, tables, positions: Positions::new(), open: HashMap::new() }
+    }
+
+    pub fn module(&self) -> &Module {
+        &self.module
+    }
+
+    /// The task of `partition`, opened (and its state restored) on first use.
+    pub fn task(&mut self, env: &Env<'_>, topic: &str, partition: i32) -> Result<&mut Task, Failure> {
+        let open = self.open.len();
+        let wanted = [(topic.to_owned(), partition)];
+        let opener = Opener {
+            module: &self.module,
+            changelog: self.changelog.as_deref(),
+            tables: &self.tables,
+            positions: &self.positions,
+            env,
+        };
+        match self.open.entry(partition) {
+            Entry::Occupied(e) => Ok(e.into_mut()),
+            Entry::Vacant(e) => {
+                env.config.within_instance_share(open, 1).map_err(Failure::Fatal)?;
+                let opened = opener.open(&wanted).map_err(Failure::Fatal)?;
+                let Some((_, task)) = opened.into_iter().next() else {
+                    return Err(Failure::Fatal(anyhow!("partition {partition}: no task was opened")));
+                };
+                Ok(e.insert(task))
+            }
+        }
+    }
+
+    /// Opens the task of every assigned partition that has none, all at once so that their
+    /// stores are restored together; first checks that no input gained partitions (keys would
+    /// move away from their state).
+    pub fn open_assigned(&mut self, env: &Env<'_>, consumer: &Consumer, layout: &kafka::Layout) -> Result<(), Failure> {
+        env.metrics.clear_partitions();
+        let assignment = consumer.assignment()?;
+        if self.module.uses_state() {
+            self.positions = consumer
+                .committed_offsets(assignment.clone(), KAFKA_TIMEOUT)?
+                .elements()
+                .iter()
+                .filter_map(|e| {
+                    e.offset().to_raw().filter(|o| *o >= 0).map(|o| ((e.topic().to_owned(), e.partition()), o))
+                })
+                .collect();
+        }
+        let partitions = kafka::input_partitions(env.config, consumer).map_err(Failure::Kafka)?;
+        if let Some((changelog, expected)) = &layout.changelog {
+            if let Some(problem) = kafka::repartitioned(env.config, changelog, *expected, |_| partitions) {
+                return Err(Failure::Fatal(anyhow!(problem)));
+            }
+        }
+        let mut wanted: Vec<(String, i32)> = Vec::new();
+        for e in assignment.elements() {
+            if !self.open.contains_key(&e.partition()) && !wanted.iter().any(|(_, p)| *p == e.partition()) {
+                wanted.push((e.topic().to_owned(), e.partition()));
+            }
+        }
+        if !wanted.is_empty() {
+            env.config.within_instance_share(self.open.len(), wanted.len()).map_err(Failure::Fatal)?;
+            let opener = Opener {
+                module: &self.module,
+                changelog: self.changelog.as_deref(),
+                tables: &self.tables,
+                positions: &self.positions,
+                env,
+            };
+            let opened = opener.open(&wanted).map_err(Failure::Fatal)?;
+            self.open.extend(opened);
+        }
+        env.view.queryable.settle(partitions);
+        Ok(())
+    }
+
+    /// Fires the due wall-clock timers of every task, in partition order: what fired, by
+    /// partition.
+    pub fn fire_wall_clock(&mut self, now: i64, metrics: &PipelineMetrics) -> Result<Vec<(i32, Vec<Fired>)>, Failure> {
+        let mut partitions: Vec<i32> = self.open.keys().copied().collect();
+        partitions.sort_unstable();
+        let mut all = Vec::new();
+        for partition in partitions {
+            let Some(task) = self.open.get_mut(&partition) else { continue };
+            let fired = task.instance.fire_wall_clock(now).map_err(|e| guest_failure(metrics, e))?;
+            if !fired.is_empty() {
+                all.push((partition, fired));
+            }
+        }
+        Ok(all)
+    }
+
+    /// Whether no task has a state change to commit.
+    pub fn idle(&self) -> bool {
+        self.open.values().all(|t| !t.instance.has_pending_writes())
+    }
+
+    /// Produces every task's pending state changes to its changelog partition (a delete as a
+    /// tombstone); under exactly-once they join the open transaction.
+    pub fn write_changelog(&self, producer: &Producer) -> Result<(), Failure> {
+        let Some(topic) = &self.changelog else { return Ok(()) };
+        for (partition, task) in &self.open {
+            for (key, value) in task.instance.pending_writes() {
+                let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).partition(*partition).key(key);
+                if let Some(value) = value {
+                    record = record.payload(value);
+                }
+                send(producer, record)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Once a commit holds: applies every task's state changes to its store, with the changelog
+    /// offset they reach as the store's checkpoint.
+    pub fn commit(&mut self, producer: &Producer) -> Result<(), Failure> {
+        for (partition, task) in self.open.iter_mut() {
+            let checkpoint = producer.context().take_changelog_end(*partition);
+            task.instance.commit_at(checkpoint).map_err(|e| Failure::Fatal(anyhow!("state commit failed: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Drops every task's state changes since the last commit.
+    pub fn rollback(&mut self) {
+        for task in self.open.values_mut() {
+            task.instance.rollback();
+        }
+    }
+
+    /// Closes every task (their partitions were revoked; the work since the last commit is gone).
+    pub fn close_all(&mut self) {
+        self.rollback();
+        self.open.clear();
+    }
+
+    /// Replaces every task's guest with the prepared module, over the same stores; called right
+    /// after a commit, so nothing is pending. If one cannot start, those already swapped go back
+    /// to the running module (with `running_config`) and the reason is returned.
+    pub fn swap(&mut self, prepared: &Prepared, running_config: &[(String, String)]) -> Result<(), String> {
+        let mut swapped = Vec::new();
+        let mut failure = None;
+        for (partition, task) in self.open.iter_mut() {
+            match task.instance.swap(prepared.module.clone(), prepared.config.clone()) {
+                Ok(()) => swapped.push(*partition),
+                Err(e) => {
+                    failure = Some(format!("partition {partition}: {e}"));
+                    break;
+                }
+            }
+        }
+        let Some(reason) = failure else {
+            self.module = prepared.module.clone();
+            return Ok(());
+        };
+        for partition in swapped {
+            if let Some(task) = self.open.get_mut(&partition) {
+                if let Err(e) = task.instance.swap(self.module.clone(), running_config.to_vec()) {
+                    tracing::error!(partition, "swapping back to the running version failed: {e}");
+                }
+            }
+        }
+        Err(reason)
+    }
+
+    /// The size of each task's state store, where it is known.
+    pub fn state_sizes(&self) -> impl Iterator<Item = (i32, u64)> + '_ {
+        self.open.iter().filter_map(|(p, t)| t.instance.state_size().map(|bytes| (*p, bytes)))
+    }
+
+    pub fn len(&self) -> usize {
+        self.open.len()
+    }
+}
+
+/// A guest error, counted by kind.
+fn guest_failure(metrics: &PipelineMetrics, e: ProcessError) -> Failure {
+    metrics.guest_error(e.kind());
+    Failure::Guest(e)
+}
+
+/// What opening tasks needs.
+struct Opener<'a> {
+    module: &'a Module,
+    changelog: Option<&'a str>,
+    tables: &'a Tables,
+    positions: &'a Positions,
+    env: &'a Env<'a>,
+}
+
+impl Opener<'_> {
+    /// Tasks for input partitions (`topic`, `partition`), each with its state store brought up
+    /// to the end of its changelog first (all in one restore), its tables, and a reader of its
+    /// store for queries.
+    fn open(&self, wanted: &[(String, i32)]) -> anyhow::Result<Vec<(i32, Task)>> {
+        let config = self.env.config;
+        let mut stores = Vec::with_capacity(wanted.len());
+        for (_, partition) in wanted {
+            stores.push(open_store(config, self.changelog.is_some(), *partition)?);
+        }
+        if let Some(changelog) = self.changelog {
+            self.restore(changelog, wanted, &mut stores)?;
+        }
+        let module_config: Vec<(String, String)> = config.module.config.clone().into_iter().collect();
+        let mut opened = Vec::with_capacity(wanted.len());
+        for ((topic, partition), store) in wanted.iter().zip(stores) {
+            let partition = *partition;
+            let reader = store.reader();
+            let mut instance = self.module.instantiate(topic, partition, store, &module_config)?;
+            instance.set_tables(TableView { tables: self.tables.clone(), partition });
+            if self.module.uses_state() {
+                let positions = self.positions.iter().filter(|((_, p), _)| *p == partition);
+                self.env.view.queryable.open(partition, reader, positions.map(|(k, v)| (k.clone(), *v)).collect());
+            }
+            opened.push((partition, Task { instance }));
+        }
+        Ok(opened)
+    }
+
+    /// Brings `stores` (of the partitions in `wanted`) up to the end of `changelog`, showing the
+    /// restore in the status meanwhile.
+    fn restore(
+        &self,
+        changelog: &str,
+        wanted: &[(String, i32)],
+        stores: &mut [Box<dyn StateStore>],
+    ) -> anyhow::Result<()> {
+        let Env { config, view, metrics } = self.env;
+        let partitions: Vec<i32> = wanted.iter().map(|(_, p)| *p).collect();
+        let before = view.snapshot().status;
+        view.update(|s| {
+            s.status = Phase::Restoring;
+            s.restore = Some(control::RestoreProgress { partitions: partitions.clone(), restored: 0, total: 0 });
+        });
+        metrics.set_status(Phase::Restoring.as_str());
+        let progress = |restored: u64, total: u64| {
+            view.beat();
+            view.update(|s| {
+                s.restore = Some(control::RestoreProgress { partitions: partitions.clone(), restored, total })
+            });
+        };
+        let targets = wanted
+            .iter()
+            .zip(stores.iter_mut())
+            .map(|((_, partition), store)| changelog::Target { partition: *partition, store: store.as_mut() })
+            .collect();
+        let restored = changelog::restore(config, changelog, targets, &progress)?;
+        metrics.restored.inc_by(restored.records);
+        view.update(|s| {
+            s.restored_records += restored.records;
+            s.status = before;
+            s.restore = None;
+        });
+        metrics.set_status(before.as_str());
+        Ok(())
+    }
+}
+
+/// The state store of `partition`: RocksDB under the state directory (kept without a
+/// write-ahead log when a changelog holds it), else memory.
+fn open_store(config: &PipelineConfig, changelogged: bool, partition: i32) -> anyhow::Result<Box<dyn StateStore>> {
+    Ok(match &config.state_dir {
+        Some(dir) => {
+            let path =
+                dir.join(&config.application_id).join(config.store_name()).join(format!("partition-{partition}"));
+            let store = match changelogged {
+                true => RocksStore::open_changelog_backed(&path),
+                false => RocksStore::open(&path),
+            };
+            Box::new(store.with_context(|| format!("state store {}", path.display()))?)
+        }
+        None => Box::new(MemoryStore::new()),
+    })
+}
