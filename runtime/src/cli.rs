@@ -439,17 +439,14 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<bool> {
         Command::Deploy { pipeline, server, timeout } => {
             let client = server.client()?;
             let deployed = client.deploy(&pipeline)?;
-            let text = |k: &str| deployed.get(k).and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
-            let (name, digest, action) = (text("name"), text("digest"), text("action"));
-            let version = deployed.get("version").and_then(serde_json::Value::as_u64).unwrap_or_default();
-            writeln!(out, "{name}: version {version} ({action}), sha256 {digest}")?;
-            if let Some(notice) = deployed.get("notice").and_then(serde_json::Value::as_str) {
+            let (name, version) = (&deployed.name, deployed.version);
+            writeln!(out, "{name}: version {version} ({}), sha256 {}", deployed.action.as_str(), deployed.digest)?;
+            if let Some(notice) = &deployed.notice {
                 writeln!(out, "{name}: {notice}")?;
             }
             out.flush()?;
-            let status = client.wait_running(&name, version, Duration::from_secs(timeout))?;
-            let state = status.get("status").and_then(serde_json::Value::as_str).unwrap_or_default();
-            writeln!(out, "{name}: {state}")?;
+            let status = client.wait_running(name, version, Duration::from_secs(timeout))?;
+            writeln!(out, "{name}: {}", status.snapshot.status.as_str())?;
             Ok(true)
         }
         Command::Ps { server } => {
@@ -462,25 +459,23 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<bool> {
             Ok(true)
         }
         Command::Pause { name, server } => {
-            server.client()?.act(&name, "pause")?;
+            server.client()?.pause(&name, true)?;
             writeln!(out, "{name}: pausing at the next commit")?;
             Ok(true)
         }
         Command::Resume { name, server } => {
-            server.client()?.act(&name, "resume")?;
+            server.client()?.pause(&name, false)?;
             writeln!(out, "{name}: resuming")?;
             Ok(true)
         }
         Command::Rollback { name, server } => {
-            let done = server.client()?.act(&name, "rollback")?;
-            let version = done.get("version").and_then(serde_json::Value::as_u64).unwrap_or_default();
-            writeln!(out, "{name}: rolled back to version {version}")?;
+            let done = server.client()?.rollback(&name)?;
+            writeln!(out, "{name}: rolled back to version {}", done.version)?;
             Ok(true)
         }
         Command::Dlq(DlqCommand::Replay { name, from, until, server }) => {
             let done = server.client()?.replay(&name, from, until)?;
-            let replayed = done.get("replayed").and_then(serde_json::Value::as_u64).unwrap_or_default();
-            writeln!(out, "{name}: replayed {replayed} dead-lettered records")?;
+            writeln!(out, "{name}: replayed {} dead-lettered records", done.replayed)?;
             Ok(true)
         }
         Command::Undeploy { name, purge, server } => {

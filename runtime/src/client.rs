@@ -7,8 +7,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
 use base64::Engine as _;
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
 
+use crate::api::{
+    ApiError, DeployRequest, Deployed, ModuleUpload, Paused, Phase, Pipelines, Replayed, Status, Undeployed,
+};
 use crate::config::PipelineConfig;
 
 /// Where the server is, and the token to send.
@@ -49,80 +52,87 @@ impl Client {
         Self { server: server.trim_end_matches('/').to_owned(), token, agent: config.into() }
     }
 
-    /// Sends a request and returns the JSON answer of a 2xx, or the server's error.
-    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+    /// Sends a request and reads the answer of a 2xx as `T`, or says the server's error.
+    fn call<T: DeserializeOwned>(&self, method: &str, path: &str, body: Option<&DeployRequest>) -> anyhow::Result<T> {
         let url = format!("{}{path}", self.server);
         let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
         let sent = match (method, body) {
             ("GET", _) => self.agent.get(&url).call(),
             ("DELETE", _) => with_auth(self.agent.delete(&url), &auth).call(),
             ("PUT", Some(b)) => with_auth(self.agent.put(&url), &auth).send_json(b),
-            (_, b) => with_auth(self.agent.post(&url), &auth).send_json(b.cloned().unwrap_or(json!({}))),
+            _ => with_auth(self.agent.post(&url), &auth).send_empty(),
         };
         let mut response = sent.map_err(|e| anyhow!("cannot reach weir at {}: {e}", self.server))?;
         let status = response.status();
         let text = response.body_mut().read_to_string().unwrap_or_default();
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        if status.is_success() {
-            return Ok(value);
+        if !status.is_success() {
+            let message = serde_json::from_str::<ApiError>(&text).map_or(text, |e| e.error);
+            bail!("{method} {path}: {status}: {message}")
         }
-        let message = value.get("error").and_then(Value::as_str).map_or_else(|| value.to_string(), str::to_owned);
-        bail!("{method} {path}: {status}: {message}")
+        serde_json::from_str(&text)
+            .map_err(|e| anyhow!("{method} {path}: the answer is not what weir answers ({e}): {text}"))
     }
 
-    pub fn status(&self, name: &str) -> anyhow::Result<Value> {
+    pub fn status(&self, name: &str) -> anyhow::Result<Status> {
         self.call("GET", &format!("/v1/pipelines/{name}"), None)
     }
 
-    pub fn list(&self) -> anyhow::Result<Vec<Value>> {
-        let all = self.call("GET", "/v1/pipelines", None)?;
-        Ok(all.get("pipelines").and_then(Value::as_array).cloned().unwrap_or_default())
+    pub fn list(&self) -> anyhow::Result<Vec<Status>> {
+        Ok(self.call::<Pipelines>("GET", "/v1/pipelines", None)?.pipelines)
     }
 
-    pub fn act(&self, name: &str, action: &str) -> anyhow::Result<Value> {
+    pub fn pause(&self, name: &str, paused: bool) -> anyhow::Result<Paused> {
+        let action = if paused { "pause" } else { "resume" };
         self.call("POST", &format!("/v1/pipelines/{name}/{action}"), None)
     }
 
-    pub fn replay(&self, name: &str, from: Option<i64>, until: Option<i64>) -> anyhow::Result<Value> {
+    pub fn rollback(&self, name: &str) -> anyhow::Result<Deployed> {
+        self.call("POST", &format!("/v1/pipelines/{name}/rollback"), None)
+    }
+
+    pub fn replay(&self, name: &str, from: Option<i64>, until: Option<i64>) -> anyhow::Result<Replayed> {
         let mut query = Vec::new();
         query.extend(from.map(|f| format!("from={f}")));
         query.extend(until.map(|u| format!("until={u}")));
         self.call("POST", &format!("/v1/pipelines/{name}/dlq/replay?{}", query.join("&")), None)
     }
 
-    pub fn undeploy(&self, name: &str, purge: bool) -> anyhow::Result<Value> {
+    pub fn undeploy(&self, name: &str, purge: bool) -> anyhow::Result<Undeployed> {
         self.call("DELETE", &format!("/v1/pipelines/{name}?purge={purge}"), None)
     }
 
-    /// Uploads a pipeline file and the module it names; returns the server's answer.
-    pub fn deploy(&self, pipeline: &Path) -> anyhow::Result<Value> {
+    /// Uploads a pipeline file and the module it names; returns what the server did.
+    pub fn deploy(&self, pipeline: &Path) -> anyhow::Result<Deployed> {
         let config = PipelineConfig::load(pipeline)?;
         let text = std::fs::read_to_string(pipeline)?;
         let module = std::fs::read(&config.module.path)
             .with_context(|| format!("cannot read the module {}", config.module.path.display()))?;
         let file_name = config.module.path.file_name().map_or("module.wasm".into(), |n| n.to_string_lossy());
-        let body = json!({
-            "pipeline": text,
-            "module": { "name": file_name, "base64": base64::engine::general_purpose::STANDARD.encode(&module) },
-        });
+        let body = DeployRequest {
+            pipeline: text,
+            module: Some(ModuleUpload {
+                name: file_name.into_owned(),
+                base64: base64::engine::general_purpose::STANDARD.encode(&module),
+            }),
+        };
         self.call("PUT", &format!("/v1/pipelines/{}", config.application_id), Some(&body))
     }
 
     /// Waits until pipeline `name` runs `version` (or is paused with it), or fails.
-    pub fn wait_running(&self, name: &str, version: u64, timeout: Duration) -> anyhow::Result<Value> {
+    pub fn wait_running(&self, name: &str, version: u32, timeout: Duration) -> anyhow::Result<Status> {
         let started = Instant::now();
         loop {
             let s = self.status(name)?;
-            let at = s.get("version").and_then(Value::as_u64);
-            match s.get("status").and_then(Value::as_str) {
-                Some("running" | "paused") if at == Some(version) => return Ok(s),
-                Some("failed") => {
-                    bail!("pipeline {name} failed: {}", s.get("error").and_then(Value::as_str).unwrap_or("(no error)"))
+            match s.snapshot.status {
+                Phase::Running | Phase::Paused if s.snapshot.version == Some(version) => return Ok(s),
+                Phase::Failed => {
+                    bail!("pipeline {name} failed: {}", s.snapshot.error.as_deref().unwrap_or("(no error)"))
                 }
                 _ => {}
             }
             if started.elapsed() > timeout {
-                bail!("pipeline {name} is not running version {version} after {} s: {s}", timeout.as_secs());
+                let now = serde_json::to_string(&s).unwrap_or_default();
+                bail!("pipeline {name} is not running version {version} after {} s: {now}", timeout.as_secs());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -137,26 +147,25 @@ fn with_auth<B>(request: ureq::RequestBuilder<B>, auth: &Option<String>) -> ureq
 }
 
 /// `weir ps`: one line a pipeline.
-pub fn print_table(pipelines: &[Value], out: &mut dyn Write) -> std::io::Result<()> {
+pub fn print_table(pipelines: &[Status], out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(
         out,
         "{:<28} {:<10} {:>7} {:>10} {:>10} {:>10} {:>10}",
         "NAME", "STATUS", "VERSION", "PARTITIONS", "IN/S", "OUT/S", "LAG"
     )?;
+    let or_dash = |n: Option<String>| n.unwrap_or_else(|| "-".to_owned());
     for p in pipelines {
-        let text = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("-").to_owned();
-        let number = |k: &str| p.get(k).and_then(Value::as_f64).map_or("-".to_owned(), |n| format!("{n:.0}"));
-        let partitions = p.get("partitions").and_then(Value::as_array).map_or(0, Vec::len);
+        let s = &p.snapshot;
         writeln!(
             out,
-            "{:<28} {:<10} {:>7} {:>10} {:>10} {:>10} {:>10}",
-            text("name"),
-            text("status"),
-            number("version"),
-            partitions,
-            number("rate_in"),
-            number("rate_out"),
-            number("lag")
+            "{:<28} {:<10} {:>7} {:>10} {:>10.0} {:>10.0} {:>10}",
+            p.name,
+            s.status.as_str(),
+            or_dash(s.version.map(|v| v.to_string())),
+            s.partitions.len(),
+            s.rate_in,
+            s.rate_out,
+            or_dash(p.lag.map(|l| l.to_string()))
         )?;
     }
     Ok(())

@@ -9,6 +9,7 @@
 //! weir reads of a pipeline's state, and [`admin`] serves it over HTTP.
 
 pub mod admin;
+pub mod api;
 pub mod build;
 pub mod catchup;
 pub mod changelog;

@@ -15,8 +15,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use serde::Serialize;
-
+use crate::api::Action;
+pub use crate::api::{Deployed, NotReady, Status};
 use crate::config::PipelineConfig;
 use crate::datadir::{DataDir, Deployment, Version};
 use crate::engine::{Engine, Module};
@@ -78,40 +78,6 @@ impl std::fmt::Display for Refusal {
 pub struct Upload {
     pub file_name: String,
     pub bytes: Vec<u8>,
-}
-
-/// What a deploy or rollback did.
-#[derive(Debug, Serialize)]
-pub struct Deployed {
-    pub name: String,
-    pub version: u32,
-    pub digest: String,
-    /// `started`, `swapped` (in place, same state and offsets) or `restarted` (with why).
-    pub action: &'static str,
-    pub notice: Option<String>,
-}
-
-/// A pipeline's status, for the API and the CLI.
-#[derive(Debug, Clone, Serialize)]
-pub struct Status {
-    pub name: String,
-    /// What the pipeline's loop last published (status, error, version, partitions, counts, ...).
-    #[serde(flatten)]
-    pub snapshot: Snapshot,
-    /// When the live version was deployed, ms since the epoch.
-    pub deployed_at: Option<u64>,
-    /// The versions kept for rollbacks.
-    pub versions: Vec<u32>,
-    /// The sum of the partitions' lags, when all are known.
-    pub lag: Option<i64>,
-}
-
-/// A pipeline that is not ready, and why.
-#[derive(Debug, Clone, Serialize)]
-pub struct NotReady {
-    pub name: String,
-    pub status: Phase,
-    pub reason: String,
 }
 
 /// One pipeline's slot: the handle of its loop, and what it was started from.
@@ -403,7 +369,7 @@ impl Supervisor {
         deployment.push(version);
         let (alive, running) = existing.map_or((false, None), |(_, alive, running)| (alive, running));
         let (action, notice) = self.put_live(&data, name, (alive, running), config, module, deployment)?;
-        tracing::info!(pipeline = name, version = number, digest = %digest, action, "deployed");
+        tracing::info!(pipeline = name, version = number, digest = %digest, action = action.as_str(), "deployed");
         Ok(Deployed { name: name.to_owned(), version: number, digest, action, notice })
     }
 
@@ -436,24 +402,24 @@ impl Supervisor {
         config: PipelineConfig,
         module: Module,
         next: Deployment,
-    ) -> Result<(&'static str, Option<String>), Refusal> {
+    ) -> Result<(Action, Option<String>), Refusal> {
         let fits = running.as_ref().map_or(Err("the pipeline file".to_owned()), |r| in_place(r, &config));
         let live = next.live().ok_or_else(|| Refusal::internal("the live version is not kept"))?;
         let (version, digest) = (live.version, live.digest.clone());
         let done = match (alive, fits) {
             (true, Ok(())) => {
                 self.swap(name, module, &config, version, &digest)?;
-                ("swapped", None)
+                (Action::Swapped, None)
             }
             (true, Err(why)) => {
                 self.stop_slot(name);
                 self.start(config, module, next.clone(), next.paused)?;
-                ("restarted", Some(format!("restarted, since {why} cannot change in place")))
+                (Action::Restarted, Some(format!("restarted, since {why} cannot change in place")))
             }
             (false, _) => {
                 self.stop_slot(name);
                 self.start(config, module, next.clone(), next.paused)?;
-                ("started", None)
+                (Action::Started, None)
             }
         };
         data.save(&next).map_err(Refusal::internal)?;
@@ -603,22 +569,9 @@ impl Supervisor {
         let mut not_ready = Vec::new();
         for (name, slot) in self.pipelines().iter() {
             let s = slot.handle.view.snapshot();
-            let reason = match s.status {
-                Phase::Running | Phase::Paused if s.restored => continue,
-                Phase::Running | Phase::Paused => "waiting for its partitions".to_owned(),
-                Phase::Restoring => match &s.restore {
-                    Some(r) => {
-                        let partitions: Vec<String> = r.partitions.iter().map(i32::to_string).collect();
-                        let noun = if partitions.len() == 1 { "partition" } else { "partitions" };
-                        format!("restoring {noun} {}: {} of {} records", partitions.join(", "), r.restored, r.total)
-                    }
-                    None => "restoring state".to_owned(),
-                },
-                Phase::Starting => s.notice.unwrap_or_else(|| "starting".to_owned()),
-                Phase::Failed => s.error.unwrap_or_else(|| "failed".to_owned()),
-                Phase::Stopped => "stopped".to_owned(),
-            };
-            not_ready.push(NotReady { name: name.clone(), status: s.status, reason });
+            let status = s.status;
+            let Some(reason) = not_ready_because(s) else { continue };
+            not_ready.push(NotReady { name: name.clone(), status, reason });
         }
         not_ready
     }
@@ -719,6 +672,26 @@ fn run_pipeline(
     result
 }
 
+/// Why a pipeline in snapshot `s` is not ready; `None` when it runs, or is paused, with every
+/// assigned partition's state restored.
+fn not_ready_because(s: Snapshot) -> Option<String> {
+    Some(match s.status {
+        Phase::Running | Phase::Paused if s.restored => return None,
+        Phase::Running | Phase::Paused => "waiting for its partitions".to_owned(),
+        Phase::Restoring => match &s.restore {
+            Some(r) => {
+                let partitions: Vec<String> = r.partitions.iter().map(i32::to_string).collect();
+                let noun = if partitions.len() == 1 { "partition" } else { "partitions" };
+                format!("restoring {noun} {}: {} of {} records", partitions.join(", "), r.restored, r.total)
+            }
+            None => "restoring state".to_owned(),
+        },
+        Phase::Starting => s.notice.unwrap_or_else(|| "starting".to_owned()),
+        Phase::Failed => s.error.unwrap_or_else(|| "failed".to_owned()),
+        Phase::Stopped => "stopped".to_owned(),
+    })
+}
+
 /// Whether the running pipeline can take `next` without a restart (see
 /// [`PipelineConfig::needs_restart`]); else the fields that differ.
 fn in_place(running: &PipelineConfig, next: &PipelineConfig) -> Result<(), String> {
@@ -752,5 +725,32 @@ fn status_of(name: &str, slot: &Slot) -> Status {
         versions: slot.deployment.versions.iter().map(|v| v.version).collect(),
         lag,
         snapshot,
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::pipeline::control::RestoreProgress;
+
+    #[test]
+    fn a_pipeline_is_ready_only_when_running_or_paused_with_its_state_restored() {
+        for status in [Phase::Running, Phase::Paused] {
+            assert_eq!(not_ready_because(Snapshot { status, restored: true, ..Snapshot::default() }), None);
+            let waiting = not_ready_because(Snapshot { status, restored: false, ..Snapshot::default() });
+            assert_eq!(waiting.as_deref(), Some("waiting for its partitions"));
+        }
+    }
+
+    #[test]
+    fn readiness_says_which_partitions_restore_and_how_far_they_are() {
+        let restore = RestoreProgress { partitions: vec![0, 3], restored: 40, total: 100 };
+        let s = Snapshot { status: Phase::Restoring, restore: Some(restore), ..Snapshot::default() };
+        assert_eq!(not_ready_because(s).as_deref(), Some("restoring partitions 0, 3: 40 of 100 records"));
+        let failed = Snapshot { status: Phase::Failed, error: Some("guest trapped".into()), ..Snapshot::default() };
+        assert_eq!(not_ready_because(failed).as_deref(), Some("guest trapped"));
+        let starting =
+            Snapshot { status: Phase::Starting, notice: Some("waiting for Kafka".into()), ..Snapshot::default() };
+        assert_eq!(not_ready_because(starting).as_deref(), Some("waiting for Kafka"));
     }
 }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use weir_runtime::api::{Deployed, Paused, Status};
 
 /// A broker, topics, a data dir, and `weir serve` processes on them.
 pub struct Sidecar {
@@ -246,10 +247,18 @@ impl Server {
         (r.status().as_u16(), serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
-    /// `POST /v1/pipelines/{name}/{action}` with the token; panics unless it succeeded.
+    /// `POST /v1/pipelines/{name}/{action}` with the token; panics unless it succeeded with the
+    /// API's answer to that action.
     pub fn act(&self, name: &str, action: &str) -> Value {
         let (status, body) = self.send("POST", &format!("/v1/pipelines/{name}/{action}"), None, Some(&self.token));
         assert_eq!(status, 200, "{action} {name}: {body}");
+        let typed = match action {
+            "rollback" => serde_json::from_value::<Deployed>(body.clone()).map(drop),
+            _ => serde_json::from_value::<Paused>(body.clone()).map(drop),
+        };
+        if let Err(e) = typed {
+            panic!("the answer to {action} {name} does not read as the API's type ({e}): {body}");
+        }
         body
     }
 
@@ -269,11 +278,21 @@ impl Server {
         run.stdout
     }
 
-    /// A pipeline's status.
+    /// A pipeline's status, as JSON; it must also read as the API's own [`Status`] type (the
+    /// one the server writes and the CLI reads), so every status a test looks at checks the
+    /// contract too.
     pub fn status(&self, name: &str) -> Value {
         let (status, body) = self.get(&format!("/v1/pipelines/{name}"));
         assert_eq!(status, 200, "status of {name}: {body}");
+        if let Err(e) = serde_json::from_value::<Status>(body.clone()) {
+            panic!("the status of {name} does not read as api::Status ({e}): {body}");
+        }
         body
+    }
+
+    /// A pipeline's status, typed.
+    pub fn typed_status(&self, name: &str) -> Status {
+        serde_json::from_value(self.status(name)).unwrap_or_else(|e| panic!("status of {name}: {e}"))
     }
 
     /// Waits until `name`'s status satisfies `ok`, or panics with it after `timeout`.

@@ -348,6 +348,8 @@ fn a_failed_pipeline_stays_visible_and_a_fixed_module_resumes_from_the_failed_re
     let status = server.wait_for(&app, "failed", LONG, |s| s["status"] == "failed");
     let error = status["error"].as_str().unwrap_or_default();
     assert!(error.contains("guest trapped") && error.contains("offset 1") && error.contains("\"panic\""), "{error}");
+    // Whose fault it was travels with it: the module's, not Kafka's or weir's.
+    assert_eq!(server.typed_status(&app).snapshot.fault, Some(weir_runtime::error::Domain::User), "{status}");
     // The rest of the sidecar runs.
     assert_eq!(server.get("/healthz").0, 200);
     produce(&s.bootstrap, &healthy_in, &numbered(0..10), None);

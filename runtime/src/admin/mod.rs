@@ -39,8 +39,8 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use http_body_util::BodyExt as _;
 use serde::Deserialize;
-use serde_json::json;
 
+use crate::api::{ApiError, DeployRequest, Paused, PipelineAction, Pipelines, Probe, Replayed, Undeployed};
 use crate::error::Domain;
 use crate::supervisor::{Refusal, Supervisor, Upload};
 
@@ -117,6 +117,20 @@ pub async fn bind(
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.listen))?;
     let address = listener.local_addr()?;
+    let refused = supervisor.metrics().http_refused.clone();
+    let app = router(supervisor, &options);
+    let limits = options.connections;
+    Ok((address, async move {
+        conn::serve(listener, app, limits, move || {
+            refused.inc();
+        })
+        .await;
+        Ok(())
+    }))
+}
+
+/// The API's routes over `supervisor`, behind the token check.
+fn router(supervisor: Supervisor, options: &Options) -> Router {
     // A forward goes where a claim said, and no further: no redirects.
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -125,7 +139,6 @@ pub async fn bind(
         .timeout_connect(Some(Duration::from_secs(2)))
         .build()
         .into();
-    let refused = supervisor.metrics().http_refused.clone();
     let api = Api(std::sync::Arc::new(Shared {
         supervisor,
         token: options.token.clone(),
@@ -135,7 +148,7 @@ pub async fn bind(
         agent,
     }));
     // Without a token every mutating route answers 405 (see `authorize`).
-    let app = Router::new()
+    Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -149,19 +162,11 @@ pub async fn bind(
         .route("/v1/pipelines/{name}/tables/{table}/{key}", get(query::table_key))
         .route("/v1/pipelines/{name}/instances", get(query::instances))
         .layer(middleware::from_fn_with_state(api.clone(), authorize))
-        .with_state(api);
-    let limits = options.connections;
-    Ok((address, async move {
-        conn::serve(listener, app, limits, move || {
-            refused.inc();
-        })
-        .await;
-        Ok(())
-    }))
+        .with_state(api)
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
+    (status, Json(ApiError { error: message.into() })).into_response()
 }
 
 impl IntoResponse for Refusal {
@@ -261,21 +266,16 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 async fn healthz(State(api): State<Api>) -> Response {
     let dead = api.supervisor.liveness();
-    if dead.is_empty() {
-        (StatusCode::OK, Json(json!({ "status": "alive" }))).into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "dead", "pipelines": dead }))).into_response()
-    }
+    let (code, status) =
+        if dead.is_empty() { (StatusCode::OK, "alive") } else { (StatusCode::SERVICE_UNAVAILABLE, "dead") };
+    (code, Json(Probe { status: status.to_owned(), pipelines: dead })).into_response()
 }
 
 async fn readyz(State(api): State<Api>) -> Response {
     let not_ready = api.supervisor.readiness();
-    if not_ready.is_empty() {
-        (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "not ready", "pipelines": not_ready })))
-            .into_response()
-    }
+    let (code, status) =
+        if not_ready.is_empty() { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") };
+    (code, Json(Probe { status: status.to_owned(), pipelines: not_ready })).into_response()
 }
 
 async fn metrics(State(api): State<Api>) -> Response {
@@ -284,7 +284,7 @@ async fn metrics(State(api): State<Api>) -> Response {
 }
 
 async fn list(State(api): State<Api>) -> Response {
-    Json(json!({ "pipelines": api.supervisor.list() })).into_response()
+    Json(Pipelines { pipelines: api.supervisor.list() }).into_response()
 }
 
 async fn status(State(api): State<Api>, Path(name): Path<String>) -> Response {
@@ -292,23 +292,6 @@ async fn status(State(api): State<Api>, Path(name): Path<String>) -> Response {
         Ok(s) => Json(s).into_response(),
         Err(refusal) => refusal.into_response(),
     }
-}
-
-/// The body of a deploy.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeployBody {
-    /// The pipeline file's text.
-    pipeline: String,
-    /// The module; absent keeps the live one (a change of the file alone).
-    module: Option<ModuleBody>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ModuleBody {
-    name: String,
-    base64: String,
 }
 
 /// How much of an over-long upload is read, and dropped, before the 413: a client that is still
@@ -359,7 +342,7 @@ async fn deploy(State(api): State<Api>, Path(name): Path<String>, headers: Heade
         Ok(body) => body,
         Err(response) => return response,
     };
-    let body: DeployBody = match serde_json::from_slice(&body) {
+    let body: DeployRequest = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {
             return error(
@@ -394,7 +377,7 @@ struct UndeployQuery {
 async fn undeploy(State(api): State<Api>, Path(name): Path<String>, Query(q): Query<UndeployQuery>) -> Response {
     let supervisor = api.supervisor.clone();
     match blocking(move || supervisor.undeploy(&name, q.purge).map(|()| name)).await {
-        Ok(Ok(name)) => Json(json!({ "name": name, "undeployed": true, "purged": q.purge })).into_response(),
+        Ok(Ok(name)) => Json(Undeployed { name, undeployed: true, purged: q.purge }).into_response(),
         Ok(Err(refusal)) => refusal.into_response(),
         Err(response) => response,
     }
@@ -415,27 +398,119 @@ async fn replay(
     let Ok(Query(q)) = query else { return error(StatusCode::BAD_REQUEST, "from and until are offsets") };
     let supervisor = api.supervisor.clone();
     match blocking(move || supervisor.replay_dead_letters(&name, q.from, q.until).map(|n| (name, n))).await {
-        Ok(Ok((name, replayed))) => Json(json!({ "name": name, "replayed": replayed })).into_response(),
+        Ok(Ok((name, replayed))) => Json(Replayed { name, replayed }).into_response(),
         Ok(Err(refusal)) => refusal.into_response(),
         Err(response) => response,
     }
 }
 
 async fn act(State(api): State<Api>, Path((name, action)): Path<(String, String)>) -> Response {
+    let action: PipelineAction = match action.parse() {
+        Ok(action) => action,
+        Err(message) => return Refusal { message, ..Refusal::not_found(&name) }.into_response(),
+    };
     let supervisor = api.supervisor.clone();
-    let result = blocking(move || match action.as_str() {
-        "pause" => supervisor.set_paused(&name, true).map(|()| json!({ "name": name, "paused": true })),
-        "resume" => supervisor.set_paused(&name, false).map(|()| json!({ "name": name, "paused": false })),
-        "rollback" => supervisor.rollback(&name).map(|d| json!(d)),
-        other => Err(Refusal {
-            message: format!("no action `{other}`; there are pause, resume and rollback"),
-            ..Refusal::not_found(&name)
-        }),
+    let result = blocking(move || match action {
+        PipelineAction::Pause => {
+            supervisor.set_paused(&name, true).map(|()| Json(Paused { name, paused: true }).into_response())
+        }
+        PipelineAction::Resume => {
+            supervisor.set_paused(&name, false).map(|()| Json(Paused { name, paused: false }).into_response())
+        }
+        PipelineAction::Rollback => supervisor.rollback(&name).map(|d| Json(d).into_response()),
     })
     .await;
     match result {
-        Ok(Ok(body)) => Json(body).into_response(),
+        Ok(Ok(answer)) => answer,
         Ok(Err(refusal)) => refusal.into_response(),
         Err(response) => response,
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::engine::{Engine, EngineOptions};
+    use crate::metrics::Metrics;
+
+    const TOKEN: &str = "an-admin-token-of-some-length";
+    const READ: &str = "a-read-token-of-some-length";
+
+    fn app(token: Option<&str>, read_token: Option<&str>) -> Router {
+        let engine = Engine::new(EngineOptions::default()).expect("an engine with the default options");
+        let options = Options {
+            token: token.map(str::to_owned),
+            read_token: read_token.map(str::to_owned),
+            ..Options::default()
+        };
+        router(Supervisor::new(engine, Metrics::new(), None), &options)
+    }
+
+    async fn call(app: &Router, method: Method, uri: &str, bearer: Option<&str>) -> (StatusCode, serde_json::Value) {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(token) = bearer {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let response = app.clone().oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    }
+
+    #[tokio::test]
+    async fn a_mutating_request_without_the_admin_token_is_refused_401_and_changes_nothing() {
+        let app = app(Some(TOKEN), None);
+        for bearer in [None, Some("not-the-admin-token-at-all")] {
+            let (status, body) = call(&app, Method::POST, "/v1/pipelines/p/pause", bearer).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+            assert!(body["error"].as_str().is_some_and(|e| e.contains("token")), "{body}");
+        }
+        let (status, _) = call(&app, Method::DELETE, "/v1/pipelines/p", None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        // With the token the request reaches the supervisor, which knows no such pipeline.
+        let (status, body) = call(&app, Method::POST, "/v1/pipelines/p/pause", Some(TOKEN)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert_eq!(body["error"], "no pipeline named `p`");
+    }
+
+    #[tokio::test]
+    async fn without_an_admin_token_only_reads_are_served() {
+        let app = app(None, None);
+        let (status, _) = call(&app, Method::POST, "/v1/pipelines/p/resume", Some(TOKEN)).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        let (status, body) = call(&app, Method::GET, "/v1/pipelines", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["pipelines"], serde_json::json!([]));
+    }
+
+    #[tokio::test]
+    async fn a_read_token_guards_reads_but_not_the_probes() {
+        let app = app(Some(TOKEN), Some(READ));
+        let (status, _) = call(&app, Method::GET, "/v1/pipelines", None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        for bearer in [READ, TOKEN] {
+            let (status, _) = call(&app, Method::GET, "/v1/pipelines", Some(bearer)).await;
+            assert_eq!(status, StatusCode::OK, "with {bearer}");
+        }
+        for probe in ["/healthz", "/readyz"] {
+            let (status, _) = call(&app, Method::GET, probe, None).await;
+            assert_eq!(status, StatusCode::OK, "{probe}");
+        }
+    }
+
+    #[test]
+    fn a_refusal_is_answered_with_the_status_of_whose_fault_it_is() {
+        let refusal = |domain, not_found, conflict| {
+            let message = String::from("why");
+            Refusal { domain, not_found, conflict, message }.into_response().status()
+        };
+        assert_eq!(refusal(Domain::User, false, false), StatusCode::BAD_REQUEST);
+        assert_eq!(refusal(Domain::User, true, false), StatusCode::NOT_FOUND);
+        assert_eq!(refusal(Domain::User, false, true), StatusCode::CONFLICT);
+        assert_eq!(refusal(Domain::External, false, false), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(refusal(Domain::Internal, false, false), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

@@ -540,6 +540,41 @@ fn one_line(s: &str) -> String {
 
 #[cfg(test)]
 mod test {
+
+    fn minimal() -> PipelineConfig {
+        PipelineConfig::parse(
+            "application_id = \"a\"\ninputs = [\"in\"]\n[outputs]\ndefault = \"out\"\n[module]\npath = \"m.wasm\"\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_new_module_its_config_limits_and_outputs_swap_in_place() {
+        let running = minimal();
+        let mut next = running.clone();
+        next.module.path = "m2.wasm".into();
+        next.module.config.insert("k".into(), "v".into());
+        next.module.memory_limit_mib = 1;
+        next.module.deadline_ms = 1;
+        next.module.fuel = Some(1);
+        next.module.max_outputs_per_record = 1;
+        next.module.max_output_bytes_per_batch = 1;
+        next.outputs.insert("alerts".into(), "alerts".into());
+        assert_eq!(running.needs_restart(&next), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn a_change_to_what_the_clients_or_stores_were_made_from_needs_a_restart_naming_it() {
+        let running = minimal();
+        let mut next = running.clone();
+        next.inputs.push("more".into());
+        next.guarantee = Guarantee::AtLeastOnce;
+        next.module.name = Some("other".into());
+        next.kafka.insert("fetch.max.bytes".into(), "1000".into());
+        next.state_dir = Some("/tmp/x".into());
+        assert_eq!(running.needs_restart(&next), ["inputs", "module.name", "guarantee", "state_dir", "kafka"]);
+    }
+
     use proptest::prelude::*;
 
     use super::*;

@@ -6,94 +6,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
-
+pub use crate::api::{PartitionSnapshot, Phase, RestoreProgress, Snapshot};
 use crate::engine::Module;
-use crate::error::Domain;
 use crate::now_ms;
 use crate::query::Queryable;
-
-/// Where a pipeline is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum Phase {
-    /// Connecting, joining the group, reading tables.
-    #[default]
-    Starting,
-    /// Bringing a newly assigned partition's state up to the end of its changelog.
-    Restoring,
-    Running,
-    Paused,
-    /// Stopped by an error (see `error`); the records it failed on are still in Kafka.
-    Failed,
-    /// Stopped on request.
-    Stopped,
-}
-
-impl Phase {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Starting => "starting",
-            Phase::Restoring => "restoring",
-            Phase::Running => "running",
-            Phase::Paused => "paused",
-            Phase::Failed => "failed",
-            Phase::Stopped => "stopped",
-        }
-    }
-}
-
-/// What is known of one assigned input partition.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct PartitionSnapshot {
-    pub topic: String,
-    pub partition: i32,
-    /// Records between the consumer's position and the partition's end, when known.
-    pub lag: Option<i64>,
-}
-
-/// A restore in progress.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct RestoreProgress {
-    /// The partitions being restored together.
-    pub partitions: Vec<i32>,
-    pub restored: u64,
-    pub total: u64,
-}
-
-/// A pipeline as its loop last published it.
-#[derive(Debug, Clone, Serialize, Default)]
-pub struct Snapshot {
-    pub status: Phase,
-    /// Why it failed, with the module, topic, partition, offset and key at fault.
-    pub error: Option<String>,
-    /// Whose fault the failure was: `user` (the module, its config or the input), `external`
-    /// (the broker, the disk) or `internal` (weir).
-    pub fault: Option<Domain>,
-    /// The module version the loop runs, and its SHA-256.
-    pub version: Option<u32>,
-    pub digest: Option<String>,
-    pub partitions: Vec<PartitionSnapshot>,
-    pub consumed: u64,
-    pub produced: u64,
-    /// Records per second, over the last second or so.
-    pub rate_in: f64,
-    pub rate_out: f64,
-    /// Milliseconds since the last commit ended, once one did.
-    pub since_last_commit_ms: Option<u64>,
-    pub restore: Option<RestoreProgress>,
-    /// Changelog records restored since the pipeline started.
-    pub restored_records: u64,
-    /// Whether every assigned partition's state has been restored.
-    pub restored: bool,
-    /// Records a guest error was about, sent to the dead-letter topic or skipped, since the
-    /// pipeline started.
-    pub dead_lettered: u64,
-    pub skipped: u64,
-    /// Something the operator should know that is not an error (a swap that was refused, a
-    /// restart for a change that could not apply in place).
-    pub notice: Option<String>,
-}
 
 /// A module ready to replace the running one at the next commit boundary: loaded, compiled,
 /// instantiated and initialised once already, so the swap itself cannot fail for those reasons.

@@ -1,0 +1,267 @@
+//! The HTTP API's bodies, as serde types: what `weir serve` answers and takes, what the CLI
+//! (`weir deploy`, `ps`, `status`, ...) reads and sends, and what the tests check, all one
+//! definition. Errors are [`ApiError`], with a status code by whose fault they are.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Domain;
+
+/// Where a pipeline is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Connecting, joining the group, reading tables.
+    #[default]
+    Starting,
+    /// Bringing a newly assigned partition's state up to the end of its changelog.
+    Restoring,
+    Running,
+    Paused,
+    /// Stopped by an error (see `error`); the records it failed on are still in Kafka.
+    Failed,
+    /// Stopped on request.
+    Stopped,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Restoring => "restoring",
+            Phase::Running => "running",
+            Phase::Paused => "paused",
+            Phase::Failed => "failed",
+            Phase::Stopped => "stopped",
+        }
+    }
+}
+
+/// What is known of one assigned input partition.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartitionSnapshot {
+    pub topic: String,
+    pub partition: i32,
+    /// Records between the consumer's position and the partition's end, when known.
+    pub lag: Option<i64>,
+}
+
+/// A restore in progress.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RestoreProgress {
+    /// The partitions being restored together.
+    pub partitions: Vec<i32>,
+    pub restored: u64,
+    pub total: u64,
+}
+
+/// A pipeline as its loop last published it.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Snapshot {
+    pub status: Phase,
+    /// Why it failed, with the module, topic, partition, offset and key at fault.
+    pub error: Option<String>,
+    /// Whose fault the failure was: `user` (the module, its config or the input), `external`
+    /// (the broker, the disk) or `internal` (weir).
+    pub fault: Option<Domain>,
+    /// The module version the loop runs, and its SHA-256.
+    pub version: Option<u32>,
+    pub digest: Option<String>,
+    pub partitions: Vec<PartitionSnapshot>,
+    pub consumed: u64,
+    pub produced: u64,
+    /// Records per second, over the last second or so.
+    pub rate_in: f64,
+    pub rate_out: f64,
+    /// Milliseconds since the last commit ended, once one did.
+    pub since_last_commit_ms: Option<u64>,
+    pub restore: Option<RestoreProgress>,
+    /// Changelog records restored since the pipeline started.
+    pub restored_records: u64,
+    /// Whether every assigned partition's state has been restored.
+    pub restored: bool,
+    /// Records a guest error was about, sent to the dead-letter topic or skipped, since the
+    /// pipeline started.
+    pub dead_lettered: u64,
+    pub skipped: u64,
+    /// Something the operator should know that is not an error (a swap that was refused, a
+    /// restart for a change that could not apply in place).
+    pub notice: Option<String>,
+}
+
+/// What a deploy or rollback did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployed {
+    pub name: String,
+    pub version: u32,
+    pub digest: String,
+    pub action: Action,
+    pub notice: Option<String>,
+}
+
+/// A pipeline's status, for the API and the CLI.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub name: String,
+    /// What the pipeline's loop last published (status, error, version, partitions, counts, ...).
+    #[serde(flatten)]
+    pub snapshot: Snapshot,
+    /// When the live version was deployed, ms since the epoch.
+    pub deployed_at: Option<u64>,
+    /// The versions kept for rollbacks.
+    pub versions: Vec<u32>,
+    /// The sum of the partitions' lags, when all are known.
+    pub lag: Option<i64>,
+}
+
+/// A pipeline that is not ready, and why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NotReady {
+    pub name: String,
+    pub status: Phase,
+    pub reason: String,
+}
+
+/// What a deploy or rollback did with the running pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// It did not run, and now does.
+    Started,
+    /// In place at a commit boundary, over the same state and offsets.
+    Swapped,
+    /// Stopped and started again, since the change could not apply in place (the notice says
+    /// which fields).
+    Restarted,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Started => "started",
+            Action::Swapped => "swapped",
+            Action::Restarted => "restarted",
+        }
+    }
+}
+
+/// `POST /v1/pipelines/{name}/{action}`: what it asks, applied at the next commit boundary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PipelineAction {
+    Pause,
+    Resume,
+    Rollback,
+}
+
+impl std::str::FromStr for PipelineAction {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "pause" => Ok(PipelineAction::Pause),
+            "resume" => Ok(PipelineAction::Resume),
+            "rollback" => Ok(PipelineAction::Rollback),
+            other => Err(format!("no action `{other}`; there are pause, resume and rollback")),
+        }
+    }
+}
+
+/// `PUT /v1/pipelines/{name}`: a pipeline file, and the module it runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployRequest {
+    /// The pipeline file's text.
+    pub pipeline: String,
+    /// The module; absent keeps the live one (a change of the file alone).
+    pub module: Option<ModuleUpload>,
+}
+
+/// A module in a deploy: its file name and its bytes in base64.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleUpload {
+    pub name: String,
+    pub base64: String,
+}
+
+/// `GET /v1/pipelines`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pipelines {
+    pub pipelines: Vec<Status>,
+}
+
+/// The answer to a pause or a resume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Paused {
+    pub name: String,
+    pub paused: bool,
+}
+
+/// The answer to `DELETE /v1/pipelines/{name}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Undeployed {
+    pub name: String,
+    pub undeployed: bool,
+    pub purged: bool,
+}
+
+/// The answer to a dead-letter replay: how many records went back to their source topics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replayed {
+    pub name: String,
+    pub replayed: u64,
+}
+
+/// `GET /readyz` (`status` is `ready` or `not ready`) and `GET /healthz` (`alive` or `dead`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Probe<T> {
+    pub status: String,
+    /// What is not ready, or the pipelines whose loops died or are stuck.
+    #[serde(default = "Vec::new", skip_serializing_if = "Vec::is_empty")]
+    pub pipelines: Vec<T>,
+}
+
+/// Every error answer: what was wrong, and where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: String,
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn a_status_reads_back_as_it_was_written() {
+        let status = Status {
+            name: "p".into(),
+            snapshot: Snapshot {
+                status: Phase::Failed,
+                error: Some("guest trapped".into()),
+                fault: Some(Domain::User),
+                version: Some(2),
+                partitions: vec![PartitionSnapshot { topic: "in".into(), partition: 3, lag: Some(7) }],
+                ..Snapshot::default()
+            },
+            deployed_at: Some(1),
+            versions: vec![1, 2],
+            lag: Some(7),
+        };
+        let text = serde_json::to_string(&status).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!((&json["status"], &json["fault"], &json["version"]), (&"failed".into(), &"user".into(), &2.into()));
+        let back: Status = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.snapshot.partitions, status.snapshot.partitions);
+        assert_eq!(
+            (back.snapshot.status, back.snapshot.fault, back.versions),
+            (Phase::Failed, Some(Domain::User), vec![1, 2])
+        );
+    }
+
+    #[test]
+    fn actions_are_the_three_the_api_names() {
+        assert_eq!("pause".parse(), Ok(PipelineAction::Pause));
+        assert_eq!("rollback".parse(), Ok(PipelineAction::Rollback));
+        assert!("purge".parse::<PipelineAction>().unwrap_err().contains("`purge`"));
+        assert_eq!(serde_json::to_value(Action::Swapped).unwrap(), "swapped");
+    }
+}
