@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 
 use super::control::View;
-use super::recovery::{backoff, pause};
+use super::failure::{backoff, pause};
 use crate::config::PipelineConfig;
 use crate::kafka;
 

@@ -11,6 +11,7 @@
 
 pub mod control;
 pub mod dead_letter;
+mod failure;
 mod health;
 mod process;
 mod progress;
@@ -21,71 +22,24 @@ mod start;
 mod table_feed;
 mod task;
 mod txn;
+mod work;
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer as _;
 use rdkafka::message::Message as _;
 
-use crate::config::PipelineConfig;
-use crate::kafka::{self, Consumer, Shared};
-use crate::metrics::PipelineMetrics;
-use crate::query::membership::Publisher;
-use crate::record::Batch;
 pub use control::{channel, Command, Handle, Inbox, Phase, Prepared, Snapshot, SwapOutcome, View};
-pub use progress::Stats;
-use recovery::{Failure, Retries};
+use failure::Failure;
+use recovery::Retries;
 pub use start::Attach;
 pub use table_feed::TableFeed;
+pub use work::Pipeline;
+pub use work::Stats;
 
 /// How often the wall-clock timers are checked.
 pub const WALL_CLOCK_TICK: Duration = Duration::from_millis(100);
-
-/// A running pipeline: the consumer, and the work it feeds.
-pub struct Pipeline {
-    consumer: Consumer,
-    work: Work,
-    last_commit: Instant,
-    /// What the loop was asked to do at the next commit boundary.
-    want_paused: bool,
-    pending_swap: Option<(Box<Prepared>, std::sync::mpsc::Sender<SwapOutcome>)>,
-    /// Whether to draw the status line on a terminal (`weir run`, not `weir serve`).
-    status_line: bool,
-    /// Set while a rewind to the committed offsets is owed (it failed: the broker was away). No
-    /// record is processed before it is done, or those after the last commit would be skipped.
-    rewind_owed: bool,
-    /// Writes this instance's partitions to the membership topic, for queries across instances.
-    _membership: Option<Publisher>,
-}
-
-/// Everything that processes what the consumer returns (apart from the consumer, so that the
-/// borrowed messages and the work can be used together).
-struct Work {
-    config: PipelineConfig,
-    tasks: task::Tasks,
-    txn: Box<dyn txn::Transaction>,
-    /// What the rebalance callback tells the loop.
-    shared: Arc<Shared>,
-    table_feed: Option<TableFeed>,
-    batch: Batch,
-    stats: Stats,
-    last_wall_clock: Instant,
-    metrics: PipelineMetrics,
-    view: Arc<View>,
-    /// The consumed-records counter of each input partition.
-    consumed: HashMap<(String, i32), prometheus_client::metrics::counter::Counter>,
-    paused: bool,
-    health: health::Health,
-    /// Records a guest error was about, to set aside when they come again.
-    poisoned: dead_letter::Poisoned,
-    /// Where set-aside records go, under `dead-letter`.
-    dead_letter: Option<String>,
-    /// The topics as they were at start, to tell when one changes underneath the pipeline.
-    layout: kafka::Layout,
-}
 
 impl Pipeline {
     /// Runs until the view's stop flag is set (or, with `max_records`, until that many records
@@ -218,53 +172,5 @@ impl Pipeline {
         }
         self.work.set_phase(self.work.settled_phase());
         Ok(())
-    }
-}
-
-impl Work {
-    /// Publishes a new phase.
-    fn set_phase(&self, phase: Phase) {
-        let mut changed = false;
-        self.view.update(|s| {
-            changed = s.status != phase;
-            s.status = phase;
-            if phase != Phase::Restoring {
-                s.restore = None;
-            }
-        });
-        if changed {
-            self.metrics.set_status(phase.as_str());
-        }
-    }
-
-    /// Running or paused, as asked.
-    fn settled_phase(&self) -> Phase {
-        match self.paused {
-            true => Phase::Paused,
-            false => Phase::Running,
-        }
-    }
-
-    /// Swaps every task's guest for the prepared module, and says how it went.
-    fn swap(&mut self, prepared: Prepared) -> SwapOutcome {
-        let running: Vec<(String, String)> = self.config.module.config.clone().into_iter().collect();
-        let version = prepared.version;
-        if let Err(reason) = self.tasks.swap(&prepared, &running) {
-            tracing::warn!(application = %self.config.application_id, version, "swap refused: {reason}");
-            let notice = format!("the swap to version {version} was refused: {reason}");
-            self.view.update(|s| s.notice = Some(notice));
-            return SwapOutcome::RolledBack(reason);
-        }
-        tracing::info!(
-            application = %self.config.application_id, version, digest = %prepared.digest,
-            partitions = self.tasks.len(), "swapped the module at a commit boundary"
-        );
-        self.config.module.config = prepared.config.into_iter().collect();
-        self.config.outputs = prepared.outputs;
-        self.view.update(|s| {
-            (s.version, s.digest) = (Some(version), Some(prepared.digest));
-            s.notice = None;
-        });
-        SwapOutcome::Swapped
     }
 }

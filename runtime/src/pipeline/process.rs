@@ -9,10 +9,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
 
 use super::dead_letter::{self, Poison};
-use super::recovery::Failure;
+use super::failure::Failure;
 use super::sink::{produce, send, Answering};
 use super::task::Env;
-use super::Work;
+use super::work::Work;
 use crate::engine::Fired;
 
 impl Work {

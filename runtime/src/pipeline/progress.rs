@@ -12,34 +12,12 @@ use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::control::PartitionSnapshot;
-use super::Work;
+use super::work::{Stats, Work};
 use crate::config::PipelineConfig;
 use crate::kafka::Consumer;
 
 /// How often the snapshot is refreshed.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
-
-/// Counts since the pipeline started.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Stats {
-    pub consumed: u64,
-    pub produced: u64,
-    /// When the first record arrived (after the group join), and when the last commit ended.
-    pub first_record: Option<Instant>,
-    pub finished: Option<Instant>,
-    /// Polled batches with records, commits, and the time spent committing.
-    pub batches: u64,
-    pub commits: u64,
-    pub commit_time: Duration,
-}
-
-impl Stats {
-    /// Records consumed per second between the first record and the end.
-    pub fn throughput(&self) -> Option<f64> {
-        let secs = self.finished?.duration_since(self.first_record?).as_secs_f64();
-        (secs > 0.0).then(|| self.consumed as f64 / secs)
-    }
-}
 
 pub(super) struct Progress {
     /// Draw the status line (a terminal, and asked for).

@@ -1,5 +1,8 @@
-//! What the loop does when a step fails: whose fault it was, whether to try again, and how long
-//! to wait first.
+//! What the loop does at a commit boundary and when a step fails.
+//!
+//! A commit writes the tasks' state changes to the changelog, commits the transaction (outputs,
+//! changelog records and offsets, as the guarantee says), and then applies the state changes to
+//! the stores. A failed step drops the work since the last commit (abort, roll back, rewind).
 //!
 //! Kafka trouble is retried from the last commit, with backoff (a new producer when the old one
 //! failed fatally). A guest error stops the pipeline, or sets its record aside as the pipeline's
@@ -7,63 +10,15 @@
 //! that outlived its timeout (a broker away that long), a few times in a row at most. A topic
 //! deleted or repartitioned underneath is not retried: the error says which.
 
-use std::time::Duration;
+use std::time::Instant;
 
 use anyhow::anyhow;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
-use super::control::View;
-use super::dead_letter;
-use super::Pipeline;
+use super::failure::{backoff, pause, Failure};
+use super::work::Pipeline;
+use super::{dead_letter, source};
 use crate::config::OnGuestError;
 use crate::error::{Domain, ProcessError};
-
-/// Why a step failed.
-pub(super) enum Failure {
-    /// The broker is away or refused a call; retried from the last commit.
-    Kafka(anyhow::Error),
-    /// The transactional producer failed fatally; a new one takes over, then as [`Failure::Kafka`].
-    ProducerLost(anyhow::Error),
-    /// Another producer of the same transactional id took over, or the broker aborted a
-    /// transaction that outlived its timeout.
-    Fenced(KafkaError),
-    /// The guest failed on a record or a timer.
-    Guest(ProcessError),
-    /// Nothing to retry: the configuration, a topic, or weir itself is wrong.
-    Fatal(anyhow::Error),
-}
-
-impl Failure {
-    /// Whose fault the failure is.
-    pub fn domain(&self) -> Domain {
-        match self {
-            Failure::Kafka(_) | Failure::ProducerLost(_) | Failure::Fenced(_) => Domain::External,
-            Failure::Guest(_) => Domain::User,
-            Failure::Fatal(_) => Domain::User,
-        }
-    }
-}
-
-impl From<KafkaError> for Failure {
-    fn from(e: KafkaError) -> Self {
-        let fencing = |code| {
-            matches!(
-                code,
-                RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch
-            )
-        };
-        let fenced = e.rdkafka_error_code().is_some_and(fencing)
-            || matches!(&e, KafkaError::Transaction(t) if fencing(t.code()));
-        let fatal = matches!(&e, KafkaError::Transaction(t) if t.is_fatal());
-        if fenced {
-            Failure::Fenced(e)
-        } else if fatal {
-            Failure::ProducerLost(anyhow!("Kafka: {e}: the transactional producer failed fatally"))
-        } else {
-            Failure::Kafka(anyhow!("Kafka: {e}"))
-        }
-    }
-}
 
 /// How many transactions in a row the broker may abort for their length before the pipeline
 /// stops, saying so.
@@ -141,7 +96,7 @@ impl Pipeline {
     /// Stops on `e`, whose fault is `domain`: drops the open work and publishes the failure.
     pub(super) fn fail(&mut self, e: anyhow::Error, domain: Domain) -> anyhow::Error {
         self.abandon();
-        self.work.set_phase(super::Phase::Failed);
+        self.work.set_phase(super::control::Phase::Failed);
         let view = &self.work.view;
         view.update(|s| (s.error, s.fault) = (Some(format!("{e:#}")), Some(domain)));
         view.queryable.close("the pipeline failed (see its status)");
@@ -165,65 +120,64 @@ impl Pipeline {
     }
 }
 
-/// How long to wait before retry `attempt` (from 1) after a Kafka error: 200 ms doubling up to
-/// 10 s, each drawn between half and all of that (jitter, so instances do not retry in step).
-pub(super) fn backoff(attempt: u32) -> Duration {
-    let ceiling =
-        Duration::from_millis(200).saturating_mul(1 << attempt.saturating_sub(1).min(6)).min(Duration::from_secs(10));
-    let noise = {
-        use std::hash::{BuildHasher as _, Hasher as _};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u32(attempt);
-        h.finish()
-    };
-    ceiling.mul_f64(0.5 + (noise % 1000) as f64 / 2000.0)
-}
-
-/// Sleeps `how_long`, or less when told to stop, beating the heartbeat meanwhile.
-pub(super) fn pause(view: &View, how_long: Duration) {
-    let until = std::time::Instant::now() + how_long;
-    while std::time::Instant::now() < until && !view.stopping() {
-        view.beat();
-        std::thread::sleep(Duration::from_millis(50).min(until.saturating_duration_since(std::time::Instant::now())));
-    }
-}
-
-#[cfg(test)]
-mod test {
-    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_from_200_ms_to_a_ceiling_of_10_s_with_jitter_below_it() {
-        for attempt in 1..=20u32 {
-            let ceiling = Duration::from_millis(200 * (1u64 << (attempt - 1).min(6))).min(Duration::from_secs(10));
-            for _ in 0..50 {
-                let wait = backoff(attempt);
-                assert!(
-                    wait >= ceiling / 2 && wait <= ceiling,
-                    "attempt {attempt}: {wait:?} outside {ceiling:?}/2..={ceiling:?}"
-                );
-            }
+impl Pipeline {
+    /// Commits when the interval has passed since the last commit ended (a commit itself can
+    /// take as long as the interval; counting from its start would commit back to back).
+    pub(super) fn commit_if_due(&mut self) -> Result<(), Failure> {
+        if self.last_commit.elapsed() >= self.work.config.commit_interval() {
+            self.commit_now()?;
         }
-        assert!(backoff(u32::MAX) <= Duration::from_secs(10));
+        Ok(())
     }
 
-    #[test]
-    fn backoff_draws_differ_so_instances_do_not_retry_in_step() {
-        let draws: std::collections::BTreeSet<Duration> = (0..20).map(|_| backoff(5)).collect();
-        assert!(draws.len() > 1, "twenty draws were all {draws:?}");
+    /// Commits, counting it.
+    pub(super) fn commit_now(&mut self) -> Result<(), Failure> {
+        let started = Instant::now();
+        let result = self.commit();
+        self.last_commit = Instant::now();
+        if result.is_ok() {
+            let work = &mut self.work;
+            work.stats.commits += 1;
+            work.stats.commit_time += started.elapsed();
+            work.metrics.commits.inc();
+            work.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+        }
+        result
     }
 
-    #[test]
-    fn a_fencing_error_is_told_apart_from_trouble_worth_retrying() {
-        let fenced = KafkaError::MessageProduction(RDKafkaErrorCode::ProducerFenced);
-        assert!(matches!(Failure::from(fenced), Failure::Fenced(_)));
-        let epoch = KafkaError::MessageProduction(RDKafkaErrorCode::InvalidProducerEpoch);
-        assert!(matches!(Failure::from(epoch), Failure::Fenced(_)));
-        let away = KafkaError::MessageProduction(RDKafkaErrorCode::AllBrokersDown);
-        let failure = Failure::from(away);
-        assert!(matches!(failure, Failure::Kafka(_)));
-        assert_eq!(failure.domain(), Domain::External);
+    /// Commits the work since the last commit: state changes to the changelog, outputs and
+    /// offsets to Kafka as the guarantee says, then state to the local stores.
+    pub(super) fn commit(&mut self) -> Result<(), Failure> {
+        let work = &mut self.work;
+        if work.txn.is_empty() && work.tasks.idle() {
+            return Ok(());
+        }
+        work.tasks.write_changelog(work.txn.producer())?;
+        let committed = work.txn.commit(&self.consumer, &mut work.health)?;
+        work.tasks.commit(work.txn.producer())?;
+        work.view.queryable.committed(&committed);
+        work.poisoned.committed(&committed);
+        Ok(())
+    }
+
+    /// After a Kafka error or a record set aside: abort, roll back, and rewind to the committed
+    /// offsets.
+    pub(super) fn recover(&mut self) {
+        self.abandon();
+        self.rewind_owed = true;
+        match source::rewind(&self.consumer, self.work.config.auto_offset_reset) {
+            Ok(()) => self.rewind_owed = false,
+            Err(e) => tracing::warn!(
+                "rewinding to the committed offsets failed: {e}; no record is processed before it is done"
+            ),
+        }
+    }
+
+    /// Drops the work since the last commit.
+    pub(super) fn abandon(&mut self) {
+        if self.work.txn.abort() {
+            self.work.metrics.aborted.inc();
+        }
+        self.work.tasks.rollback();
     }
 }

@@ -9,7 +9,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 
-use super::recovery::Failure;
+use super::failure::Failure;
 use crate::config::PipelineConfig;
 use crate::engine::Fired;
 use crate::kafka::Producer;

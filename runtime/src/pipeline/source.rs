@@ -8,7 +8,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::recovery::Failure;
+use super::failure::Failure;
 use crate::config::OffsetReset;
 use crate::kafka::{Consumer, KAFKA_TIMEOUT};
 

@@ -8,10 +8,10 @@ use std::time::Instant;
 
 use super::control::{channel, Phase, View};
 use super::health::{await_kafka, Health};
-use super::progress::Stats;
 use super::table_feed::TableFeed;
 use super::task::Tasks;
-use super::{dead_letter, txn, Pipeline, Work};
+use super::work::{Pipeline, Stats, Work};
+use super::{dead_letter, txn};
 use crate::changelog;
 use crate::config::PipelineConfig;
 use crate::engine::{Engine, Limits, Module};

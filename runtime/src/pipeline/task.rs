@@ -17,7 +17,7 @@ use rdkafka::consumer::Consumer as _;
 use rdkafka::producer::{BaseRecord, Producer as _};
 
 use super::control::{self, Phase, Prepared, View};
-use super::recovery::Failure;
+use super::failure::Failure;
 use super::sink::send;
 use crate::changelog;
 use crate::config::PipelineConfig;

@@ -22,9 +22,8 @@ use rdkafka::producer::Producer as _;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::control::View;
+use super::failure::Failure;
 use super::health::Health;
-use super::recovery::Failure;
-use super::{source, Pipeline};
 use crate::config::{Guarantee, PipelineConfig};
 use crate::kafka::{self, Consumer, Producer, Shared, KAFKA_TIMEOUT};
 use crate::query::Positions;
@@ -277,67 +276,5 @@ impl Transaction for AtMostOnce {
     fn commit(&mut self, _: &Consumer, _: &mut Health) -> Result<Positions, Failure> {
         flush_outputs(&self.producer)?;
         Ok(std::mem::take(&mut self.shared.book().offsets))
-    }
-}
-
-impl Pipeline {
-    /// Commits when the interval has passed since the last commit ended (a commit itself can
-    /// take as long as the interval; counting from its start would commit back to back).
-    pub(super) fn commit_if_due(&mut self) -> Result<(), Failure> {
-        if self.last_commit.elapsed() >= self.work.config.commit_interval() {
-            self.commit_now()?;
-        }
-        Ok(())
-    }
-
-    /// Commits, counting it.
-    pub(super) fn commit_now(&mut self) -> Result<(), Failure> {
-        let started = Instant::now();
-        let result = self.commit();
-        self.last_commit = Instant::now();
-        if result.is_ok() {
-            let work = &mut self.work;
-            work.stats.commits += 1;
-            work.stats.commit_time += started.elapsed();
-            work.metrics.commits.inc();
-            work.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
-        }
-        result
-    }
-
-    /// Commits the work since the last commit: state changes to the changelog, outputs and
-    /// offsets to Kafka as the guarantee says, then state to the local stores.
-    pub(super) fn commit(&mut self) -> Result<(), Failure> {
-        let work = &mut self.work;
-        if work.txn.is_empty() && work.tasks.idle() {
-            return Ok(());
-        }
-        work.tasks.write_changelog(work.txn.producer())?;
-        let committed = work.txn.commit(&self.consumer, &mut work.health)?;
-        work.tasks.commit(work.txn.producer())?;
-        work.view.queryable.committed(&committed);
-        work.poisoned.committed(&committed);
-        Ok(())
-    }
-
-    /// After a Kafka error or a record set aside: abort, roll back, and rewind to the committed
-    /// offsets.
-    pub(super) fn recover(&mut self) {
-        self.abandon();
-        self.rewind_owed = true;
-        match source::rewind(&self.consumer, self.work.config.auto_offset_reset) {
-            Ok(()) => self.rewind_owed = false,
-            Err(e) => tracing::warn!(
-                "rewinding to the committed offsets failed: {e}; no record is processed before it is done"
-            ),
-        }
-    }
-
-    /// Drops the work since the last commit.
-    pub(super) fn abandon(&mut self) {
-        if self.work.txn.abort() {
-            self.work.metrics.aborted.inc();
-        }
-        self.work.tasks.rollback();
     }
 }

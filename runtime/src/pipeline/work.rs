@@ -1,0 +1,133 @@
+//! The pipeline and the work its loop feeds, as values: the consumer beside everything that
+//! processes what it returns (apart, so that borrowed messages and the work can be used
+//! together). The loop ([`super::Pipeline::run`]) and the modules it drives all reach these
+//! from here, below them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::control::{Phase, Prepared, SwapOutcome, View};
+use super::dead_letter::Poisoned;
+use super::health::Health;
+use super::table_feed::TableFeed;
+use super::task::Tasks;
+use super::txn::Transaction;
+use crate::config::PipelineConfig;
+use crate::kafka::{self, Consumer, Shared};
+use crate::metrics::PipelineMetrics;
+use crate::query::membership::Publisher;
+use crate::record::Batch;
+
+/// A running pipeline: the consumer, and the work it feeds.
+pub struct Pipeline {
+    pub(super) consumer: Consumer,
+    pub(super) work: Work,
+    pub(super) last_commit: Instant,
+    /// What the loop was asked to do at the next commit boundary.
+    pub(super) want_paused: bool,
+    pub(super) pending_swap: Option<(Box<Prepared>, std::sync::mpsc::Sender<SwapOutcome>)>,
+    /// Whether to draw the status line on a terminal (`weir run`, not `weir serve`).
+    pub(super) status_line: bool,
+    /// Set while a rewind to the committed offsets is owed (it failed: the broker was away). No
+    /// record is processed before it is done, or those after the last commit would be skipped.
+    pub(super) rewind_owed: bool,
+    /// Writes this instance's partitions to the membership topic, for queries across instances.
+    pub(super) _membership: Option<Publisher>,
+}
+
+/// Everything that processes what the consumer returns (apart from the consumer, so that the
+/// borrowed messages and the work can be used together).
+pub(super) struct Work {
+    pub(super) config: PipelineConfig,
+    pub(super) tasks: Tasks,
+    pub(super) txn: Box<dyn Transaction>,
+    /// What the rebalance callback tells the loop.
+    pub(super) shared: Arc<Shared>,
+    pub(super) table_feed: Option<TableFeed>,
+    pub(super) batch: Batch,
+    pub(super) stats: Stats,
+    pub(super) last_wall_clock: Instant,
+    pub(super) metrics: PipelineMetrics,
+    pub(super) view: Arc<View>,
+    /// The consumed-records counter of each input partition.
+    pub(super) consumed: HashMap<(String, i32), prometheus_client::metrics::counter::Counter>,
+    pub(super) paused: bool,
+    pub(super) health: Health,
+    /// Records a guest error was about, to set aside when they come again.
+    pub(super) poisoned: Poisoned,
+    /// Where set-aside records go, under `dead-letter`.
+    pub(super) dead_letter: Option<String>,
+    /// The topics as they were at start, to tell when one changes underneath the pipeline.
+    pub(super) layout: kafka::Layout,
+}
+
+impl Work {
+    /// Publishes a new phase.
+    pub(super) fn set_phase(&self, phase: Phase) {
+        let mut changed = false;
+        self.view.update(|s| {
+            changed = s.status != phase;
+            s.status = phase;
+            if phase != Phase::Restoring {
+                s.restore = None;
+            }
+        });
+        if changed {
+            self.metrics.set_status(phase.as_str());
+        }
+    }
+
+    /// Running or paused, as asked.
+    pub(super) fn settled_phase(&self) -> Phase {
+        match self.paused {
+            true => Phase::Paused,
+            false => Phase::Running,
+        }
+    }
+
+    /// Swaps every task's guest for the prepared module, and says how it went.
+    pub(super) fn swap(&mut self, prepared: Prepared) -> SwapOutcome {
+        let running: Vec<(String, String)> = self.config.module.config.clone().into_iter().collect();
+        let version = prepared.version;
+        if let Err(reason) = self.tasks.swap(&prepared, &running) {
+            tracing::warn!(application = %self.config.application_id, version, "swap refused: {reason}");
+            let notice = format!("the swap to version {version} was refused: {reason}");
+            self.view.update(|s| s.notice = Some(notice));
+            return SwapOutcome::RolledBack(reason);
+        }
+        tracing::info!(
+            application = %self.config.application_id, version, digest = %prepared.digest,
+            partitions = self.tasks.len(), "swapped the module at a commit boundary"
+        );
+        self.config.module.config = prepared.config.into_iter().collect();
+        self.config.outputs = prepared.outputs;
+        self.view.update(|s| {
+            (s.version, s.digest) = (Some(version), Some(prepared.digest));
+            s.notice = None;
+        });
+        SwapOutcome::Swapped
+    }
+}
+
+/// Counts since the pipeline started.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub consumed: u64,
+    pub produced: u64,
+    /// When the first record arrived (after the group join), and when the last commit ended.
+    pub first_record: Option<Instant>,
+    pub finished: Option<Instant>,
+    /// Polled batches with records, commits, and the time spent committing.
+    pub batches: u64,
+    pub commits: u64,
+    pub commit_time: Duration,
+}
+
+impl Stats {
+    /// Records consumed per second between the first record and the end.
+    pub fn throughput(&self) -> Option<f64> {
+        let secs = self.finished?.duration_since(self.first_record?).as_secs_f64();
+        (secs > 0.0).then(|| self.consumed as f64 / secs)
+    }
+}
