@@ -1,12 +1,13 @@
 //! weir's runtime: runs WebAssembly stream processors on records, with per-partition state.
 //!
-//! The data path reads top to bottom: [`config`] (what the user asked for), [`engine`] (compile,
-//! cache, instantiate and call components under limits), [`host`] (what a guest may import),
-//! [`state`] (stores and their per-batch view), [`timers`] (kept in those stores), [`record`] (how records cross into the guest and
-//! back), [`kafka`] and [`pipeline`] (`weir run`: consume, process, produce, commit), and
-//! [`testrun`] (`weir test`: records from a JSONL file, no broker). [`build`] (`weir build`) turns
-//! a Rust, Python or JavaScript folder into a component. [`query`] is what the application beside
-//! weir reads of a pipeline's state, and [`admin`] serves it over HTTP.
+//! The layers, bottom up: [`config`] (the pipeline file, parsed once), [`contract`] (the WIT
+//! bindings), [`error`] and [`api`] (the HTTP API's bodies); [`state`] (stores and their
+//! per-batch view), [`record`] (how records cross into the guest and back), [`timers`],
+//! [`tables`] and [`kafka`]; [`host`] (what a guest may import) and [`engine`] (compile, cache,
+//! instantiate and call components under limits); [`pipeline`] (`weir run`: tasks, the
+//! transaction, the loop) and [`testrun`] (`weir test`, no broker); [`supervisor`] (the
+//! pipelines of `weir serve`), [`query`] and [`admin`] (queries and the HTTP API); [`cli`].
+//! [`build`] (`weir build`) turns a Rust, Python or JavaScript folder into a component.
 
 pub mod admin;
 pub mod api;
