@@ -85,7 +85,7 @@ pub struct DataDir {
 pub struct Unreadable {
     /// The pipeline's name, from the file's name.
     pub name: String,
-    pub path: PathBuf,
+    /// What is wrong, naming the file.
     pub error: String,
 }
 
@@ -225,10 +225,6 @@ impl DataDir {
         }
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// Where pipelines whose file names no `state_dir` keep their stores.
     pub fn state_dir(&self) -> PathBuf {
         self.root.join("state")
@@ -296,7 +292,7 @@ impl DataDir {
                 });
             match read {
                 Ok(deployment) => out.push(deployment),
-                Err(error) => bad.push(Unreadable { name, path, error }),
+                Err(error) => bad.push(Unreadable { name, error }),
             }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));

@@ -9,35 +9,35 @@
 //! pipelines of `weir serve`), [`query`] and [`admin`] (queries and the HTTP API); [`cli`].
 //! [`build`] (`weir build`) turns a Rust, Python or JavaScript folder into a component.
 
-pub mod admin;
+mod admin;
 pub mod api;
-pub mod build;
-pub mod catchup;
+mod build;
+mod catchup;
 pub mod changelog;
 pub mod cli;
-pub mod client;
+mod client;
 pub mod config;
-pub mod contract;
-pub mod datadir;
-pub mod demo;
+mod contract;
+mod datadir;
+mod demo;
 pub mod engine;
 pub mod error;
-pub mod host;
-pub mod inspect;
-pub mod jsonl;
+mod host;
+mod inspect;
+mod jsonl;
 pub mod kafka;
 pub mod metrics;
 pub mod pipeline;
 pub mod query;
 pub mod record;
-pub mod sched;
-pub mod serve;
+mod sched;
+mod serve;
 pub mod state;
-pub mod supervisor;
+mod supervisor;
 pub mod tables;
-pub mod testrun;
-pub mod timers;
-pub mod topic;
+mod testrun;
+mod timers;
+mod topic;
 
 /// Milliseconds since the Unix epoch, by the wall clock.
 pub fn now_ms() -> u64 {

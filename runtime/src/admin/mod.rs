@@ -46,17 +46,17 @@ use crate::supervisor::{Refusal, Supervisor, Upload};
 
 /// What the HTTP layer holds; every request clones it, so it is one `Arc`.
 #[derive(Clone)]
-struct Api(std::sync::Arc<Shared>);
+struct Api(std::sync::Arc<ApiState>);
 
 impl std::ops::Deref for Api {
-    type Target = Shared;
+    type Target = ApiState;
 
-    fn deref(&self) -> &Shared {
+    fn deref(&self) -> &ApiState {
         &self.0
     }
 }
 
-struct Shared {
+struct ApiState {
     supervisor: Supervisor,
     /// The bearer token of mutating requests; `None` serves only the read routes.
     token: Option<String>,
@@ -139,7 +139,7 @@ fn router(supervisor: Supervisor, options: &Options) -> Router {
         .timeout_connect(Some(Duration::from_secs(2)))
         .build()
         .into();
-    let api = Api(std::sync::Arc::new(Shared {
+    let api = Api(std::sync::Arc::new(ApiState {
         supervisor,
         token: options.token.clone(),
         read_token: options.read_token.clone(),

@@ -73,7 +73,7 @@ impl Subject<'_> {
 }
 
 /// How a call failed, before it is explained with a location.
-enum Failure {
+enum CallFailure {
     Rejected(ProcessingError),
     /// The record at fault, when one is, and what is wrong.
     BadOutput(Option<usize>, String),
@@ -182,21 +182,25 @@ impl Instance {
 
     /// Turns a failed call into an error that names the record or timer at fault, forgetting
     /// the state writes since the last commit.
-    fn conclude(&mut self, result: Result<Outputs, Failure>, subject: &Subject<'_>) -> Result<Outputs, ProcessError> {
+    fn conclude(
+        &mut self,
+        result: Result<Outputs, CallFailure>,
+        subject: &Subject<'_>,
+    ) -> Result<Outputs, ProcessError> {
         let failure = match result {
             Ok(outputs) => return Ok(outputs),
             Err(failure) => failure,
         };
         self.rollback();
         match failure {
-            Failure::Rejected(e) => {
+            CallFailure::Rejected(e) => {
                 let index = e.record.map(|i| i as usize).filter(|&i| i < subject.len());
                 Err(ProcessError::Rejected { location: self.location(subject, index), message: e.message })
             }
-            Failure::BadOutput(index, detail) => {
+            CallFailure::BadOutput(index, detail) => {
                 Err(ProcessError::BadOutput { location: self.location(subject, index), detail })
             }
-            Failure::Trap(error) => {
+            CallFailure::Trap(error) => {
                 let culprit = if subject.len() > 1 { self.isolate(subject) } else { Some(0) };
                 Err(self.explain(error, subject, culprit))
             }
@@ -236,13 +240,13 @@ impl Instance {
         host.fired = timers::FiredThrough::default();
     }
 
-    fn call(&mut self, batch: &Batch) -> Result<Outputs, Failure> {
+    fn call(&mut self, batch: &Batch) -> Result<Outputs, CallFailure> {
         self.call_with(batch.len(), |store, bindings, _| {
             bindings.weir_processor_processor().call_process(store, &batch.wit)
         })
     }
 
-    fn call_on_timer(&mut self, timers: &[Timer]) -> Result<Outputs, Failure> {
+    fn call_on_timer(&mut self, timers: &[Timer]) -> Result<Outputs, CallFailure> {
         self.call_with(timers.len(), |store, _, on_timer| match on_timer {
             Some(f) => f.call(store, (timers.to_vec(),)).map(|(result,)| result),
             None => Err(wasmtime::Error::msg("the component exports no `on-timer`")),
@@ -259,19 +263,18 @@ impl Instance {
             &Processor,
             Option<&OnTimer>,
         ) -> wasmtime::Result<Result<WitOutputs, ProcessingError>>,
-    ) -> Result<Outputs, Failure> {
+    ) -> Result<Outputs, CallFailure> {
         if self.dead {
-            self.restart().map_err(|e| Failure::Trap(wasmtime::Error::msg(e.to_string())))?;
+            self.restart().map_err(|e| CallFailure::Trap(wasmtime::Error::msg(e.to_string())))?;
         }
         arm(&mut self.store, &self.module);
         match f(&mut self.store, &self.bindings, self.on_timer.as_ref()) {
-            Ok(Ok(outputs)) => {
-                Outputs::check(outputs, count, &self.module.limits.outputs).map_err(|(i, d)| Failure::BadOutput(i, d))
-            }
-            Ok(Err(rejected)) => Err(Failure::Rejected(rejected)),
+            Ok(Ok(outputs)) => Outputs::check(outputs, count, &self.module.limits.outputs)
+                .map_err(|(i, d)| CallFailure::BadOutput(i, d)),
+            Ok(Err(rejected)) => Err(CallFailure::Rejected(rejected)),
             Err(trap) => {
                 self.dead = true;
-                Err(Failure::Trap(trap))
+                Err(CallFailure::Trap(trap))
             }
         }
     }

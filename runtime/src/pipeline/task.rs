@@ -8,7 +8,6 @@
 //! guest for a new version over the same store, and is closed when its partition is revoked.
 //! The loop drives tasks through [`Tasks`] and never reaches into them.
 
-use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -77,8 +76,18 @@ impl Tasks {
 
     /// The task of `partition`, opened (and its state restored) on first use.
     pub fn task(&mut self, env: &Env<'_>, topic: &str, partition: i32) -> Result<&mut Task, Failure> {
-        let open = self.open.len();
-        let wanted = [(topic.to_owned(), partition)];
+        if !self.open.contains_key(&partition) {
+            self.open_partitions(env, &[(topic.to_owned(), partition)])?;
+        }
+        self.open
+            .get_mut(&partition)
+            .ok_or_else(|| Failure::Fatal(anyhow!("partition {partition}: no task was opened")))
+    }
+
+    /// Opens the tasks of `wanted` together (one restore), within the pipeline's share of
+    /// instances.
+    fn open_partitions(&mut self, env: &Env<'_>, wanted: &[(String, i32)]) -> Result<(), Failure> {
+        env.config.within_instance_share(self.open.len(), wanted.len()).map_err(Failure::Fatal)?;
         let opener = Opener {
             module: &self.module,
             changelog: self.changelog.as_deref(),
@@ -86,17 +95,9 @@ impl Tasks {
             positions: &self.positions,
             env,
         };
-        match self.open.entry(partition) {
-            Entry::Occupied(e) => Ok(e.into_mut()),
-            Entry::Vacant(e) => {
-                env.config.within_instance_share(open, 1).map_err(Failure::Fatal)?;
-                let opened = opener.open(&wanted).map_err(Failure::Fatal)?;
-                let Some((_, task)) = opened.into_iter().next() else {
-                    return Err(Failure::Fatal(anyhow!("partition {partition}: no task was opened")));
-                };
-                Ok(e.insert(task))
-            }
-        }
+        let opened = opener.open(wanted).map_err(Failure::Fatal)?;
+        self.open.extend(opened);
+        Ok(())
     }
 
     /// Opens the task of every assigned partition that has none, all at once so that their
@@ -128,16 +129,7 @@ impl Tasks {
             }
         }
         if !wanted.is_empty() {
-            env.config.within_instance_share(self.open.len(), wanted.len()).map_err(Failure::Fatal)?;
-            let opener = Opener {
-                module: &self.module,
-                changelog: self.changelog.as_deref(),
-                tables: &self.tables,
-                positions: &self.positions,
-                env,
-            };
-            let opened = opener.open(&wanted).map_err(Failure::Fatal)?;
-            self.open.extend(opened);
+            self.open_partitions(env, &wanted)?;
         }
         env.view.queryable.settle(partitions);
         Ok(())
