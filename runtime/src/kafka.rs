@@ -100,7 +100,6 @@ pub fn send_offsets(
 
 /// What the pipeline loop and the rebalance callback share.
 pub struct Shared {
-    pub guarantee: Guarantee,
     /// The loop's producer, for the revoke callback to abort with; replaced when it is lost.
     producer: Mutex<Option<Arc<Producer>>>,
     /// Set when an abort failed: the loop replaces the producer before it begins another
@@ -143,10 +142,9 @@ impl Book {
 }
 
 impl Shared {
-    pub fn new(guarantee: Guarantee, revoked: Arc<dyn Revoked>) -> Arc<Self> {
+    pub fn new(revoked: Arc<dyn Revoked>) -> Arc<Self> {
         Arc::new(Self {
             revoked,
-            guarantee,
             producer: Mutex::new(None),
             producer_lost: AtomicBool::new(false),
             book: Mutex::new(Book::default()),

@@ -20,8 +20,9 @@ pub(super) enum Failure {
     Fenced(KafkaError),
     /// The guest failed on a record or a timer.
     Guest(ProcessError),
-    /// Nothing to retry: the configuration, a topic, or weir itself is wrong.
-    Fatal(anyhow::Error),
+    /// Nothing to retry: the configuration, a topic, the disk or weir itself is wrong, as the
+    /// domain says.
+    Fatal(anyhow::Error, Domain),
 }
 
 impl Failure {
@@ -30,7 +31,7 @@ impl Failure {
         match self {
             Failure::Kafka(_) | Failure::ProducerLost(_) | Failure::Fenced(_) => Domain::External,
             Failure::Guest(_) => Domain::User,
-            Failure::Fatal(_) => Domain::User,
+            Failure::Fatal(_, domain) => *domain,
         }
     }
 }
@@ -116,5 +117,7 @@ mod test {
         let failure = Failure::from(away);
         assert!(matches!(failure, Failure::Kafka(_)));
         assert_eq!(failure.domain(), Domain::External);
+        let disk = Failure::Fatal(anyhow!("state commit failed"), Domain::External);
+        assert_eq!(disk.domain(), Domain::External, "a fatal failure keeps the fault it was made with");
     }
 }

@@ -71,7 +71,7 @@ impl Pipeline {
                 }
                 (e, _) => return Err(self.fail(e, domain)),
             },
-            Failure::Fatal(e) => return Err(self.fail(e, domain)),
+            Failure::Fatal(e, _) => return Err(self.fail(e, domain)),
         };
         retries.attempt += 1;
         retries.commits_then = self.work.stats.commits;

@@ -12,6 +12,7 @@ use rdkafka::producer::BaseRecord;
 use super::failure::Failure;
 use crate::config::PipelineConfig;
 use crate::engine::Fired;
+use crate::error::Domain;
 use crate::kafka::Producer;
 use crate::record::{Batch, Outputs};
 
@@ -54,13 +55,16 @@ pub(super) fn produce(
         let name = o.topic().unwrap_or("default");
         let topic = config.outputs.get(name).ok_or_else(|| {
             let known: Vec<&str> = config.outputs.keys().map(String::as_str).collect();
-            Failure::Fatal(anyhow!(
-                "module `{}` routed a record (answering {}) to output `{name}`, \
+            Failure::Fatal(
+                anyhow!(
+                    "module `{}` routed a record (answering {}) to output `{name}`, \
                  which the pipeline does not configure (outputs: {})",
-                config.module.path.display(),
-                answering.describe(o.source()),
-                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
-            ))
+                    config.module.path.display(),
+                    answering.describe(o.source()),
+                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                ),
+                Domain::User,
+            )
         })?;
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
         let count = o.headers().count();

@@ -85,7 +85,7 @@ impl Pipeline {
             (Some(at), true) => Some(Publisher::start(&config, &at.url, at.key.clone(), view.queryable.clone())?),
             _ => None,
         };
-        let shared = Shared::new(config.guarantee, view.queryable.clone());
+        let shared = Shared::new(view.queryable.clone());
         let producer = kafka::producer(&config, changelog.as_deref())?;
         shared.set_producer(producer.clone());
         let consumer = kafka::consumer(&config, shared.clone())?;

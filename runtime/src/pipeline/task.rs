@@ -21,7 +21,7 @@ use super::sink::send;
 use crate::changelog;
 use crate::config::PipelineConfig;
 use crate::engine::{Fired, Instance, Module};
-use crate::error::ProcessError;
+use crate::error::{Domain, LoadError, ProcessError};
 use crate::kafka::{self, Consumer, Producer, KAFKA_TIMEOUT};
 use crate::metrics::PipelineMetrics;
 use crate::query::Positions;
@@ -81,13 +81,13 @@ impl Tasks {
         }
         self.open
             .get_mut(&partition)
-            .ok_or_else(|| Failure::Fatal(anyhow!("partition {partition}: no task was opened")))
+            .ok_or_else(|| Failure::Fatal(anyhow!("partition {partition}: no task was opened"), Domain::Internal))
     }
 
     /// Opens the tasks of `wanted` together (one restore), within the pipeline's share of
     /// instances.
     fn open_partitions(&mut self, env: &Env<'_>, wanted: &[(String, i32)]) -> Result<(), Failure> {
-        env.config.within_instance_share(self.open.len(), wanted.len()).map_err(Failure::Fatal)?;
+        env.config.within_instance_share(self.open.len(), wanted.len()).map_err(|e| Failure::Fatal(e, Domain::User))?;
         let opener = Opener {
             module: &self.module,
             changelog: self.changelog.as_deref(),
@@ -95,7 +95,12 @@ impl Tasks {
             positions: &self.positions,
             env,
         };
-        let opened = opener.open(wanted).map_err(Failure::Fatal)?;
+        // A module that does not load or start is the user's; a store or a restore that fails, the
+        // disk's or the broker's.
+        let opened = opener.open(wanted).map_err(|e| {
+            let domain = e.downcast_ref::<LoadError>().map_or(Domain::External, LoadError::domain);
+            Failure::Fatal(e, domain)
+        })?;
         self.open.extend(opened);
         Ok(())
     }
@@ -119,7 +124,7 @@ impl Tasks {
         let partitions = kafka::input_partitions(env.config, consumer).map_err(Failure::Kafka)?;
         if let Some((changelog, expected)) = &layout.changelog {
             if let Some(problem) = kafka::repartitioned(env.config, changelog, *expected, |_| partitions) {
-                return Err(Failure::Fatal(anyhow!(problem)));
+                return Err(Failure::Fatal(anyhow!(problem), Domain::User));
             }
         }
         let mut wanted: Vec<(String, i32)> = Vec::new();
@@ -177,7 +182,9 @@ impl Tasks {
     pub fn commit(&mut self, producer: &Producer) -> Result<(), Failure> {
         for (partition, task) in self.open.iter_mut() {
             let checkpoint = producer.context().take_changelog_end(*partition);
-            task.instance.commit_at(checkpoint).map_err(|e| Failure::Fatal(anyhow!("state commit failed: {e}")))?;
+            task.instance
+                .commit_at(checkpoint)
+                .map_err(|e| Failure::Fatal(anyhow!("state commit failed: {e}"), Domain::External))?;
         }
         Ok(())
     }
