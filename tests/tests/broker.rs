@@ -2,11 +2,10 @@
 //! one `weir serve` rides it out, says what it waits for, and loses and repeats nothing. Each
 //! test has a broker of its own, so the others' is not disturbed.
 //!
-//! The first test failed in two of three clean-clone runs (no notice for 180 s after the broker
-//! died) when the loop was adding a transaction's offsets as the broker died: librdkafka's
-//! `send_offsets_to_transaction` ignores its timeout while the group coordinator is down
-//! (librdkafka #5456), and returned only once the broker was back. The second test holds weir's
-//! way around it to that case.
+//! A broker that dies while the loop adds a transaction's offsets is the hard case:
+//! librdkafka's `send_offsets_to_transaction` ignores its timeout while the group coordinator
+//! is down (librdkafka #5456) and returns only once the broker is back. The second test holds
+//! weir's way around it to that case.
 
 #![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
 
