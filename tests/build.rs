@@ -12,6 +12,7 @@ const GUESTS: &[&str] = &[
     "filter-json",
     "route-by-key",
     "word-count",
+    "word-split",
     "windowed-count",
     "reminders",
     "orders-enrich",

@@ -45,6 +45,15 @@ pub struct PartitionSnapshot {
     pub lag: Option<i64>,
 }
 
+/// One stage of a pipeline: records it consumed and produced since the pipeline started (its
+/// repartition topic's lag is among the partitions).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StageSnapshot {
+    pub name: String,
+    pub consumed: u64,
+    pub produced: u64,
+}
+
 /// A restore in progress.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RestoreProgress {
@@ -67,6 +76,9 @@ pub struct Snapshot {
     pub version: Option<u32>,
     pub digest: Option<String>,
     pub partitions: Vec<PartitionSnapshot>,
+    /// Each stage, in flow order (one, named as its state, for a pipeline of one module).
+    #[serde(default)]
+    pub stages: Vec<StageSnapshot>,
     pub consumed: u64,
     pub produced: u64,
     /// Records per second, over the last second or so.

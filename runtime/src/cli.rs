@@ -258,8 +258,13 @@ impl ServerArgs {
 #[derive(Args)]
 struct TestArgs {
     /// The processor component (.wasm).
+    #[arg(long, short, required_unless_present = "pipeline", conflicts_with = "pipeline")]
+    module: Option<PathBuf>,
+    /// A pipeline file instead of a module: its stages run in flow order, what a stage routes
+    /// to another partitioned by key as its repartition topic would be; each output line names
+    /// its topic.
     #[arg(long, short)]
-    module: PathBuf,
+    pipeline: Option<PathBuf>,
     /// Records to process, one JSON object per line; `-` reads standard input.
     #[arg(long, short)]
     input: PathBuf,
@@ -372,10 +377,17 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<bool> {
         Command::Test(args) => {
             let config = config::parse_pairs(&args.config).map_err(anyhow::Error::msg)?;
             let engine = args.limits.engine()?;
+            let target = match (args.module, &args.pipeline) {
+                (Some(path), _) => testrun::Target::Module { path, config },
+                (None, Some(file)) if config.is_empty() => {
+                    testrun::Target::Pipeline(Box::new(config::PipelineConfig::load(file)?))
+                }
+                (None, Some(_)) => anyhow::bail!("--config goes with --module; a pipeline file configures its stages"),
+                (None, None) => anyhow::bail!("give --module or --pipeline"),
+            };
             let run = testrun::TestRun {
-                module: args.module,
+                target,
                 input: args.input,
-                config,
                 state_dir: args.state_dir,
                 batch_size: args.batch_size,
                 tables: table_args(&args.tables)?,
@@ -386,12 +398,17 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<bool> {
         }
         Command::Run(args) => {
             let config = run_config(&args)?;
-            let module = &config.module;
+            // The engine's ceilings: the widest of the stages' limits (each stage has its own).
+            let stages = config.stages();
+            let modules = stages.iter().filter_map(|s| s.config.module.as_ref());
+            let widest = modules.fold((0, 0, None::<u64>), |(memory, deadline, fuel), m| {
+                (memory.max(m.memory_limit_mib), deadline.max(m.deadline_ms), fuel.max(m.fuel))
+            });
             let cache_dir = args.cache_dir.clone().or_else(ComponentCache::default_dir);
             let engine = Engine::new(EngineOptions {
-                memory_limit: module.memory_limit_mib << 20,
-                deadline: Duration::from_millis(module.deadline_ms),
-                fuel: module.fuel,
+                memory_limit: widest.0 << 20,
+                deadline: Duration::from_millis(widest.1),
+                fuel: widest.2,
                 cache_dir,
                 // The one pipeline's share is the whole pool.
                 max_instances: config.instance_slots(None).max(EngineOptions::default().max_instances),

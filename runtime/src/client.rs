@@ -105,9 +105,9 @@ impl Client {
     pub fn deploy(&self, pipeline: &Path) -> anyhow::Result<Deployed> {
         let config = PipelineConfig::load(pipeline)?;
         let text = std::fs::read_to_string(pipeline)?;
-        let module = std::fs::read(&config.module.path)
-            .with_context(|| format!("cannot read the module {}", config.module.path.display()))?;
-        let file_name = config.module.path.file_name().map_or("module.wasm".into(), |n| n.to_string_lossy());
+        let path = &config.single_module().map_err(|e| anyhow::anyhow!("{}: {e}", pipeline.display()))?.path;
+        let module = std::fs::read(path).with_context(|| format!("cannot read the module {}", path.display()))?;
+        let file_name = path.file_name().map_or("module.wasm".into(), |n| n.to_string_lossy());
         let body = DeployRequest {
             pipeline: text,
             module: Some(ModuleUpload {

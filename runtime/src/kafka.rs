@@ -231,15 +231,17 @@ impl ConsumerContext for ConsumerCtx {
 pub struct ProducerCtx {
     failed: AtomicU64,
     last_error: Mutex<Option<String>>,
-    changelog: Option<String>,
-    changelog_offsets: Mutex<std::collections::HashMap<i32, i64>>,
+    /// The changelog topics (one per stateful stage).
+    changelogs: Vec<String>,
+    changelog_offsets: Mutex<std::collections::HashMap<(String, i32), i64>>,
 }
 
 impl ProducerCtx {
-    /// The offset after the last changelog record delivered to `partition` since the last call.
-    pub fn take_changelog_end(&self, partition: i32) -> Option<i64> {
+    /// The offset after the last record delivered to `partition` of changelog `topic` since the
+    /// last call.
+    pub fn take_changelog_end(&self, topic: &str, partition: i32) -> Option<i64> {
         let mut offsets = self.changelog_offsets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        offsets.remove(&partition).map(|last| last + 1)
+        offsets.remove(&(topic.to_owned(), partition)).map(|last| last + 1)
     }
 
     /// How many deliveries failed since the last call, and the last failure.
@@ -257,10 +259,11 @@ impl ProducerContext for ProducerCtx {
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         use rdkafka::message::Message as _;
-        if let (Ok(message), Some(changelog)) = (result, &self.changelog) {
-            if message.topic() == changelog {
+        if let Ok(message) = result {
+            if self.changelogs.iter().any(|c| c == message.topic()) {
                 let mut offsets = self.changelog_offsets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                let last = offsets.entry(message.partition()).or_insert(message.offset());
+                let key = (message.topic().to_owned(), message.partition());
+                let last = offsets.entry(key).or_insert(message.offset());
                 *last = (*last).max(message.offset());
             }
         }
@@ -363,18 +366,20 @@ pub struct TopicSpec<'a> {
     pub exact: bool,
     pub replication_factor: Option<i32>,
     pub min_insync_replicas: Option<i32>,
+    /// Other topic settings.
+    pub settings: &'a [(&'a str, &'a str)],
 }
 
 impl<'a> TopicSpec<'a> {
     /// A topic with the broker's replication defaults.
     pub fn new(what: &'a str, partitions: i32, compact: bool, exact: bool) -> Self {
-        Self { what, partitions, compact, exact, replication_factor: None, min_insync_replicas: None }
+        Self { what, partitions, compact, exact, replication_factor: None, min_insync_replicas: None, settings: &[] }
     }
 }
 
 /// Creates `topic` as `spec` says unless it exists.
 pub fn ensure_topic(config: &PipelineConfig, topic: &str, spec: TopicSpec<'_>) -> anyhow::Result<()> {
-    let TopicSpec { what, partitions, compact, exact, replication_factor, min_insync_replicas } = spec;
+    let TopicSpec { what, partitions, compact, exact, replication_factor, min_insync_replicas, settings } = spec;
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     let consumer: BaseConsumer = base(config).create()?;
     let metadata = consumer.fetch_metadata(Some(topic), KAFKA_TIMEOUT)?;
@@ -389,6 +394,9 @@ pub fn ensure_topic(config: &PipelineConfig, topic: &str, spec: TopicSpec<'_>) -
     let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication_factor.unwrap_or(-1)));
     if compact {
         new = new.set("cleanup.policy", "compact");
+    }
+    for (key, value) in settings {
+        new = new.set(key, value);
     }
     let min_isr = min_insync_replicas.or(replication_factor.filter(|rf| *rf > 1).map(|rf| rf - 1));
     let min_isr = min_isr.map(|n| n.to_string());
@@ -420,17 +428,26 @@ pub fn probe(config: &PipelineConfig) -> anyhow::Result<()> {
 /// Refuses a pipeline whose input or output topics do not exist: a configuration error that
 /// names the topic, rather than a producer or consumer retrying a missing topic forever.
 pub fn check_topics(config: &PipelineConfig) -> anyhow::Result<()> {
+    check_inputs(config)?;
     let consumer: BaseConsumer = base(config).create().context("cannot create a Kafka client")?;
-    let hint = "create it first (`weir topic create`), or name another in the pipeline file";
-    for input in &config.inputs {
-        partition_count(&consumer, input, "input").map_err(|e| anyhow::anyhow!("{e:#}; {hint}"))?;
-    }
     for (name, topic) in &config.outputs {
         partition_count(&consumer, topic, &format!("output `{name}`:"))
-            .map_err(|e| anyhow::anyhow!("{e:#}; {hint}"))?;
+            .map_err(|e| anyhow::anyhow!("{e:#}; {CREATE_IT}"))?;
     }
     Ok(())
 }
+
+/// Refuses a pipeline whose input topics do not exist, naming the topic.
+pub fn check_inputs(config: &PipelineConfig) -> anyhow::Result<()> {
+    let consumer: BaseConsumer = base(config).create().context("cannot create a Kafka client")?;
+    for input in &config.inputs {
+        partition_count(&consumer, input, "input").map_err(|e| anyhow::anyhow!("{e:#}; {CREATE_IT}"))?;
+    }
+    Ok(())
+}
+
+/// What to do about a topic that does not exist.
+const CREATE_IT: &str = "create it first (`weir topic create`), or name another in the pipeline file";
 
 /// The topics a running pipeline depends on, as they were when it started: to tell, after a
 /// Kafka error, whether one was deleted or repartitioned underneath it.
@@ -540,7 +557,7 @@ pub fn widest_input(config: &PipelineConfig, timeout: Duration) -> Option<i32> {
 
 /// The producer: transactional under exactly-once, idempotent otherwise; partitions by key the
 /// way Java clients do, so co-partitioned topics agree.
-pub fn producer(config: &PipelineConfig, changelog: Option<&str>) -> anyhow::Result<Arc<Producer>> {
+pub fn producer(config: &PipelineConfig, changelogs: &[String]) -> anyhow::Result<Arc<Producer>> {
     let mut client = base(config);
     default(&mut client, config, "partitioner", "murmur2_random");
     default(&mut client, config, "linger.ms", "5");
@@ -561,7 +578,7 @@ pub fn producer(config: &PipelineConfig, changelog: Option<&str>) -> anyhow::Res
         }
     }
     let producer: Producer = client
-        .create_with_context(ProducerCtx { changelog: changelog.map(str::to_owned), ..ProducerCtx::default() })
+        .create_with_context(ProducerCtx { changelogs: changelogs.to_vec(), ..ProducerCtx::default() })
         .map_err(|e| anyhow::anyhow!("cannot create the Kafka producer: {e}"))?;
     if config.guarantee == Guarantee::ExactlyOnce {
         producer
@@ -571,8 +588,9 @@ pub fn producer(config: &PipelineConfig, changelog: Option<&str>) -> anyhow::Res
     Ok(Arc::new(producer))
 }
 
-/// The consumer, in the application's group, reading only committed records.
-pub fn consumer(config: &PipelineConfig, shared: Arc<Shared>) -> anyhow::Result<Consumer> {
+/// The consumer, in the application's group, reading only committed records of `topics` (the
+/// inputs of every stage).
+pub fn consumer(config: &PipelineConfig, topics: &[String], shared: Arc<Shared>) -> anyhow::Result<Consumer> {
     let mut client = base(config);
     client
         .set("group.id", &config.application_id)
@@ -587,7 +605,7 @@ pub fn consumer(config: &PipelineConfig, shared: Arc<Shared>) -> anyhow::Result<
     let consumer: Consumer = client
         .create_with_context(ConsumerCtx { shared })
         .map_err(|e| anyhow::anyhow!("cannot create the Kafka consumer: {e}"))?;
-    let topics: Vec<&str> = config.inputs.iter().map(String::as_str).collect();
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).map_err(|e| anyhow::anyhow!("cannot subscribe to {topics:?}: {e}"))?;
     Ok(consumer)
 }

@@ -211,8 +211,9 @@ impl PipelineMetrics {
         self.families.lag.get_or_create(&labels).set(lag);
     }
 
-    pub fn set_state_bytes(&self, partition: i32, bytes: u64) {
-        let labels = self.labels(&[("partition", partition.to_string())]);
+    /// The size of a store: `store` names the stage it belongs to (its state's name).
+    pub fn set_state_bytes(&self, store: &str, partition: i32, bytes: u64) {
+        let labels = self.labels(&[("store", store.to_owned()), ("partition", partition.to_string())]);
         self.families.state_bytes.get_or_create(&labels).set(bytes as i64);
     }
 

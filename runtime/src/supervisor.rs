@@ -259,8 +259,11 @@ impl Supervisor {
         if config.instance_id.is_none() {
             config.instance_id = self.site().instance_id;
         }
+        config.single_module().map_err(Refusal::user)?;
+        if let (Some(data), Some(module)) = (&self.inner.data, &mut config.module) {
+            module.path = data.module_path(digest);
+        }
         if let Some(data) = &self.inner.data {
-            config.module.path = data.module_path(digest);
             match &config.state_dir {
                 None => config.state_dir = Some(data.state_dir()),
                 Some(dir) => data.confine(dir).map_err(Refusal::user)?,
@@ -277,8 +280,10 @@ impl Supervisor {
             .file_stem()
             .map_or_else(|| "processor".to_owned(), |s| s.to_string_lossy().into_owned());
         let module = self.inner.engine.load_bytes(&stem, &shown, bytes).map_err(Refusal::load)?;
-        let module = module.with_limits(crate::engine::Limits::of(config)).map_err(Refusal::load)?;
-        let module_config: Vec<(String, String)> = config.module.config.clone().into_iter().collect();
+        let module_config = config.single_module().map_err(Refusal::user)?;
+        let limits = crate::engine::Limits::of(module_config, config);
+        let module = module.with_limits(limits).map_err(Refusal::load)?;
+        let module_config: Vec<(String, String)> = module_config.config.clone().into_iter().collect();
         let topic = config.inputs.first().map_or("", String::as_str);
         module.instantiate(topic, 0, Box::new(MemoryStore::new()), &module_config).map_err(Refusal::load)?;
         Ok(module)
@@ -311,7 +316,7 @@ impl Supervisor {
         let thread_metrics = metrics.clone();
         let thread = std::thread::Builder::new()
             .name(format!("weir-{name}"))
-            .spawn(move || run_pipeline(thread_config, module, attach, &inbox, None, &thread_metrics))
+            .spawn(move || run_pipeline(thread_config, vec![module], attach, &inbox, None, &thread_metrics))
             .map_err(Refusal::internal)?;
         let slot = Slot { handle, thread: Some(thread), metrics, config: Some(config), deployment, reserved };
         // Stopped once the map is unlocked: a stop waits for the old loop's last commit.
@@ -443,7 +448,7 @@ impl Supervisor {
             let slot = pipelines.get(name).ok_or_else(|| Refusal::not_found(name))?;
             let prepared = Prepared {
                 module,
-                config: config.module.config.clone().into_iter().collect(),
+                config: config.module.iter().flat_map(|m| m.config.clone()).collect(),
                 outputs: config.outputs.clone(),
                 version,
                 digest: digest.to_owned(),
@@ -617,7 +622,11 @@ impl Supervisor {
         stop: Arc<AtomicBool>,
         max_records: Option<u64>,
     ) -> anyhow::Result<Stats> {
-        let module = self.inner.engine.load(&config.module.path)?;
+        let mut modules = Vec::new();
+        for stage in config.stages() {
+            let module = stage.config.single_module().map_err(|e| anyhow::anyhow!(e))?;
+            modules.push(self.inner.engine.load(&module.path)?);
+        }
         let name = config.application_id.clone();
         let (handle, inbox) = channel(stop);
         let metrics = self.inner.metrics.pipeline(&name);
@@ -640,7 +649,7 @@ impl Supervisor {
             reserved: 0,
         };
         self.pipelines().insert(name, slot);
-        run_pipeline(config, module, attach, &inbox, max_records, &metrics)
+        run_pipeline(config, modules, attach, &inbox, max_records, &metrics)
     }
 }
 
@@ -653,14 +662,14 @@ fn reservation(config: &PipelineConfig) -> u32 {
 /// Runs a pipeline to its end on this thread, publishing a failure in its view.
 fn run_pipeline(
     config: PipelineConfig,
-    module: Module,
+    modules: Vec<Module>,
     attach: Attach,
     inbox: &crate::pipeline::Inbox,
     max_records: Option<u64>,
     metrics: &PipelineMetrics,
 ) -> anyhow::Result<Stats> {
     let name = config.application_id.clone();
-    let result = Pipeline::start(config, module, attach).and_then(|p| p.run(inbox, max_records));
+    let result = Pipeline::start(config, modules, attach).and_then(|p| p.run(inbox, max_records));
     if let Err(e) = &result {
         tracing::error!(pipeline = %name, "failed: {e:#}");
         inbox.view.update(|s| {

@@ -11,20 +11,21 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
+use crate::config::PipelineConfig;
 use crate::engine::{Engine, Fired, Instance, Module};
 use crate::error::ProcessError;
 use crate::jsonl::{parse_line, InputRecord, OutputLine};
-use crate::record::{Batch, Outputs};
+use crate::record::{Batch, OutputRef, Outputs};
 use crate::state::{MemoryStore, RocksStore, StateStore};
 use crate::tables::{TableSpec, TableView, Tables};
 
 /// What `weir test` was asked to do.
 #[derive(Debug, Clone)]
 pub struct TestRun {
-    pub module: PathBuf,
+    /// A module, or a pipeline file's stages.
+    pub target: Target,
     /// A JSONL file, or `-` for standard input.
     pub input: PathBuf,
-    pub config: Vec<(String, String)>,
     /// Where state persists between runs; in memory when `None`.
     pub state_dir: Option<PathBuf>,
     pub batch_size: usize,
@@ -33,12 +34,30 @@ pub struct TestRun {
     pub tables: Vec<(String, PathBuf)>,
 }
 
+/// What runs over the input.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// One module, with the configuration for its `init`; outputs name their output (`topic`
+    /// is absent for the default one).
+    Module { path: PathBuf, config: Vec<(String, String)> },
+    /// A pipeline file's stages, in flow order; outputs name the topic they go to.
+    Pipeline(Box<PipelineConfig>),
+}
+
 /// What a run did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Summary {
     pub records: usize,
     pub batches: usize,
     pub outputs: usize,
+}
+
+impl Summary {
+    fn add(&mut self, other: Summary) {
+        self.records += other.records;
+        self.batches += other.batches;
+        self.outputs += other.outputs;
+    }
 }
 
 /// Reads every input line first, so a malformed line stops the run before anything is
@@ -72,60 +91,161 @@ pub fn run(engine: &Engine, run: &TestRun, out: &mut dyn Write) -> anyhow::Resul
     }
     let records = read_input(&run.input)?;
     let tables = load_tables(&run.tables)?;
-    let module = engine.load(&run.module)?;
-    let mut instances: HashMap<i32, Instance> = HashMap::new();
-    let mut next_offset: HashMap<(String, i32), i64> = HashMap::new();
-    let mut batch = Batch::new("input", "input", 0);
-    let mut summary = Summary::default();
-
-    let mut rest = records.as_slice();
-    while let Some(first) = rest.first() {
-        let same = rest
-            .iter()
-            .take(run.batch_size)
-            .take_while(|r| r.topic == first.topic && r.partition == first.partition)
-            .count();
-        let (chunk, tail) = rest.split_at(same);
-        rest = tail;
-
-        batch.reset(&first.topic, &first.topic, first.partition);
-        for r in chunk {
-            let next = next_offset.entry((r.topic.clone(), r.partition)).or_insert(0);
-            let offset = r.offset.unwrap_or(*next);
-            *next = offset + 1;
-            let headers = r.headers.iter().map(|(k, v)| (k.as_slice(), v.as_slice()));
-            batch.push(offset, r.timestamp, r.key.as_deref(), r.value.as_deref(), headers);
+    let result = match &run.target {
+        Target::Module { path, config } => {
+            let module = engine.load(path)?;
+            let one = One { module: &module, store: module.name(), config, run, tables: &tables };
+            one.run(&records, &mut |o| write_line(out, OutputLine::from_output(&o)))
         }
-
-        let instance = match instances.entry(first.partition) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                let mut instance = open_instance(&module, run, &first.topic, first.partition)?;
-                instance.set_tables(TableView { tables: tables.clone(), partition: first.partition });
-                e.insert(instance)
-            }
-        };
-        // A processor with timers: the batch moves the partition's event time, and the
-        // event-time timers now due fire after it (wall-clock timers do not fire in a test run).
-        let (outputs, fired) = match process(instance, &batch) {
-            Ok(done) => done,
-            Err(e) => {
-                out.flush()?;
-                return Err(e.into());
-            }
-        };
-        let timer_outputs = fired.iter().flat_map(|f| f.outputs.iter());
-        for o in outputs.iter().chain(timer_outputs) {
-            serde_json::to_writer(&mut *out, &OutputLine::from_output(&o))?;
-            out.write_all(b"\n")?;
-        }
-        instance.commit().context("cannot commit state")?;
-        summary.records += chunk.len();
-        summary.batches += 1;
-        summary.outputs += outputs.len() + fired.iter().map(|f| f.outputs.len()).sum::<usize>();
-    }
+        Target::Pipeline(pipeline) => run_stages(engine, pipeline, run, &tables, records, out),
+    };
     out.flush()?;
+    result
+}
+
+fn write_line(out: &mut dyn Write, line: OutputLine) -> anyhow::Result<()> {
+    serde_json::to_writer(&mut *out, &line)?;
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
+/// Runs a pipeline's stages in flow order, each over all of its input before the next: what a
+/// stage routes to another goes to that stage's input partitioned as its repartition topic
+/// would be (murmur2 of the key over its partitions: the stage's `partitions`, else as many as
+/// the input lines name; a record without a key goes to partition 0), in the order produced.
+/// Outputs to topics are written with their topic.
+fn run_stages(
+    engine: &Engine,
+    pipeline: &PipelineConfig,
+    run: &TestRun,
+    tables: &Tables,
+    records: Vec<InputRecord>,
+    out: &mut dyn Write,
+) -> anyhow::Result<Summary> {
+    let widest = records.iter().map(|r| r.partition + 1).max().unwrap_or(1);
+    let stages = pipeline.stages();
+    let mut fed: HashMap<String, Vec<InputRecord>> = HashMap::new();
+    let mut summary = Summary::default();
+    for stage in &stages {
+        let module_config = stage.config.single_module().map_err(anyhow::Error::msg)?;
+        let module = engine.load(&module_config.path)?;
+        let config: Vec<(String, String)> = module_config.config.clone().into_iter().collect();
+        let input = match &stage.repartition {
+            Some((topic, _)) => {
+                let mut input = fed.remove(topic).unwrap_or_default();
+                // Stable: each partition's records keep the order they were produced in.
+                input.sort_by_key(|r| r.partition);
+                input
+            }
+            None => records.clone(),
+        };
+        let partitions_of = |topic: &str| {
+            stages
+                .iter()
+                .find(|s| s.repartition.as_ref().is_some_and(|(t, _)| t == topic))
+                .map(|s| s.repartition.as_ref().and_then(|(_, n)| *n).unwrap_or(widest))
+        };
+        let one = One { module: &module, store: &stage.name, config: &config, run, tables };
+        let done = one.run(&input, &mut |o| {
+            let name = o.topic().unwrap_or("default");
+            let Some(topic) = stage.config.outputs.get(name) else {
+                bail!(
+                    "stage `{}` routed a record to output `{name}`, which the pipeline does not configure",
+                    stage.name
+                );
+            };
+            match partitions_of(topic) {
+                Some(partitions) => {
+                    let record = InputRecord {
+                        topic: topic.clone(),
+                        partition: o.key().map_or(0, |k| crate::query::partition_for(k, partitions)),
+                        partition_given: true,
+                        offset: None,
+                        timestamp: o.timestamp(),
+                        key: o.key().map(<[u8]>::to_vec),
+                        value: o.value().map(<[u8]>::to_vec),
+                        headers: o.headers().map(|(k, v)| (k.to_vec(), v.to_vec())).collect(),
+                    };
+                    fed.entry(topic.clone()).or_default().push(record);
+                    Ok(())
+                }
+                None => write_line(out, OutputLine { topic: Some(topic.clone()), ..OutputLine::from_output(&o) }),
+            }
+        })?;
+        summary.add(done);
+    }
     Ok(summary)
+}
+
+/// One module over records, as a consumer would deliver them.
+struct One<'a> {
+    module: &'a Module,
+    /// Names its stores under `--state-dir`.
+    store: &'a str,
+    config: &'a [(String, String)],
+    run: &'a TestRun,
+    tables: &'a Tables,
+}
+
+impl One<'_> {
+    fn run(
+        &self,
+        records: &[InputRecord],
+        emit: &mut dyn FnMut(OutputRef<'_>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Summary> {
+        let mut instances: HashMap<i32, Instance> = HashMap::new();
+        let mut next_offset: HashMap<(String, i32), i64> = HashMap::new();
+        let mut batch = Batch::new("input", "input", 0);
+        let mut summary = Summary::default();
+        let mut rest = records;
+        while let Some(first) = rest.first() {
+            let same = rest
+                .iter()
+                .take(self.run.batch_size)
+                .take_while(|r| r.topic == first.topic && r.partition == first.partition)
+                .count();
+            let (chunk, tail) = rest.split_at(same);
+            rest = tail;
+
+            batch.reset(&first.topic, &first.topic, first.partition);
+            for r in chunk {
+                let next = next_offset.entry((r.topic.clone(), r.partition)).or_insert(0);
+                let offset = r.offset.unwrap_or(*next);
+                *next = offset + 1;
+                let headers = r.headers.iter().map(|(k, v)| (k.as_slice(), v.as_slice()));
+                batch.push(offset, r.timestamp, r.key.as_deref(), r.value.as_deref(), headers);
+            }
+
+            let instance = match instances.entry(first.partition) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let mut instance = self.open_instance(&first.topic, first.partition)?;
+                    instance.set_tables(TableView { tables: self.tables.clone(), partition: first.partition });
+                    e.insert(instance)
+                }
+            };
+            // A processor with timers: the batch moves the partition's event time, and the
+            // event-time timers now due fire after it (wall-clock timers do not fire in a test run).
+            let (outputs, fired) = process(instance, &batch)?;
+            let timer_outputs = fired.iter().flat_map(|f| f.outputs.iter());
+            for o in outputs.iter().chain(timer_outputs) {
+                emit(o)?;
+            }
+            instance.commit().context("cannot commit state")?;
+            summary.records += chunk.len();
+            summary.batches += 1;
+            summary.outputs += outputs.len() + fired.iter().map(|f| f.outputs.len()).sum::<usize>();
+        }
+        Ok(summary)
+    }
+
+    fn open_instance(&self, topic: &str, partition: i32) -> anyhow::Result<Instance> {
+        let store: Box<dyn StateStore> = match &self.run.state_dir {
+            Some(dir) => Box::new(RocksStore::open(&store_path(dir, self.store, partition))?),
+            None => Box::new(MemoryStore::new()),
+        };
+        Ok(self.module.instantiate(topic, partition, store, self.config)?)
+    }
 }
 
 /// Processes a batch, then fires the event-time timers it made due.
@@ -146,14 +266,6 @@ fn load_tables(files: &[(String, PathBuf)]) -> anyhow::Result<Tables> {
         }
     }
     Ok(tables)
-}
-
-fn open_instance(module: &Module, run: &TestRun, topic: &str, partition: i32) -> anyhow::Result<Instance> {
-    let store: Box<dyn StateStore> = match &run.state_dir {
-        Some(dir) => Box::new(RocksStore::open(&store_path(dir, module.name(), partition))?),
-        None => Box::new(MemoryStore::new()),
-    };
-    Ok(module.instantiate(topic, partition, store, &run.config)?)
 }
 
 /// `<state-dir>/<processor>/partition-<n>`: one store per processor and input partition.

@@ -45,6 +45,22 @@ fn word_count_emits_running_counts_per_partition() {
     assert_golden("word-count");
 }
 
+/// The example's own pipeline file, beside the two stages it names, over sentences from two
+/// partitions: every word is counted once over both, as the repartition hop sends it to one.
+#[test]
+fn the_two_stage_word_count_counts_each_word_over_all_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-examples/word-count");
+    std::fs::copy(example.join("pipeline.toml"), dir.path().join("pipeline.toml")).unwrap();
+    std::fs::copy(guest("word-split"), dir.path().join("split.wasm")).unwrap();
+    std::fs::copy(guest("word-count"), dir.path().join("count.wasm")).unwrap();
+    let (pipeline, input) = (dir.path().join("pipeline.toml"), golden("word-count-stages.input.jsonl"));
+    let run = weir(&["test", "--pipeline", pipeline.to_str().unwrap(), "--input", input.to_str().unwrap()], dir.path());
+    assert!(run.ok, "{:?}", run.error);
+    let expected = std::fs::read_to_string(golden("word-count-stages.expected.jsonl")).unwrap();
+    assert_eq!(run.stdout.lines().collect::<Vec<_>>(), expected.lines().collect::<Vec<_>>());
+}
+
 #[test]
 fn orders_enrich_joins_each_order_with_the_latest_customer_of_the_table() {
     let cache = tempfile::tempdir().unwrap();

@@ -158,6 +158,8 @@ fn router(supervisor: Supervisor, options: &Options) -> Router {
         .route("/v1/pipelines/{name}/dlq/replay", post(replay))
         .route("/v1/pipelines/{name}/state", get(query::state))
         .route("/v1/pipelines/{name}/state/{key}", get(query::state_key))
+        .route("/v1/pipelines/{name}/stages/{stage}/state", get(query::stage_state))
+        .route("/v1/pipelines/{name}/stages/{stage}/state/{key}", get(query::stage_state_key))
         .route("/v1/pipelines/{name}/tables/{table}", get(query::table))
         .route("/v1/pipelines/{name}/tables/{table}/{key}", get(query::table_key))
         .route("/v1/pipelines/{name}/instances", get(query::instances))

@@ -208,13 +208,25 @@ pub(super) async fn state_key(
 ) -> Response {
     let result = async {
         let Path((name, key)) = path.map_err(|e| bad(format!("bad key in the path: {}", e.body_text())))?;
-        let params = params(query)?;
-        if params.key_base64.is_some() {
-            return Err(bad("give the key in the path or as key_base64, not both"));
-        }
-        point(&api, &name, key.into_bytes(), &params, &uri, &headers).await
+        key_in_path(&api, &name, key, query, &uri, &headers).await
     };
     done(result.await)
+}
+
+/// A key given in the path (and not as `key_base64` too).
+async fn key_in_path(
+    api: &Api,
+    name: &str,
+    key: String,
+    query: Result<Query<Params>, QueryRejection>,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+) -> Result<Response, Refused> {
+    let params = params(query)?;
+    if params.key_base64.is_some() {
+        return Err(bad("give the key in the path or as key_base64, not both"));
+    }
+    point(api, name, key.into_bytes(), &params, uri, headers).await
 }
 
 pub(super) async fn state(
@@ -235,6 +247,49 @@ pub(super) async fn state(
         }
     };
     done(result.await)
+}
+
+/// Refuses a stage other than the one whose state queries read.
+fn the_query_stage(api: &Api, name: &str, stage: &str) -> Result<(), Refused> {
+    let q = stateful(api, name)?;
+    match q.stage() {
+        Some(queried) if queried == stage => Ok(()),
+        Some(queried) => Err(not_found(format!(
+            "queries of pipeline `{name}` read stage `{queried}`, its last stage that keeps state; the state of \
+             stage `{stage}` is not queryable"
+        ))),
+        None => Err(not_found(format!("pipeline `{name}` keeps no state"))),
+    }
+}
+
+/// `/stages/{stage}/state/{key}`: as `/state/{key}`, for the stage named.
+pub(super) async fn stage_state_key(
+    State(api): State<Api>,
+    path: Result<Path<(String, String, String)>, PathRejection>,
+    query: Result<Query<Params>, QueryRejection>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let Path((name, stage, key)) = path.map_err(|e| bad(format!("bad key in the path: {}", e.body_text())))?;
+        the_query_stage(&api, &name, &stage)?;
+        key_in_path(&api, &name, key, query, &uri, &headers).await
+    };
+    done(result.await)
+}
+
+/// `/stages/{stage}/state`: as `/state`, for the stage named.
+pub(super) async fn stage_state(
+    State(api): State<Api>,
+    Path((name, stage)): Path<(String, String)>,
+    query: Result<Query<Params>, QueryRejection>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = the_query_stage(&api, &name, &stage) {
+        return *refused;
+    }
+    state(State(api), Path(name), query, uri, headers).await
 }
 
 /// One key: read here, or forwarded to its owner.

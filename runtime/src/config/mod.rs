@@ -10,7 +10,7 @@
 //! [outputs]                              # names the module routes to, and their topics
 //! default = "word-counts"
 //!
-//! [module]
+//! [module]                             # or several [stages.<name>] (see `stages`)
 //! path = "word_count.wasm"
 //! config = { }                           # handed to the module's init
 //!
@@ -35,7 +35,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod pairs;
+mod stages;
 pub use pairs::parse_pairs;
+pub use stages::{repartition_topic, Route, StageConfig, StageRef, StageSpec};
 
 /// How consumed offsets are committed relative to the outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -142,7 +144,12 @@ pub struct PipelineConfig {
     /// records the module does not route.
     #[serde(default)]
     pub outputs: BTreeMap<String, String>,
-    pub module: ModuleConfig,
+    /// The module, for a pipeline of one stage; absent when `[stages]` are declared.
+    #[serde(default)]
+    pub module: Option<ModuleConfig>,
+    /// The stages of a pipeline of several modules, by name (see [`stages`]).
+    #[serde(default)]
+    pub stages: BTreeMap<String, StageConfig>,
     /// Tables the module looks up, by the name it uses.
     #[serde(default)]
     pub tables: BTreeMap<String, TableConfig>,
@@ -272,9 +279,10 @@ impl PipelineConfig {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read pipeline {}: {e}", path.display()))?;
         let mut config = Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        if config.module.path.is_relative() {
-            let base = path.parent().unwrap_or(Path::new("."));
-            config.module.path = base.join(&config.module.path);
+        let base = path.parent().unwrap_or(Path::new("."));
+        let modules = config.module.iter_mut().chain(config.stages.values_mut().map(|s| &mut s.module));
+        for module in modules.filter(|m| m.path.is_relative()) {
+            module.path = base.join(&module.path);
         }
         Ok(config)
     }
@@ -302,6 +310,7 @@ impl PipelineConfig {
             inputs,
             outputs: _,
             module,
+            stages,
             tables,
             guarantee,
             auto_offset_reset,
@@ -315,21 +324,28 @@ impl PipelineConfig {
             changelog,
             max_instances,
         } = self;
-        let ModuleConfig {
-            path: _,
-            name,
-            config: _,
-            memory_limit_mib: _,
-            deadline_ms: _,
-            fuel: _,
-            max_outputs_per_record: _,
-            max_output_bytes_per_batch: _,
-        } = module;
+        // Of a module, only its name (which names the state) needs a restart.
+        let name = |m: &Option<ModuleConfig>| {
+            m.as_ref().map(
+                |ModuleConfig {
+                     path: _,
+                     name,
+                     config: _,
+                     memory_limit_mib: _,
+                     deadline_ms: _,
+                     fuel: _,
+                     max_outputs_per_record: _,
+                     max_output_bytes_per_batch: _,
+                 }| name.clone(),
+            )
+        };
         [
             ("application_id", *application_id == next.application_id),
             ("bootstrap_servers", *bootstrap_servers == next.bootstrap_servers),
             ("inputs", *inputs == next.inputs),
-            ("module.name", *name == next.module.name),
+            ("module.name", name(module) == name(&next.module)),
+            // A change to the stage graph restarts; so, for now, does any change to a stage.
+            ("stages", *stages == next.stages),
             ("tables", *tables == next.tables),
             ("guarantee", *guarantee == next.guarantee),
             ("auto_offset_reset", *auto_offset_reset == next.auto_offset_reset),
@@ -357,7 +373,21 @@ impl PipelineConfig {
     /// The name of the processor's state (changelog topic, store folder): `[module] name`, or
     /// `state`.
     pub fn store_name(&self) -> &str {
-        self.module.name.as_deref().unwrap_or("state")
+        self.module.as_ref().and_then(|m| m.name.as_deref()).unwrap_or("state")
+    }
+
+    /// The one module of a pipeline without stages; an error naming the stages otherwise (what
+    /// takes one module, such as `weir deploy` for now, cannot run them).
+    pub fn single_module(&self) -> Result<&ModuleConfig, String> {
+        self.module.as_ref().ok_or_else(|| {
+            let names: Vec<&str> = self.stages.keys().map(String::as_str).collect();
+            format!(
+                "pipeline `{}` has stages ({}): `weir deploy` and `weir serve` run pipelines of one module \
+                 for now; run this one with `weir run` (it serves queries too, with --admin)",
+                self.application_id,
+                names.join(", ")
+            )
+        })
     }
 
     /// Refuses values that parse but make no sense, naming the key.
@@ -365,7 +395,7 @@ impl PipelineConfig {
         if !id_ok(&self.application_id) {
             return Err(format!("application_id `{}` {ID_RULE}", shown(&self.application_id)));
         }
-        if let Some(name) = &self.module.name {
+        if let Some(name) = self.module.as_ref().and_then(|m| m.name.as_ref()) {
             if !id_ok(name) {
                 return Err(format!("module.name `{}` {ID_RULE}", shown(name)));
             }
@@ -398,6 +428,7 @@ impl PipelineConfig {
         if self.batch_size == 0 {
             return Err("batch_size must be at least 1".into());
         }
+        self.check_stages()?;
         if self.errors.on_guest_error != OnGuestError::Stop && self.guarantee == Guarantee::AtMostOnce {
             return Err("errors.on_guest_error other than `stop` needs at-least-once or exactly-once: \
                  at-most-once has committed a batch before it fails, so it could not be replayed without the bad record"
@@ -552,13 +583,14 @@ mod test {
     fn a_new_module_its_config_limits_and_outputs_swap_in_place() {
         let running = minimal();
         let mut next = running.clone();
-        next.module.path = "m2.wasm".into();
-        next.module.config.insert("k".into(), "v".into());
-        next.module.memory_limit_mib = 1;
-        next.module.deadline_ms = 1;
-        next.module.fuel = Some(1);
-        next.module.max_outputs_per_record = 1;
-        next.module.max_output_bytes_per_batch = 1;
+        let module = next.module.as_mut().unwrap();
+        module.path = "m2.wasm".into();
+        module.config.insert("k".into(), "v".into());
+        module.memory_limit_mib = 1;
+        module.deadline_ms = 1;
+        module.fuel = Some(1);
+        module.max_outputs_per_record = 1;
+        module.max_output_bytes_per_batch = 1;
         next.outputs.insert("alerts".into(), "alerts".into());
         assert_eq!(running.needs_restart(&next), Vec::<&str>::new());
     }
@@ -569,7 +601,7 @@ mod test {
         let mut next = running.clone();
         next.inputs.push("more".into());
         next.guarantee = Guarantee::AtLeastOnce;
-        next.module.name = Some("other".into());
+        next.module.as_mut().unwrap().name = Some("other".into());
         next.kafka.insert("fetch.max.bytes".into(), "1000".into());
         next.state_dir = Some("/tmp/x".into());
         assert_eq!(running.needs_restart(&next), ["inputs", "module.name", "guarantee", "state_dir", "kafka"]);

@@ -79,9 +79,9 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The limits a pipeline file's `[module]` table (and `message.max.bytes`) set.
-    pub fn of(config: &crate::config::PipelineConfig) -> Self {
-        let m = &config.module;
+    /// The limits a module's table (`[module]`, or a stage's) and the pipeline's outputs and
+    /// `message.max.bytes` set.
+    pub fn of(m: &crate::config::ModuleConfig, config: &crate::config::PipelineConfig) -> Self {
         Limits {
             memory_limit: m.memory_limit_mib << 20,
             deadline: Duration::from_millis(m.deadline_ms),

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
-pub use crate::api::{PartitionSnapshot, Phase, RestoreProgress, Snapshot};
+pub use crate::api::{PartitionSnapshot, Phase, RestoreProgress, Snapshot, StageSnapshot};
 use crate::engine::Module;
 use crate::now_ms;
 use crate::query::Queryable;

@@ -24,6 +24,8 @@ pub const SOURCE_TOPIC: &str = "weir.source.topic";
 pub const SOURCE_PARTITION: &str = "weir.source.partition";
 pub const SOURCE_OFFSET: &str = "weir.source.offset";
 pub const DIGEST: &str = "weir.module.digest";
+/// The stage the record failed in, in a pipeline of several.
+pub const STAGE: &str = "weir.stage";
 pub const FAILED_AT: &str = "weir.failed.at";
 /// Set on a record `weir dlq replay` sent back: where in the dead-letter topic it came from.
 pub const REPLAYED_FROM: &str = "weir.replayed.from";
@@ -101,6 +103,7 @@ pub fn dead_letter<'a>(
     m: &'a BorrowedMessage<'a>,
     poison: &Poison,
     digest: &str,
+    stage: Option<&str>,
 ) -> BaseRecord<'a, [u8], [u8]> {
     let mut headers = OwnedHeaders::new();
     let mut renamed = Vec::new();
@@ -124,6 +127,9 @@ pub fn dead_letter<'a>(
         (FAILED_AT, at.as_str()),
     ] {
         headers = headers.insert(Header { key, value: Some(value.as_bytes()) });
+    }
+    if let Some(stage) = stage {
+        headers = headers.insert(Header { key: STAGE, value: Some(stage.as_bytes()) });
     }
     copy_of(topic, m, headers)
 }

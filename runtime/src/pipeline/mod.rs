@@ -18,6 +18,7 @@ mod progress;
 mod recovery;
 mod sink;
 mod source;
+mod stage;
 mod start;
 mod table_feed;
 mod task;
@@ -30,6 +31,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::Consumer as _;
 use rdkafka::message::Message as _;
 
+use crate::config::OffsetReset;
 pub use control::{channel, Command, Handle, Inbox, Phase, Prepared, Snapshot, SwapOutcome, View};
 use failure::Failure;
 use recovery::Retries;
@@ -89,7 +91,7 @@ impl Pipeline {
     /// Polls one batch and processes it.
     fn step(&mut self) -> Result<(), Failure> {
         if self.rewind_owed {
-            source::rewind(&self.consumer, self.work.config.auto_offset_reset)?;
+            source::rewind(&self.consumer, self.work.config.auto_offset_reset, self.work.stages.internal())?;
             self.rewind_owed = false;
         }
         let (consumer, work) = (&self.consumer, &mut self.work);
@@ -105,7 +107,7 @@ impl Pipeline {
         if work.shared.rebalanced.swap(false, Ordering::SeqCst) {
             // The revoke callback dropped the open work; what this poll returned may belong to
             // partitions that are no longer ours, and is read again by their owner.
-            work.tasks.close_all();
+            work.stages.close_all();
             work.poisoned.clear();
             work.view.update(|s| s.restored = false);
             return Ok(());
@@ -114,8 +116,12 @@ impl Pipeline {
             if work.paused {
                 consumer.pause(&consumer.assignment()?)?;
             }
-            let env = task::Env { config: &work.config, view: &work.view, metrics: &work.metrics };
-            work.tasks.open_assigned(&env, consumer, &work.layout)?;
+            work.stages.open_assigned(&work.view, &work.metrics, consumer)?;
+            if work.config.auto_offset_reset == OffsetReset::Latest && !work.stages.internal().is_empty() {
+                // The consumer's reset applies to every topic; a repartition topic is read from
+                // its start instead when nothing of it was committed.
+                source::rewind(consumer, OffsetReset::Latest, work.stages.internal())?;
+            }
             work.view.update(|s| s.restored = true);
             work.set_phase(work.settled_phase());
         }
@@ -123,7 +129,7 @@ impl Pipeline {
             // Fetched before the pause took hold: read again after the resume.
             return source::rewind_to(consumer, &messages);
         }
-        if work.tasks.module().uses_timers() && work.last_wall_clock.elapsed() >= WALL_CLOCK_TICK {
+        if work.stages.uses_timers() && work.last_wall_clock.elapsed() >= WALL_CLOCK_TICK {
             work.last_wall_clock = Instant::now();
             work.fire_wall_clock()?;
         }

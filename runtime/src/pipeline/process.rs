@@ -44,8 +44,10 @@ impl Work {
         let policy = self.config.errors.on_guest_error;
         match &self.dead_letter {
             Some(topic) => {
-                let digest = self.view.snapshot().digest.unwrap_or_else(|| self.tasks.module().name().to_owned());
-                send(self.txn.producer(), dead_letter::dead_letter(topic, m, poison, &digest))?;
+                let stage = self.stages.get(self.stages.reading(m.topic())?);
+                let digest = self.view.snapshot().digest.unwrap_or_else(|| stage.tasks.module().name().to_owned());
+                let named = (self.stages.len() > 1).then_some(stage.name.as_str());
+                send(self.txn.producer(), dead_letter::dead_letter(topic, m, poison, &digest, named))?;
                 self.view.update(|s| s.dead_lettered += 1);
             }
             None => {
@@ -77,12 +79,31 @@ impl Work {
             let pairs = headers.iter().flat_map(|h| h.iter()).map(|h| (h.key.as_bytes(), h.value.unwrap_or_default()));
             self.batch.push(m.offset(), m.timestamp().to_millis(), m.key(), m.payload(), pairs);
         }
-        let env = Env { config: &self.config, view: &self.view, metrics: &self.metrics };
-        let (outputs, fired) = self.tasks.task(&env, topic, partition)?.process(&self.batch, &self.metrics)?;
-        produce(self.txn.producer(), &self.config, &outputs, &Answering::Batch(&self.batch))?;
+        let i = self.stages.reading(topic)?;
+        let stage = self.stages.get_mut(i);
+        if !stage.warned_unkeyed && stage.tasks.module().uses_state() {
+            if let Some(m) = messages.iter().find(|m| m.key().is_none()) {
+                stage.warned_unkeyed = true;
+                let warning = format!(
+                    "stage `{}` keeps state per partition, but records of its input have no key (first: topic `{}` \
+                     partition {} offset {}): unkeyed records reach partitions at random, so one key's state may \
+                     be split over several partitions. Key them by the state's key in a stage before this one",
+                    stage.name,
+                    m.topic(),
+                    m.partition(),
+                    m.offset()
+                );
+                tracing::warn!(application = %self.config.application_id, "{warning}");
+                self.view.update(|s| s.notice = Some(warning));
+            }
+        }
+        let env = Env { config: &stage.config, view: &self.view, metrics: &self.metrics };
+        let (outputs, fired) = stage.tasks.task(&env, topic, partition)?.process(&self.batch, &self.metrics)?;
+        produce(self.txn.producer(), &stage.config, &outputs, &Answering::Batch(&self.batch))?;
         self.stats.produced += outputs.len() as u64;
         self.metrics.produced.inc_by(outputs.len() as u64);
-        self.produce_fired(&fired, partition)?;
+        let produced = outputs.len() as u64 + self.produce_fired(i, &fired, partition)?;
+        self.stages.count(i, messages.len() as u64, produced);
         self.consumed_through(topic, partition, messages.len() as u64, messages[messages.len() - 1].offset());
         Ok(())
     }
@@ -92,19 +113,30 @@ impl Work {
     /// something fired, so an idle pipeline commits nothing.
     pub(super) fn fire_wall_clock(&mut self) -> Result<(), Failure> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-        for (partition, fired) in self.tasks.fire_wall_clock(now, &self.metrics)? {
-            self.txn.begin()?;
-            self.produce_fired(&fired, partition)?;
+        for i in 0..self.stages.len() {
+            let stage = self.stages.get_mut(i);
+            if !stage.tasks.module().uses_timers() {
+                continue;
+            }
+            for (partition, fired) in stage.tasks.fire_wall_clock(now, &self.metrics)? {
+                self.txn.begin()?;
+                let produced = self.produce_fired(i, &fired, partition)?;
+                self.stages.count(i, 0, produced);
+            }
         }
         Ok(())
     }
 
-    fn produce_fired(&mut self, fired: &[Fired], partition: i32) -> Result<(), Failure> {
+    /// Produces what stage `i`'s timers made; how many outputs that was.
+    fn produce_fired(&mut self, i: usize, fired: &[Fired], partition: i32) -> Result<u64, Failure> {
+        let mut produced = 0;
         for f in fired {
-            produce(self.txn.producer(), &self.config, &f.outputs, &Answering::Timers(f, partition))?;
-            self.stats.produced += f.outputs.len() as u64;
-            self.metrics.produced.inc_by(f.outputs.len() as u64);
+            let config = &self.stages.get(i).config;
+            produce(self.txn.producer(), config, &f.outputs, &Answering::Timers(f, partition))?;
+            produced += f.outputs.len() as u64;
         }
-        Ok(())
+        self.stats.produced += produced;
+        self.metrics.produced.inc_by(produced);
+        Ok(produced)
     }
 }

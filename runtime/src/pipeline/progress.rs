@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::control::PartitionSnapshot;
+use super::control::{PartitionSnapshot, StageSnapshot};
 use super::work::{Stats, Work};
 use crate::config::PipelineConfig;
 use crate::kafka::Consumer;
@@ -61,14 +61,19 @@ impl Progress {
                 work.metrics.set_lag(&p.topic, p.partition, lag);
             }
         }
-        for (partition, bytes) in work.tasks.state_sizes() {
-            work.metrics.set_state_bytes(partition, bytes);
+        for (stage, partition, bytes) in work.stages.state_sizes() {
+            work.metrics.set_state_bytes(stage, partition, bytes);
         }
         let total_lag: Option<i64> = partitions.iter().map(|p| p.lag).sum();
         let committed = (stats.commits > 0).then(|| last_commit.elapsed().as_millis() as u64);
         work.view.update(|s| {
             (s.consumed, s.produced, s.rate_in, s.rate_out) = (stats.consumed, stats.produced, rate_in, rate_out);
             s.partitions = partitions;
+            s.stages = work
+                .stages
+                .counts()
+                .map(|(name, consumed, produced)| StageSnapshot { name: name.to_owned(), consumed, produced })
+                .collect();
             s.since_last_commit_ms = committed;
         });
         if self.terminal {

@@ -49,7 +49,7 @@ impl Pipeline {
     pub(super) fn failed(&mut self, failure: Failure, retries: &mut Retries) -> anyhow::Result<()> {
         let domain = failure.domain();
         if let Failure::Kafka(e) | Failure::ProducerLost(e) = &failure {
-            if let Some(changed) = self.work.layout.changed(&self.work.config) {
+            if let Some(changed) = self.work.stages.changed() {
                 return Err(self.fail(anyhow!("{changed} (the Kafka error was: {e:#})"), Domain::User));
             }
         }
@@ -127,6 +127,7 @@ impl Pipeline {
         if self.last_commit.elapsed() >= self.work.config.commit_interval() {
             self.commit_now()?;
         }
+        self.work.stages.trim_if_due();
         Ok(())
     }
 
@@ -149,12 +150,12 @@ impl Pipeline {
     /// offsets to Kafka as the guarantee says, then state to the local stores.
     pub(super) fn commit(&mut self) -> Result<(), Failure> {
         let work = &mut self.work;
-        if work.txn.is_empty() && work.tasks.idle() {
+        if work.txn.is_empty() && work.stages.idle() {
             return Ok(());
         }
-        work.tasks.write_changelog(work.txn.producer())?;
+        work.stages.write_changelog(work.txn.producer())?;
         let committed = work.txn.commit(&self.consumer, &mut work.health)?;
-        work.tasks.commit(work.txn.producer())?;
+        work.stages.commit(work.txn.producer(), &committed)?;
         work.view.queryable.committed(&committed);
         work.poisoned.committed(&committed);
         Ok(())
@@ -165,7 +166,7 @@ impl Pipeline {
     pub(super) fn recover(&mut self) {
         self.abandon();
         self.rewind_owed = true;
-        match source::rewind(&self.consumer, self.work.config.auto_offset_reset) {
+        match source::rewind(&self.consumer, self.work.config.auto_offset_reset, self.work.stages.internal()) {
             Ok(()) => self.rewind_owed = false,
             Err(e) => tracing::warn!(
                 "rewinding to the committed offsets failed: {e}; no record is processed before it is done"
@@ -178,6 +179,6 @@ impl Pipeline {
         if self.work.txn.abort() {
             self.work.metrics.aborted.inc();
         }
-        self.work.tasks.rollback();
+        self.work.stages.rollback();
     }
 }

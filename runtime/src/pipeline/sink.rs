@@ -59,7 +59,7 @@ pub(super) fn produce(
                 anyhow!(
                     "module `{}` routed a record (answering {}) to output `{name}`, \
                  which the pipeline does not configure (outputs: {})",
-                    config.module.path.display(),
+                    config.module.as_ref().map_or_else(|| config.store_name().into(), |m| m.path.display().to_string()),
                     answering.describe(o.source()),
                     if known.is_empty() { "none".to_owned() } else { known.join(", ") }
                 ),

@@ -79,8 +79,9 @@ pub(super) fn rewind_to(consumer: &Consumer, messages: &[BorrowedMessage<'_>]) -
     Ok(())
 }
 
-/// Seeks every assigned partition to its committed offset, or to the reset position.
-pub(super) fn rewind(consumer: &Consumer, reset: OffsetReset) -> Result<(), KafkaError> {
+/// Seeks every assigned partition to its committed offset, or to the reset position (the
+/// start, for the repartition topics in `internal`).
+pub(super) fn rewind(consumer: &Consumer, reset: OffsetReset, internal: &[String]) -> Result<(), KafkaError> {
     let assignment = consumer.assignment()?;
     let committed = consumer.committed_offsets(assignment, KAFKA_TIMEOUT)?;
     let reset = match reset {
@@ -91,6 +92,8 @@ pub(super) fn rewind(consumer: &Consumer, reset: OffsetReset) -> Result<(), Kafk
     for e in committed.elements() {
         let offset = match e.offset() {
             Offset::Offset(o) => Offset::Offset(o),
+            // What an earlier stage wrote is never skipped, whatever the inputs' reset.
+            _ if internal.iter().any(|t| t == e.topic()) => Offset::Beginning,
             _ => reset,
         };
         seek.add_partition_offset(e.topic(), e.partition(), offset)?;

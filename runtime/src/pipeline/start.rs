@@ -6,14 +6,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use anyhow::{anyhow, bail, Context as _};
+
 use super::control::{channel, Phase, View};
 use super::health::{await_kafka, Health};
+use super::stage::{Stage, Stages};
 use super::table_feed::TableFeed;
 use super::task::Tasks;
 use super::work::{Pipeline, Stats, Work};
 use super::{dead_letter, txn};
 use crate::changelog;
-use crate::config::PipelineConfig;
+use crate::config::{PipelineConfig, StageSpec};
 use crate::engine::{Engine, Limits, Module};
 use crate::kafka::{self, Shared};
 use crate::metrics::{Metrics, PipelineMetrics};
@@ -39,10 +42,14 @@ pub struct Attach {
 }
 
 impl Pipeline {
-    /// Loads the module the file names and connects to Kafka, reporting nowhere in particular
+    /// Loads the module of each stage and connects to Kafka, reporting nowhere in particular
     /// (the demo and the benchmarks).
     pub fn new(config: PipelineConfig, engine: &Engine) -> anyhow::Result<Self> {
-        let module = engine.load(&config.module.path)?;
+        let mut modules = Vec::new();
+        for stage in config.stages() {
+            let module = stage.config.single_module().map_err(|e| anyhow!(e))?;
+            modules.push(engine.load(&module.path)?);
+        }
         let (_, inbox) = channel(Arc::default());
         let attach = Attach {
             metrics: Metrics::new().pipeline(&config.application_id),
@@ -53,12 +60,21 @@ impl Pipeline {
             advertise: None,
             wait_for_kafka: false,
         };
-        Self::start(config, module, attach)
+        Self::start(config, modules, attach)
     }
 
-    /// Connects to Kafka with `module` (under the file's limits); nothing is consumed yet.
-    pub fn start(config: PipelineConfig, module: Module, attach: Attach) -> anyhow::Result<Self> {
-        let module = module.with_limits(Limits::of(&config))?;
+    /// Connects to Kafka with the module of each stage (`modules`, in the order of
+    /// [`PipelineConfig::stages`], under the file's limits); nothing is consumed yet.
+    pub fn start(config: PipelineConfig, modules: Vec<Module>, attach: Attach) -> anyhow::Result<Self> {
+        let specs = config.stages();
+        if specs.len() != modules.len() {
+            bail!(
+                "pipeline `{}` has {} stages, but {} modules were given",
+                config.application_id,
+                specs.len(),
+                modules.len()
+            );
+        }
         let view = attach.view;
         view.update(|s| {
             s.status = Phase::Starting;
@@ -66,38 +82,66 @@ impl Pipeline {
         });
         attach.metrics.set_status(Phase::Starting.as_str());
         await_kafka(&config, &view, attach.wait_for_kafka)?;
-        kafka::check_topics(&config)?;
+        ensure_repartition_topics(&config, &specs)?;
+        for spec in &specs {
+            kafka::check_topics(&spec.config)?;
+        }
         let dead_letter = config.dead_letter_topic();
         if let Some(topic) = &dead_letter {
             dead_letter::ensure_topic(&config, topic)?;
         }
-        let changelog = match module.uses_state() {
-            true => Some(changelog::ensure(&config, config.store_name())?),
-            false => None,
-        };
-        let layout = kafka::Layout { changelog: changelog.clone(), dead_letter: dead_letter.clone() };
-        let changelog = changelog.map(|(name, _)| name);
+        let mut limited = Vec::with_capacity(modules.len());
+        for (spec, module) in specs.iter().zip(modules) {
+            let limits = Limits::of(spec.config.single_module().map_err(|e| anyhow!(e))?, &spec.config);
+            limited.push(module.with_limits(limits)?);
+        }
+        let modules = limited;
+        // Queries read the last stage that keeps state.
+        let query_stage = modules.iter().rposition(Module::uses_state);
         // Tables are read to their end before the inputs are subscribed to.
         let tables = Tables::new(&TableSpec::of(&config));
         let table_feed = TableFeed::start(&config, &tables)?;
-        view.queryable.started(&config.instance(), tables.clone(), module.uses_state());
-        let membership = match (&attach.advertise, module.uses_state()) {
-            (Some(at), true) => Some(Publisher::start(&config, &at.url, at.key.clone(), view.queryable.clone())?),
+        view.queryable.started(&config.instance(), tables.clone(), query_stage.map(|i| specs[i].name.as_str()));
+        let membership = match (&attach.advertise, query_stage) {
+            (Some(at), Some(_)) => Some(Publisher::start(&config, &at.url, at.key.clone(), view.queryable.clone())?),
             _ => None,
         };
+        let mut stages = Vec::with_capacity(specs.len());
+        let mut changelogs = Vec::new();
+        for (i, (spec, module)) in specs.into_iter().zip(modules).enumerate() {
+            let changelog = match module.uses_state() {
+                true => Some(changelog::ensure(&spec.config, spec.config.store_name())?),
+                false => None,
+            };
+            changelogs.extend(changelog.iter().map(|(name, _)| name.clone()));
+            let layout = kafka::Layout { changelog: changelog.clone(), dead_letter: dead_letter.clone() };
+            tracing::info!(
+                application = %config.application_id, stage = %spec.name, inputs = ?spec.config.inputs,
+                module = %module.name(), "stage ready"
+            );
+            let tasks = Tasks::new(module, changelog.map(|(name, _)| name), tables.clone(), query_stage == Some(i));
+            stages.push(Stage { name: spec.name, config: spec.config, tasks, layout, warned_unkeyed: false });
+        }
+        let repartitions: Vec<String> =
+            config.stages().into_iter().filter_map(|s| s.repartition.map(|r| r.0)).collect();
+        let trim = match repartitions.is_empty() {
+            true => None,
+            false => Some((kafka::base(&config).create().context("cannot create a Kafka admin client")?, repartitions)),
+        };
+        let stages = Stages::new(stages, trim);
         let shared = Shared::new(view.queryable.clone());
-        let producer = kafka::producer(&config, changelog.as_deref())?;
+        let producer = kafka::producer(&config, &changelogs)?;
         shared.set_producer(producer.clone());
-        let consumer = kafka::consumer(&config, shared.clone())?;
+        let consumer = kafka::consumer(&config, &stages.inputs(), shared.clone())?;
         tracing::info!(
             application = %config.application_id, instance = %config.instance(), guarantee = ?config.guarantee,
-            inputs = ?config.inputs, module = %module.name(), store = config.store_name(), "pipeline started"
+            inputs = ?config.inputs, stages = stages.len(), "pipeline started"
         );
-        let txn = txn::for_guarantee(&config, changelog.clone(), shared.clone(), producer, view.clone());
+        let txn = txn::for_guarantee(&config, changelogs, shared.clone(), producer, view.clone());
         let work = Work {
             health: Health::new(view.clone(), &config),
             config,
-            tasks: Tasks::new(module, changelog, tables),
+            stages,
             txn,
             shared,
             table_feed,
@@ -110,7 +154,6 @@ impl Pipeline {
             paused: false,
             poisoned: dead_letter::Poisoned::default(),
             dead_letter,
-            layout,
         };
         Ok(Self {
             consumer,
@@ -123,4 +166,31 @@ impl Pipeline {
             _membership: membership,
         })
     }
+}
+
+/// Creates the repartition topic of every stage that stages lead to: as many partitions as the
+/// stage says, else as the widest input of the stages that read topics. Settings as Kafka
+/// Streams gives its own: kept until weir deletes what was consumed (see [`super::stage`]).
+fn ensure_repartition_topics(config: &PipelineConfig, specs: &[StageSpec]) -> anyhow::Result<()> {
+    let mut widest = None;
+    for spec in specs.iter().filter(|s| s.repartition.is_none()) {
+        kafka::check_inputs(&spec.config)?;
+        widest = widest.max(kafka::widest_input(&spec.config, kafka::KAFKA_TIMEOUT));
+    }
+    for spec in specs {
+        let Some((topic, partitions)) = &spec.repartition else { continue };
+        let partitions =
+            partitions.or(widest).ok_or_else(|| anyhow!("cannot tell how many partitions the inputs have"))?;
+        let spec = kafka::TopicSpec {
+            replication_factor: config.changelog.replication_factor,
+            min_insync_replicas: config.changelog.min_insync_replicas,
+            settings: &[("retention.ms", "-1"), ("segment.bytes", "52428800")],
+            ..kafka::TopicSpec::new("repartition", partitions, false, true)
+        };
+        kafka::ensure_topic(config, topic, spec).context(
+            "a stage's state is kept per partition of its repartition topic, so an existing one must keep its \
+             partition count (to change it, run the pipeline as a new application, another application_id)",
+        )?;
+    }
+    Ok(())
 }

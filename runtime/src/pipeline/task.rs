@@ -62,12 +62,14 @@ pub(super) struct Tasks {
     tables: Tables,
     /// The committed offsets of the assignment, as it began (what a newly opened store reflects).
     positions: Positions,
+    /// Whether queries read these tasks' stores (the pipeline's query stage).
+    queryable: bool,
     open: HashMap<i32, Task>,
 }
 
 impl Tasks {
-    pub fn new(module: Module, changelog: Option<String>, tables: Tables) -> Self {
-        Self { module, changelog, tables, positions: Positions::new(), open: HashMap::new() }
+    pub fn new(module: Module, changelog: Option<String>, tables: Tables, queryable: bool) -> Self {
+        Self { module, changelog, tables, positions: Positions::new(), queryable, open: HashMap::new() }
     }
 
     pub fn module(&self) -> &Module {
@@ -93,6 +95,7 @@ impl Tasks {
             changelog: self.changelog.as_deref(),
             tables: &self.tables,
             positions: &self.positions,
+            queryable: self.queryable,
             env,
         };
         // A module that does not load or start is the user's; a store or a restore that fails, the
@@ -105,12 +108,16 @@ impl Tasks {
         Ok(())
     }
 
-    /// Opens the task of every assigned partition that has none, all at once so that their
-    /// stores are restored together; first checks that no input gained partitions (keys would
-    /// move away from their state).
+    /// Opens the task of every assigned partition of this stage's inputs that has none, all at
+    /// once so that their stores are restored together; first checks that no input gained
+    /// partitions (keys would move away from their state).
     pub fn open_assigned(&mut self, env: &Env<'_>, consumer: &Consumer, layout: &kafka::Layout) -> Result<(), Failure> {
-        env.metrics.clear_partitions();
-        let assignment = consumer.assignment()?;
+        let mut assignment = rdkafka::TopicPartitionList::new();
+        for e in consumer.assignment()?.elements() {
+            if env.config.inputs.iter().any(|i| i == e.topic()) {
+                assignment.add_partition(e.topic(), e.partition());
+            }
+        }
         if self.module.uses_state() {
             self.positions = consumer
                 .committed_offsets(assignment.clone(), KAFKA_TIMEOUT)?
@@ -136,7 +143,9 @@ impl Tasks {
         if !wanted.is_empty() {
             self.open_partitions(env, &wanted)?;
         }
-        env.view.queryable.settle(partitions);
+        if self.queryable {
+            env.view.queryable.settle(partitions);
+        }
         Ok(())
     }
 
@@ -181,7 +190,7 @@ impl Tasks {
     /// offset they reach as the store's checkpoint.
     pub fn commit(&mut self, producer: &Producer) -> Result<(), Failure> {
         for (partition, task) in self.open.iter_mut() {
-            let checkpoint = producer.context().take_changelog_end(*partition);
+            let checkpoint = self.changelog.as_ref().and_then(|t| producer.context().take_changelog_end(t, *partition));
             task.instance
                 .commit_at(checkpoint)
                 .map_err(|e| Failure::Fatal(anyhow!("state commit failed: {e}"), Domain::External))?;
@@ -253,6 +262,7 @@ struct Opener<'a> {
     changelog: Option<&'a str>,
     tables: &'a Tables,
     positions: &'a Positions,
+    queryable: bool,
     env: &'a Env<'a>,
 }
 
@@ -269,14 +279,14 @@ impl Opener<'_> {
         if let Some(changelog) = self.changelog {
             self.restore(changelog, wanted, &mut stores)?;
         }
-        let module_config: Vec<(String, String)> = config.module.config.clone().into_iter().collect();
+        let module_config: Vec<(String, String)> = config.module.iter().flat_map(|m| m.config.clone()).collect();
         let mut opened = Vec::with_capacity(wanted.len());
         for ((topic, partition), store) in wanted.iter().zip(stores) {
             let partition = *partition;
             let reader = store.reader();
             let mut instance = self.module.instantiate(topic, partition, store, &module_config)?;
             instance.set_tables(TableView { tables: self.tables.clone(), partition });
-            if self.module.uses_state() {
+            if self.module.uses_state() && self.queryable {
                 let positions = self.positions.iter().filter(|((_, p), _)| *p == partition);
                 self.env.view.queryable.open(partition, reader, positions.map(|(k, v)| (k.clone(), *v)).collect());
             }

@@ -79,13 +79,13 @@ pub(super) trait Transaction: Send {
 /// The transaction of `config`'s guarantee, over `producer`.
 pub(super) fn for_guarantee(
     config: &PipelineConfig,
-    changelog: Option<String>,
+    changelogs: Vec<String>,
     shared: Arc<Shared>,
     producer: Arc<Producer>,
     view: Arc<View>,
 ) -> Box<dyn Transaction> {
     match config.guarantee {
-        Guarantee::ExactlyOnce => Box::new(ExactlyOnce { config: config.clone(), changelog, shared, producer, view }),
+        Guarantee::ExactlyOnce => Box::new(ExactlyOnce { config: config.clone(), changelogs, shared, producer, view }),
         Guarantee::AtLeastOnce => Box::new(AtLeastOnce { shared, producer }),
         Guarantee::AtMostOnce => Box::new(AtMostOnce { shared, producer }),
     }
@@ -95,7 +95,8 @@ pub(super) fn for_guarantee(
 pub(super) struct ExactlyOnce {
     /// What a new producer is made from (the transactional id), and the timeout it runs under.
     config: PipelineConfig,
-    changelog: Option<String>,
+    /// Every stage's changelog.
+    changelogs: Vec<String>,
     shared: Arc<Shared>,
     producer: Arc<Producer>,
     view: Arc<View>,
@@ -106,7 +107,7 @@ impl ExactlyOnce {
     /// transactional id, whose start aborts whatever the old one left open.
     fn renew_producer(&mut self) -> Result<(), Failure> {
         tracing::info!(application = %self.config.application_id, "starting a new transactional producer");
-        self.producer = kafka::producer(&self.config, self.changelog.as_deref()).map_err(Failure::Kafka)?;
+        self.producer = kafka::producer(&self.config, &self.changelogs).map_err(Failure::Kafka)?;
         self.shared.set_producer(self.producer.clone());
         Ok(())
     }

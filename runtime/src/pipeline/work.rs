@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use super::control::{Phase, Prepared, SwapOutcome, View};
 use super::dead_letter::Poisoned;
 use super::health::Health;
+use super::stage::Stages;
 use super::table_feed::TableFeed;
-use super::task::Tasks;
 use super::txn::Transaction;
 use crate::config::PipelineConfig;
-use crate::kafka::{self, Consumer, Shared};
+use crate::kafka::{Consumer, Shared};
 use crate::metrics::PipelineMetrics;
 use crate::query::membership::Publisher;
 use crate::record::Batch;
@@ -39,8 +39,9 @@ pub struct Pipeline {
 /// Everything that processes what the consumer returns (apart from the consumer, so that the
 /// borrowed messages and the work can be used together).
 pub(super) struct Work {
+    /// The pipeline file (what each stage sees of it is in its stage).
     pub(super) config: PipelineConfig,
-    pub(super) tasks: Tasks,
+    pub(super) stages: Stages,
     pub(super) txn: Box<dyn Transaction>,
     /// What the rebalance callback tells the loop.
     pub(super) shared: Arc<Shared>,
@@ -58,8 +59,6 @@ pub(super) struct Work {
     pub(super) poisoned: Poisoned,
     /// Where set-aside records go, under `dead-letter`.
     pub(super) dead_letter: Option<String>,
-    /// The topics as they were at start, to tell when one changes underneath the pipeline.
-    pub(super) layout: kafka::Layout,
 }
 
 impl Work {
@@ -86,11 +85,16 @@ impl Work {
         }
     }
 
-    /// Swaps every task's guest for the prepared module, and says how it went.
+    /// Swaps every task's guest for the prepared module, and says how it went. Only a pipeline
+    /// of one stage takes a swap (`weir serve` runs no others yet).
     pub(super) fn swap(&mut self, prepared: Prepared) -> SwapOutcome {
-        let running: Vec<(String, String)> = self.config.module.config.clone().into_iter().collect();
         let version = prepared.version;
-        if let Err(reason) = self.tasks.swap(&prepared, &running) {
+        if self.stages.len() != 1 {
+            return SwapOutcome::RolledBack("a pipeline of several stages cannot swap one module".into());
+        }
+        let stage = self.stages.get_mut(0);
+        let running: Vec<(String, String)> = stage.config.module.iter().flat_map(|m| m.config.clone()).collect();
+        if let Err(reason) = stage.tasks.swap(&prepared, &running) {
             tracing::warn!(application = %self.config.application_id, version, "swap refused: {reason}");
             let notice = format!("the swap to version {version} was refused: {reason}");
             self.view.update(|s| s.notice = Some(notice));
@@ -98,9 +102,15 @@ impl Work {
         }
         tracing::info!(
             application = %self.config.application_id, version, digest = %prepared.digest,
-            partitions = self.tasks.len(), "swapped the module at a commit boundary"
+            partitions = stage.tasks.len(), "swapped the module at a commit boundary"
         );
-        self.config.module.config = prepared.config.into_iter().collect();
+        if let Some(module) = &mut stage.config.module {
+            module.config = prepared.config.into_iter().collect();
+        }
+        stage.config.outputs = prepared.outputs.clone();
+        if let Some(module) = &mut self.config.module {
+            module.config = stage.config.module.iter().flat_map(|m| m.config.clone()).collect();
+        }
         self.config.outputs = prepared.outputs;
         self.view.update(|s| {
             (s.version, s.digest) = (Some(version), Some(prepared.digest));

@@ -62,6 +62,8 @@ struct Local {
     tables: Option<Tables>,
     /// Whether the module keeps state at all.
     keeps_state: bool,
+    /// The stage whose state queries read (the pipeline's last stage that keeps state).
+    stage: Option<String>,
 }
 
 impl Local {
@@ -189,12 +191,14 @@ impl Queryable {
 
     // What the pipeline loop calls.
 
-    /// The pipeline started: its instance id, its tables, and whether its module keeps state.
-    pub fn started(&self, instance: &str, tables: Tables, keeps_state: bool) {
+    /// The pipeline started: its instance id, its tables, and the stage whose state queries
+    /// read (none when no stage keeps state).
+    pub fn started(&self, instance: &str, tables: Tables, stage: Option<&str>) {
         *self.instance.write().unwrap_or_else(PoisonError::into_inner) = Some(instance.to_owned());
         let mut local = self.local_mut();
         local.tables = Some(tables);
-        local.keeps_state = keeps_state;
+        local.keeps_state = stage.is_some();
+        local.stage = stage.map(str::to_owned);
         local.closed = None;
     }
 
@@ -288,6 +292,11 @@ impl Queryable {
     /// The partitions this instance reads now (none while it rebalances).
     pub fn owned(&self) -> Vec<i32> {
         self.local().open()
+    }
+
+    /// The stage whose state queries read.
+    pub fn stage(&self) -> Option<String> {
+        self.local().stage.clone()
     }
 
     pub fn keeps_state(&self) -> bool {
@@ -390,7 +399,7 @@ mod test {
     #[test]
     fn a_range_merges_partitions_in_key_order_and_continues_after_the_cursor() {
         let q = Queryable::default();
-        q.started("a", Tables::default(), true);
+        q.started("a", Tables::default(), Some("state"));
         let (s0, s1) = (store(&[(b"a", "1"), (b"c", "3"), (b"e", "5")]), store(&[(b"b", "2"), (b"d", "4")]));
         q.open(0, s0.reader(), Positions::new());
         q.open(1, s1.reader(), Positions::new());
@@ -404,7 +413,7 @@ mod test {
     #[test]
     fn timer_keys_are_never_shown_and_keys_past_them_are() {
         let q = Queryable::default();
-        q.started("a", Tables::default(), true);
+        q.started("a", Tables::default(), Some("state"));
         let timer = [RESERVED, b"timer/1"].concat();
         let past: &[u8] = b"\xff\xffz";
         let s = store(&[(b"w", "1"), (&timer, "t"), (past, "2")]);
@@ -426,7 +435,7 @@ mod test {
     #[test]
     fn a_revoked_pipeline_reads_nothing_and_names_no_owner() {
         let q = Queryable::default();
-        q.started("a", Tables::default(), true);
+        q.started("a", Tables::default(), Some("state"));
         q.open(0, store(&[(b"k", "v")]).reader(), Positions::new());
         q.settle(1);
         assert_eq!(q.owner(0), Owner::Here);

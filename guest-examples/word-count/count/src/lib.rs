@@ -1,5 +1,9 @@
 //! Counts words across all records; for every word seen, emits the word as key and its
 //! running count as value.
+//!
+//! Its counts are kept per input partition, so they are right when every occurrence of a word
+//! arrives in one partition: input keyed by word, or the `split` stage before it, as in
+//! `../pipeline.toml`.
 use weir_sdk::{processor, state, Error, Output, Record};
 
 #[processor]
