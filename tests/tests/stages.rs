@@ -213,3 +213,24 @@ fn a_stateful_module_reading_unkeyed_records_is_warned_about_in_the_status() {
     weir.stop();
     assert!(notice.contains("have no key") && notice.contains(&s.input), "{notice}");
 }
+
+#[test]
+fn weir_serve_refuses_a_pipeline_of_stages_saying_to_run_it_with_weir_run() {
+    let s = setup(BIN, 1);
+    let app = unique("stages-serve");
+    let pipeline = word_count(&s, &app, "");
+    let sidecar = weir_tests::serve::Sidecar::new(std::path::Path::new(BIN));
+    let server = sidecar.serve(&[]);
+    let refused = server.cli(&["deploy", &pipeline.to_string_lossy()]);
+    assert!(refused.failure().contains("has stages") && refused.failure().contains("weir run"), "{refused:?}");
+    // The API itself, past the CLI, refuses it too.
+    let body = serde_json::json!({
+        "pipeline": std::fs::read_to_string(&pipeline).unwrap(),
+        "module": { "name": "split.wasm", "base64": "AA==" },
+    });
+    let token = std::fs::read_to_string(server.token_file()).unwrap();
+    let (status, answer) = server.send("PUT", &format!("/v1/pipelines/{app}"), Some(&body), Some(token.trim()));
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.to_string().contains("has stages"), "{answer}");
+    server.stop();
+}
