@@ -183,8 +183,12 @@ impl std::str::FromStr for PipelineAction {
 pub struct DeployRequest {
     /// The pipeline file's text.
     pub pipeline: String,
-    /// The module; absent keeps the live one (a change of the file alone).
+    /// The module of a pipeline of one module; absent keeps the live one (a change of the file
+    /// alone).
     pub module: Option<ModuleUpload>,
+    /// The modules of a pipeline of stages, by stage name; a stage left out keeps its live one.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub stages: std::collections::BTreeMap<String, ModuleUpload>,
 }
 
 /// A module in a deploy: its file name and its bytes in base64.

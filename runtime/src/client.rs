@@ -105,16 +105,20 @@ impl Client {
     pub fn deploy(&self, pipeline: &Path) -> anyhow::Result<Deployed> {
         let config = PipelineConfig::load(pipeline)?;
         let text = std::fs::read_to_string(pipeline)?;
-        let path = &config.single_module().map_err(|e| anyhow::anyhow!("{}: {e}", pipeline.display()))?.path;
-        let module = std::fs::read(path).with_context(|| format!("cannot read the module {}", path.display()))?;
-        let file_name = path.file_name().map_or("module.wasm".into(), |n| n.to_string_lossy());
-        let body = DeployRequest {
-            pipeline: text,
-            module: Some(ModuleUpload {
-                name: file_name.into_owned(),
-                base64: base64::engine::general_purpose::STANDARD.encode(&module),
-            }),
+        let upload = |path: &Path| -> anyhow::Result<ModuleUpload> {
+            let bytes = std::fs::read(path).with_context(|| format!("cannot read the module {}", path.display()))?;
+            let name = path.file_name().map_or("module.wasm".into(), |n| n.to_string_lossy()).into_owned();
+            Ok(ModuleUpload { name, base64: base64::engine::general_purpose::STANDARD.encode(&bytes) })
         };
+        let mut body = DeployRequest { pipeline: text, module: None, stages: Default::default() };
+        match &config.module {
+            Some(module) => body.module = Some(upload(&module.path)?),
+            None => {
+                for (stage, s) in &config.stages {
+                    body.stages.insert(stage.clone(), upload(&s.module.path)?);
+                }
+            }
+        }
         self.call("PUT", &format!("/v1/pipelines/{}", config.application_id), Some(&body))
     }
 

@@ -33,6 +33,44 @@ pub struct Version {
     pub pipeline: String,
     /// When it was deployed, ms since the epoch.
     pub deployed_at: u64,
+    /// For a pipeline of stages, each stage's module by stage name; `digest` is then the digest
+    /// of them all ([`stages_digest`]) and `module_name` says how many there are.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub stages: std::collections::BTreeMap<String, StageModule>,
+}
+
+/// One stage's module in a [`Version`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StageModule {
+    /// SHA-256 of the module, hex.
+    pub digest: String,
+    /// Its file name as deployed.
+    pub module_name: String,
+}
+
+impl Version {
+    /// The digest of every module file this version runs.
+    pub fn digests(&self) -> Vec<&str> {
+        match self.stages.is_empty() {
+            true => vec![self.digest.as_str()],
+            false => self.stages.values().map(|m| m.digest.as_str()).collect(),
+        }
+    }
+
+    /// The module (digest, file name) of `stage`, or of the one module of a pipeline without
+    /// stages.
+    pub fn module_of(&self, stage: &str) -> Option<(&str, &str)> {
+        match self.stages.is_empty() {
+            true => Some((&self.digest, &self.module_name)),
+            false => self.stages.get(stage).map(|m| (m.digest.as_str(), m.module_name.as_str())),
+        }
+    }
+}
+
+/// The digest of a version of stages: SHA-256 over each stage's name and module digest.
+pub fn stages_digest(stages: &std::collections::BTreeMap<String, StageModule>) -> String {
+    let text: String = stages.iter().map(|(name, m)| format!("{name} {}\n", m.digest)).collect();
+    digest(text.as_bytes())
 }
 
 /// A pipeline as the data dir records it.
@@ -307,8 +345,11 @@ impl DataDir {
             // What an unreadable file refers to is unknown: keep every module until it is mended.
             return Ok(());
         }
-        let kept: std::collections::HashSet<String> =
-            deployments.iter().flat_map(|d| d.versions.iter().map(|v| format!("{}.wasm", v.digest))).collect();
+        let kept: std::collections::HashSet<String> = deployments
+            .iter()
+            .flat_map(|d| d.versions.iter().flat_map(Version::digests))
+            .map(|d| format!("{d}.wasm"))
+            .collect();
         let dir = self.root.join("modules");
         for entry in std::fs::read_dir(&dir).map_err(|e| io("cannot read", &dir, e))?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -355,6 +396,7 @@ mod test {
             module_name: "m".into(),
             pipeline: String::new(),
             deployed_at: 0,
+            stages: Default::default(),
         }
     }
 

@@ -18,13 +18,15 @@ use std::time::Duration;
 use crate::api::Action;
 pub use crate::api::{Deployed, NotReady, Status};
 use crate::config::PipelineConfig;
-use crate::datadir::{DataDir, Deployment, Version};
+use crate::datadir::{DataDir, Deployment, StageModule, Version};
 use crate::engine::{Engine, Module};
 use crate::error::{Domain, LoadError};
 use crate::metrics::{Metrics, PipelineMetrics};
 use crate::now_ms;
 use crate::pipeline::control::Phase;
-use crate::pipeline::{channel, Attach, Command, Handle, Pipeline, Prepared, Snapshot, Stats, SwapOutcome};
+use crate::pipeline::{
+    channel, Attach, Command, Handle, Pipeline, Prepared, PreparedStage, Snapshot, Stats, SwapOutcome,
+};
 use crate::query::Queryable;
 use crate::state::MemoryStore;
 
@@ -78,6 +80,14 @@ impl std::fmt::Display for Refusal {
 pub struct Upload {
     pub file_name: String,
     pub bytes: Vec<u8>,
+}
+
+/// What a deploy uploads: the module of a pipeline without stages, or modules by stage name.
+/// What is not uploaded is kept from the live version.
+#[derive(Default)]
+pub struct Uploads {
+    pub module: Option<Upload>,
+    pub stages: BTreeMap<String, Upload>,
 }
 
 /// One pipeline's slot: the handle of its loop, and what it was started from.
@@ -214,8 +224,8 @@ impl Supervisor {
         }
         for deployment in &deployments {
             let _changes = self.changes(&deployment.name);
-            let started = self.live_config(deployment).and_then(|(config, module)| {
-                self.start(config, module, deployment.clone(), deployment.paused).map_err(|e| e.message)
+            let started = self.live_config(deployment).and_then(|(config, modules)| {
+                self.start(config, modules, deployment.clone(), deployment.paused).map_err(|e| e.message)
             });
             if let Err(e) = started {
                 // Kept as a failed pipeline with its error, so the rest of the sidecar runs.
@@ -226,14 +236,14 @@ impl Supervisor {
         Ok(deployments.len() + unreadable.len())
     }
 
-    /// The live version's config and module, from the data dir.
-    fn live_config(&self, deployment: &Deployment) -> Result<(PipelineConfig, Module), String> {
+    /// The live version's config and modules, from the data dir.
+    fn live_config(&self, deployment: &Deployment) -> Result<(PipelineConfig, Vec<Module>), String> {
         let data = self.inner.data.as_ref().ok_or("no data dir")?;
         let live = deployment.live().ok_or_else(|| format!("live version {} is not kept", deployment.live))?;
-        let config = self.resolve(&live.pipeline, &live.digest).map_err(|e| e.message)?;
-        let bytes = data.module(&live.digest).map_err(|e| format!("{e:#}"))?;
-        let module = self.load(&deployment.name, live, &bytes, &config).map_err(|e| e.message)?;
-        Ok((config, module))
+        let config = self.resolve(&live.pipeline, live).map_err(|e| e.message)?;
+        let stored = |digest: &str| data.module(digest).map_err(Refusal::internal);
+        let modules = self.load(&deployment.name, live, &stored, &config).map_err(|e| e.message)?;
+        Ok((config, modules))
     }
 
     /// A slot for a pipeline that could not even start, so it shows as failed.
@@ -247,23 +257,28 @@ impl Supervisor {
         });
         let metrics = self.inner.metrics.pipeline(&deployment.name);
         metrics.set_status(Phase::Failed.as_str());
-        let config = deployment.live().and_then(|v| self.resolve(&v.pipeline, &v.digest).ok());
+        let config = deployment.live().and_then(|v| self.resolve(&v.pipeline, v).ok());
         let slot = Slot { handle, thread: None, metrics, config, deployment: deployment.clone(), reserved: 0 };
         self.pipelines().insert(deployment.name.clone(), slot);
     }
 
-    /// Parses a pipeline file for the data dir: the module is the stored one, and state lives
-    /// under the data dir unless the file says where.
-    fn resolve(&self, text: &str, digest: &str) -> Result<PipelineConfig, Refusal> {
+    /// Parses a pipeline file of `version` for the data dir: each module is the stored one, and
+    /// state lives under the data dir unless the file says where.
+    fn resolve(&self, text: &str, version: &Version) -> Result<PipelineConfig, Refusal> {
         let mut config = PipelineConfig::parse(text).map_err(|e| Refusal::user(format!("pipeline file: {e}")))?;
         if config.instance_id.is_none() {
             config.instance_id = self.site().instance_id;
         }
-        config.single_module().map_err(Refusal::user)?;
-        if let (Some(data), Some(module)) = (&self.inner.data, &mut config.module) {
-            module.path = data.module_path(digest);
-        }
         if let Some(data) = &self.inner.data {
+            if let Some(module) = &mut config.module {
+                module.path = data.module_path(&version.digest);
+            }
+            for (name, stage) in &mut config.stages {
+                let (digest, _) = version.module_of(name).ok_or_else(|| {
+                    Refusal::user(format!("stage `{name}` has no module in version {}", version.version))
+                })?;
+                stage.module.path = data.module_path(digest);
+            }
             match &config.state_dir {
                 None => config.state_dir = Some(data.state_dir()),
                 Some(dir) => data.confine(dir).map_err(Refusal::user)?,
@@ -272,28 +287,45 @@ impl Supervisor {
         Ok(config)
     }
 
-    /// Loads, links and tries a module: instantiated over an empty store with the pipeline's
-    /// config, `init` included. Nothing running is touched.
-    fn load(&self, name: &str, version: &Version, bytes: &[u8], config: &PipelineConfig) -> Result<Module, Refusal> {
-        let shown = format!("{} (pipeline `{name}` version {})", version.module_name, version.version);
-        let stem = std::path::Path::new(&version.module_name)
-            .file_stem()
-            .map_or_else(|| "processor".to_owned(), |s| s.to_string_lossy().into_owned());
-        let module = self.inner.engine.load_bytes(&stem, &shown, bytes).map_err(Refusal::load)?;
-        let module_config = config.single_module().map_err(Refusal::user)?;
-        let limits = crate::engine::Limits::of(module_config, config);
-        let module = module.with_limits(limits).map_err(Refusal::load)?;
-        let module_config: Vec<(String, String)> = module_config.config.clone().into_iter().collect();
-        let topic = config.inputs.first().map_or("", String::as_str);
-        module.instantiate(topic, 0, Box::new(MemoryStore::new()), &module_config).map_err(Refusal::load)?;
-        Ok(module)
+    /// Loads, links and tries the module of every stage of `version` (bytes by digest from
+    /// `bytes`): each instantiated over an empty store with its stage's config, `init`
+    /// included. Nothing running is touched. The modules are in the order of the stages.
+    fn load(
+        &self,
+        name: &str,
+        version: &Version,
+        bytes: &dyn Fn(&str) -> Result<Vec<u8>, Refusal>,
+        config: &PipelineConfig,
+    ) -> Result<Vec<Module>, Refusal> {
+        let mut modules = Vec::new();
+        for stage in config.stages() {
+            let (digest, file_name) = version.module_of(&stage.name).ok_or_else(|| {
+                Refusal::user(format!("stage `{}` has no module in version {}", stage.name, version.version))
+            })?;
+            let shown = match config.has_stages() {
+                true => format!("{file_name} (pipeline `{name}` stage `{}` version {})", stage.name, version.version),
+                false => format!("{file_name} (pipeline `{name}` version {})", version.version),
+            };
+            let stem = std::path::Path::new(file_name)
+                .file_stem()
+                .map_or_else(|| "processor".to_owned(), |s| s.to_string_lossy().into_owned());
+            let module = self.inner.engine.load_bytes(&stem, &shown, &bytes(digest)?).map_err(Refusal::load)?;
+            let module_config = stage.config.single_module().map_err(Refusal::user)?;
+            let limits = crate::engine::Limits::of(module_config, &stage.config);
+            let module = module.with_limits(limits).map_err(Refusal::load)?;
+            let pairs: Vec<(String, String)> = module_config.config.clone().into_iter().collect();
+            let topic = stage.config.inputs.first().map_or("", String::as_str);
+            module.instantiate(topic, 0, Box::new(MemoryStore::new()), &pairs).map_err(Refusal::load)?;
+            modules.push(module);
+        }
+        Ok(modules)
     }
 
     /// Starts a pipeline thread and records its slot.
     fn start(
         &self,
         config: PipelineConfig,
-        module: Module,
+        modules: Vec<Module>,
         deployment: Deployment,
         paused: bool,
     ) -> Result<(), Refusal> {
@@ -316,7 +348,7 @@ impl Supervisor {
         let thread_metrics = metrics.clone();
         let thread = std::thread::Builder::new()
             .name(format!("weir-{name}"))
-            .spawn(move || run_pipeline(thread_config, vec![module], attach, &inbox, None, &thread_metrics))
+            .spawn(move || run_pipeline(thread_config, modules, attach, &inbox, None, &thread_metrics))
             .map_err(Refusal::internal)?;
         let slot = Slot { handle, thread: Some(thread), metrics, config: Some(config), deployment, reserved };
         // Stopped once the map is unlocked: a stop waits for the old loop's last commit.
@@ -330,7 +362,7 @@ impl Supervisor {
     /// Deploys a new version of pipeline `name`: a new pipeline starts; a running one swaps
     /// the module in place at its next commit boundary, or restarts when the change cannot
     /// apply in place; a failed one starts again from its committed offsets.
-    pub fn deploy(&self, name: &str, pipeline: &str, upload: Option<Upload>) -> Result<Deployed, Refusal> {
+    pub fn deploy(&self, name: &str, pipeline: &str, uploads: Uploads) -> Result<Deployed, Refusal> {
         let data = self.inner.data.clone().ok_or_else(|| Refusal::user("this weir takes no deployments"))?;
         let _changes = self.changes(name);
         let parsed = PipelineConfig::parse(pipeline).map_err(|e| Refusal::user(format!("pipeline file: {e}")))?;
@@ -342,38 +374,38 @@ impl Supervisor {
         }
         self.instance_slots_for(name, &parsed)?;
         let existing = self.pipelines().get(name).map(|s| (s.deployment.clone(), s.alive(), s.config.clone()));
-        let upload = match upload {
-            Some(u) => u,
-            None => {
-                let live = existing.as_ref().and_then(|(d, _, _)| d.live().cloned());
-                let live =
-                    live.ok_or_else(|| Refusal::user("no module was uploaded, and the pipeline has none yet"))?;
-                let bytes = data.module(&live.digest).map_err(Refusal::internal)?;
-                Upload { file_name: live.module_name, bytes }
-            }
-        };
-        let digest = crate::datadir::digest(&upload.bytes);
+        let live = existing.as_ref().and_then(|(d, _, _)| d.live().cloned());
         let mut deployment = existing.as_ref().map(|(d, _, _)| d.clone()).unwrap_or_else(|| Deployment {
             name: name.to_owned(),
             paused: false,
             live: 0,
             versions: Vec::new(),
         });
+        // What is uploaded now, by digest; the rest is in the data dir.
+        let mut fresh: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let (digest, module_name, stages) = modules_of(&parsed, uploads, live.as_ref(), &mut fresh)?;
         let version = Version {
             version: deployment.next_number(),
             digest: digest.clone(),
-            module_name: upload.file_name,
+            module_name,
             pipeline: pipeline.to_owned(),
             deployed_at: now_ms(),
+            stages,
         };
-        let config = self.resolve(pipeline, &digest)?;
-        let module = self.load(name, &version, &upload.bytes, &config)?;
-        // Stored only once it loaded, linked and ran its `init`: a refused upload leaves nothing.
-        data.put_module(&upload.bytes).map_err(Refusal::internal)?;
+        let config = self.resolve(pipeline, &version)?;
+        let bytes = |digest: &str| match fresh.get(digest) {
+            Some(bytes) => Ok(bytes.clone()),
+            None => data.module(digest).map_err(Refusal::internal),
+        };
+        let modules = self.load(name, &version, &bytes, &config)?;
+        // Stored only once they loaded, linked and ran their `init`: a refused upload leaves nothing.
+        for bytes in fresh.values() {
+            data.put_module(bytes).map_err(Refusal::internal)?;
+        }
         let number = version.version;
         deployment.push(version);
         let (alive, running) = existing.map_or((false, None), |(_, alive, running)| (alive, running));
-        let (action, notice) = self.put_live(&data, name, (alive, running), config, module, deployment)?;
+        let (action, notice) = self.put_live(&data, name, (alive, running), config, modules, deployment)?;
         tracing::info!(pipeline = name, version = number, digest = %digest, action = action.as_str(), "deployed");
         Ok(Deployed { name: name.to_owned(), version: number, digest, action, notice })
     }
@@ -405,7 +437,7 @@ impl Supervisor {
         name: &str,
         (alive, running): (bool, Option<PipelineConfig>),
         config: PipelineConfig,
-        module: Module,
+        modules: Vec<Module>,
         next: Deployment,
     ) -> Result<(Action, Option<String>), Refusal> {
         let fits = running.as_ref().map_or(Err("the pipeline file".to_owned()), |r| in_place(r, &config));
@@ -413,17 +445,17 @@ impl Supervisor {
         let (version, digest) = (live.version, live.digest.clone());
         let done = match (alive, fits) {
             (true, Ok(())) => {
-                self.swap(name, module, &config, version, &digest)?;
+                self.swap(name, modules, &config, version, &digest)?;
                 (Action::Swapped, None)
             }
             (true, Err(why)) => {
                 self.stop_slot(name);
-                self.start(config, module, next.clone(), next.paused)?;
+                self.start(config, modules, next.clone(), next.paused)?;
                 (Action::Restarted, Some(format!("restarted, since {why} cannot change in place")))
             }
             (false, _) => {
                 self.stop_slot(name);
-                self.start(config, module, next.clone(), next.paused)?;
+                self.start(config, modules, next.clone(), next.paused)?;
                 (Action::Started, None)
             }
         };
@@ -438,7 +470,7 @@ impl Supervisor {
     fn swap(
         &self,
         name: &str,
-        module: Module,
+        modules: Vec<Module>,
         config: &PipelineConfig,
         version: u32,
         digest: &str,
@@ -446,13 +478,18 @@ impl Supervisor {
         let (view, outcome) = {
             let pipelines = self.pipelines();
             let slot = pipelines.get(name).ok_or_else(|| Refusal::not_found(name))?;
-            let prepared = Prepared {
-                module,
-                config: config.module.iter().flat_map(|m| m.config.clone()).collect(),
-                outputs: config.outputs.clone(),
-                version,
-                digest: digest.to_owned(),
-            };
+            let stages = config
+                .stages()
+                .into_iter()
+                .zip(modules)
+                .map(|(stage, module)| PreparedStage {
+                    config: stage.config.module.iter().flat_map(|m| m.config.clone()).collect(),
+                    outputs: stage.config.outputs,
+                    stage: stage.name,
+                    module,
+                })
+                .collect();
+            let prepared = Prepared { stages, version, digest: digest.to_owned() };
             let (reply, outcome) = std::sync::mpsc::channel();
             if !slot.handle.send(Command::Swap(Box::new(prepared), reply)) {
                 return Err(Refusal::internal(format!("pipeline `{name}` is not running")));
@@ -502,12 +539,12 @@ impl Supervisor {
         let previous = deployment.previous().cloned().ok_or_else(|| {
             Refusal::user(format!("pipeline `{name}` has no version before {} to roll back to", deployment.live))
         })?;
-        let config = self.resolve(&previous.pipeline, &previous.digest)?;
-        let bytes = data.module(&previous.digest).map_err(Refusal::internal)?;
-        let module = self.load(name, &previous, &bytes, &config)?;
+        let config = self.resolve(&previous.pipeline, &previous)?;
+        let stored = |digest: &str| data.module(digest).map_err(Refusal::internal);
+        let modules = self.load(name, &previous, &stored, &config)?;
         let mut next = deployment;
         next.live = previous.version;
-        let (action, notice) = self.put_live(&data, name, (alive, running), config, module, next)?;
+        let (action, notice) = self.put_live(&data, name, (alive, running), config, modules, next)?;
         tracing::info!(pipeline = name, version = previous.version, "rolled back");
         Ok(Deployed { name: name.to_owned(), version: previous.version, digest: previous.digest, action, notice })
     }
@@ -651,6 +688,57 @@ impl Supervisor {
         self.pipelines().insert(name, slot);
         run_pipeline(config, modules, attach, &inbox, max_records, &metrics)
     }
+}
+
+/// The modules a deploy of `parsed` runs, as (digest, module name, stage modules) for its
+/// [`Version`]: the uploaded ones (put in `fresh` by digest), and the live version's for what
+/// was not uploaded. Refuses uploads that do not fit the file's shape (one module, or stages).
+fn modules_of(
+    parsed: &PipelineConfig,
+    mut uploads: Uploads,
+    live: Option<&Version>,
+    fresh: &mut BTreeMap<String, Vec<u8>>,
+) -> Result<(String, String, BTreeMap<String, StageModule>), Refusal> {
+    let mut keep = |upload: Upload| {
+        let digest = crate::datadir::digest(&upload.bytes);
+        fresh.insert(digest.clone(), upload.bytes);
+        StageModule { digest, module_name: upload.file_name }
+    };
+    if !parsed.has_stages() {
+        if let Some(stage) = uploads.stages.keys().next() {
+            return Err(Refusal::user(format!(
+                "a module was uploaded for stage `{stage}`, but the pipeline file has one [module] and no stages"
+            )));
+        }
+        let module = match (uploads.module, live) {
+            (Some(upload), _) => keep(upload),
+            (None, Some(live)) if live.stages.is_empty() => {
+                StageModule { digest: live.digest.clone(), module_name: live.module_name.clone() }
+            }
+            (None, _) => return Err(Refusal::user("no module was uploaded, and the pipeline has none yet")),
+        };
+        return Ok((module.digest, module.module_name, BTreeMap::new()));
+    }
+    if uploads.module.is_some() {
+        return Err(Refusal::user("the pipeline file has stages: upload a module for each stage, not one module"));
+    }
+    if let Some(unknown) = uploads.stages.keys().find(|s| !parsed.stages.contains_key(*s)) {
+        return Err(Refusal::user(format!(
+            "a module was uploaded for stage `{unknown}`, which the pipeline file does not declare"
+        )));
+    }
+    let mut stages = BTreeMap::new();
+    for name in parsed.stages.keys() {
+        let module = match uploads.stages.remove(name) {
+            Some(upload) => keep(upload),
+            None => live.and_then(|v| v.stages.get(name)).cloned().ok_or_else(|| {
+                Refusal::user(format!("stage `{name}`: no module was uploaded, and the live version has none"))
+            })?,
+        };
+        stages.insert(name.clone(), module);
+    }
+    let count = stages.len();
+    Ok((crate::datadir::stages_digest(&stages), format!("{count} stages"), stages))
 }
 
 /// The instance slots a pipeline holds: one per partition of its widest input (asked of the

@@ -22,9 +22,12 @@
 //! windows (`windowed-count`: a state write and a timer per record, a timer firing per window),
 //! next to the running count per key (`word-count`) on the same records.
 //!
+//! Then stages: the word count over sentences, two weir stages against Kafka Streams' DSL
+//! `flatMapValues().groupBy().count()`, each through a repartition topic.
+//!
 //! Run: `scripts/kafka.sh start` then `cargo bench -p weir-tests --bench pipeline`
 //! (`WEIR_BENCH_RECORDS` changes the record count; `-- restore` runs only the restore section,
-//! `-- enrich` only the enrichment join, `-- windows` only the windows, `-- stateful` only the
+//! `-- enrich` only the enrichment join, `-- windows` only the windows, `-- stages` only the stages, `-- stateful` only the
 //! restore and the word counts, `-- passthrough` only the table against raw rdkafka).
 
 use std::collections::BTreeMap;
@@ -85,6 +88,10 @@ fn main() {
         windows(&engine, &bootstrap, total);
         return;
     }
+    if std::env::args().skip(1).any(|a| a == "stages") {
+        stages(&engine, &bootstrap, total);
+        return;
+    }
     println!("{:>14} {:>16} {:>16} {:>8}", "guarantee", "raw rdkafka r/s", "weir r/s", "ratio");
     for guarantee in [Guarantee::ExactlyOnce, Guarantee::AtLeastOnce] {
         let raw = passthrough(&bootstrap, &input, guarantee, total);
@@ -95,8 +102,123 @@ fn main() {
         return;
     }
     stateful(&engine, &bootstrap, total);
+    stages(&engine, &bootstrap, total);
     enrichment(&engine, &bootstrap, total);
     windows(&engine, &bootstrap, total);
+}
+
+/// The word count over sentences, as a newcomer writes it: weir's two stages (`word-split`
+/// keyed by word, then `word-count`, in one pipeline) against Kafka Streams' DSL
+/// `flatMapValues().groupBy().count()`, each through its own repartition topic, on the same
+/// input of `total` words in sentences of five. Each is timed by its group's committed offsets
+/// on its repartition topic, which count every word once it has been counted (and the
+/// transaction markers, alike for both), in interleaved rounds after a Kafka Streams pass that
+/// warms its JVM; each one's last count of every word is checked in the last round.
+fn stages(engine: &Engine, bootstrap: &str, total: usize) {
+    const PER_SENTENCE: usize = 5;
+    let rounds_wanted = std::env::var("WEIR_BENCH_ROUNDS").ok().and_then(|n| n.parse().ok()).unwrap_or(3);
+    let sentences = unique("bench-sentences");
+    create_topic(bootstrap, &sentences, PARTITIONS);
+    let count = total / PER_SENTENCE;
+    let word = |i: usize| format!("word-{:06}", (i * 7919) % 100_000);
+    let records: Vec<_> = (0..count)
+        .map(|i| {
+            let text: Vec<String> = (0..PER_SENTENCE).map(|j| word(i * PER_SENTENCE + j)).collect();
+            (format!("s{i}"), text.join(" "), Vec::new())
+        })
+        .collect();
+    produce(bootstrap, &sentences, &records, None);
+    drop(records);
+    let words = count * PER_SENTENCE;
+    let mut truth = std::collections::HashMap::new();
+    for i in 0..words {
+        *truth.entry(word(i)).or_insert(0_u64) += 1;
+    }
+    let build = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| std::env::temp_dir().join("weir-bench"), std::path::PathBuf::from)
+        .join("kafka-streams");
+    let mut jvm = KafkaStreams::start(bootstrap, &build)
+        .map_err(|e| println!("\nkafka streams FAILED: {e}; weir runs alone"))
+        .ok();
+    let have_jvm = jvm.is_some();
+    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let mut run = |system: &str, round: usize| -> f64 {
+        let output = unique("bench-stages-out");
+        create_topic(bootstrap, &output, PARTITIONS);
+        let app = unique(&format!("bench-{system}"));
+        let rate = match system {
+            "weir" => {
+                let meter = Meter::new(bootstrap, &app, &format!("{app}-count-repartition"), PARTITIONS);
+                let text = format!(
+                    "application_id = \"{app}\"\nbootstrap_servers = \"{bootstrap}\"\ninputs = [\"{sentences}\"]\n\
+                     batch_size = {BATCH}\ninstance_id = \"bench\"\nstate_dir = \"{}\"\n\
+                     [stages.split.module]\npath = \"{}\"\n[stages.split.outputs]\ndefault = {{ stage = \"count\" }}\n\
+                     [stages.count.module]\npath = \"{}\"\n[stages.count.outputs]\ndefault = \"{output}\"\n",
+                    state.path().join(&app).display(),
+                    guest("word-split").display(),
+                    guest("word-count").display(),
+                );
+                let config = PipelineConfig::parse(&text).unwrap_or_else(|e| panic!("pipeline: {e}"));
+                std::thread::scope(|s| {
+                    // Every sentence and every word is consumed once, by its stage.
+                    let pipeline = s.spawn(|| weir(engine, &config, count + words));
+                    let rate = meter.until(words as u64, LIMIT, || !pipeline.is_finished());
+                    let _ = pipeline.join();
+                    rate
+                })
+            }
+            _ => {
+                let Some(jvm) = jvm.as_mut() else { return f64::NAN };
+                let meter = Meter::new(bootstrap, &app, &format!("{app}-words-repartition"), PARTITIONS);
+                jvm.run("sentences", &app, &sentences, &output);
+                let rate = meter.until(words as u64, LIMIT, || true);
+                jvm.stop();
+                rate
+            }
+        };
+        let rate = match rate {
+            Ok(rate) => rate,
+            Err(e) => {
+                println!("{system} FAILED: {e}");
+                return f64::NAN;
+            }
+        };
+        if round + 1 == rounds_wanted {
+            let out = read_committed(bootstrap, &output, words, Duration::from_secs(5), Duration::from_secs(120));
+            let counts = last_counts(&out);
+            let wrong = truth.iter().filter(|(w, n)| counts.get(*w) != Some(n)).count();
+            if wrong > 0 {
+                println!("{system}: {wrong} of {} words have a wrong last count", truth.len());
+            }
+        }
+        rate.per_second()
+    };
+    if have_jvm {
+        run("streams", usize::MAX);
+    }
+    let systems = [("weir", "weir, two stages"), ("streams", "KS DSL groupBy")];
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); systems.len()];
+    for round in 0..rounds_wanted {
+        for (i, (system, _)) in systems.iter().enumerate() {
+            rates[i].push(run(system, round));
+        }
+    }
+    let median = |r: &[f64]| {
+        let mut r = r.to_vec();
+        r.sort_by(f64::total_cmp);
+        r[r.len() / 2]
+    };
+    println!();
+    println!(
+        "word count over sentences against Kafka Streams 4.1.1: {words} words in sentences of {PER_SENTENCE}, \
+         exactly-once, a repartition hop, RocksDB with changelogs, 100 ms commits, words per second by the \
+         committed offsets of the repartition topic, {rounds_wanted} interleaved rounds"
+    );
+    for ((_, label), r) in systems.iter().zip(&rates) {
+        let each: Vec<String> = r.iter().map(|x| format!("{x:.0}")).collect();
+        println!("{label:>20}  median {:>8.0} words/s   rounds {}", median(r), each.join(" / "));
+    }
+    println!("   weir two stages / KS DSL groupBy: {:.2}x", median(&rates[0]) / median(&rates[1]));
 }
 
 /// Counts per key in event-time windows next to running counts per key, on the same records:

@@ -215,22 +215,80 @@ fn a_stateful_module_reading_unkeyed_records_is_warned_about_in_the_status() {
 }
 
 #[test]
-fn weir_serve_refuses_a_pipeline_of_stages_saying_to_run_it_with_weir_run() {
-    let s = setup(BIN, 1);
+fn under_weir_serve_a_swap_of_the_count_stage_under_load_keeps_its_state_and_loses_nothing() {
+    let sidecar = weir_tests::serve::Sidecar::new(std::path::Path::new(BIN));
+    let (input, output) = sidecar.topics(PARTITIONS);
+    let dir = tempfile::tempdir().unwrap();
     let app = unique("stages-serve");
+    // Version 2 counts with `word-count-v2`: the same state, outputs `word=count`.
+    let file = |count: &str| {
+        let path = dir.path().join(format!("{count}.toml"));
+        let text = format!(
+            "application_id = \"{app}\"\nbootstrap_servers = \"{}\"\ninputs = [\"{input}\"]\n\
+             [stages.split.module]\npath = \"{}\"\n[stages.split.outputs]\ndefault = {{ stage = \"count\" }}\n\
+             [stages.count.module]\npath = \"{}\"\n[stages.count.outputs]\ndefault = \"{output}\"\n",
+            sidecar.bootstrap,
+            weir_tests::guest("word_split").display(),
+            weir_tests::guest(count).display(),
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let server = sidecar.serve(&[]);
+    let deployed = server.deploy(&file("word_count"));
+    assert!(deployed.contains("version 1"), "{deployed}");
+    let sentences = sentences(20_000);
+    let truth = truth(&sentences);
+    let words: u64 = truth.values().sum();
+    let (bootstrap, topic, records) = (sidecar.bootstrap.clone(), input.clone(), keyed_by_number(&sentences));
+    let producer = std::thread::spawn(move || produce(&bootstrap, &topic, &records, Some(Duration::from_secs(15))));
+    // Once counting is under way, swap the count stage's module.
+    read_committed(&sidecar.bootstrap, &output, 1_000, LONG, LONG);
+    let swapped = server.deploy(&file("word_count_v2"));
+    assert!(swapped.contains("version 2 (swapped)"), "{swapped}");
+    producer.join().unwrap();
+    let out = read_committed(&sidecar.bootstrap, &output, words as usize, QUIET, LONG);
+    let (old, new) = out.iter().partition::<Vec<_>, _>(|r| !r.value.as_deref().unwrap_or("").contains('='));
+    assert!(!old.is_empty() && !new.is_empty(), "both versions answered: {} and {}", old.len(), new.len());
+    // Version 2 counts on from version 1's state: every word's counts still run 1, 2, ...
+    let counts: Vec<weir_tests::kafka::ReadRecord> = out
+        .into_iter()
+        .map(|mut r| {
+            r.value = r.value.map(|v| v.rsplit('=').next().unwrap_or_default().to_owned());
+            r
+        })
+        .collect();
+    assert_counted_once(&counts, &truth);
+    assert_eq!(counts.len() as u64, words);
+    let status = server.status(&app);
+    let names: Vec<&str> = status["stages"].as_array().unwrap().iter().filter_map(|s| s["name"].as_str()).collect();
+    assert_eq!((names, status["version"].as_u64()), (vec!["split", "count"], Some(2)), "{status}");
+    let rolled = server.cli(&["rollback", &app]);
+    assert!(rolled.ok, "{rolled:?}");
+    server.wait_for(&app, "version 1 again", LONG, |s| s["version"].as_u64() == Some(1));
+    server.stop();
+}
+
+#[test]
+fn a_deploy_whose_modules_do_not_fit_its_stages_is_refused_by_name() {
+    let s = setup(BIN, 1);
+    let app = unique("stages-refused");
     let pipeline = word_count(&s, &app, "");
     let sidecar = weir_tests::serve::Sidecar::new(std::path::Path::new(BIN));
     let server = sidecar.serve(&[]);
-    let refused = server.cli(&["deploy", &pipeline.to_string_lossy()]);
-    assert!(refused.failure().contains("has stages") && refused.failure().contains("weir run"), "{refused:?}");
-    // The API itself, past the CLI, refuses it too.
-    let body = serde_json::json!({
-        "pipeline": std::fs::read_to_string(&pipeline).unwrap(),
-        "module": { "name": "split.wasm", "base64": "AA==" },
-    });
     let token = std::fs::read_to_string(server.token_file()).unwrap();
-    let (status, answer) = server.send("PUT", &format!("/v1/pipelines/{app}"), Some(&body), Some(token.trim()));
-    assert_eq!(status, 400, "{answer}");
-    assert!(answer.to_string().contains("has stages"), "{answer}");
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    for (body, says) in [
+        (serde_json::json!({ "pipeline": text, "module": { "name": "m.wasm", "base64": "AA==" } }), "not one module"),
+        (
+            serde_json::json!({ "pipeline": text, "stages": { "splitt": { "name": "m.wasm", "base64": "AA==" } } }),
+            "splitt",
+        ),
+        (serde_json::json!({ "pipeline": text, "stages": {} }), "stage `count`: no module was uploaded"),
+    ] {
+        let (status, answer) = server.send("PUT", &format!("/v1/pipelines/{app}"), Some(&body), Some(token.trim()));
+        assert_eq!(status, 400, "{answer}");
+        assert!(answer.to_string().contains(says), "{says}: {answer}");
+    }
     server.stop();
 }

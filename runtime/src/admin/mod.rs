@@ -40,9 +40,11 @@ use base64::Engine as _;
 use http_body_util::BodyExt as _;
 use serde::Deserialize;
 
-use crate::api::{ApiError, DeployRequest, Paused, PipelineAction, Pipelines, Probe, Replayed, Undeployed};
+use crate::api::{
+    ApiError, DeployRequest, ModuleUpload, Paused, PipelineAction, Pipelines, Probe, Replayed, Undeployed,
+};
 use crate::error::Domain;
-use crate::supervisor::{Refusal, Supervisor, Upload};
+use crate::supervisor::{Refusal, Supervisor, Upload, Uploads};
 
 /// What the HTTP layer holds; every request clones it, so it is one `Arc`.
 #[derive(Clone)]
@@ -355,15 +357,25 @@ async fn deploy(State(api): State<Api>, Path(name): Path<String>, headers: Heade
             )
         }
     };
-    let upload = match body.module {
-        Some(m) => match base64::engine::general_purpose::STANDARD.decode(m.base64.as_bytes()) {
-            Ok(bytes) => Some(Upload { file_name: m.name, bytes }),
-            Err(e) => return error(StatusCode::BAD_REQUEST, format!("module.base64 is not base64: {e}")),
-        },
-        None => None,
+    let decode = |what: &str, m: ModuleUpload| {
+        let bytes = base64::engine::general_purpose::STANDARD.decode(m.base64.as_bytes());
+        bytes.map(|bytes| Upload { file_name: m.name, bytes }).map_err(|e| format!("{what}.base64 is not base64: {e}"))
     };
+    let mut uploads = Uploads::default();
+    if let Some(m) = body.module {
+        match decode("module", m) {
+            Ok(upload) => uploads.module = Some(upload),
+            Err(why) => return error(StatusCode::BAD_REQUEST, why),
+        }
+    }
+    for (stage, m) in body.stages {
+        match decode(&format!("stages.{stage}"), m) {
+            Ok(upload) => uploads.stages.insert(stage, upload),
+            Err(why) => return error(StatusCode::BAD_REQUEST, why),
+        };
+    }
     let supervisor = api.supervisor.clone();
-    match blocking(move || supervisor.deploy(&name, &body.pipeline, upload)).await {
+    match blocking(move || supervisor.deploy(&name, &body.pipeline, uploads)).await {
         Ok(Ok(deployed)) => Json(deployed).into_response(),
         Ok(Err(refusal)) => refusal.into_response(),
         Err(response) => response,

@@ -344,8 +344,8 @@ impl PipelineConfig {
             ("bootstrap_servers", *bootstrap_servers == next.bootstrap_servers),
             ("inputs", *inputs == next.inputs),
             ("module.name", name(module) == name(&next.module)),
-            // A change to the stage graph restarts; so, for now, does any change to a stage.
-            ("stages", *stages == next.stages),
+            // A change to the stage graph restarts; a stage's module, its config and limits swap.
+            ("stages", Self::stage_graph(stages) == Self::stage_graph(&next.stages)),
             ("tables", *tables == next.tables),
             ("guarantee", *guarantee == next.guarantee),
             ("auto_offset_reset", *auto_offset_reset == next.auto_offset_reset),
@@ -364,6 +364,12 @@ impl PipelineConfig {
         .collect()
     }
 
+    /// The stages as a graph: what each reads and where its outputs go, each module left out.
+    fn stage_graph(stages: &BTreeMap<String, StageConfig>) -> BTreeMap<String, StageConfig> {
+        let blank = |s: &StageConfig| StageConfig { module: ModuleConfig::at(""), ..s.clone() };
+        stages.iter().map(|(name, s)| (name.clone(), blank(s))).collect()
+    }
+
     /// The dead-letter topic, when failing records go to one.
     pub fn dead_letter_topic(&self) -> Option<String> {
         (self.errors.on_guest_error == OnGuestError::DeadLetter)
@@ -376,17 +382,12 @@ impl PipelineConfig {
         self.module.as_ref().and_then(|m| m.name.as_deref()).unwrap_or("state")
     }
 
-    /// The one module of a pipeline without stages; an error naming the stages otherwise (what
-    /// takes one module, such as `weir deploy` for now, cannot run them).
+    /// The one module of a pipeline without stages, or of a stage's view of the file
+    /// ([`StageSpec::config`]); an error naming the stages otherwise.
     pub fn single_module(&self) -> Result<&ModuleConfig, String> {
         self.module.as_ref().ok_or_else(|| {
             let names: Vec<&str> = self.stages.keys().map(String::as_str).collect();
-            format!(
-                "pipeline `{}` has stages ({}): `weir deploy` and `weir serve` run pipelines of one module \
-                 for now; run this one with `weir run` (it serves queries too, with --admin)",
-                self.application_id,
-                names.join(", ")
-            )
+            format!("pipeline `{}` has stages ({}), not one module", self.application_id, names.join(", "))
         })
     }
 
@@ -469,7 +470,9 @@ impl PipelineConfig {
     /// for the instance a swap prepares beside them.
     pub fn instance_slots(&self, widest_input: Option<i32>) -> u32 {
         let partitions = widest_input.map_or(self.max_instances, |n| n.max(1) as u32);
-        partitions.min(self.max_instances).saturating_add(1)
+        // Each stage holds its own instances, and prepares its own for a swap.
+        let stages = self.stages.len().max(1) as u32;
+        partitions.min(self.max_instances).saturating_add(1).saturating_mul(stages)
     }
 
     /// Refuses holding `open + more` instances past `max_instances`, saying what to change.

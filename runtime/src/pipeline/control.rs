@@ -11,14 +11,22 @@ use crate::engine::Module;
 use crate::now_ms;
 use crate::query::Queryable;
 
-/// A module ready to replace the running one at the next commit boundary: loaded, compiled,
-/// instantiated and initialised once already, so the swap itself cannot fail for those reasons.
+/// A version ready to replace the running one at the next commit boundary: a module for each
+/// stage it changes, each loaded, compiled, instantiated and initialised once already, so the
+/// swap itself cannot fail for those reasons.
 pub struct Prepared {
+    pub stages: Vec<PreparedStage>,
+    pub version: u32,
+    pub digest: String,
+}
+
+/// One stage's new module, with its config and outputs.
+pub struct PreparedStage {
+    /// The stage (named as [`crate::config::PipelineConfig::stages`] names it).
+    pub stage: String,
     pub module: Module,
     pub config: Vec<(String, String)>,
     pub outputs: BTreeMap<String, String>,
-    pub version: u32,
-    pub digest: String,
 }
 
 /// How a swap went, as the loop answers it on the swap's reply channel.

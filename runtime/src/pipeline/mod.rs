@@ -32,7 +32,7 @@ use rdkafka::consumer::Consumer as _;
 use rdkafka::message::Message as _;
 
 use crate::config::OffsetReset;
-pub use control::{channel, Command, Handle, Inbox, Phase, Prepared, Snapshot, SwapOutcome, View};
+pub use control::{channel, Command, Handle, Inbox, Phase, Prepared, PreparedStage, Snapshot, SwapOutcome, View};
 use failure::Failure;
 use recovery::Retries;
 pub use start::Attach;

@@ -119,7 +119,10 @@ impl Pipeline {
                 application = %config.application_id, stage = %spec.name, inputs = ?spec.config.inputs,
                 module = %module.name(), "stage ready"
             );
-            let tasks = Tasks::new(module, changelog.map(|(name, _)| name), tables.clone(), query_stage == Some(i));
+            // Queries read the query stage's stores and partitions; with no stateful stage, table
+            // lookups still need the first stage's partition count.
+            let queried = query_stage.unwrap_or(0) == i;
+            let tasks = Tasks::new(module, changelog.map(|(name, _)| name), tables.clone(), queried);
             stages.push(Stage { name: spec.name, config: spec.config, tasks, layout, warned_unkeyed: false });
         }
         let repartitions: Vec<String> =
@@ -172,6 +175,9 @@ impl Pipeline {
 /// stage says, else as the widest input of the stages that read topics. Settings as Kafka
 /// Streams gives its own: kept until weir deletes what was consumed (see [`super::stage`]).
 fn ensure_repartition_topics(config: &PipelineConfig, specs: &[StageSpec]) -> anyhow::Result<()> {
+    if specs.iter().all(|s| s.repartition.is_none()) {
+        return Ok(());
+    }
     let mut widest = None;
     for spec in specs.iter().filter(|s| s.repartition.is_none()) {
         kafka::check_inputs(&spec.config)?;

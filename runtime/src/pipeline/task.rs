@@ -15,7 +15,7 @@ use anyhow::{anyhow, Context as _};
 use rdkafka::consumer::Consumer as _;
 use rdkafka::producer::{BaseRecord, Producer as _};
 
-use super::control::{self, Phase, Prepared, View};
+use super::control::{self, Phase, PreparedStage, View};
 use super::failure::Failure;
 use super::sink::send;
 use crate::changelog;
@@ -212,9 +212,10 @@ impl Tasks {
     }
 
     /// Replaces every task's guest with the prepared module, over the same stores; called right
-    /// after a commit, so nothing is pending. If one cannot start, those already swapped go back
-    /// to the running module (with `running_config`) and the reason is returned.
-    pub fn swap(&mut self, prepared: &Prepared, running_config: &[(String, String)]) -> Result<(), String> {
+    /// after a commit, so nothing is pending. Returns the module it replaced. If one cannot
+    /// start, those already swapped go back to the running module (with `running_config`) and
+    /// the reason is returned.
+    pub fn swap(&mut self, prepared: &PreparedStage, running_config: &[(String, String)]) -> Result<Module, String> {
         let mut swapped = Vec::new();
         let mut failure = None;
         for (partition, task) in self.open.iter_mut() {
@@ -227,8 +228,7 @@ impl Tasks {
             }
         }
         let Some(reason) = failure else {
-            self.module = prepared.module.clone();
-            return Ok(());
+            return Ok(std::mem::replace(&mut self.module, prepared.module.clone()));
         };
         for partition in swapped {
             if let Some(task) = self.open.get_mut(&partition) {
@@ -238,6 +238,16 @@ impl Tasks {
             }
         }
         Err(reason)
+    }
+
+    /// Puts `old` back in every task, with `config` (another stage's swap was refused).
+    pub fn swap_back(&mut self, old: Module, config: &[(String, String)]) {
+        for (partition, task) in self.open.iter_mut() {
+            if let Err(e) = task.instance.swap(old.clone(), config.to_vec()) {
+                tracing::error!(partition, "swapping back to the running version failed: {e}");
+            }
+        }
+        self.module = old;
     }
 
     /// The size of each task's state store, where it is known.

@@ -14,6 +14,7 @@ use super::stage::Stages;
 use super::table_feed::TableFeed;
 use super::txn::Transaction;
 use crate::config::PipelineConfig;
+use crate::engine::Module;
 use crate::kafka::{Consumer, Shared};
 use crate::metrics::PipelineMetrics;
 use crate::query::membership::Publisher;
@@ -85,33 +86,51 @@ impl Work {
         }
     }
 
-    /// Swaps every task's guest for the prepared module, and says how it went. Only a pipeline
-    /// of one stage takes a swap (`weir serve` runs no others yet).
+    /// Swaps the guest of every task of each stage the prepared version changes, and says how
+    /// it went: all of them swap, or none (those already swapped go back).
     pub(super) fn swap(&mut self, prepared: Prepared) -> SwapOutcome {
         let version = prepared.version;
-        if self.stages.len() != 1 {
-            return SwapOutcome::RolledBack("a pipeline of several stages cannot swap one module".into());
+        let mut swapped: Vec<(usize, Module)> = Vec::new();
+        let mut refused = None;
+        for part in &prepared.stages {
+            let Some(i) = (0..self.stages.len()).find(|i| self.stages.get(*i).name == part.stage) else {
+                refused = Some(format!("the pipeline has no stage `{}`", part.stage));
+                break;
+            };
+            let stage = self.stages.get_mut(i);
+            let running: Vec<(String, String)> = stage.config.module.iter().flat_map(|m| m.config.clone()).collect();
+            match stage.tasks.swap(part, &running) {
+                Ok(old) => swapped.push((i, old)),
+                Err(reason) => {
+                    refused = Some(format!("stage `{}`: {reason}", part.stage));
+                    break;
+                }
+            }
         }
-        let stage = self.stages.get_mut(0);
-        let running: Vec<(String, String)> = stage.config.module.iter().flat_map(|m| m.config.clone()).collect();
-        if let Err(reason) = stage.tasks.swap(&prepared, &running) {
+        if let Some(reason) = refused {
+            for (i, old) in swapped {
+                let stage = self.stages.get_mut(i);
+                let running: Vec<(String, String)> =
+                    stage.config.module.iter().flat_map(|m| m.config.clone()).collect();
+                stage.tasks.swap_back(old, &running);
+            }
             tracing::warn!(application = %self.config.application_id, version, "swap refused: {reason}");
             let notice = format!("the swap to version {version} was refused: {reason}");
             self.view.update(|s| s.notice = Some(notice));
             return SwapOutcome::RolledBack(reason);
         }
-        tracing::info!(
-            application = %self.config.application_id, version, digest = %prepared.digest,
-            partitions = stage.tasks.len(), "swapped the module at a commit boundary"
-        );
-        if let Some(module) = &mut stage.config.module {
-            module.config = prepared.config.into_iter().collect();
+        for part in prepared.stages {
+            let Some(i) = (0..self.stages.len()).find(|i| self.stages.get(*i).name == part.stage) else { continue };
+            let stage = self.stages.get_mut(i);
+            tracing::info!(
+                application = %self.config.application_id, stage = %stage.name, version, digest = %prepared.digest,
+                partitions = stage.tasks.len(), "swapped the module at a commit boundary"
+            );
+            if let Some(module) = &mut stage.config.module {
+                module.config = part.config.into_iter().collect();
+            }
+            stage.config.outputs = part.outputs;
         }
-        stage.config.outputs = prepared.outputs.clone();
-        if let Some(module) = &mut self.config.module {
-            module.config = stage.config.module.iter().flat_map(|m| m.config.clone()).collect();
-        }
-        self.config.outputs = prepared.outputs;
         self.view.update(|s| {
             (s.version, s.digest) = (Some(version), Some(prepared.digest));
             s.notice = None;

@@ -4,6 +4,7 @@ import java.io.BufferedReader;
 import java.io.InputStreamReader;
 import java.nio.file.Paths;
 import java.time.Duration;
+import java.util.Arrays;
 import java.util.Properties;
 
 import org.apache.kafka.common.serialization.Serdes;
@@ -12,6 +13,7 @@ import org.apache.kafka.streams.StreamsBuilder;
 import org.apache.kafka.streams.StreamsConfig;
 import org.apache.kafka.streams.Topology;
 import org.apache.kafka.streams.kstream.Consumed;
+import org.apache.kafka.streams.kstream.Grouped;
 import org.apache.kafka.streams.kstream.Materialized;
 import org.apache.kafka.streams.kstream.Produced;
 import org.apache.kafka.streams.processor.api.Processor;
@@ -29,7 +31,10 @@ import org.apache.kafka.streams.state.Stores;
  * {@code started}; {@code stop} closes it and answers {@code stopped}. MODE is {@code processor}
  * (Processor API, one output per input, no cache: what weir does) or {@code dsl}
  * ({@code groupByKey().count()}, whose record cache folds some updates of a key into later ones
- * within a commit interval). The caller measures progress from the group's committed offsets.
+ * within a commit interval), or {@code sentences} (the word count over sentences:
+ * {@code flatMapValues().groupBy().count()}, through the repartition topic
+ * {@code <application id>-words-repartition}). The caller measures progress from the group's
+ * committed offsets.
  */
 public final class WordCount {
     private WordCount() {}
@@ -46,7 +51,11 @@ public final class WordCount {
         for (String line; (line = in.readLine()) != null; ) {
             String[] command = line.trim().split("\\s+");
             if (command[0].equals("start") && command.length == 5 && running == null) {
-                Topology topology = command[1].equals("dsl") ? dsl(command[3], command[4]) : processor(command[3], command[4]);
+                Topology topology = switch (command[1]) {
+                    case "dsl" -> dsl(command[3], command[4]);
+                    case "sentences" -> sentences(command[3], command[4]);
+                    default -> processor(command[3], command[4]);
+                };
                 running = new KafkaStreams(topology, config(bootstrap, command[2], stateDir));
                 running.setUncaughtExceptionHandler(e -> {
                     e.printStackTrace();
@@ -84,6 +93,19 @@ public final class WordCount {
         p.put(StreamsConfig.STATE_DIR_CONFIG, Paths.get(stateDir, applicationId).toString());
         p.put(StreamsConfig.consumerPrefix("auto.offset.reset"), "earliest");
         return p;
+    }
+
+    /** Sentences split into words, regrouped by word through a repartition topic, and counted. */
+    private static Topology sentences(String input, String output) {
+        StreamsBuilder builder = new StreamsBuilder();
+        builder.stream(input, Consumed.with(Serdes.String(), Serdes.String()))
+                .flatMapValues(sentence -> Arrays.asList(sentence.toLowerCase().split("\\s+")))
+                .groupBy((key, word) -> word, Grouped.with("words", Serdes.String(), Serdes.String()))
+                .count(Materialized.as("counts"))
+                .toStream()
+                .mapValues(count -> Long.toString(count))
+                .to(output, Produced.with(Serdes.String(), Serdes.String()));
+        return builder.build();
     }
 
     /** One output per input: the word's new count, from a RocksDB store with a changelog. */
