@@ -445,7 +445,7 @@ impl Supervisor {
         let (version, digest) = (live.version, live.digest.clone());
         let done = match (alive, fits) {
             (true, Ok(())) => {
-                self.swap(name, modules, &config, version, &digest)?;
+                self.swap(name, modules, (running.as_ref(), &config), version, &digest)?;
                 (Action::Swapped, None)
             }
             (true, Err(why)) => {
@@ -466,22 +466,34 @@ impl Supervisor {
         Ok(done)
     }
 
-    /// Hands a prepared module to a running pipeline and waits until it is swapped in.
+    /// Hands the changed stages' modules to a running pipeline and waits until they are swapped in.
     fn swap(
         &self,
         name: &str,
         modules: Vec<Module>,
-        config: &PipelineConfig,
+        (running, config): (Option<&PipelineConfig>, &PipelineConfig),
         version: u32,
         digest: &str,
     ) -> Result<(), Refusal> {
         let (view, outcome) = {
             let pipelines = self.pipelines();
             let slot = pipelines.get(name).ok_or_else(|| Refusal::not_found(name))?;
+            // Only the stages whose module, config, limits or outputs changed (the stored
+            // module's path names its digest); the others keep their guests.
+            let before = running.map(PipelineConfig::stages).unwrap_or_default();
+            let unchanged = |stage: &crate::config::StageSpec| {
+                let same = |b: &crate::config::StageSpec| {
+                    b.name == stage.name
+                        && b.config.module == stage.config.module
+                        && b.config.outputs == stage.config.outputs
+                };
+                before.iter().any(same)
+            };
             let stages = config
                 .stages()
                 .into_iter()
                 .zip(modules)
+                .filter(|(stage, _)| !unchanged(stage))
                 .map(|(stage, module)| PreparedStage {
                     config: stage.config.module.iter().flat_map(|m| m.config.clone()).collect(),
                     outputs: stage.config.outputs,
