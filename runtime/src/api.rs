@@ -45,13 +45,17 @@ pub struct PartitionSnapshot {
     pub lag: Option<i64>,
 }
 
-/// One stage of a pipeline: records it consumed and produced since the pipeline started (its
-/// repartition topic's lag is among the partitions).
+/// One stage of a pipeline: records it consumed and produced since the pipeline started, and
+/// its lag.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct StageSnapshot {
     pub name: String,
     pub consumed: u64,
     pub produced: u64,
+    /// Records of the stage's assigned input partitions not yet consumed (for a stage that
+    /// others lead to, of its repartition topic), when known.
+    #[serde(default)]
+    pub lag: Option<i64>,
 }
 
 /// A restore in progress.

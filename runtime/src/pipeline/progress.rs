@@ -72,7 +72,11 @@ impl Progress {
             s.stages = work
                 .stages
                 .counts()
-                .map(|(name, consumed, produced)| StageSnapshot { name: name.to_owned(), consumed, produced })
+                .map(|(stage, consumed, produced)| {
+                    let reads = |p: &&PartitionSnapshot| stage.config.inputs.contains(&p.topic);
+                    let lag = s.partitions.iter().filter(reads).map(|p| p.lag).sum();
+                    StageSnapshot { name: stage.name.clone(), consumed, produced, lag }
+                })
                 .collect();
             s.since_last_commit_ms = committed;
         });

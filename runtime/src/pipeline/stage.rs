@@ -105,9 +105,9 @@ impl Stages {
         *p += produced;
     }
 
-    /// Each stage's name with its consumed and produced records.
-    pub fn counts(&self) -> impl Iterator<Item = (&str, u64, u64)> {
-        self.list.iter().zip(&self.counts).map(|(s, (c, p))| (s.name.as_str(), *c, *p))
+    /// Each stage with its consumed and produced records.
+    pub fn counts(&self) -> impl Iterator<Item = (&Stage, u64, u64)> {
+        self.list.iter().zip(&self.counts).map(|(s, (c, p))| (s, *c, *p))
     }
 
     /// Whether a stage's module has timers.
