@@ -446,6 +446,10 @@ impl Supervisor {
         let done = match (alive, fits) {
             (true, Ok(())) => {
                 self.swap(name, modules, (running.as_ref(), &config), version, &digest)?;
+                // The file the loop now runs: what the next deploy compares with.
+                if let Some(slot) = self.pipelines().get_mut(name) {
+                    slot.config = Some(config);
+                }
                 (Action::Swapped, None)
             }
             (true, Err(why)) => {
