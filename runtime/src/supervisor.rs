@@ -313,7 +313,7 @@ impl Supervisor {
             let module_config = stage.config.single_module().map_err(Refusal::user)?;
             let limits = crate::engine::Limits::of(module_config, &stage.config);
             let module = module.with_limits(limits).map_err(Refusal::load)?;
-            let pairs: Vec<(String, String)> = module_config.config.clone().into_iter().collect();
+            let pairs = stage.config.module_config();
             let topic = stage.config.inputs.first().map_or("", String::as_str);
             module.instantiate(topic, 0, Box::new(MemoryStore::new()), &pairs).map_err(Refusal::load)?;
             modules.push(module);
@@ -499,7 +499,7 @@ impl Supervisor {
                 .zip(modules)
                 .filter(|(stage, _)| !unchanged(stage))
                 .map(|(stage, module)| PreparedStage {
-                    config: stage.config.module.iter().flat_map(|m| m.config.clone()).collect(),
+                    config: stage.config.module_config(),
                     outputs: stage.config.outputs,
                     stage: stage.name,
                     module,

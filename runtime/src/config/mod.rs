@@ -382,6 +382,12 @@ impl PipelineConfig {
         self.module.as_ref().and_then(|m| m.name.as_deref()).unwrap_or("state")
     }
 
+    /// What the module's `init` is handed: its `config`, as pairs (none for a file of stages,
+    /// whose stages each have their own: see [`Self::stages`]).
+    pub fn module_config(&self) -> Vec<(String, String)> {
+        self.module.iter().flat_map(|m| m.config.clone()).collect()
+    }
+
     /// The one module of a pipeline without stages, or of a stage's view of the file
     /// ([`StageSpec::config`]); an error naming the stages otherwise.
     pub fn single_module(&self) -> Result<&ModuleConfig, String> {

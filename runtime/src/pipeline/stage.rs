@@ -52,9 +52,9 @@ pub(super) struct Stages {
 }
 
 impl Stages {
-    /// The stages; with `trim`, the repartition topics (what stages lead to) and the client
-    /// that trims them.
-    pub fn new(list: Vec<Stage>, trim: Option<(AdminClient<DefaultClientContext>, Vec<String>)>) -> Self {
+    /// The stages, the repartition topics they read (what stages lead to), and the client that
+    /// trims those.
+    pub fn new(list: Vec<Stage>, internal: Vec<String>, admin: Option<AdminClient<DefaultClientContext>>) -> Self {
         let mut by_topic = HashMap::new();
         for (i, stage) in list.iter().enumerate() {
             for input in &stage.config.inputs {
@@ -62,8 +62,7 @@ impl Stages {
             }
         }
         let counts = vec![(0, 0); list.len()];
-        let internal = trim.as_ref().map(|(_, topics)| topics.clone()).unwrap_or_default();
-        let trim = trim.map(|(admin, topics)| Trim { admin, topics, due: Positions::new(), last: Instant::now() });
+        let trim = admin.map(|admin| Trim { admin, due: Positions::new(), last: Instant::now() });
         Self { list, by_topic, counts, internal, trim }
     }
 
@@ -84,6 +83,11 @@ impl Stages {
         self.by_topic.get(topic).copied().ok_or_else(|| {
             Failure::Fatal(anyhow!("a record of topic `{topic}` arrived, which no stage reads"), Domain::Internal)
         })
+    }
+
+    /// The index of the stage named `name`.
+    pub fn named(&self, name: &str) -> Option<usize> {
+        self.list.iter().position(|s| s.name == name)
     }
 
     pub fn get(&self, i: usize) -> &Stage {
@@ -132,7 +136,7 @@ impl Stages {
             stage.tasks.commit(producer)?;
         }
         if let Some(trim) = &mut self.trim {
-            trim.committed(committed);
+            trim.committed(committed, &self.internal);
         }
         Ok(())
     }
@@ -182,16 +186,16 @@ impl Stages {
 /// Deletes the records of the repartition topics that every stage has consumed and committed.
 struct Trim {
     admin: AdminClient<DefaultClientContext>,
-    topics: Vec<String>,
     /// The committed offsets of the repartition partitions, not yet trimmed to.
     due: Positions,
     last: Instant,
 }
 
 impl Trim {
-    fn committed(&mut self, committed: &Positions) {
+    /// Books the committed offsets of the repartition topics (`internal`) to trim to.
+    fn committed(&mut self, committed: &Positions, internal: &[String]) {
         for ((topic, partition), next) in committed {
-            if self.topics.contains(topic) {
+            if internal.contains(topic) {
                 self.due.insert((topic.clone(), *partition), *next);
             }
         }

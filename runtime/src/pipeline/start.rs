@@ -106,6 +106,7 @@ impl Pipeline {
             (Some(at), Some(_)) => Some(Publisher::start(&config, &at.url, at.key.clone(), view.queryable.clone())?),
             _ => None,
         };
+        let repartitions: Vec<String> = specs.iter().filter_map(|s| Some(s.repartition.as_ref()?.0.clone())).collect();
         let mut stages = Vec::with_capacity(specs.len());
         let mut changelogs = Vec::new();
         for (i, (spec, module)) in specs.into_iter().zip(modules).enumerate() {
@@ -125,13 +126,11 @@ impl Pipeline {
             let tasks = Tasks::new(module, changelog.map(|(name, _)| name), tables.clone(), queried);
             stages.push(Stage { name: spec.name, config: spec.config, tasks, layout, warned_unkeyed: false });
         }
-        let repartitions: Vec<String> =
-            config.stages().into_iter().filter_map(|s| s.repartition.map(|r| r.0)).collect();
-        let trim = match repartitions.is_empty() {
+        let admin = match repartitions.is_empty() {
             true => None,
-            false => Some((kafka::base(&config).create().context("cannot create a Kafka admin client")?, repartitions)),
+            false => Some(kafka::base(&config).create().context("cannot create a Kafka admin client")?),
         };
-        let stages = Stages::new(stages, trim);
+        let stages = Stages::new(stages, repartitions, admin);
         let shared = Shared::new(view.queryable.clone());
         let producer = kafka::producer(&config, &changelogs)?;
         shared.set_producer(producer.clone());

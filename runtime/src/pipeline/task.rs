@@ -289,7 +289,7 @@ impl Opener<'_> {
         if let Some(changelog) = self.changelog {
             self.restore(changelog, wanted, &mut stores)?;
         }
-        let module_config: Vec<(String, String)> = config.module.iter().flat_map(|m| m.config.clone()).collect();
+        let module_config = config.module_config();
         let mut opened = Vec::with_capacity(wanted.len());
         for ((topic, partition), store) in wanted.iter().zip(stores) {
             let partition = *partition;

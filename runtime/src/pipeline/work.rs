@@ -93,12 +93,12 @@ impl Work {
         let mut swapped: Vec<(usize, Module)> = Vec::new();
         let mut refused = None;
         for part in &prepared.stages {
-            let Some(i) = (0..self.stages.len()).find(|i| self.stages.get(*i).name == part.stage) else {
+            let Some(i) = self.stages.named(&part.stage) else {
                 refused = Some(format!("the pipeline has no stage `{}`", part.stage));
                 break;
             };
             let stage = self.stages.get_mut(i);
-            let running: Vec<(String, String)> = stage.config.module.iter().flat_map(|m| m.config.clone()).collect();
+            let running = stage.config.module_config();
             match stage.tasks.swap(part, &running) {
                 Ok(old) => swapped.push((i, old)),
                 Err(reason) => {
@@ -110,8 +110,7 @@ impl Work {
         if let Some(reason) = refused {
             for (i, old) in swapped {
                 let stage = self.stages.get_mut(i);
-                let running: Vec<(String, String)> =
-                    stage.config.module.iter().flat_map(|m| m.config.clone()).collect();
+                let running = stage.config.module_config();
                 stage.tasks.swap_back(old, &running);
             }
             tracing::warn!(application = %self.config.application_id, version, "swap refused: {reason}");
@@ -120,7 +119,7 @@ impl Work {
             return SwapOutcome::RolledBack(reason);
         }
         for part in prepared.stages {
-            let Some(i) = (0..self.stages.len()).find(|i| self.stages.get(*i).name == part.stage) else { continue };
+            let Some(i) = self.stages.named(&part.stage) else { continue };
             let stage = self.stages.get_mut(i);
             tracing::info!(
                 application = %self.config.application_id, stage = %stage.name, version, digest = %prepared.digest,
