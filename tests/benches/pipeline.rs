@@ -46,7 +46,7 @@ use weir_runtime::state::RocksStore;
 use weir_runtime::tables::Tables;
 use weir_tests::guest;
 use weir_tests::kafka::{bootstrap, create_topic, last_counts, produce, produce_at, read_committed, unique};
-use weir_tests::peers::{KafkaStreams, Meter};
+use weir_tests::peers::{KafkaStreams, Meter, Rate};
 
 const PARTITIONS: i32 = 4;
 /// Longest any one system may take over a run of the comparison.
@@ -116,7 +116,7 @@ fn main() {
 /// warms its JVM; each one's last count of every word is checked in the last round.
 fn stages(engine: &Engine, bootstrap: &str, total: usize) {
     const PER_SENTENCE: usize = 5;
-    let rounds_wanted = std::env::var("WEIR_BENCH_ROUNDS").ok().and_then(|n| n.parse().ok()).unwrap_or(3);
+    let rounds_wanted = rounds_wanted();
     let sentences = unique("bench-sentences");
     create_topic(bootstrap, &sentences, PARTITIONS);
     let count = total / PER_SENTENCE;
@@ -134,12 +134,7 @@ fn stages(engine: &Engine, bootstrap: &str, total: usize) {
     for i in 0..words {
         *truth.entry(word(i)).or_insert(0_u64) += 1;
     }
-    let build = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| std::env::temp_dir().join("weir-bench"), std::path::PathBuf::from)
-        .join("kafka-streams");
-    let mut jvm = KafkaStreams::start(bootstrap, &build)
-        .map_err(|e| println!("\nkafka streams FAILED: {e}; weir runs alone"))
-        .ok();
+    let mut jvm = kafka_streams(bootstrap);
     let have_jvm = jvm.is_some();
     let state = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let mut run = |system: &str, round: usize| -> f64 {
@@ -176,48 +171,23 @@ fn stages(engine: &Engine, bootstrap: &str, total: usize) {
                 rate
             }
         };
-        let rate = match rate {
-            Ok(rate) => rate,
-            Err(e) => {
-                println!("{system} FAILED: {e}");
-                return f64::NAN;
-            }
-        };
         if round + 1 == rounds_wanted {
-            let out = read_committed(bootstrap, &output, words, Duration::from_secs(5), Duration::from_secs(120));
-            let counts = last_counts(&out);
-            let wrong = truth.iter().filter(|(w, n)| counts.get(*w) != Some(n)).count();
-            if wrong > 0 {
-                println!("{system}: {wrong} of {} words have a wrong last count", truth.len());
-            }
+            check_last_counts(system, bootstrap, &output, words, &truth);
         }
-        rate.per_second()
+        per_second(system, rate)
     };
     if have_jvm {
         run("streams", usize::MAX);
     }
     let systems = [("weir", "weir, two stages"), ("streams", "KS DSL groupBy")];
-    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); systems.len()];
-    for round in 0..rounds_wanted {
-        for (i, (system, _)) in systems.iter().enumerate() {
-            rates[i].push(run(system, round));
-        }
-    }
-    let median = |r: &[f64]| {
-        let mut r = r.to_vec();
-        r.sort_by(f64::total_cmp);
-        r[r.len() / 2]
-    };
+    let rates = interleaved(&systems, rounds_wanted, run);
     println!();
     println!(
         "word count over sentences against Kafka Streams 4.1.1: {words} words in sentences of {PER_SENTENCE}, \
          exactly-once, a repartition hop, RocksDB with changelogs, 100 ms commits, words per second by the \
          committed offsets of the repartition topic, {rounds_wanted} interleaved rounds"
     );
-    for ((_, label), r) in systems.iter().zip(&rates) {
-        let each: Vec<String> = r.iter().map(|x| format!("{x:.0}")).collect();
-        println!("{label:>20}  median {:>8.0} words/s   rounds {}", median(r), each.join(" / "));
-    }
+    print_rounds(&systems, &rates, "words/s");
     println!("   weir two stages / KS DSL groupBy: {:.2}x", median(&rates[0]) / median(&rates[1]));
 }
 
@@ -317,14 +287,8 @@ fn stateful(engine: &Engine, bootstrap: &str, total: usize) {
 /// Streams pass that warms its JVM. Checks each system's last count per word in the last round.
 /// Returns weir's median word-count rate.
 fn against_kafka_streams(engine: &Engine, bootstrap: &str, words: &str, total: usize) -> f64 {
-    const ROUNDS: usize = 3;
-    let rounds_wanted = std::env::var("WEIR_BENCH_ROUNDS").ok().and_then(|n| n.parse().ok()).unwrap_or(ROUNDS);
-    let build = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| std::env::temp_dir().join("weir-bench"), std::path::PathBuf::from)
-        .join("kafka-streams");
-    let mut jvm = KafkaStreams::start(bootstrap, &build)
-        .map_err(|e| println!("\nkafka streams FAILED: {e}; weir runs alone"))
-        .ok();
+    let rounds_wanted = rounds_wanted();
+    let mut jvm = kafka_streams(bootstrap);
     let have_jvm = jvm.is_some();
     let truth = true_counts(total);
     let state = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
@@ -354,27 +318,10 @@ fn against_kafka_streams(engine: &Engine, bootstrap: &str, words: &str, total: u
                 rate
             }
         };
-        let rate = match rate {
-            Ok(rate) => rate,
-            Err(e) => {
-                println!("{system} FAILED: {e}");
-                return f64::NAN;
-            }
-        };
         if round + 1 == rounds_wanted && !["uppercase", "twice"].contains(&system) {
-            let counts = last_counts(&read_committed(
-                bootstrap,
-                &output,
-                total,
-                Duration::from_secs(5),
-                Duration::from_secs(120),
-            ));
-            let wrong = truth.iter().filter(|(w, n)| counts.get(*w) != Some(n)).count();
-            if wrong > 0 {
-                println!("{system}: {wrong} of {} words have a wrong last count", truth.len());
-            }
+            check_last_counts(system, bootstrap, &output, total, &truth);
         }
-        rate.per_second()
+        per_second(system, rate)
     };
     if have_jvm {
         run("streams-processor", usize::MAX);
@@ -387,17 +334,7 @@ fn against_kafka_streams(engine: &Engine, bootstrap: &str, words: &str, total: u
         ("streams-processor", "KS Processor API"),
         ("streams-dsl", "KS DSL count"),
     ];
-    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); systems.len()];
-    for round in 0..rounds_wanted {
-        for (i, (system, _)) in systems.iter().enumerate() {
-            rates[i].push(run(system, round));
-        }
-    }
-    let median = |r: &[f64]| {
-        let mut r = r.to_vec();
-        r.sort_by(f64::total_cmp);
-        r[r.len() / 2]
-    };
+    let rates = interleaved(&systems, rounds_wanted, run);
     let median_of = |wanted: &str| {
         let i = systems.iter().position(|(system, _)| *system == wanted);
         i.map_or(f64::NAN, |i| median(&rates[i]))
@@ -407,10 +344,7 @@ fn against_kafka_streams(engine: &Engine, bootstrap: &str, words: &str, total: u
         "word count against Kafka Streams 4.1.1: {total} one-word records, exactly-once, RocksDB with changelogs, \
          100 ms commits, timed by committed offsets, {rounds_wanted} interleaved rounds (JVM warmed by a first pass)"
     );
-    for ((_, label), r) in systems.iter().zip(&rates) {
-        let each: Vec<String> = r.iter().map(|x| format!("{x:.0}")).collect();
-        println!("{label:>20}  median {:>8.0} r/s   rounds {}", median(r), each.join(" / "));
-    }
+    print_rounds(&systems, &rates, "r/s");
     let word_count = median_of("word-count");
     println!(
         "   weir word-count / KS Processor API: {:.2}x (target 1.2x)",
@@ -426,6 +360,72 @@ fn against_kafka_streams(engine: &Engine, bootstrap: &str, words: &str, total: u
         word_count / median_of("twice")
     );
     word_count
+}
+
+/// How many interleaved rounds a comparison runs (`WEIR_BENCH_ROUNDS`, default 3).
+fn rounds_wanted() -> usize {
+    std::env::var("WEIR_BENCH_ROUNDS").ok().and_then(|n| n.parse().ok()).unwrap_or(3)
+}
+
+/// The JVM that runs the Kafka Streams word counts, built by Maven under the target directory;
+/// `None`, said, when it cannot start (weir then runs alone).
+fn kafka_streams(bootstrap: &str) -> Option<KafkaStreams> {
+    let build = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| std::env::temp_dir().join("weir-bench"), std::path::PathBuf::from)
+        .join("kafka-streams");
+    KafkaStreams::start(bootstrap, &build).map_err(|e| println!("\nkafka streams FAILED: {e}; weir runs alone")).ok()
+}
+
+/// A system's rate per second, or NaN when its run failed (said).
+fn per_second(system: &str, rate: Result<Rate, String>) -> f64 {
+    match rate {
+        Ok(rate) => rate.per_second(),
+        Err(e) => {
+            println!("{system} FAILED: {e}");
+            f64::NAN
+        }
+    }
+}
+
+/// Says how many words of `truth` have another last count in `output` (of `want` records).
+fn check_last_counts(
+    system: &str,
+    bootstrap: &str,
+    output: &str,
+    want: usize,
+    truth: &std::collections::HashMap<String, u64>,
+) {
+    let counts =
+        last_counts(&read_committed(bootstrap, output, want, Duration::from_secs(5), Duration::from_secs(120)));
+    let wrong = truth.iter().filter(|(w, n)| counts.get(*w) != Some(n)).count();
+    if wrong > 0 {
+        println!("{system}: {wrong} of {} words have a wrong last count", truth.len());
+    }
+}
+
+/// Runs every system once per round, the rounds interleaved; the rates of each system.
+fn interleaved(systems: &[(&str, &str)], rounds: usize, mut run: impl FnMut(&str, usize) -> f64) -> Vec<Vec<f64>> {
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); systems.len()];
+    for round in 0..rounds {
+        for (i, (system, _)) in systems.iter().enumerate() {
+            rates[i].push(run(system, round));
+        }
+    }
+    rates
+}
+
+fn median(rates: &[f64]) -> f64 {
+    let mut rates = rates.to_vec();
+    rates.sort_by(f64::total_cmp);
+    rates[rates.len() / 2]
+}
+
+/// Each system's median and rounds, under its label.
+fn print_rounds(systems: &[(&str, &str)], rates: &[Vec<f64>], unit: &str) {
+    for ((_, label), r) in systems.iter().zip(rates) {
+        let each: Vec<String> = r.iter().map(|x| format!("{x:.0}")).collect();
+        println!("{label:>20}  median {:>8.0} {unit}   rounds {}", median(r), each.join(" / "));
+    }
 }
 
 /// How many times each word of the word-count input occurs.
