@@ -70,6 +70,7 @@ cargo bench -p weir-tests --bench engine
 cargo bench -p weir-tests --bench pipeline
 cargo bench -p weir-tests --bench serve
 cargo bench -p weir-tests --bench query
+cargo bench -p weir-tests --bench fleet
 
 step "the checkout is as the tests found it"
 tracked_after=$(git status --porcelain --untracked-files=no)

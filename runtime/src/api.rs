@@ -58,6 +58,35 @@ pub struct StageSnapshot {
     pub lag: Option<i64>,
 }
 
+/// How a pipeline takes part in its consumer group, and what rebalances did to it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct GroupSnapshot {
+    /// `classic` or `consumer` (KIP-848).
+    pub protocol: String,
+    /// The partition assignor: `cooperative-sticky` or `range` (classic), `uniform` or `range`
+    /// (consumer, on the broker).
+    pub assignor: String,
+    /// Whether a rebalance touches only the partitions that move (else every task closes).
+    pub incremental: bool,
+    /// The consumer's `group.instance.id` (static membership).
+    pub instance_id: String,
+    /// Assignments and revocations this instance took part in since it started.
+    pub rebalances: u64,
+    /// Tasks opened and closed since the pipeline started (one per stage and partition).
+    pub tasks_opened: u64,
+    pub tasks_closed: u64,
+}
+
+/// A partition's store kept warm here for when the partition comes to this instance.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StandbySnapshot {
+    pub partition: i32,
+    /// The changelog offset the store reflects.
+    pub checkpoint: Option<i64>,
+    /// Changelog records it has not yet applied, at its last catch-up, when known.
+    pub lag: Option<i64>,
+}
+
 /// A restore in progress.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RestoreProgress {
@@ -83,6 +112,12 @@ pub struct Snapshot {
     /// Each stage, in flow order (one, named as its state, for a pipeline of one module).
     #[serde(default)]
     pub stages: Vec<StageSnapshot>,
+    /// The consumer group, once the pipeline has joined it.
+    #[serde(default)]
+    pub group: Option<GroupSnapshot>,
+    /// The partitions kept warm here as standby replicas (`standby_replicas`).
+    #[serde(default)]
+    pub standbys: Vec<StandbySnapshot>,
     pub consumed: u64,
     pub produced: u64,
     /// Records per second, over the last second or so.

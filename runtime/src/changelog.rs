@@ -165,6 +165,24 @@ pub fn restore(
     targets: Vec<Target<'_>>,
     progress: &dyn Fn(u64, u64),
 ) -> anyhow::Result<Restored> {
+    let restored = read_into(config, topic, targets, progress)?;
+    let Restored { records, elapsed, rebuilt } = restored;
+    tracing::info!(topic, records, elapsed_ms = elapsed.as_millis() as u64, rebuilt, "state restored");
+    Ok(restored)
+}
+
+/// Like [`restore`], quietly: for stores kept warm (standby replicas), caught up over and over.
+pub fn catch_up(config: &PipelineConfig, topic: &str, targets: Vec<Target<'_>>) -> anyhow::Result<Restored> {
+    read_into(config, topic, targets, &|_, _| {})
+}
+
+/// What [`restore`] does, unlogged.
+fn read_into(
+    config: &PipelineConfig,
+    topic: &str,
+    targets: Vec<Target<'_>>,
+    progress: &dyn Fn(u64, u64),
+) -> anyhow::Result<Restored> {
     let started = Instant::now();
     let first = catchup::reader(config, "restore")?;
     let mut rebuilt = false;
@@ -225,9 +243,7 @@ pub fn restore(
     let records = counts.iter().sum();
     progress(records, total);
     let elapsed = started.elapsed();
-    let readers = consumers.len();
     consumers.into_iter().for_each(catchup::close_aside);
-    tracing::info!(topic, readers, records, elapsed_ms = elapsed.as_millis() as u64, rebuilt, "state restored");
     Ok(Restored { records, elapsed, rebuilt })
 }
 

@@ -53,6 +53,8 @@ pub fn run(engine: &Engine, demo: &Demo, out: &mut dyn Write) -> anyhow::Result<
         tables: BTreeMap::new(),
         guarantee: demo.guarantee,
         auto_offset_reset: Default::default(),
+        group_protocol: Default::default(),
+        standby_replicas: 0,
         commit_interval_ms: None,
         batch_size: 100,
         linger_ms: 5,

@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, ConsumerGroupMetadata, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, ConsumerGroupMetadata, RebalanceProtocol};
 use rdkafka::error::KafkaResult;
 use rdkafka::producer::{DeliveryResult, Producer as _, ProducerContext, ThreadedProducer};
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use crate::config::{Guarantee, PipelineConfig};
+use crate::config::{GroupProtocol, Guarantee, PipelineConfig};
 
 /// How long transactional calls and synchronous commits may take.
 pub const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
@@ -100,25 +101,39 @@ pub fn send_offsets(
 
 /// What the pipeline loop and the rebalance callback share.
 pub struct Shared {
-    /// The loop's producer, for the revoke callback to abort with; replaced when it is lost.
+    /// The loop's producer, for the callback to abort with when partitions are lost; replaced
+    /// when it is lost.
     producer: Mutex<Option<Arc<Producer>>>,
     /// Set when an abort failed: the loop replaces the producer before it begins another
     /// transaction (the new producer's start aborts what the old one left open).
     pub producer_lost: AtomicBool,
     pub book: Mutex<Book>,
-    /// Set when partitions were revoked: the loop drops the batch in hand and its instances.
-    pub rebalanced: AtomicBool,
-    /// Set when partitions were assigned: a processor with timers opens their instances, so
-    /// their wall-clock timers fire even while no record arrives.
-    pub assigned: AtomicBool,
-    /// Told at once on revocation, before the partitions can move (queries stop reading them).
+    /// What the group changed that the loop has yet to act on.
+    moves: Mutex<Moves>,
+    /// Set once the loop is done with the consumer: a revocation then releases the partitions
+    /// at once (the consumer is closing; nothing is left to commit).
+    pub closing: AtomicBool,
+    /// Told at once when partitions were lost, before they can move (queries stop reading them).
     revoked: Arc<dyn Revoked>,
 }
 
-/// What the revocation callback tells before partitions go to another instance: a narrow handle,
+/// What the rebalance callback tells before partitions go to another instance: a narrow handle,
 /// so this layer knows nothing of who listens (the query layer, which closes its readers).
 pub trait Revoked: Send + Sync {
     fn revoked(&self);
+}
+
+/// What a rebalance changed, for the loop to act on after the poll that saw it.
+#[derive(Debug, Default)]
+struct Moves {
+    /// Partitions the group takes back. They stay this instance's until the loop has committed
+    /// its open work and closed their tasks, and then releases them ([`release`]).
+    pub revoked: Vec<(String, i32)>,
+    /// Partitions newly assigned, whose tasks the loop opens.
+    pub assigned: Vec<(String, i32)>,
+    /// Set when the assignment was lost (the session timed out, or the member was fenced): the
+    /// open work was aborted in the callback, since its partitions may be another's already.
+    pub lost: bool,
 }
 
 /// The work since the last commit.
@@ -148,13 +163,38 @@ impl Shared {
             producer: Mutex::new(None),
             producer_lost: AtomicBool::new(false),
             book: Mutex::new(Book::default()),
-            rebalanced: AtomicBool::new(false),
-            assigned: AtomicBool::new(false),
+            moves: Mutex::new(Moves::default()),
+            closing: AtomicBool::new(false),
         })
     }
 
     pub fn book(&self) -> std::sync::MutexGuard<'_, Book> {
         self.book.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn moves(&self) -> std::sync::MutexGuard<'_, Moves> {
+        self.moves.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether the assignment was lost since the last call (the open work was dropped).
+    pub fn take_lost(&self) -> bool {
+        std::mem::take(&mut self.moves().lost)
+    }
+
+    /// The partitions assigned since the last call.
+    pub fn take_assigned(&self) -> Vec<(String, i32)> {
+        std::mem::take(&mut self.moves().assigned)
+    }
+
+    /// The partitions revoked since the last call, still held until [`release`]d.
+    pub fn take_revoked(&self) -> Vec<(String, i32)> {
+        std::mem::take(&mut self.moves().revoked)
+    }
+
+    /// Whether partitions were revoked that the loop has not released yet (a poll then stops
+    /// early, so that the rebalance waits on this instance as little as it can).
+    pub fn revoke_pending(&self) -> bool {
+        !self.moves().revoked.is_empty()
     }
 
     /// Hands the revoke callback the loop's (new) producer.
@@ -187,22 +227,50 @@ impl Shared {
         true
     }
 
-    /// Before partitions go to another instance: drop the work since the last commit. Under
-    /// exactly-once the open transaction is aborted; otherwise nothing more is committed. The
-    /// next owner resumes from the committed offsets with the state its changelog holds, so
-    /// at-least-once may repeat outputs but never loses a state change.
-    fn on_revoke(&self) {
+    /// The partitions were lost, not handed back: they may be another instance's already, so
+    /// the work since the last commit is dropped at once (under exactly-once the open
+    /// transaction is aborted; otherwise nothing more is committed). The next owner resumes
+    /// from the committed offsets with the state its changelog holds, so at-least-once may
+    /// repeat outputs but never loses a state change.
+    fn on_lost(&self) {
         self.revoked.revoked();
         let mut book = self.book();
         if self.abort(&mut book) {
-            tracing::info!("partitions revoked: aborted the open transaction");
+            tracing::info!("partitions lost: aborted the open transaction");
         }
         book.offsets.clear();
-        self.rebalanced.store(true, Ordering::SeqCst);
+        self.moves().lost = true;
     }
 }
 
-/// The consumer's context: logs through `tracing`, and closes the open work on revocation.
+/// Hands back partitions the group revoked, once the loop has committed the work on them and
+/// closed their tasks.
+pub fn release(consumer: &Consumer, partitions: &[(String, i32)]) -> KafkaResult<()> {
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition) in partitions {
+        tpl.add_partition(topic, *partition);
+    }
+    unassign(consumer, &tpl)
+}
+
+/// Hands back `tpl`: only those partitions when the protocol is incremental, the whole
+/// assignment when it is eager.
+fn unassign<C: ConsumerContext>(consumer: &BaseConsumer<C>, tpl: &TopicPartitionList) -> KafkaResult<()> {
+    match consumer.rebalance_protocol() {
+        RebalanceProtocol::Cooperative => consumer.incremental_unassign(tpl),
+        _ => consumer.unassign(),
+    }
+}
+
+/// The consumer's context: logs through `tracing`, and leaves what a rebalance changes to the
+/// loop.
+///
+/// A revocation is not acted on here: the partitions stay assigned until the loop, after the
+/// poll that served the callback, has committed the open work (the revoked partitions' records
+/// with everyone else's, in one transaction under exactly-once) and closed their tasks; then it
+/// releases them ([`release`]). librdkafka waits for that call, and the group for librdkafka.
+/// Tasks of the partitions that stay are not touched. Partitions that were lost, or revoked
+/// while the consumer closes, are released at once.
 pub struct ConsumerCtx {
     pub shared: Arc<Shared>,
 }
@@ -210,17 +278,38 @@ pub struct ConsumerCtx {
 impl ClientContext for ConsumerCtx {}
 
 impl ConsumerContext for ConsumerCtx {
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Revoke(tpl) => {
-                tracing::info!(partitions = tpl.count(), "partitions revoked");
-                self.shared.on_revoke();
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let partitions: Vec<(String, i32)> =
+            tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
+        let incremental = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let assigned = match incremental {
+                    true => consumer.incremental_assign(tpl),
+                    false => consumer.assign(tpl),
+                };
+                if let Err(e) = assigned {
+                    tracing::warn!("taking the assigned partitions failed: {e}");
+                }
+                tracing::info!(partitions = partitions.len(), incremental, "partitions assigned");
+                self.shared.moves().assigned.extend(partitions);
             }
-            Rebalance::Assign(tpl) => {
-                tracing::info!(partitions = tpl.count(), "partitions assigned");
-                self.shared.assigned.store(true, Ordering::SeqCst);
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let lost = consumer.assignment_lost();
+                if lost || self.shared.closing.load(Ordering::SeqCst) {
+                    if lost {
+                        tracing::warn!(partitions = partitions.len(), "partitions lost");
+                        self.shared.on_lost();
+                    }
+                    if let Err(e) = unassign(consumer, tpl) {
+                        tracing::warn!("releasing the revoked partitions failed: {e}");
+                    }
+                    return;
+                }
+                tracing::info!(partitions = partitions.len(), incremental, "partitions revoked");
+                self.shared.moves().revoked.extend(partitions);
             }
-            Rebalance::Error(e) => tracing::warn!("rebalance error: {e}"),
+            _ => tracing::warn!("rebalance error: {}", RDKafkaErrorCode::from(err)),
         }
     }
 }
@@ -588,20 +677,80 @@ pub fn producer(config: &PipelineConfig, changelogs: &[String]) -> anyhow::Resul
     Ok(Arc::new(producer))
 }
 
-/// The consumer, in the application's group, reading only committed records of `topics` (the
-/// inputs of every stage).
-pub fn consumer(config: &PipelineConfig, topics: &[String], shared: Arc<Shared>) -> anyhow::Result<Consumer> {
+/// How a pipeline's consumer takes part in its group: the protocol, the assignor, and whether
+/// rebalances are incremental (only the partitions that move are touched).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupPlan {
+    pub protocol: GroupProtocol,
+    pub assignor: &'static str,
+    pub incremental: bool,
+}
+
+impl GroupPlan {
+    /// The plan for `config`; `copartitioned` when a stage reads several topics whose partitions
+    /// must stay together (the same partition of each on one instance).
+    ///
+    /// The sticky assignors (`cooperative-sticky` on the classic protocol, `uniform` on the
+    /// broker under the consumer protocol) balance each topic on its own and so may split
+    /// co-partitioned topics; such a pipeline takes `range` instead, which keeps them together
+    /// but moves more partitions when members come and go (and is eager under the classic
+    /// protocol). A `[kafka]` `partition.assignment.strategy` overrides the classic choice.
+    pub fn of(config: &PipelineConfig, copartitioned: bool) -> Self {
+        match config.group_protocol {
+            GroupProtocol::Consumer => {
+                let assignor = if copartitioned { "range" } else { "uniform" };
+                Self { protocol: GroupProtocol::Consumer, assignor, incremental: true }
+            }
+            GroupProtocol::Classic => {
+                let assignor: &'static str = match config.kafka.get("partition.assignment.strategy") {
+                    Some(chosen) if chosen.trim() == "cooperative-sticky" => "cooperative-sticky",
+                    Some(chosen) if chosen.trim() == "range" => "range",
+                    Some(chosen) if chosen.trim() == "roundrobin" => "roundrobin",
+                    Some(_) => "as [kafka] says",
+                    None if copartitioned => "range",
+                    None => "cooperative-sticky",
+                };
+                Self { protocol: GroupProtocol::Classic, assignor, incremental: assignor == "cooperative-sticky" }
+            }
+        }
+    }
+}
+
+/// The consumer's `group.instance.id` (static membership, KIP-345): the pipeline's instance id.
+pub fn group_instance_id(config: &PipelineConfig) -> String {
+    config.instance()
+}
+
+/// The consumer, in the application's group as a static member, reading only committed records
+/// of `topics` (the inputs of every stage), speaking the group protocol `plan` says.
+pub fn consumer(
+    config: &PipelineConfig,
+    topics: &[String],
+    plan: GroupPlan,
+    shared: Arc<Shared>,
+) -> anyhow::Result<Consumer> {
     let mut client = base(config);
     client
         .set("group.id", &config.application_id)
+        .set("group.instance.id", group_instance_id(config))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", config.auto_offset_reset.as_kafka());
     default(&mut client, config, "fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);
-    // A crashed instance's partitions move after this long (the broker's minimum by default).
-    default(&mut client, config, "session.timeout.ms", "6000");
-    default(&mut client, config, "heartbeat.interval.ms", "1500");
+    match plan.protocol {
+        GroupProtocol::Consumer => {
+            client.set("group.protocol", "consumer").set("group.remote.assignor", plan.assignor);
+        }
+        GroupProtocol::Classic => {
+            client.set("group.protocol", "classic");
+            default(&mut client, config, "partition.assignment.strategy", plan.assignor);
+            // A crashed instance's partitions move after this long; a static member restarted
+            // sooner takes its own back with no rebalance at all.
+            default(&mut client, config, "session.timeout.ms", SESSION_TIMEOUT_MS);
+            default(&mut client, config, "heartbeat.interval.ms", "1500");
+        }
+    }
     let consumer: Consumer = client
         .create_with_context(ConsumerCtx { shared })
         .map_err(|e| anyhow::anyhow!("cannot create the Kafka consumer: {e}"))?;
@@ -609,6 +758,10 @@ pub fn consumer(config: &PipelineConfig, topics: &[String], shared: Arc<Shared>)
     consumer.subscribe(&topics).map_err(|e| anyhow::anyhow!("cannot subscribe to {topics:?}: {e}"))?;
     Ok(consumer)
 }
+
+/// The classic protocol's session timeout unless the `[kafka]` table sets one: how long a
+/// static member may be away (a restart) before its partitions move.
+pub const SESSION_TIMEOUT_MS: &str = "10000";
 
 #[cfg(test)]
 mod test {

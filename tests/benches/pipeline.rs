@@ -609,6 +609,8 @@ fn config(
         tables: BTreeMap::new(),
         guarantee,
         auto_offset_reset: Default::default(),
+        group_protocol: Default::default(),
+        standby_replicas: 0,
         commit_interval_ms: None,
         batch_size: BATCH,
         linger_ms: 5,

@@ -274,11 +274,17 @@ impl Weir {
     /// Starts `<bin> run pipeline args...` with info-level logs; `bin` is the `weir-e2e` binary
     /// (`env!("CARGO_BIN_EXE_weir-e2e")` in a test).
     pub fn start(bin: &Path, pipeline: &Path, args: &[&str], cache_dir: &Path) -> Self {
+        Self::start_with(bin, pipeline, args, cache_dir, &[])
+    }
+
+    /// Like [`Weir::start`], with these environment variables set too.
+    pub fn start_with(bin: &Path, pipeline: &Path, args: &[&str], cache_dir: &Path, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(bin)
             .arg("run")
             .arg(pipeline)
             .args(args)
             .args(["--cache-dir", &cache_dir.to_string_lossy()])
+            .envs(env.iter().copied())
             .env("WEIR_LOG", "info,rdkafka=warn")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -321,6 +327,14 @@ impl Weir {
         }
     }
 
+    /// The URL `weir run --admin 127.0.0.1:0` says it listens on, once it says so.
+    pub fn admin_url(&mut self) -> String {
+        self.wait_for_log("admin on http://", LONG);
+        let log = self.log();
+        let at = log.find("admin on http://").map(|i| i + "admin on ".len()).unwrap_or_default();
+        log[at..].split_whitespace().next().unwrap_or_default().to_owned()
+    }
+
     /// Waits for it to exit on its own (a refused start), and for its log to be read.
     pub fn wait(&mut self) -> std::process::ExitStatus {
         let status = self.child.wait().unwrap_or_else(|e| panic!("waiting for weir: {e}"));
@@ -355,6 +369,13 @@ impl Weir {
         self.drain_log();
         self.log()
     }
+}
+
+/// How many partitions the last `assignment now` line of a weir log says it holds.
+pub fn last_assignment(log: &str) -> Option<usize> {
+    let line = log.lines().rev().find(|l| l.contains("assignment now"))?;
+    let value = line.split("partitions=").nth(1)?;
+    value.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
 
 /// Sends SIGTERM to our own child and waits for it to exit.
@@ -442,7 +463,12 @@ impl Setup {
     }
 
     pub fn start(&self, pipeline: &Path, args: &[&str]) -> Weir {
-        Weir::start(&self.bin, pipeline, args, self.cache.as_deref().unwrap_or(self.dir.path()))
+        self.start_with(pipeline, args, &[])
+    }
+
+    /// Like [`Setup::start`], with these environment variables set too.
+    pub fn start_with(&self, pipeline: &Path, args: &[&str], env: &[(&str, &str)]) -> Weir {
+        Weir::start_with(&self.bin, pipeline, args, self.cache.as_deref().unwrap_or(self.dir.path()), env)
     }
 }
 

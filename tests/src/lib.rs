@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod fleet;
 pub mod kafka;
 pub mod peers;
 pub mod serve;

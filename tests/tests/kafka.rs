@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use weir_tests::kafka::{counts, crash_repeatedly, numbered, produce, read_committed, setup, unique, LONG, QUIET};
+use weir_tests::kafka::{
+    counts, crash_repeatedly, last_assignment, numbered, produce, read_committed, setup, unique, LONG, QUIET,
+};
 
 fn expected_value(i: usize) -> String {
     format!("RECORD {i}")
@@ -99,8 +101,8 @@ fn two_instances_split_the_partitions_and_the_survivor_takes_over_exactly_once()
     let pipeline = s.pipeline("uppercase", &unique("pair"), "");
     let mut a = s.start(&pipeline, &["--instance-id", "a"]);
     let mut b = s.start(&pipeline, &["--instance-id", "b"]);
-    a.wait_for_log("partitions assigned partitions=2", LONG);
-    b.wait_for_log("partitions assigned partitions=2", LONG);
+    a.wait_for_log("assignment now partitions=2", LONG);
+    b.wait_for_log("assignment now partitions=2", LONG);
     let (bootstrap, input) = (s.bootstrap.clone(), s.input.clone());
     let producer =
         std::thread::spawn(move || produce(&bootstrap, &input, &numbered(0..records), Some(Duration::from_secs(8))));
@@ -108,7 +110,7 @@ fn two_instances_split_the_partitions_and_the_survivor_takes_over_exactly_once()
     a.kill();
     producer.join().unwrap();
     let out = read_committed(&s.bootstrap, &s.output, records, QUIET, LONG);
-    assert!(b.log().contains("partitions assigned partitions=4"), "b did not take over all partitions:\n{}", b.log());
+    assert_eq!(last_assignment(&b.log()), Some(4), "b did not take over all partitions:\n{}", b.log());
     b.stop();
     let seen = counts(&out);
     let missing = (0..records).filter(|i| !seen.contains_key(&expected_value(*i))).count();

@@ -90,14 +90,6 @@ fn assert_counted_once(out: &[weir_tests::kafka::ReadRecord], truth: &HashMap<St
     assert_eq!(by_word.len(), truth.len(), "words that never occurred were output");
 }
 
-/// The URL `weir run --admin 127.0.0.1:0` says it listens on.
-fn admin_url(weir: &mut weir_tests::kafka::Weir) -> String {
-    weir.wait_for_log("admin on http://", LONG);
-    let log = weir.log();
-    let at = log.find("admin on http://").unwrap() + "admin on ".len();
-    log[at..].split_whitespace().next().unwrap().to_owned()
-}
-
 #[test]
 fn a_word_count_of_unkeyed_sentences_on_four_partitions_counts_every_word_once_and_answers_each() {
     let s = setup(BIN, PARTITIONS);
@@ -108,7 +100,7 @@ fn a_word_count_of_unkeyed_sentences_on_four_partitions_counts_every_word_once_a
     let truth = truth(&sentences);
     let words: u64 = truth.values().sum();
     let mut weir = s.start(&pipeline, &["--admin", "127.0.0.1:0"]);
-    let url = admin_url(&mut weir);
+    let url = weir.admin_url();
     let out = read_committed(&s.bootstrap, &s.output, words as usize, QUIET, LONG);
     assert_counted_once(&out, &truth);
 
@@ -212,7 +204,7 @@ fn a_stateful_module_reading_unkeyed_records_is_warned_about_in_the_status() {
     let pipeline = s.pipeline("word-count", &app, "");
     produce_unkeyed(&s.bootstrap, &s.input, PARTITIONS, &sentences(100));
     let mut weir = s.start(&pipeline, &["--admin", "127.0.0.1:0"]);
-    let url = admin_url(&mut weir);
+    let url = weir.admin_url();
     let agent = weir_tests::serve::agent();
     let started = Instant::now();
     let notice = loop {

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use weir_runtime::state::{RocksStore, StateStore};
 use weir_tests::kafka::{
-    crash_repeatedly, last_counts, produce, read_committed, setup, true_counts, unique, words, TestRecord, LONG, QUIET,
+    crash_repeatedly, last_assignment, last_counts, produce, read_committed, setup, true_counts, unique, words,
+    TestRecord, LONG, QUIET,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_weir-e2e");
@@ -75,8 +76,8 @@ fn state_follows_a_partition_to_another_instance_through_the_changelog() {
     let (dir_a, dir_b) = (s.dir.path().join("a"), s.dir.path().join("b"));
     let mut a = s.start(&pipeline, &["--instance-id", "a", "--state-dir", dir_a.to_str().unwrap()]);
     let mut b = s.start(&pipeline, &["--instance-id", "b", "--state-dir", dir_b.to_str().unwrap()]);
-    a.wait_for_log("partitions assigned partitions=2", LONG);
-    b.wait_for_log("partitions assigned partitions=2", LONG);
+    a.wait_for_log("assignment now partitions=2", LONG);
+    b.wait_for_log("assignment now partitions=2", LONG);
     let input = words(0, 40_000);
     let truth = true_counts(&input);
     let (bootstrap, topic) = (s.bootstrap.clone(), s.input.clone());
@@ -85,7 +86,7 @@ fn state_follows_a_partition_to_another_instance_through_the_changelog() {
     a.kill();
     producer.join().unwrap();
     let out = read_committed(&s.bootstrap, &s.output, 40_000, QUIET, LONG);
-    assert!(b.log().contains("partitions assigned partitions=4"), "b did not take over:\n{}", b.log());
+    assert_eq!(last_assignment(&b.log()), Some(4), "b did not take over:\n{}", b.log());
     b.stop();
     assert_eq!(out.len(), 40_000);
     assert_eq!(last_counts(&out), truth, "counts continue where a left off");

@@ -6,6 +6,8 @@
 //! inputs = ["sentences"]
 //! guarantee = "exactly-once"             # or "at-least-once", "at-most-once"
 //! auto_offset_reset = "earliest"         # or "latest"
+//! group_protocol = "classic"             # or "consumer" (KIP-848)
+//! standby_replicas = 0                   # warm copies of each store on other instances
 //!
 //! [outputs]                              # names the module routes to, and their topics
 //! default = "word-counts"
@@ -66,6 +68,30 @@ impl OffsetReset {
         match self {
             OffsetReset::Earliest => "earliest",
             OffsetReset::Latest => "latest",
+        }
+    }
+}
+
+/// Which consumer group protocol a pipeline's consumer speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum GroupProtocol {
+    /// The classic protocol (JoinGroup/SyncGroup), with cooperative incremental rebalancing
+    /// (`cooperative-sticky`), or eager `range` when a stage reads co-partitioned topics. A
+    /// static member restarted within `session.timeout.ms` replaces its old self at once.
+    #[default]
+    Classic,
+    /// The next-generation protocol (KIP-848): the broker assigns (`uniform`, or `range` when a
+    /// stage reads co-partitioned topics) and rebalances incrementally. A static member that
+    /// did not leave cleanly is fenced until the broker's session timeout.
+    Consumer,
+}
+
+impl GroupProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupProtocol::Classic => "classic",
+            GroupProtocol::Consumer => "consumer",
         }
     }
 }
@@ -157,6 +183,13 @@ pub struct PipelineConfig {
     pub guarantee: Guarantee,
     #[serde(default)]
     pub auto_offset_reset: OffsetReset,
+    /// The consumer group protocol (see [`GroupProtocol`]).
+    #[serde(default)]
+    pub group_protocol: GroupProtocol,
+    /// How many other instances keep a warm copy of each partition's store (the stage queries
+    /// read), so that its next owner restores only the changelog's tail.
+    #[serde(default)]
+    pub standby_replicas: u32,
     /// How often to commit; default 100 ms under exactly-once (as Kafka Streams), 1 s otherwise.
     #[serde(default)]
     pub commit_interval_ms: Option<u64>,
@@ -265,6 +298,7 @@ const MANAGED: &[&str] = &[
     "bootstrap.servers",
     "group.id",
     "group.instance.id",
+    "group.protocol",
     "enable.auto.commit",
     "enable.auto.offset.store",
     "isolation.level",
@@ -272,6 +306,10 @@ const MANAGED: &[&str] = &[
     "enable.idempotence",
     "auto.offset.reset",
 ];
+
+/// librdkafka settings of the classic group protocol that the consumer protocol (KIP-848)
+/// refuses: the broker owns them there.
+const CLASSIC_ONLY: &[&str] = &["session.timeout.ms", "heartbeat.interval.ms", "partition.assignment.strategy"];
 
 impl PipelineConfig {
     /// Reads and checks a pipeline file. Relative module paths are taken from the file's folder.
@@ -314,6 +352,8 @@ impl PipelineConfig {
             tables,
             guarantee,
             auto_offset_reset,
+            group_protocol,
+            standby_replicas,
             commit_interval_ms,
             batch_size,
             linger_ms,
@@ -349,6 +389,8 @@ impl PipelineConfig {
             ("tables", *tables == next.tables),
             ("guarantee", *guarantee == next.guarantee),
             ("auto_offset_reset", *auto_offset_reset == next.auto_offset_reset),
+            ("group_protocol", *group_protocol == next.group_protocol),
+            ("standby_replicas", *standby_replicas == next.standby_replicas),
             ("commit_interval_ms", *commit_interval_ms == next.commit_interval_ms),
             ("batch_size", *batch_size == next.batch_size),
             ("linger_ms", *linger_ms == next.linger_ms),
@@ -459,8 +501,18 @@ impl PipelineConfig {
         }
         if let Some(key) = self.kafka.keys().find(|k| MANAGED.contains(&k.as_str())) {
             return Err(format!(
-                "kafka.\"{key}\" is set by weir (from application_id, instance_id, guarantee or auto_offset_reset); remove it"
+                "kafka.\"{key}\" is set by weir (from application_id, instance_id, guarantee, auto_offset_reset or \
+                 group_protocol); remove it"
             ));
+        }
+        if self.group_protocol == GroupProtocol::Consumer {
+            if let Some(key) = self.kafka.keys().find(|k| CLASSIC_ONLY.contains(&k.as_str())) {
+                return Err(format!(
+                    "kafka.\"{key}\" applies to group_protocol = \"classic\" only: under \"consumer\" the broker \
+                     decides it (the group's group.consumer.session.timeout.ms and group.consumer.heartbeat.interval.ms, \
+                     set with kafka-configs.sh --entity-type groups); remove it"
+                ));
+            }
         }
         if let Some(key) = self.kafka.keys().find(|k| loads_code(k)) {
             return Err(format!(

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
-pub use crate::api::{PartitionSnapshot, Phase, RestoreProgress, Snapshot, StageSnapshot};
+pub use crate::api::{
+    GroupSnapshot, PartitionSnapshot, Phase, RestoreProgress, Snapshot, StageSnapshot, StandbySnapshot,
+};
 use crate::engine::Module;
 use crate::now_ms;
 use crate::query::Queryable;

@@ -15,10 +15,12 @@ mod failure;
 mod health;
 mod process;
 mod progress;
+mod rebalance;
 mod recovery;
 mod sink;
 mod source;
 mod stage;
+mod standby;
 mod start;
 mod table_feed;
 mod task;
@@ -31,7 +33,6 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::Consumer as _;
 use rdkafka::message::Message as _;
 
-use crate::config::OffsetReset;
 pub use control::{channel, Command, Handle, Inbox, Phase, Prepared, PreparedStage, Snapshot, SwapOutcome, View};
 use failure::Failure;
 use recovery::Retries;
@@ -57,7 +58,8 @@ impl Pipeline {
             while let Some(command) = inbox.next() {
                 self.take(command);
             }
-            match self.step().and_then(|()| self.commit_if_due()).and_then(|()| self.apply_commands()) {
+            let stepped = self.step().and_then(|()| self.release_revoked());
+            match stepped.and_then(|()| self.commit_if_due()).and_then(|()| self.apply_commands()) {
                 Ok(()) => self.succeeded(&mut retries),
                 Err(failure) => self.failed(failure, &mut retries)?,
             }
@@ -77,6 +79,8 @@ impl Pipeline {
             );
         }
         self.work.stats.finished = Some(Instant::now());
+        // Partitions revoked from here on are released at once: nothing is left to commit.
+        self.work.shared.closing.store(true, Ordering::SeqCst);
         self.consumer.unsubscribe();
         self.work.set_phase(Phase::Stopped);
         let stats = self.work.stats;
@@ -91,7 +95,7 @@ impl Pipeline {
     /// Polls one batch and processes it.
     fn step(&mut self) -> Result<(), Failure> {
         if self.rewind_owed {
-            source::rewind(&self.consumer, self.work.config.auto_offset_reset, self.work.stages.internal())?;
+            source::rewind(&self.consumer, self.work.config.auto_offset_reset, self.work.stages.internal(), None)?;
             self.rewind_owed = false;
         }
         let (consumer, work) = (&self.consumer, &mut self.work);
@@ -99,31 +103,16 @@ impl Pipeline {
             feed.poll()?;
         }
         let linger = Duration::from_millis(work.config.linger_ms);
-        let (messages, trouble) = source::poll_batch(consumer, work.config.batch_size, linger)?;
+        let revoking = || work.shared.revoke_pending();
+        let (messages, trouble) = source::poll_batch(consumer, work.config.batch_size, linger, revoking)?;
         match trouble {
             Some(e) => work.health.away(&format!("consumer: {e}")),
             None => work.health.polled(messages.len(), &work.config),
         }
-        if work.shared.rebalanced.swap(false, Ordering::SeqCst) {
-            // The revoke callback dropped the open work; what this poll returned may belong to
-            // partitions that are no longer ours, and is read again by their owner.
-            work.stages.close_all();
-            work.poisoned.clear();
-            work.view.update(|s| s.restored = false);
+        if work.follow_assignment(consumer)? {
+            // The partitions were lost: what this poll returned may belong to another instance
+            // now, and is read again by its owner.
             return Ok(());
-        }
-        if work.shared.assigned.swap(false, Ordering::SeqCst) {
-            if work.paused {
-                consumer.pause(&consumer.assignment()?)?;
-            }
-            work.stages.open_assigned(&work.view, &work.metrics, consumer)?;
-            if work.config.auto_offset_reset == OffsetReset::Latest && !work.stages.internal().is_empty() {
-                // The consumer's reset applies to every topic; a repartition topic is read from
-                // its start instead when nothing of it was committed.
-                source::rewind(consumer, OffsetReset::Latest, work.stages.internal())?;
-            }
-            work.view.update(|s| s.restored = true);
-            work.set_phase(work.settled_phase());
         }
         if work.paused {
             // Fetched before the pause took hold: read again after the resume.

@@ -166,7 +166,7 @@ impl Pipeline {
     pub(super) fn recover(&mut self) {
         self.abandon();
         self.rewind_owed = true;
-        match source::rewind(&self.consumer, self.work.config.auto_offset_reset, self.work.stages.internal()) {
+        match source::rewind(&self.consumer, self.work.config.auto_offset_reset, self.work.stages.internal(), None) {
             Ok(()) => self.rewind_owed = false,
             Err(e) => tracing::warn!(
                 "rewinding to the committed offsets failed: {e}; no record is processed before it is done"

@@ -10,9 +10,11 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::failure::Failure;
 use crate::config::OffsetReset;
+use crate::error::Domain;
 use crate::kafka::{Consumer, KAFKA_TIMEOUT};
 
-/// Up to `max` messages: waits up to 100 ms for the first, then up to `linger` for the rest.
+/// Up to `max` messages: waits up to 100 ms for the first, then up to `linger` for the rest,
+/// but no longer once `revoking` says partitions were revoked (the group waits for them).
 /// A broker connection lost or refused comes back beside them, not as a failure: the consumer
 /// reconnects by itself, and nothing needs redoing for it (what the loss breaks, a commit or a
 /// send, fails and is retried on its own).
@@ -20,6 +22,7 @@ pub(super) fn poll_batch(
     consumer: &Consumer,
     max: usize,
     linger: Duration,
+    revoking: impl Fn() -> bool,
 ) -> Result<(Vec<BorrowedMessage<'_>>, Option<KafkaError>), Failure> {
     let mut messages = Vec::new();
     let deadline = Instant::now() + linger;
@@ -33,6 +36,9 @@ pub(super) fn poll_batch(
             Some(Ok(m)) => messages.push(m),
             Some(Err(KafkaError::PartitionEOF(_))) => {}
             Some(Err(e)) if connection_lost(&e) => return Ok((messages, Some(e))),
+            Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
+                return Err(Failure::Fatal(anyhow::anyhow!(fatal_consumer(code)), Domain::User))
+            }
             Some(Err(e)) => {
                 if messages.is_empty() {
                     return Err(e.into());
@@ -42,11 +48,30 @@ pub(super) fn poll_batch(
             }
             None => break,
         }
-        if !messages.is_empty() && Instant::now() >= deadline {
+        if (!messages.is_empty() && Instant::now() >= deadline) || revoking() {
             break;
         }
     }
     Ok((messages, None))
+}
+
+/// Why the consumer cannot go on: a fatal error ends its membership, and this pipeline stops,
+/// saying what to do (a supervisor's restart, such as Kubernetes', then joins anew).
+fn fatal_consumer(code: RDKafkaErrorCode) -> String {
+    match code {
+        RDKafkaErrorCode::UnreleasedInstanceId => format!(
+            "Kafka: {code}: the group still counts this instance id as another member's (a process of it that \
+             did not leave cleanly, or one running now). Under group_protocol = \"consumer\" a restart is \
+             refused until the broker's session timeout (the group's group.consumer.session.timeout.ms, 45 s by \
+             default) has passed; restart after it, or use group_protocol = \"classic\", whose static members \
+             take their place back at once. Two running instances must not share an instance_id"
+        ),
+        RDKafkaErrorCode::FencedInstanceId => format!(
+            "Kafka: {code}: another process joined the group with this instance id and took this one's place; \
+             two running instances must not share an instance_id. Nothing past the last commit was written"
+        ),
+        _ => format!("Kafka: the consumer failed fatally: {code}; nothing past the last commit was written"),
+    }
 }
 
 /// Whether a consumer error only says a broker connection is down (librdkafka retries it).
@@ -79,10 +104,24 @@ pub(super) fn rewind_to(consumer: &Consumer, messages: &[BorrowedMessage<'_>]) -
     Ok(())
 }
 
-/// Seeks every assigned partition to its committed offset, or to the reset position (the
-/// start, for the repartition topics in `internal`).
-pub(super) fn rewind(consumer: &Consumer, reset: OffsetReset, internal: &[String]) -> Result<(), KafkaError> {
-    let assignment = consumer.assignment()?;
+/// Seeks every assigned partition (or those in `only`) to its committed offset, or to the reset
+/// position (the start, for the repartition topics in `internal`).
+pub(super) fn rewind(
+    consumer: &Consumer,
+    reset: OffsetReset,
+    internal: &[String],
+    only: Option<&[(String, i32)]>,
+) -> Result<(), KafkaError> {
+    let assignment = match only {
+        None => consumer.assignment()?,
+        Some(only) => {
+            let mut tpl = TopicPartitionList::new();
+            for (topic, partition) in only {
+                tpl.add_partition(topic, *partition);
+            }
+            tpl
+        }
+    };
     let committed = consumer.committed_offsets(assignment, KAFKA_TIMEOUT)?;
     let reset = match reset {
         OffsetReset::Earliest => Offset::Beginning,
@@ -98,7 +137,9 @@ pub(super) fn rewind(consumer: &Consumer, reset: OffsetReset, internal: &[String
         };
         seek.add_partition_offset(e.topic(), e.partition(), offset)?;
     }
-    consumer.seek_partitions(seek, KAFKA_TIMEOUT)?;
+    if seek.count() > 0 {
+        consumer.seek_partitions(seek, KAFKA_TIMEOUT)?;
+    }
     Ok(())
 }
 

@@ -78,6 +78,12 @@ impl Stages {
         topics
     }
 
+    /// Whether a stage reads several topics, whose partitions must stay together on one
+    /// instance (the same partition of each).
+    pub fn copartitioned(&self) -> bool {
+        self.list.iter().any(|s| s.config.inputs.len() > 1)
+    }
+
     /// The index of the stage that reads `topic`.
     pub fn reading(&self, topic: &str) -> Result<usize, Failure> {
         self.by_topic.get(topic).copied().ok_or_else(|| {
@@ -153,23 +159,41 @@ impl Stages {
         self.list.iter_mut().for_each(|s| s.tasks.rollback());
     }
 
-    pub fn close_all(&mut self) {
-        self.list.iter_mut().for_each(|s| s.tasks.close_all());
+    /// Closes every task; how many there were.
+    pub fn close_all(&mut self) -> usize {
+        self.list.iter_mut().map(|s| s.tasks.close_all()).sum()
     }
 
-    /// Opens the tasks of every assigned partition, stage by stage.
+    /// Closes the tasks of the revoked `partitions` (each stage those of the topics it reads),
+    /// after a commit; how many closed.
+    pub fn close(&mut self, partitions: &[(String, i32)], view: &View) -> usize {
+        let mut closed = 0;
+        for stage in &mut self.list {
+            let mine: Vec<i32> = partitions
+                .iter()
+                .filter(|(topic, _)| stage.config.inputs.contains(topic))
+                .map(|(_, partition)| *partition)
+                .collect();
+            closed += stage.tasks.close(&mine, view);
+        }
+        closed
+    }
+
+    /// Opens the tasks of every assigned partition that has none, stage by stage; how many
+    /// opened.
     pub fn open_assigned(
         &mut self,
         view: &View,
         metrics: &PipelineMetrics,
         consumer: &Consumer,
-    ) -> Result<(), Failure> {
+    ) -> Result<usize, Failure> {
         metrics.clear_partitions();
+        let mut opened = 0;
         for stage in &mut self.list {
             let env = Env { config: &stage.config, view, metrics };
-            stage.tasks.open_assigned(&env, consumer, &stage.layout)?;
+            opened += stage.tasks.open_assigned(&env, consumer, &stage.layout)?;
         }
-        Ok(())
+        Ok(opened)
     }
 
     /// What changed underneath a stage, if anything did (see [`kafka::Layout::changed`]).

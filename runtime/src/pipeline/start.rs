@@ -8,9 +8,10 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context as _};
 
-use super::control::{channel, Phase, View};
+use super::control::{channel, GroupSnapshot, Phase, View};
 use super::health::{await_kafka, Health};
 use super::stage::{Stage, Stages};
+use super::standby::{Keeper, Standbys};
 use super::table_feed::TableFeed;
 use super::task::Tasks;
 use super::work::{Pipeline, Stats, Work};
@@ -123,7 +124,11 @@ impl Pipeline {
             // Queries read the query stage's stores and partitions; with no stateful stage, table
             // lookups still need the first stage's partition count.
             let queried = query_stage.unwrap_or(0) == i;
-            let tasks = Tasks::new(module, changelog.map(|(name, _)| name), tables.clone(), queried);
+            let standbys = match (&changelog, query_stage == Some(i)) {
+                (Some((topic, _)), true) => standbys(&spec.config, topic, membership.is_some(), &view)?,
+                _ => None,
+            };
+            let tasks = Tasks::new(module, changelog.map(|(name, _)| name), tables.clone(), queried, standbys);
             stages.push(Stage { name: spec.name, config: spec.config, tasks, layout, warned_unkeyed: false });
         }
         let admin = match repartitions.is_empty() {
@@ -134,10 +139,20 @@ impl Pipeline {
         let shared = Shared::new(view.queryable.clone());
         let producer = kafka::producer(&config, &changelogs)?;
         shared.set_producer(producer.clone());
-        let consumer = kafka::consumer(&config, &stages.inputs(), shared.clone())?;
+        let plan = kafka::GroupPlan::of(&config, stages.copartitioned());
+        let consumer = kafka::consumer(&config, &stages.inputs(), plan, shared.clone())?;
+        let group = GroupSnapshot {
+            protocol: plan.protocol.as_str().into(),
+            assignor: plan.assignor.into(),
+            incremental: plan.incremental,
+            instance_id: kafka::group_instance_id(&config),
+            ..GroupSnapshot::default()
+        };
+        view.update(|s| s.group = Some(group));
         tracing::info!(
             application = %config.application_id, instance = %config.instance(), guarantee = ?config.guarantee,
-            inputs = ?config.inputs, stages = stages.len(), "pipeline started"
+            inputs = ?config.inputs, stages = stages.len(), group_protocol = plan.protocol.as_str(),
+            assignor = plan.assignor, "pipeline started"
         );
         let txn = txn::for_guarantee(&config, changelogs, shared.clone(), producer, view.clone());
         let work = Work {
@@ -168,6 +183,35 @@ impl Pipeline {
             _membership: membership,
         })
     }
+}
+
+/// The keeper of the query stage's standby stores, when the file asks for standby replicas.
+fn standbys(
+    config: &PipelineConfig,
+    changelog: &str,
+    registry: bool,
+    view: &Arc<View>,
+) -> anyhow::Result<Option<Standbys>> {
+    if config.standby_replicas == 0 {
+        return Ok(None);
+    }
+    if config.state_dir.is_none() {
+        bail!("standby_replicas needs a state_dir: a standby is a store on disk, kept warm");
+    }
+    if !registry {
+        bail!(
+            "standby_replicas needs the instance registry, to know where each partition is: run the pipeline \
+             under `weir serve`, or `weir run` with --admin"
+        );
+    }
+    let keeper = Keeper {
+        config: config.clone(),
+        changelog: changelog.to_owned(),
+        replicas: config.standby_replicas as usize,
+        queryable: view.queryable.clone(),
+        view: view.clone(),
+    };
+    Ok(Some(Standbys::start(keeper)?))
 }
 
 /// Creates the repartition topic of every stage that stages lead to: as many partitions as the

@@ -18,6 +18,7 @@ use rdkafka::producer::{BaseRecord, Producer as _};
 use super::control::{self, Phase, PreparedStage, View};
 use super::failure::Failure;
 use super::sink::send;
+use super::standby::Standbys;
 use crate::changelog;
 use crate::config::PipelineConfig;
 use crate::engine::{Fired, Instance, Module};
@@ -64,12 +65,20 @@ pub(super) struct Tasks {
     positions: Positions,
     /// Whether queries read these tasks' stores (the pipeline's query stage).
     queryable: bool,
+    /// The warm stores kept here for partitions other instances own (the query stage's).
+    standbys: Option<Standbys>,
     open: HashMap<i32, Task>,
 }
 
 impl Tasks {
-    pub fn new(module: Module, changelog: Option<String>, tables: Tables, queryable: bool) -> Self {
-        Self { module, changelog, tables, positions: Positions::new(), queryable, open: HashMap::new() }
+    pub fn new(
+        module: Module,
+        changelog: Option<String>,
+        tables: Tables,
+        queryable: bool,
+        standbys: Option<Standbys>,
+    ) -> Self {
+        Self { module, changelog, tables, positions: Positions::new(), queryable, standbys, open: HashMap::new() }
     }
 
     pub fn module(&self) -> &Module {
@@ -96,6 +105,7 @@ impl Tasks {
             tables: &self.tables,
             positions: &self.positions,
             queryable: self.queryable,
+            standbys: self.standbys.as_ref(),
             env,
         };
         // A module that does not load or start is the user's; a store or a restore that fails, the
@@ -110,8 +120,13 @@ impl Tasks {
 
     /// Opens the task of every assigned partition of this stage's inputs that has none, all at
     /// once so that their stores are restored together; first checks that no input gained
-    /// partitions (keys would move away from their state).
-    pub fn open_assigned(&mut self, env: &Env<'_>, consumer: &Consumer, layout: &kafka::Layout) -> Result<(), Failure> {
+    /// partitions (keys would move away from their state). Returns how many opened.
+    pub fn open_assigned(
+        &mut self,
+        env: &Env<'_>,
+        consumer: &Consumer,
+        layout: &kafka::Layout,
+    ) -> Result<usize, Failure> {
         let mut assignment = rdkafka::TopicPartitionList::new();
         for e in consumer.assignment()?.elements() {
             if env.config.inputs.iter().any(|i| i == e.topic()) {
@@ -146,7 +161,7 @@ impl Tasks {
         if self.queryable {
             env.view.queryable.settle(partitions);
         }
-        Ok(())
+        Ok(wanted.len())
     }
 
     /// Fires the due wall-clock timers of every task, in partition order: what fired, by
@@ -205,10 +220,31 @@ impl Tasks {
         }
     }
 
-    /// Closes every task (their partitions were revoked; the work since the last commit is gone).
-    pub fn close_all(&mut self) {
+    /// Closes every task (their partitions were lost; the work since the last commit is gone);
+    /// how many there were.
+    pub fn close_all(&mut self) -> usize {
         self.rollback();
-        self.open.clear();
+        let closed = self.open.len();
+        for (partition, task) in self.open.drain() {
+            drop(task);
+            if let Some(standbys) = &self.standbys {
+                standbys.deactivate(partition);
+            }
+        }
+        closed
+    }
+
+    /// Closes the tasks of `partitions` (revoked, right after a commit: nothing is pending), and
+    /// stops queries reading their stores; how many were open.
+    pub fn close(&mut self, partitions: &[i32], view: &View) -> usize {
+        let closed: Vec<i32> = partitions.iter().copied().filter(|p| self.open.remove(p).is_some()).collect();
+        if let Some(standbys) = &self.standbys {
+            closed.iter().for_each(|p| standbys.deactivate(*p));
+        }
+        if self.queryable && !closed.is_empty() {
+            view.queryable.release(&closed);
+        }
+        closed.len()
     }
 
     /// Replaces every task's guest with the prepared module, over the same stores; called right
@@ -273,6 +309,7 @@ struct Opener<'a> {
     tables: &'a Tables,
     positions: &'a Positions,
     queryable: bool,
+    standbys: Option<&'a Standbys>,
     env: &'a Env<'a>,
 }
 
@@ -284,7 +321,13 @@ impl Opener<'_> {
         let config = self.env.config;
         let mut stores = Vec::with_capacity(wanted.len());
         for (_, partition) in wanted {
-            stores.push(open_store(config, self.changelog.is_some(), *partition)?);
+            // A standby kept here is taken over: the restore then applies only its tail.
+            let warm = self.standbys.and_then(|s| s.activate(*partition));
+            if warm.is_some() {
+                tracing::info!(application = %config.application_id, partition, "taking over the standby store");
+            }
+            let store = warm.map_or_else(|| open_store(config, self.changelog.is_some(), *partition), Ok)?;
+            stores.push(store);
         }
         if let Some(changelog) = self.changelog {
             self.restore(changelog, wanted, &mut stores)?;
@@ -346,7 +389,11 @@ impl Opener<'_> {
 
 /// The state store of `partition`: RocksDB under the state directory (kept without a
 /// write-ahead log when a changelog holds it), else memory.
-fn open_store(config: &PipelineConfig, changelogged: bool, partition: i32) -> anyhow::Result<Box<dyn StateStore>> {
+pub(super) fn open_store(
+    config: &PipelineConfig,
+    changelogged: bool,
+    partition: i32,
+) -> anyhow::Result<Box<dyn StateStore>> {
     Ok(match &config.state_dir {
         Some(dir) => {
             let path =

@@ -37,6 +37,21 @@ pub struct Pipeline {
     pub(super) _membership: Option<Publisher>,
 }
 
+impl Drop for Pipeline {
+    /// However the loop ended, the consumer's close (when it drops next) must not wait on the
+    /// loop for a revocation: partitions revoked from here on are released at once, and those
+    /// revoked and not yet released are released now.
+    fn drop(&mut self) {
+        self.work.shared.closing.store(true, std::sync::atomic::Ordering::SeqCst);
+        let revoked = self.work.shared.take_revoked();
+        if !revoked.is_empty() {
+            if let Err(e) = crate::kafka::release(&self.consumer, &revoked) {
+                tracing::warn!("releasing the revoked partitions failed: {e}");
+            }
+        }
+    }
+}
+
 /// Everything that processes what the consumer returns (apart from the consumer, so that the
 /// borrowed messages and the work can be used together).
 pub(super) struct Work {

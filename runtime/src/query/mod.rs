@@ -202,11 +202,20 @@ impl Queryable {
         local.closed = None;
     }
 
-    /// Partitions were revoked: nothing is read until the next assignment is open.
+    /// Partitions were lost: nothing is read until the next assignment is open.
     pub fn revoke(&self) {
         let mut local = self.local_mut();
         local.stores.clear();
         local.settled = false;
+        drop(local);
+        self.bump();
+    }
+
+    /// `partitions` were handed back to the group (the others stay readable).
+    pub fn release(&self, partitions: &[i32]) {
+        let mut local = self.local_mut();
+        local.stores.retain(|p, _| !partitions.contains(p));
+        local.generation += 1;
         drop(local);
         self.bump();
     }
