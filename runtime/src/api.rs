@@ -68,8 +68,8 @@ pub struct GroupSnapshot {
     pub assignor: String,
     /// Whether a rebalance touches only the partitions that move (else every task closes).
     pub incremental: bool,
-    /// The consumer's `group.instance.id` (static membership).
-    pub instance_id: String,
+    /// The consumer's `group.instance.id`, for a static member.
+    pub instance_id: Option<String>,
     /// Assignments and revocations this instance took part in since it started.
     pub rebalances: u64,
     /// Tasks opened and closed since the pipeline started (one per stage and partition).

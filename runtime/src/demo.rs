@@ -54,6 +54,7 @@ pub fn run(engine: &Engine, demo: &Demo, out: &mut dyn Write) -> anyhow::Result<
         guarantee: demo.guarantee,
         auto_offset_reset: Default::default(),
         group_protocol: Default::default(),
+        static_membership: true,
         standby_replicas: 0,
         commit_interval_ms: None,
         batch_size: 100,

@@ -716,12 +716,14 @@ impl GroupPlan {
     }
 }
 
-/// The consumer's `group.instance.id` (static membership, KIP-345): the pipeline's instance id.
-pub fn group_instance_id(config: &PipelineConfig) -> String {
-    config.instance()
+/// The consumer's `group.instance.id` (static membership, KIP-345): the pipeline's instance id,
+/// unless the file turns static membership off.
+pub fn group_instance_id(config: &PipelineConfig) -> Option<String> {
+    config.static_membership.then(|| config.instance())
 }
 
-/// The consumer, in the application's group as a static member, reading only committed records
+/// The consumer, in the application's group (a static member unless the file says otherwise),
+/// reading only committed records
 /// of `topics` (the inputs of every stage), speaking the group protocol `plan` says.
 pub fn consumer(
     config: &PipelineConfig,
@@ -730,9 +732,11 @@ pub fn consumer(
     shared: Arc<Shared>,
 ) -> anyhow::Result<Consumer> {
     let mut client = base(config);
+    client.set("group.id", &config.application_id);
+    if let Some(id) = group_instance_id(config) {
+        client.set("group.instance.id", id);
+    }
     client
-        .set("group.id", &config.application_id)
-        .set("group.instance.id", group_instance_id(config))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", "read_committed")
@@ -748,7 +752,10 @@ pub fn consumer(
             // A crashed instance's partitions move after this long; a static member restarted
             // sooner takes its own back with no rebalance at all.
             default(&mut client, config, "session.timeout.ms", SESSION_TIMEOUT_MS);
-            default(&mut client, config, "heartbeat.interval.ms", "1500");
+            // A member learns of a rebalance at its next heartbeat, and the cooperative
+            // protocol's second round waits for every member's: 500 ms kept the longest commit
+            // gap of the partitions that stay during a join near 0.5 s (1.4 to 1.5 s at 1.5 s).
+            default(&mut client, config, "heartbeat.interval.ms", "500");
         }
     }
     let consumer: Consumer = client

@@ -8,18 +8,115 @@
 //! the same scenario under the classic protocol's eager `range` assignor, where every task
 //! closes and reopens.
 //!
-//! Run: `scripts/kafka.sh start` then `cargo bench -p weir-tests --bench fleet`.
+//! Then failover against state size: two instances of the word count on 2 partitions, 100,000
+//! and 1,000,000 distinct keys counted; the owner of one partition is SIGKILLed and the other
+//! takes it over after the session timeout (10 s), with a standby replica of it and without: how
+//! long until it runs the partition, and how many changelog records it restored first.
+//!
+//! Then a rolling restart of three instances under load (each in turn stopped with SIGTERM and
+//! started again), with static membership (the default) and without: how long it took, the
+//! longest any partition went without a commit, and the records committed per second.
+//!
+//! Run: `scripts/kafka.sh start` then `cargo bench -p weir-tests --bench fleet` (`-- rebalance`,
+//! `-- failover` or `-- rolling` runs only that section).
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use weir_tests::fleet::{wait_until, CommitWatch, Member};
+use weir_tests::fleet::{failover, wait_until, CommitWatch, Failover, Member};
 use weir_tests::kafka::{produce, setup, unique, words};
 
 const BIN: &str = env!("CARGO_BIN_EXE_weir-e2e");
 const PARTITIONS: i32 = 12;
 
 fn main() {
+    let only = |section: &str| std::env::args().skip(1).any(|a| a == section);
+    let all = !["rebalance", "failover", "rolling"].iter().any(|s| only(s));
+    if all || only("rebalance") {
+        rebalances();
+    }
+    if all || only("failover") {
+        failovers();
+    }
+    if all || only("rolling") {
+        rolling_restarts();
+    }
+}
+
+/// A rolling restart of three instances under load, with static membership and without: how
+/// long it took, the longest any partition went without a commit, and the records committed
+/// per second throughout.
+fn rolling_restarts() {
+    println!("\nrolling restart of 3 instances (SIGTERM, start again), word count on 12 partitions under load");
+    for (label, extra) in [("static members", ""), ("dynamic members", "static_membership = false")] {
+        let s = setup(BIN, PARTITIONS);
+        let app = unique("bench-rolling");
+        let pipeline = s.pipeline("word-count", &app, extra);
+        let ids = ["a", "b", "c"];
+        let mut members: Vec<Member> = ids.iter().map(|id| Member::start(&s, &pipeline, id)).collect();
+        let settled = |members: &[Member]| members.iter().all(|m| m.partitions(&app).is_some_and(|p| p.len() == 4));
+        wait_until("three hold four each", || settled(&members));
+        let (bootstrap, topic) = (s.bootstrap.clone(), s.input.clone());
+        let producer =
+            std::thread::spawn(move || produce(&bootstrap, &topic, &words(0, 200_000), Some(Duration::from_secs(70))));
+        let watch = CommitWatch::start(&s.bootstrap, &app, &s.input, PARTITIONS);
+        std::thread::sleep(Duration::from_secs(5));
+        let started = Instant::now();
+        // Tasks the other instances opened meanwhile: partitions that moved to them.
+        let mut moved = 0;
+        for (i, id) in ids.iter().enumerate() {
+            let opened = |members: &[Member]| -> u64 {
+                members.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, m)| m.group(&app, "tasks_opened")).sum()
+            };
+            let before = opened(&members);
+            members.remove(i).weir.stop();
+            members.insert(i, Member::start(&s, &pipeline, id));
+            wait_until("the fleet settles again", || settled(&members));
+            moved += opened(&members) - before;
+        }
+        let took = started.elapsed();
+        std::thread::sleep(Duration::from_secs(3));
+        let commits = watch.stop();
+        let all: BTreeSet<i64> = (0..i64::from(PARTITIONS)).collect();
+        let gap = commits.longest_gap(&all, started, started + took);
+        let rates = commits.per_second(started - Duration::from_secs(5), started + took + Duration::from_secs(3));
+        println!(
+            "{label:<16} took {:>6} ms, {moved:>2} partitions moved to another instance, longest commit gap {:>6} ms; \
+             records committed per second from 5 s before: {rates:?}",
+            took.as_millis(),
+            gap.as_millis()
+        );
+        for m in members {
+            m.weir.stop();
+        }
+        producer.join().unwrap_or_else(|_| panic!("the producer panicked"));
+    }
+}
+
+/// The failover table: with a standby and without, at two state sizes.
+fn failovers() {
+    println!("\nfailover: the owner of half the keys SIGKILLed, session timeout 10 s");
+    println!("{:>10} {:>16} {:>16} {:>16} {:>16}", "keys", "standby: ms", "restored", "no standby: ms", "restored");
+    for keys in [100_000, 1_000_000] {
+        let mut row = Vec::new();
+        for replicas in [1, 0] {
+            let s = setup(BIN, 2);
+            let Failover { survivor, took, restored, .. } = failover(&s, keys, replicas);
+            survivor.weir.stop();
+            row.push((took, restored));
+        }
+        println!(
+            "{keys:>10} {:>16} {:>16} {:>16} {:>16}",
+            row[0].0.as_millis(),
+            row[0].1,
+            row[1].0.as_millis(),
+            row[1].1
+        );
+    }
+}
+
+/// The join and leave table, under each protocol.
+fn rebalances() {
     println!("weir fleet benchmark: word count, {PARTITIONS} partitions, two instances under load, a third joins, then is SIGKILLed");
     println!(
         "{:<32} {:>6} {:>22} {:>6} {:>22}",

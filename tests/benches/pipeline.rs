@@ -610,6 +610,7 @@ fn config(
         guarantee,
         auto_offset_reset: Default::default(),
         group_protocol: Default::default(),
+        static_membership: true,
         standby_replicas: 0,
         commit_interval_ms: None,
         batch_size: BATCH,

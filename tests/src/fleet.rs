@@ -12,7 +12,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 
-use crate::kafka::{Setup, Weir, LONG};
+use crate::kafka::{produce, read_committed, unique, Setup, TestRecord, Weir, LONG, QUIET};
 
 /// One running instance: the process and its admin URL.
 pub struct Member {
@@ -33,10 +33,15 @@ impl Member {
 
     /// The pipeline's status, as its admin API answers it.
     pub fn status(&self, app: &str) -> Value {
-        let url = format!("{}/v1/pipelines/{app}", self.url);
+        self.get(&format!("/v1/pipelines/{app}")).1
+    }
+
+    /// The status code and JSON body of `GET path` on its admin API.
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        let url = format!("{}{path}", self.url);
         let mut r = crate::serve::agent().get(&url).call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
         let text = r.body_mut().read_to_string().unwrap_or_else(|e| panic!("GET {url}: {e}"));
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {url}: {e}: {text}"))
+        (r.status().as_u16(), serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {url}: {e}: {text}")))
     }
 
     /// The input partitions it holds, once it runs with every one of them open.
@@ -52,6 +57,62 @@ impl Member {
         let status = self.status(app);
         status["group"][field].as_u64().unwrap_or_else(|| panic!("no group.{field} in {status}"))
     }
+}
+
+/// What [`failover`] saw.
+pub struct Failover {
+    pub app: String,
+    /// The instance that took the partition over, still running.
+    pub survivor: Member,
+    /// The records produced, one per key.
+    pub input: Vec<TestRecord>,
+    /// From the SIGKILL until the survivor ran the partition.
+    pub took: Duration,
+    /// Changelog records the survivor restored to take it over.
+    pub restored: u64,
+}
+
+/// Two instances of a word count over the 2 partitions of `s`, with `standby_replicas`;
+/// `keys` distinct keys counted (half in each partition's store); then the owner of one
+/// partition is SIGKILLed, once the other keeps it warm (with a standby), and the other takes it
+/// over after the session timeout.
+pub fn failover(s: &Setup, keys: usize, standby_replicas: u32) -> Failover {
+    let app = unique("fleet-standby");
+    let pipeline = s.pipeline("word-count", &app, &format!("standby_replicas = {standby_replicas}"));
+    let a = Member::start(s, &pipeline, "a");
+    let b = Member::start(s, &pipeline, "b");
+    wait_until("a and b hold a partition each", || {
+        a.partitions(&app).is_some_and(|p| p.len() == 1) && b.partitions(&app).is_some_and(|p| p.len() == 1)
+    });
+    let input: Vec<TestRecord> = (0..keys).map(|i| (format!("k{i}"), format!("k{i}"), Vec::new())).collect();
+    produce(&s.bootstrap, &s.input, &input, None);
+    let out = read_committed(&s.bootstrap, &s.output, keys, QUIET, LONG);
+    assert_eq!(out.len(), keys, "every key counted before the failover");
+    let moving = a.partitions(&app).and_then(|p| p.into_iter().next());
+    if standby_replicas > 0 {
+        wait_until("b keeps a's partition warm, caught up", || {
+            let status = b.status(&app);
+            let standbys = status["standbys"].as_array().cloned().unwrap_or_default();
+            standbys.iter().any(|s| s["partition"].as_i64() == moving && s["lag"].as_i64() == Some(0))
+        });
+        // Asked to, b answers a key of a's partition from its standby, saying so.
+        let key = (0..keys)
+            .map(|i| format!("k{i}"))
+            .find(|k| Some(i64::from(weir_runtime::query::partition_for(k.as_bytes(), 2))) == moving)
+            .unwrap_or_default();
+        let (status, body) = b.get(&format!("/v1/pipelines/{app}/state/{key}?allow_standby=true"));
+        assert_eq!((status, &body["standby"], &body["value"]), (200, &Value::Bool(true), &Value::from(1)), "{body}");
+    } else {
+        assert_eq!(b.status(&app)["standbys"], serde_json::json!([]), "no standby unless asked");
+    }
+    let restored = |m: &Member| m.status(&app)["restored_records"].as_u64().unwrap_or_default();
+    let before = restored(&b);
+    let killed = Instant::now();
+    a.weir.kill();
+    wait_until("b holds both partitions", || b.partitions(&app).is_some_and(|p| p.len() == 2));
+    let took = killed.elapsed();
+    let restored = restored(&b) - before;
+    Failover { app, survivor: b, input, took, restored }
 }
 
 /// Waits until `ready` holds, or panics with `what` after `LONG`.
@@ -128,6 +189,20 @@ impl Commits {
             gaps.insert(*p as i32, longest);
         }
         gaps
+    }
+
+    /// Records committed in each second from `from` to `to`, over every partition.
+    pub fn per_second(&self, from: Instant, to: Instant) -> Vec<i64> {
+        let at = |seen: &Vec<(Instant, i64)>, t: Instant| {
+            seen.iter().take_while(|(when, _)| *when <= t).last().map(|(_, o)| *o)
+        };
+        let seconds = (to - from).as_secs();
+        (0..seconds)
+            .map(|i| {
+                let (start, end) = (from + Duration::from_secs(i), from + Duration::from_secs(i + 1));
+                self.0.values().map(|seen| at(seen, end).unwrap_or(0) - at(seen, start).unwrap_or(0)).sum()
+            })
+            .collect()
     }
 
     /// The longest of [`Commits::longest_gaps`].

@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use weir_tests::fleet::{wait_until, CommitWatch, Member};
+use weir_tests::fleet::{failover, wait_until, CommitWatch, Failover, Member};
 use weir_tests::kafka::{last_counts, produce, read_committed, setup, true_counts, unique, words, LONG, QUIET};
 
 const BIN: &str = env!("CARGO_BIN_EXE_weir-e2e");
@@ -159,34 +159,7 @@ fn a_partition_moves_warm_to_the_instance_that_kept_its_standby_and_cold_without
     let mut restored = Vec::new();
     for replicas in [1, 0] {
         let s = setup(BIN, 2);
-        let app = unique("fleet-standby");
-        let pipeline = s.pipeline("word-count", &app, &format!("standby_replicas = {replicas}"));
-        let a = Member::start(&s, &pipeline, "a");
-        let b = Member::start(&s, &pipeline, "b");
-        wait_until("a and b hold a partition each", || {
-            a.partitions(&app).is_some_and(|p| p.len() == 1) && b.partitions(&app).is_some_and(|p| p.len() == 1)
-        });
-        let input: Vec<_> = (0..keys).map(|i| (format!("k{i}"), format!("k{i}"), Vec::new())).collect();
-        produce(&s.bootstrap, &s.input, &input, None);
-        let out = read_committed(&s.bootstrap, &s.output, keys, QUIET, LONG);
-        assert_eq!(out.len(), keys);
-        let moving = a.partitions(&app).unwrap().into_iter().next().unwrap();
-        if replicas > 0 {
-            wait_until("b keeps a's partition warm, caught up", || {
-                let status = b.status(&app);
-                let standbys = status["standbys"].as_array().cloned().unwrap_or_default();
-                standbys.iter().any(|s| s["partition"].as_i64() == Some(moving) && s["lag"].as_i64() == Some(0))
-            });
-        } else {
-            assert_eq!(b.status(&app)["standbys"], serde_json::json!([]));
-        }
-        let before = b.status(&app)["restored_records"].as_u64().unwrap();
-
-        let killed = Instant::now();
-        a.weir.kill();
-        wait_until("b holds both partitions", || b.partitions(&app).is_some_and(|p| p.len() == 2));
-        let took = killed.elapsed();
-        let records = b.status(&app)["restored_records"].as_u64().unwrap() - before;
+        let Failover { survivor: b, input, took, restored: records, .. } = failover(&s, keys, replicas);
         println!(
             "standby_replicas = {replicas}: the owner of {} keys SIGKILLed; the other instance ran its partition \
              {} ms later (session timeout 10 s), restoring {records} changelog records",

@@ -7,6 +7,9 @@
 //! | `GET /v1/pipelines/{name}/tables/{table}/{key}` | a table's value |
 //! | `GET /v1/pipelines/{name}/instances` | which instance owns which partition |
 //!
+//! `allow_standby=true` lets a key of a partition another instance owns be answered from a
+//! standby replica kept here (`"standby": true`, with the changelog offset it reflects).
+//!
 //! `min_offset=TOPIC:PARTITION:OFFSET` (comma-separated for several) waits up to `timeout_ms`
 //! until the input at that offset is committed (504 if it is not). A key another instance owns
 //! is forwarded to it; `weir-instance` names the instance that answered. While nobody can
@@ -53,6 +56,9 @@ pub(super) struct Params {
     timeout_ms: Option<u64>,
     /// Set by the instance that gathers a range: the partitions this one is to read.
     partitions: Option<String>,
+    /// Answer from a standby replica kept here when this instance does not own the key's
+    /// partition (a stale store, as Kafka Streams' stale stores).
+    allow_standby: Option<bool>,
 }
 
 /// An input offset a query waits for.
@@ -318,7 +324,16 @@ async fn point(
             w.partition
         )));
     }
-    match q.owner(partition) {
+    let owner = q.owner(partition);
+    if params.allow_standby == Some(true) && owner != Owner::Here {
+        if !wanted.is_empty() {
+            return Err(bad("min_offset waits for input offsets, which a standby does not follow; leave one out"));
+        }
+        if let Some(answer) = from_standby(&q, name, partition, &key)? {
+            return Ok(answer);
+        }
+    }
+    match owner {
         Owner::Here => {}
         Owner::There(member) if !forwarded => {
             let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
@@ -352,6 +367,30 @@ async fn point(
         }
     };
     Ok(answered_by(&q, (status, Json(Value::Object(body))).into_response()))
+}
+
+/// The value under `key` in the standby store of `partition` kept here, if one is: the answer
+/// says it came from a standby and gives the changelog offset the store reflects.
+fn from_standby(q: &Queryable, name: &str, partition: i32, key: &[u8]) -> Result<Option<Response>, Refused> {
+    let read =
+        q.get_standby(partition, key).map_err(|e| Box::new(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())))?;
+    let Some(query::StandbyPoint { value, changelog_offset: checkpoint }) = read else { return Ok(None) };
+    let mut body = serde_json::Map::new();
+    key_fields(key, &mut body);
+    body.insert("partition".into(), json!(partition));
+    body.insert("standby".into(), json!(true));
+    body.insert("changelog_offset".into(), json!(checkpoint));
+    let status = match &value {
+        Some(value) => {
+            body.insert("value".into(), value_json(value));
+            StatusCode::OK
+        }
+        None => {
+            body.insert("error".into(), json!(format!("no value under this key in pipeline `{name}`'s standby")));
+            StatusCode::NOT_FOUND
+        }
+    };
+    Ok(Some(answered_by(q, (status, Json(Value::Object(body))).into_response())))
 }
 
 /// Sends a query on to the instance that owns its data, and hands its answer back.

@@ -7,6 +7,7 @@
 //! guarantee = "exactly-once"             # or "at-least-once", "at-most-once"
 //! auto_offset_reset = "earliest"         # or "latest"
 //! group_protocol = "classic"             # or "consumer" (KIP-848)
+//! static_membership = true               # group.instance.id = instance_id
 //! standby_replicas = 0                   # warm copies of each store on other instances
 //!
 //! [outputs]                              # names the module routes to, and their topics
@@ -186,6 +187,11 @@ pub struct PipelineConfig {
     /// The consumer group protocol (see [`GroupProtocol`]).
     #[serde(default)]
     pub group_protocol: GroupProtocol,
+    /// Whether the consumer is a static member of its group (`group.instance.id` = the instance
+    /// id): a restart within the session timeout then moves nothing. Off, every start joins as
+    /// a new member and a stop leaves the group at once.
+    #[serde(default = "yes")]
+    pub static_membership: bool,
     /// How many other instances keep a warm copy of each partition's store (the stage queries
     /// read), so that its next owner restores only the changelog's tail.
     #[serde(default)]
@@ -220,6 +226,10 @@ pub struct PipelineConfig {
     /// process's `--max-instances`, so one pipeline cannot starve the others.
     #[serde(default = "default_max_instances")]
     pub max_instances: u32,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_max_instances() -> u32 {
@@ -353,6 +363,7 @@ impl PipelineConfig {
             guarantee,
             auto_offset_reset,
             group_protocol,
+            static_membership,
             standby_replicas,
             commit_interval_ms,
             batch_size,
@@ -390,6 +401,7 @@ impl PipelineConfig {
             ("guarantee", *guarantee == next.guarantee),
             ("auto_offset_reset", *auto_offset_reset == next.auto_offset_reset),
             ("group_protocol", *group_protocol == next.group_protocol),
+            ("static_membership", *static_membership == next.static_membership),
             ("standby_replicas", *standby_replicas == next.standby_replicas),
             ("commit_interval_ms", *commit_interval_ms == next.commit_interval_ms),
             ("batch_size", *batch_size == next.batch_size),

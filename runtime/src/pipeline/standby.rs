@@ -75,6 +75,7 @@ struct Kept {
 /// The standby stores of a pipeline, and the thread that keeps them.
 pub(super) struct Standbys {
     kept: Arc<Mutex<Kept>>,
+    queryable: Arc<Queryable>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -92,11 +93,12 @@ pub(super) struct Keeper {
 impl Standbys {
     pub fn start(keeper: Keeper) -> anyhow::Result<Self> {
         let kept = Arc::new(Mutex::new(Kept::default()));
+        let queryable = keeper.queryable.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let (shared, stopping) = (kept.clone(), stop.clone());
         let thread =
             std::thread::Builder::new().name("weir-standby".into()).spawn(move || keeper.run(&shared, &stopping))?;
-        Ok(Self { kept, stop, thread: Some(thread) })
+        Ok(Self { kept, queryable, stop, thread: Some(thread) })
     }
 
     fn kept(&self) -> MutexGuard<'_, Kept> {
@@ -107,7 +109,15 @@ impl Standbys {
     pub fn activate(&self, partition: i32) -> Option<Box<dyn StateStore>> {
         let mut kept = self.kept();
         kept.active.insert(partition);
-        kept.stores.remove(&partition)
+        let store = kept.stores.remove(&partition);
+        if store.is_some() {
+            let mut readers = BTreeMap::new();
+            for (p, store) in &kept.stores {
+                readers.insert(*p, (store.reader(), store.checkpoint().ok().flatten()));
+            }
+            self.queryable.set_standbys(readers);
+        }
+        store
     }
 
     /// `partition`'s task closed here: it may be kept as a standby again.
@@ -122,6 +132,7 @@ impl Drop for Standbys {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+        self.queryable.set_standbys(BTreeMap::new());
     }
 }
 
@@ -187,6 +198,7 @@ impl Keeper {
             stores.insert(p, open_store(&self.config, true, p)?);
         }
         if stores.is_empty() {
+            self.queryable.set_standbys(BTreeMap::new());
             self.view.update(|s| s.standbys.clear());
             return Ok(());
         }
@@ -196,12 +208,15 @@ impl Keeper {
         let consumer: BaseConsumer<CatchUpCtx> =
             kafka::catch_up(&self.config, "standby").create_with_context(CatchUpCtx)?;
         let mut standbys = Vec::with_capacity(stores.len());
+        let mut readers = BTreeMap::new();
         for (p, store) in stores.iter() {
             let checkpoint = store.checkpoint()?;
             let end = consumer.fetch_watermarks(&self.changelog, *p, KAFKA_TIMEOUT).ok().map(|(_, high)| high);
             let lag = end.map(|end| end - checkpoint.unwrap_or(0)).map(|lag| lag.max(0));
             standbys.push(StandbySnapshot { partition: *p, checkpoint, lag });
+            readers.insert(*p, (store.reader(), checkpoint));
         }
+        self.queryable.set_standbys(readers);
         drop(kept);
         self.view.update(|s| s.standbys = standbys);
         Ok(())

@@ -64,6 +64,9 @@ struct Local {
     keeps_state: bool,
     /// The stage whose state queries read (the pipeline's last stage that keeps state).
     stage: Option<String>,
+    /// Stores kept warm here for partitions other instances own (standby replicas), and the
+    /// changelog offset each reflects: read only when a query allows it.
+    standbys: BTreeMap<i32, (Arc<dyn StoreReader>, Option<i64>)>,
 }
 
 impl Local {
@@ -110,6 +113,13 @@ pub struct Point {
     pub partition: i32,
     pub value: Option<Vec<u8>>,
     pub positions: Positions,
+}
+
+/// A value read from a standby store, and the changelog offset that store reflects.
+#[derive(Debug, Clone)]
+pub struct StandbyPoint {
+    pub value: Option<Vec<u8>>,
+    pub changelog_offset: Option<i64>,
 }
 
 /// What a range query reads: `[from, to)`, continuing after `after` when given.
@@ -209,6 +219,20 @@ impl Queryable {
         local.settled = false;
         drop(local);
         self.bump();
+    }
+
+    /// The standby stores kept here now, each with the changelog offset it reflects.
+    pub fn set_standbys(&self, standbys: BTreeMap<i32, (Arc<dyn StoreReader>, Option<i64>)>) {
+        self.local_mut().standbys = standbys;
+    }
+
+    /// The value under `key` in the standby store of `partition`; `None` when no standby of it
+    /// is kept here.
+    pub fn get_standby(&self, partition: i32, key: &[u8]) -> Result<Option<StandbyPoint>, StateError> {
+        let local = self.local();
+        let Some((reader, checkpoint)) = local.standbys.get(&partition) else { return Ok(None) };
+        let value = if reserved(key) { None } else { reader.get(key)? };
+        Ok(Some(StandbyPoint { value, changelog_offset: *checkpoint }))
     }
 
     /// `partitions` were handed back to the group (the others stay readable).
