@@ -21,10 +21,12 @@
 //! `-- failover` or `-- rolling` runs only that section).
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use weir_tests::fleet::{failover, wait_until, CommitWatch, Failover, Member};
-use weir_tests::kafka::{produce, setup, unique, words};
+use weir_tests::kafka::{produce, setup, unique, words, Setup};
 
 const BIN: &str = env!("CARGO_BIN_EXE_weir-e2e");
 const PARTITIONS: i32 = 12;
@@ -56,9 +58,7 @@ fn rolling_restarts() {
         let mut members: Vec<Member> = ids.iter().map(|id| Member::start(&s, &pipeline, id)).collect();
         let settled = |members: &[Member]| members.iter().all(|m| m.partitions(&app).is_some_and(|p| p.len() == 4));
         wait_until("three hold four each", || settled(&members));
-        let (bootstrap, topic) = (s.bootstrap.clone(), s.input.clone());
-        let producer =
-            std::thread::spawn(move || produce(&bootstrap, &topic, &words(0, 200_000), Some(Duration::from_secs(70))));
+        let load = Load::start(&s);
         let watch = CommitWatch::start(&s.bootstrap, &app, &s.input, PARTITIONS);
         std::thread::sleep(Duration::from_secs(5));
         let started = Instant::now();
@@ -89,7 +89,7 @@ fn rolling_restarts() {
         for m in members {
             m.weir.stop();
         }
-        producer.join().unwrap_or_else(|_| panic!("the producer panicked"));
+        load.stop();
     }
 }
 
@@ -144,9 +144,7 @@ fn join_and_leave(extra: &str) -> ((usize, Duration), (usize, Duration)) {
     wait_until("a and b hold six each", || {
         held(&a).is_some_and(|p| p.len() == 6) && held(&b).is_some_and(|p| p.len() == 6)
     });
-    let (bootstrap, topic) = (s.bootstrap.clone(), s.input.clone());
-    let producer =
-        std::thread::spawn(move || produce(&bootstrap, &topic, &words(0, 150_000), Some(Duration::from_secs(45))));
+    let load = Load::start(&s);
     let watch = CommitWatch::start(&s.bootstrap, &app, &s.input, PARTITIONS);
     wait_until("both commit under load", || {
         a.status(&app)["consumed"].as_u64() > Some(1000) && b.status(&app)["consumed"].as_u64() > Some(1000)
@@ -183,6 +181,34 @@ fn join_and_leave(extra: &str) -> ((usize, Duration), (usize, Duration)) {
     let leave_gap = commits.longest_gap(&leave_stayed, left, leave_settled + settle);
     a.weir.stop();
     b.weir.stop();
-    producer.join().unwrap_or_else(|_| panic!("the producer panicked"));
+    load.stop();
     ((join_moved, join_gap), (leave_moved, leave_gap))
+}
+
+/// Words produced to the input at about 3,000 a second until stopped, so that every partition
+/// always has records waiting (a commit gap is then the pipeline's, not the load's).
+struct Load {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Load {
+    fn start(s: &Setup) -> Self {
+        let (bootstrap, topic) = (s.bootstrap.clone(), s.input.clone());
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut from = 0;
+            while !stopped.load(Ordering::SeqCst) {
+                produce(&bootstrap, &topic, &words(from, 3_000), Some(Duration::from_secs(1)));
+                from += 3_000;
+            }
+        });
+        Self { stop, thread }
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().unwrap_or_else(|_| panic!("the producer panicked"));
+    }
 }

@@ -18,6 +18,9 @@ pub(super) enum Failure {
     /// Another producer of the same transactional id took over, or the broker aborted a
     /// transaction that outlived its timeout.
     Fenced(KafkaError),
+    /// The group moved on while the work was open (a rebalance the offsets' generation missed):
+    /// its partitions may be another's; retried from the last commit, as [`Failure::Kafka`].
+    Rebalanced(anyhow::Error),
     /// The guest failed on a record or a timer.
     Guest(ProcessError),
     /// Nothing to retry: the configuration, a topic, the disk or weir itself is wrong, as the
@@ -29,7 +32,9 @@ impl Failure {
     /// Whose fault the failure is.
     pub fn domain(&self) -> Domain {
         match self {
-            Failure::Kafka(_) | Failure::ProducerLost(_) | Failure::Fenced(_) => Domain::External,
+            Failure::Kafka(_) | Failure::ProducerLost(_) | Failure::Fenced(_) | Failure::Rebalanced(_) => {
+                Domain::External
+            }
             Failure::Guest(_) => Domain::User,
             Failure::Fatal(_, domain) => *domain,
         }
@@ -47,8 +52,22 @@ impl From<KafkaError> for Failure {
         let fenced = e.rdkafka_error_code().is_some_and(fencing)
             || matches!(&e, KafkaError::Transaction(t) if fencing(t.code()));
         let fatal = matches!(&e, KafkaError::Transaction(t) if t.is_fatal());
+        let moved = |code| {
+            matches!(
+                code,
+                RDKafkaErrorCode::IllegalGeneration
+                    | RDKafkaErrorCode::RebalanceInProgress
+                    | RDKafkaErrorCode::UnknownMemberId
+                    | RDKafkaErrorCode::FencedInstanceId
+            )
+        };
+        let rebalanced = e.rdkafka_error_code().is_some_and(moved)
+            || matches!(&e, KafkaError::Transaction(t) if moved(t.code()))
+            || e.to_string().contains("group generation id is not valid");
         if fenced {
             Failure::Fenced(e)
+        } else if rebalanced && !fatal {
+            Failure::Rebalanced(anyhow!("Kafka: {e}: the group rebalanced while the work was open"))
         } else if fatal {
             Failure::ProducerLost(anyhow!("Kafka: {e}: the transactional producer failed fatally"))
         } else {

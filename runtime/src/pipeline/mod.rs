@@ -22,6 +22,7 @@ mod source;
 mod stage;
 mod standby;
 mod start;
+mod store;
 mod table_feed;
 mod task;
 mod txn;
@@ -67,16 +68,28 @@ impl Pipeline {
         }
         progress.finish();
         view.queryable.close("the pipeline is stopping");
-        if let Err(failure) = self.commit() {
-            let domain = failure.domain();
-            let e = match failure {
-                Failure::Fenced(e) => self.work.txn.fenced(e).0,
-                Failure::Kafka(e) | Failure::ProducerLost(e) | Failure::Fatal(e, _) => e,
-                Failure::Guest(e) => e.into(),
-            };
-            return Err(
-                self.fail(e.context("the final commit failed; the open work will be redone on restart"), domain)
-            );
+        match self.commit() {
+            Ok(()) => {}
+            // Stopping as the group rebalances (another instance stopping too): the partitions
+            // may be another's already, whose owner redoes the open work. Nothing was lost.
+            Err(Failure::Rebalanced(e)) => {
+                self.abandon();
+                tracing::warn!(
+                    application = %self.work.config.application_id,
+                    "{e:#}; the final commit was dropped, and the partitions' next owner redoes the open work"
+                );
+            }
+            Err(failure) => {
+                let domain = failure.domain();
+                let e = match failure {
+                    Failure::Fenced(e) => self.work.txn.fenced(e).0,
+                    Failure::Kafka(e) | Failure::ProducerLost(e) | Failure::Rebalanced(e) | Failure::Fatal(e, _) => e,
+                    Failure::Guest(e) => e.into(),
+                };
+                return Err(
+                    self.fail(e.context("the final commit failed; the open work will be redone on restart"), domain)
+                );
+            }
         }
         self.work.stats.finished = Some(Instant::now());
         // Partitions revoked from here on are released at once: nothing is left to commit.

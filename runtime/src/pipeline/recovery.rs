@@ -48,13 +48,13 @@ impl Pipeline {
     /// or returns the error the pipeline stops with (published in its status).
     pub(super) fn failed(&mut self, failure: Failure, retries: &mut Retries) -> anyhow::Result<()> {
         let domain = failure.domain();
-        if let Failure::Kafka(e) | Failure::ProducerLost(e) = &failure {
+        if let Failure::Kafka(e) | Failure::ProducerLost(e) | Failure::Rebalanced(e) = &failure {
             if let Some(changed) = self.work.stages.changed() {
                 return Err(self.fail(anyhow!("{changed} (the Kafka error was: {e:#})"), Domain::User));
             }
         }
         let e = match failure {
-            Failure::Kafka(e) => e,
+            Failure::Kafka(e) | Failure::Rebalanced(e) => e,
             Failure::ProducerLost(e) => {
                 self.work.txn.lose_producer();
                 e

@@ -21,7 +21,7 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 
 use super::control::{StandbySnapshot, View};
-use super::task::open_store;
+use super::store::open_store;
 use crate::changelog;
 use crate::config::PipelineConfig;
 use crate::kafka::{self, CatchUpCtx, KAFKA_TIMEOUT};

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use anyhow::{anyhow, Context as _};
+use anyhow::anyhow;
 use rdkafka::consumer::Consumer as _;
 use rdkafka::producer::{BaseRecord, Producer as _};
 
@@ -19,6 +19,7 @@ use super::control::{self, Phase, PreparedStage, View};
 use super::failure::Failure;
 use super::sink::send;
 use super::standby::Standbys;
+use super::store::open_store;
 use crate::changelog;
 use crate::config::PipelineConfig;
 use crate::engine::{Fired, Instance, Module};
@@ -27,7 +28,7 @@ use crate::kafka::{self, Consumer, Producer, KAFKA_TIMEOUT};
 use crate::metrics::PipelineMetrics;
 use crate::query::Positions;
 use crate::record::{Batch, Outputs};
-use crate::state::{MemoryStore, RocksStore, StateStore};
+use crate::state::StateStore;
 use crate::tables::{TableView, Tables};
 
 /// Where a task reports while it opens, and what it opens from.
@@ -385,25 +386,4 @@ impl Opener<'_> {
         metrics.set_status(before.as_str());
         Ok(())
     }
-}
-
-/// The state store of `partition`: RocksDB under the state directory (kept without a
-/// write-ahead log when a changelog holds it), else memory.
-pub(super) fn open_store(
-    config: &PipelineConfig,
-    changelogged: bool,
-    partition: i32,
-) -> anyhow::Result<Box<dyn StateStore>> {
-    Ok(match &config.state_dir {
-        Some(dir) => {
-            let path =
-                dir.join(&config.application_id).join(config.store_name()).join(format!("partition-{partition}"));
-            let store = match changelogged {
-                true => RocksStore::open_changelog_backed(&path),
-                false => RocksStore::open(&path),
-            };
-            Box::new(store.with_context(|| format!("state store {}", path.display()))?)
-        }
-        None => Box::new(MemoryStore::new()),
-    })
 }
