@@ -21,6 +21,10 @@ pub(super) enum Failure {
     /// The group moved on while the work was open (a rebalance the offsets' generation missed):
     /// its partitions may be another's; retried from the last commit, as [`Failure::Kafka`].
     Rebalanced(anyhow::Error),
+    /// The consumer was fenced out of its group as a static member (a broker failover can do
+    /// it, as can another process with the same instance id): a new consumer joins, a few times
+    /// at most (see [`super::recovery`]).
+    ConsumerLost(anyhow::Error),
     /// The guest failed on a record or a timer.
     Guest(ProcessError),
     /// Nothing to retry: the configuration, a topic, the disk or weir itself is wrong, as the
@@ -32,9 +36,11 @@ impl Failure {
     /// Whose fault the failure is.
     pub fn domain(&self) -> Domain {
         match self {
-            Failure::Kafka(_) | Failure::ProducerLost(_) | Failure::Fenced(_) | Failure::Rebalanced(_) => {
-                Domain::External
-            }
+            Failure::Kafka(_)
+            | Failure::ProducerLost(_)
+            | Failure::Fenced(_)
+            | Failure::Rebalanced(_)
+            | Failure::ConsumerLost(_) => Domain::External,
             Failure::Guest(_) => Domain::User,
             Failure::Fatal(_, domain) => *domain,
         }
@@ -138,5 +144,16 @@ mod test {
         assert_eq!(failure.domain(), Domain::External);
         let disk = Failure::Fatal(anyhow!("state commit failed"), Domain::External);
         assert_eq!(disk.domain(), Domain::External, "a fatal failure keeps the fault it was made with");
+    }
+
+    #[test]
+    fn the_group_moving_on_under_the_open_work_is_told_apart_from_other_kafka_trouble() {
+        for code in [RDKafkaErrorCode::IllegalGeneration, RDKafkaErrorCode::RebalanceInProgress] {
+            let moved = Failure::from(KafkaError::ConsumerCommit(code));
+            assert!(matches!(moved, Failure::Rebalanced(_)), "{code:?}");
+            assert_eq!(moved.domain(), Domain::External);
+        }
+        let away = Failure::from(KafkaError::ConsumerCommit(RDKafkaErrorCode::RequestTimedOut));
+        assert!(matches!(away, Failure::Kafka(_)));
     }
 }

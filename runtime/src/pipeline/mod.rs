@@ -83,7 +83,11 @@ impl Pipeline {
                 let domain = failure.domain();
                 let e = match failure {
                     Failure::Fenced(e) => self.work.txn.fenced(e).0,
-                    Failure::Kafka(e) | Failure::ProducerLost(e) | Failure::Rebalanced(e) | Failure::Fatal(e, _) => e,
+                    Failure::Kafka(e)
+                    | Failure::ProducerLost(e)
+                    | Failure::Rebalanced(e)
+                    | Failure::ConsumerLost(e)
+                    | Failure::Fatal(e, _) => e,
                     Failure::Guest(e) => e.into(),
                 };
                 return Err(

@@ -24,6 +24,13 @@ use crate::error::{Domain, ProcessError};
 /// stops, saying so.
 const TIMED_OUT_RETRIES: u32 = 3;
 
+/// How many times in [`CONSUMER_RENEWAL_WINDOW`] a consumer fenced out of its group is replaced
+/// before the pipeline stops: a broker failover may fence it once; another live process with
+/// the same instance id fences it again and again (and its transactional producer fences this
+/// one's, which stops it too).
+const CONSUMER_RENEWALS: usize = 3;
+const CONSUMER_RENEWAL_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Kafka errors in a row, and what the loop had done when the last one came.
 #[derive(Default)]
 pub(super) struct Retries {
@@ -31,6 +38,8 @@ pub(super) struct Retries {
     commits_then: u64,
     /// Transactions the broker aborted for outliving `transaction.timeout.ms`, in a row.
     timed_out: u32,
+    /// When consumers fenced out of the group were replaced.
+    consumers: Vec<Instant>,
 }
 
 impl Pipeline {
@@ -39,7 +48,7 @@ impl Pipeline {
     pub(super) fn succeeded(&mut self, retries: &mut Retries) {
         if retries.attempt > 0 && self.work.stats.commits > retries.commits_then {
             tracing::info!(application = %self.work.config.application_id, retries = retries.attempt, "Kafka answers again");
-            *retries = Retries::default();
+            *retries = Retries { consumers: std::mem::take(&mut retries.consumers), ..Retries::default() };
             self.work.view.update(|s| s.notice = None);
         }
     }
@@ -55,6 +64,21 @@ impl Pipeline {
         }
         let e = match failure {
             Failure::Kafka(e) | Failure::Rebalanced(e) => e,
+            Failure::ConsumerLost(e) => {
+                retries.consumers.retain(|at| at.elapsed() < CONSUMER_RENEWAL_WINDOW);
+                if retries.consumers.len() >= CONSUMER_RENEWALS {
+                    let e = e.context(format!(
+                        "the consumer was fenced out of its group {CONSUMER_RENEWALS} times in {} minutes",
+                        CONSUMER_RENEWAL_WINDOW.as_secs() / 60
+                    ));
+                    return Err(self.fail(e, domain));
+                }
+                retries.consumers.push(Instant::now());
+                if let Err(renewal) = self.renew_consumer() {
+                    return Err(self.fail(renewal.context(format!("{e:#}")), domain));
+                }
+                e
+            }
             Failure::ProducerLost(e) => {
                 self.work.txn.lose_producer();
                 e
@@ -172,6 +196,30 @@ impl Pipeline {
                 "rewinding to the committed offsets failed: {e}; no record is processed before it is done"
             ),
         }
+    }
+
+    /// Replaces a consumer fenced out of its group: the open work is dropped and every task
+    /// closed (the partitions may be another's), and a new consumer joins; the partitions it is
+    /// given reopen from their committed offsets.
+    fn renew_consumer(&mut self) -> anyhow::Result<()> {
+        self.abandon();
+        let closed = self.work.stages.close_all();
+        self.work.poisoned.clear();
+        self.work.view.queryable.revoke();
+        self.work.view.update(|s| s.restored = false);
+        let shared = self.work.shared.clone();
+        let (_, _, _) = (shared.take_lost(), shared.take_assigned(), shared.take_revoked());
+        tracing::warn!(
+            application = %self.work.config.application_id, tasks = closed,
+            "the consumer was fenced out of its group; a new one joins"
+        );
+        let plan = crate::kafka::GroupPlan::of(&self.work.config, self.work.stages.copartitioned());
+        let consumer = crate::kafka::consumer(&self.work.config, &self.work.stages.inputs(), plan, shared.clone())?;
+        // The old consumer's close must not wait on the loop for a revocation.
+        shared.closing.store(true, std::sync::atomic::Ordering::SeqCst);
+        drop(std::mem::replace(&mut self.consumer, consumer));
+        shared.closing.store(false, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
     }
 
     /// Drops the work since the last commit.

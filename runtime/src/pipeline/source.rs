@@ -36,6 +36,9 @@ pub(super) fn poll_batch(
             Some(Ok(m)) => messages.push(m),
             Some(Err(KafkaError::PartitionEOF(_))) => {}
             Some(Err(e)) if connection_lost(&e) => return Ok((messages, Some(e))),
+            Some(Err(KafkaError::MessageConsumptionFatal(RDKafkaErrorCode::FencedInstanceId))) => {
+                return Err(Failure::ConsumerLost(anyhow::anyhow!(fatal_consumer(RDKafkaErrorCode::FencedInstanceId))))
+            }
             Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
                 return Err(Failure::Fatal(anyhow::anyhow!(fatal_consumer(code)), Domain::User))
             }
@@ -67,8 +70,9 @@ fn fatal_consumer(code: RDKafkaErrorCode) -> String {
              take their place back at once. Two running instances must not share an instance_id"
         ),
         RDKafkaErrorCode::FencedInstanceId => format!(
-            "Kafka: {code}: another process joined the group with this instance id and took this one's place; \
-             two running instances must not share an instance_id. Nothing past the last commit was written"
+            "Kafka: {code}: the group gave this instance id's place to another member (after a broker \
+             failover, or another process joined with the same id: two running instances must not share an \
+             instance_id). Nothing past the last commit was written"
         ),
         _ => format!("Kafka: the consumer failed fatally: {code}; nothing past the last commit was written"),
     }
