@@ -84,8 +84,8 @@ Example: weir run pipeline.toml --bootstrap-servers 127.0.0.1:9092 --instance-id
     /// The dead-letter topic of a pipeline under `weir serve`.
     #[command(subcommand)]
     Dlq(DlqCommand),
-    /// Stop a pipeline and leave its group; `--purge` also deletes its local state. Kafka topics
-    /// are never deleted.
+    /// Stop a pipeline (its partitions go to the application's other instances once its session
+    /// times out); `--purge` also deletes its local state. Kafka topics are never deleted.
     Undeploy {
         name: String,
         #[arg(long)]
