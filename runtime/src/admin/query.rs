@@ -356,17 +356,27 @@ async fn point(
     key_fields(&key, &mut body);
     body.insert("partition".into(), json!(partition));
     body.insert("position".into(), positions_json(&point));
-    let status = match &point.value {
+    Ok(with_value(&q, body, point.value.as_deref(), || format!("no value under this key in pipeline `{name}`")))
+}
+
+/// A point answer: `body` with the value (200), or with why there is none (404).
+fn with_value(
+    q: &Queryable,
+    mut body: serde_json::Map<String, Value>,
+    value: Option<&[u8]>,
+    missing: impl FnOnce() -> String,
+) -> Response {
+    let status = match value {
         Some(value) => {
             body.insert("value".into(), value_json(value));
             StatusCode::OK
         }
         None => {
-            body.insert("error".into(), json!(format!("no value under this key in pipeline `{name}`")));
+            body.insert("error".into(), json!(missing()));
             StatusCode::NOT_FOUND
         }
     };
-    Ok(answered_by(&q, (status, Json(Value::Object(body))).into_response()))
+    answered_by(q, (status, Json(Value::Object(body))).into_response())
 }
 
 /// The value under `key` in the standby store of `partition` kept here, if one is: the answer
@@ -380,17 +390,8 @@ fn from_standby(q: &Queryable, name: &str, partition: i32, key: &[u8]) -> Result
     body.insert("partition".into(), json!(partition));
     body.insert("standby".into(), json!(true));
     body.insert("changelog_offset".into(), json!(checkpoint));
-    let status = match &value {
-        Some(value) => {
-            body.insert("value".into(), value_json(value));
-            StatusCode::OK
-        }
-        None => {
-            body.insert("error".into(), json!(format!("no value under this key in pipeline `{name}`'s standby")));
-            StatusCode::NOT_FOUND
-        }
-    };
-    Ok(Some(answered_by(q, (status, Json(Value::Object(body))).into_response())))
+    let missing = || format!("no value under this key in pipeline `{name}`'s standby");
+    Ok(Some(with_value(q, body, value.as_deref(), missing)))
 }
 
 /// Sends a query on to the instance that owns its data, and hands its answer back.

@@ -26,7 +26,7 @@ use crate::changelog;
 use crate::config::PipelineConfig;
 use crate::kafka::{self, CatchUpCtx, KAFKA_TIMEOUT};
 use crate::query::Queryable;
-use crate::state::StateStore;
+use crate::state::{StateStore, StoreReader};
 
 /// How often the standby stores are brought to the end of their changelog partitions.
 pub const CATCH_UP_EVERY: Duration = Duration::from_millis(500);
@@ -111,11 +111,7 @@ impl Standbys {
         kept.active.insert(partition);
         let store = kept.stores.remove(&partition);
         if store.is_some() {
-            let mut readers = BTreeMap::new();
-            for (p, store) in &kept.stores {
-                readers.insert(*p, (store.reader(), store.checkpoint().ok().flatten()));
-            }
-            self.queryable.set_standbys(readers);
+            self.queryable.set_standbys(readers(&kept.stores));
         }
         store
     }
@@ -134,6 +130,12 @@ impl Drop for Standbys {
         }
         self.queryable.set_standbys(BTreeMap::new());
     }
+}
+
+/// What queries read of the standby stores: a reader of each, and the changelog offset it
+/// reflects.
+fn readers(stores: &BTreeMap<i32, Box<dyn StateStore>>) -> BTreeMap<i32, (Arc<dyn StoreReader>, Option<i64>)> {
+    stores.iter().map(|(p, store)| (*p, (store.reader(), store.checkpoint().ok().flatten()))).collect()
 }
 
 fn lock(kept: &Mutex<Kept>) -> MutexGuard<'_, Kept> {
@@ -208,15 +210,13 @@ impl Keeper {
         let consumer: BaseConsumer<CatchUpCtx> =
             kafka::catch_up(&self.config, "standby").create_with_context(CatchUpCtx)?;
         let mut standbys = Vec::with_capacity(stores.len());
-        let mut readers = BTreeMap::new();
         for (p, store) in stores.iter() {
             let checkpoint = store.checkpoint()?;
             let end = consumer.fetch_watermarks(&self.changelog, *p, KAFKA_TIMEOUT).ok().map(|(_, high)| high);
             let lag = end.map(|end| end - checkpoint.unwrap_or(0)).map(|lag| lag.max(0));
             standbys.push(StandbySnapshot { partition: *p, checkpoint, lag });
-            readers.insert(*p, (store.reader(), checkpoint));
         }
-        self.queryable.set_standbys(readers);
+        self.queryable.set_standbys(readers(stores));
         drop(kept);
         self.view.update(|s| s.standbys = standbys);
         Ok(())
