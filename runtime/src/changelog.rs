@@ -176,6 +176,26 @@ pub fn catch_up(config: &PipelineConfig, topic: &str, targets: Vec<Target<'_>>) 
     read_into(config, topic, targets, &|_, _| {})
 }
 
+/// How long to wait before asking a changelog's offsets again, when they say a store's
+/// checkpoint is one the changelog cannot have written.
+const RECHECK_AFTER: Duration = Duration::from_millis(500);
+
+/// The low and high watermarks of `partition` of `topic`; an error for offsets no partition
+/// can have (librdkafka answers -1001, "unset", for some it could not learn), so that nothing
+/// is cleared on their word.
+fn watermarks(reader: &catchup::Reader, topic: &str, partition: i32) -> anyhow::Result<(i64, i64)> {
+    let (low, high) = reader
+        .fetch_watermarks(topic, partition, TIMEOUT)
+        .with_context(|| format!("cannot read the offsets of changelog `{topic}` partition {partition}"))?;
+    if low < 0 || high < low {
+        return Err(anyhow!(
+            "the broker answered offsets {low}..{high} for changelog `{topic}` partition {partition}, which no \
+             partition has; trying again later"
+        ));
+    }
+    Ok((low, high))
+}
+
 /// What [`restore`] does, unlogged.
 fn read_into(
     config: &PipelineConfig,
@@ -189,11 +209,15 @@ fn read_into(
     let mut readings = Vec::new();
     let mut stores = Vec::new();
     for Target { partition, store } in targets {
-        let (low, high) = first
-            .fetch_watermarks(topic, partition, TIMEOUT)
-            .with_context(|| format!("cannot read the offsets of changelog `{topic}` partition {partition}"))?;
+        let (mut low, mut high) = watermarks(&first, topic, partition)?;
         let mut from = store.checkpoint()?;
-        if let Some(checkpoint) = from.filter(|c| *c > high || *c < low) {
+        let outside = |c: &i64, low: i64, high: i64| *c > high || *c < low;
+        if from.is_some_and(|c| outside(&c, low, high)) {
+            // Clearing throws the store away: ask again before believing it.
+            std::thread::sleep(RECHECK_AFTER);
+            (low, high) = watermarks(&first, topic, partition)?;
+        }
+        if let Some(checkpoint) = from.filter(|c| outside(c, low, high)) {
             tracing::warn!(
                 topic,
                 partition,

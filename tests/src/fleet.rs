@@ -90,10 +90,15 @@ pub fn failover(s: &Setup, keys: usize, standby_replicas: u32) -> Failover {
     assert_eq!(out.len(), keys, "every key counted before the failover");
     let moving = a.partitions(&app).and_then(|p| p.into_iter().next());
     if standby_replicas > 0 {
+        // The standby's lag is as of its last catch-up, maybe before the counts were written:
+        // wait for its checkpoint to reach the changelog's end (all but the last commit marker).
+        let changelog = format!("{app}-state-changelog");
+        let end = high_watermark(&s.bootstrap, &changelog, moving.unwrap_or_default() as i32);
         wait_until("b keeps a's partition warm, caught up", || {
             let status = b.status(&app);
             let standbys = status["standbys"].as_array().cloned().unwrap_or_default();
-            standbys.iter().any(|s| s["partition"].as_i64() == moving && s["lag"].as_i64() == Some(0))
+            let caught_up = |s: &Value| s["checkpoint"].as_i64().is_some_and(|c| c >= end - 1);
+            standbys.iter().any(|s| s["partition"].as_i64() == moving && caught_up(s))
         });
         // Asked to, b answers a key of a's partition from its standby, saying so.
         let key = (0..keys)
@@ -101,7 +106,8 @@ pub fn failover(s: &Setup, keys: usize, standby_replicas: u32) -> Failover {
             .find(|k| Some(i64::from(weir_runtime::query::partition_for(k.as_bytes(), 2))) == moving)
             .unwrap_or_default();
         let (status, body) = b.get(&format!("/v1/pipelines/{app}/state/{key}?allow_standby=true"));
-        assert_eq!((status, &body["standby"], &body["value"]), (200, &Value::Bool(true), &Value::from(1)), "{body}");
+        let answered = (status, &body["standby"], &body["value"]) == (200, &Value::Bool(true), &Value::from(1));
+        assert!(answered, "b answered {status} {body}\nb's status: {}\nb's log:\n{}", b.status(&app), b.weir.log());
     } else {
         assert_eq!(b.status(&app)["standbys"], serde_json::json!([]), "no standby unless asked");
     }
@@ -113,6 +119,16 @@ pub fn failover(s: &Setup, keys: usize, standby_replicas: u32) -> Failover {
     let took = killed.elapsed();
     let restored = restored(&b) - before;
     Failover { app, survivor: b, input, took, restored }
+}
+
+/// The high watermark of `partition` of `topic`.
+pub fn high_watermark(bootstrap: &str, topic: &str, partition: i32) -> i64 {
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap_or_else(|e| panic!("consumer: {e}"));
+    let (_, high) = consumer
+        .fetch_watermarks(topic, partition, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("the offsets of {topic} partition {partition}: {e}"));
+    high
 }
 
 /// Waits until `ready` holds, or panics with `what` after `LONG`.

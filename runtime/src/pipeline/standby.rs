@@ -148,11 +148,14 @@ impl Keeper {
         while !stop.load(Ordering::SeqCst) {
             match self.round(kept) {
                 Ok(()) => warned = false,
-                Err(e) if !warned => {
-                    warned = true;
-                    tracing::warn!(application = %self.config.application_id, "keeping the standby stores: {e:#}");
+                Err(e) => {
+                    // Where the stores stand is unknown until a round goes through again.
+                    self.view.update(|s| s.standbys.iter_mut().for_each(|s| s.lag = None));
+                    if !warned {
+                        warned = true;
+                        tracing::warn!(application = %self.config.application_id, "keeping the standby stores: {e:#}");
+                    }
                 }
-                Err(_) => {}
             }
             let mut waited = Duration::ZERO;
             while waited < CATCH_UP_EVERY && !stop.load(Ordering::SeqCst) {
@@ -213,7 +216,8 @@ impl Keeper {
         for (p, store) in stores.iter() {
             let checkpoint = store.checkpoint()?;
             let end = consumer.fetch_watermarks(&self.changelog, *p, KAFKA_TIMEOUT).ok().map(|(_, high)| high);
-            let lag = end.map(|end| end - checkpoint.unwrap_or(0)).map(|lag| lag.max(0));
+            // Unknown rather than 0 when the broker's answer is not an offset (-1001).
+            let lag = end.filter(|end| *end >= 0).map(|end| (end - checkpoint.unwrap_or(0)).max(0));
             standbys.push(StandbySnapshot { partition: *p, checkpoint, lag });
         }
         self.queryable.set_standbys(readers(stores));
