@@ -43,6 +43,9 @@ pub struct PartitionSnapshot {
     pub partition: i32,
     /// Records between the consumer's position and the partition's end, when known.
     pub lag: Option<i64>,
+    /// The worker thread whose task it is (1 to `threads`), when the pipeline has several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<u32>,
 }
 
 /// One stage of a pipeline: records it consumed and produced since the pipeline started, and
@@ -68,8 +71,12 @@ pub struct GroupSnapshot {
     pub assignor: String,
     /// Whether a rebalance touches only the partitions that move (else every task closes).
     pub incremental: bool,
-    /// The consumer's `group.instance.id`, for a static member.
+    /// The consumer's `group.instance.id`, for a static member (of the first worker thread,
+    /// when there are several: the others' end in their own number).
     pub instance_id: Option<String>,
+    /// Worker threads, each a member of the group.
+    #[serde(default)]
+    pub threads: u32,
     /// Assignments and revocations this instance took part in since it started.
     pub rebalances: u64,
     /// Tasks opened and closed since the pipeline started (one per stage and partition).
@@ -137,6 +144,70 @@ pub struct Snapshot {
     /// Something the operator should know that is not an error (a swap that was refused, a
     /// restart for a change that could not apply in place).
     pub notice: Option<String>,
+}
+
+impl Snapshot {
+    /// A pipeline of several worker threads as one: `self` (what the pipeline as a whole
+    /// published: its version, its standbys, a failure its supervisor saw) with `threads`, what
+    /// each thread's loop published. Counts add up, partitions are listed together, and the
+    /// status is the least settled of the threads'.
+    pub fn with_threads(mut self, threads: Vec<Snapshot>) -> Snapshot {
+        if threads.is_empty() {
+            return self;
+        }
+        let rank = |p: Phase| match p {
+            Phase::Failed => 0,
+            Phase::Starting => 1,
+            Phase::Restoring => 2,
+            Phase::Running => 3,
+            Phase::Paused => 4,
+            Phase::Stopped => 5,
+        };
+        let least = threads.iter().map(|t| t.status).min_by_key(|p| rank(*p)).unwrap_or(self.status);
+        if self.status != Phase::Failed {
+            self.status = least;
+        }
+        let failed = threads.iter().find(|t| t.error.is_some());
+        if self.error.is_none() {
+            (self.error, self.fault) = failed.map_or((None, None), |t| (t.error.clone(), t.fault));
+        }
+        self.notice = self.notice.take().or_else(|| threads.iter().find_map(|t| t.notice.clone()));
+        self.partitions = threads.iter().flat_map(|t| t.partitions.iter().cloned()).collect();
+        self.partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        self.stages = Vec::new();
+        for stage in threads.iter().flat_map(|t| &t.stages) {
+            match self.stages.iter_mut().find(|s| s.name == stage.name) {
+                Some(s) => {
+                    s.consumed += stage.consumed;
+                    s.produced += stage.produced;
+                    s.lag = s.lag.zip(stage.lag).map(|(a, b)| a + b);
+                }
+                None => self.stages.push(stage.clone()),
+            }
+        }
+        self.group = threads.iter().filter_map(|t| t.group.clone()).reduce(|mut a, b| {
+            a.rebalances += b.rebalances;
+            a.tasks_opened += b.tasks_opened;
+            a.tasks_closed += b.tasks_closed;
+            a
+        });
+        self.consumed = threads.iter().map(|t| t.consumed).sum();
+        self.produced = threads.iter().map(|t| t.produced).sum();
+        self.rate_in = threads.iter().map(|t| t.rate_in).sum();
+        self.rate_out = threads.iter().map(|t| t.rate_out).sum();
+        self.since_last_commit_ms = threads.iter().filter_map(|t| t.since_last_commit_ms).max();
+        self.restore = threads.iter().filter_map(|t| t.restore.clone()).reduce(|mut a, b| {
+            a.partitions.extend(b.partitions);
+            a.restored += b.restored;
+            a.total += b.total;
+            a
+        });
+        self.restored_records = threads.iter().map(|t| t.restored_records).sum();
+        self.restored = threads.iter().all(|t| t.restored);
+        self.dead_lettered = threads.iter().map(|t| t.dead_lettered).sum();
+        self.skipped = threads.iter().map(|t| t.skipped).sum();
+        self
+    }
 }
 
 /// What a deploy or rollback did.
@@ -294,7 +365,7 @@ mod test {
                 error: Some("guest trapped".into()),
                 fault: Some(Domain::User),
                 version: Some(2),
-                partitions: vec![PartitionSnapshot { topic: "in".into(), partition: 3, lag: Some(7) }],
+                partitions: vec![PartitionSnapshot { topic: "in".into(), partition: 3, lag: Some(7), thread: None }],
                 ..Snapshot::default()
             },
             deployed_at: Some(1),
@@ -310,6 +381,40 @@ mod test {
             (back.snapshot.status, back.snapshot.fault, back.versions),
             (Phase::Failed, Some(Domain::User), vec![1, 2])
         );
+    }
+
+    #[test]
+    fn a_pipeline_of_threads_reports_their_partitions_and_counts_as_one_at_the_least_settled_status() {
+        let partition = |p, thread| PartitionSnapshot { topic: "in".into(), partition: p, lag: Some(1), thread };
+        let group = GroupSnapshot { rebalances: 1, tasks_opened: 2, threads: 2, ..GroupSnapshot::default() };
+        let one = Snapshot {
+            status: Phase::Running,
+            partitions: vec![partition(2, Some(1)), partition(0, Some(1))],
+            consumed: 10,
+            restored: true,
+            group: Some(group.clone()),
+            ..Snapshot::default()
+        };
+        let two = Snapshot {
+            status: Phase::Restoring,
+            partitions: vec![partition(1, Some(2))],
+            consumed: 5,
+            restored: false,
+            group: Some(group),
+            ..Snapshot::default()
+        };
+        let whole = Snapshot { version: Some(3), ..Snapshot::default() }.with_threads(vec![one.clone(), two]);
+        let partitions: Vec<(i32, Option<u32>)> = whole.partitions.iter().map(|p| (p.partition, p.thread)).collect();
+        assert_eq!(partitions, [(0, Some(1)), (1, Some(2)), (2, Some(1))]);
+        assert_eq!(
+            (whole.status, whole.consumed, whole.restored, whole.version),
+            (Phase::Restoring, 15, false, Some(3))
+        );
+        let group = whole.group.unwrap_or_default();
+        assert_eq!((group.rebalances, group.tasks_opened, group.threads), (2, 4, 2));
+        let failed = Snapshot { status: Phase::Failed, error: Some("x".into()), ..Snapshot::default() };
+        let whole = Snapshot::default().with_threads(vec![one, failed]);
+        assert_eq!((whole.status, whole.error.as_deref()), (Phase::Failed, Some("x")));
     }
 
     #[test]

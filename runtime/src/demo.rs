@@ -65,6 +65,8 @@ pub fn run(engine: &Engine, demo: &Demo, out: &mut dyn Write) -> anyhow::Result<
         errors: Default::default(),
         changelog: Default::default(),
         max_instances: 32,
+        threads: 1,
+        thread: None,
     };
     // The mock broker cannot create topics through the admin API, so the changelog a stateful
     // module needs is made here, named as `changelog::topic` names it.

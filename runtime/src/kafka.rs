@@ -120,7 +120,8 @@ pub struct Shared {
 /// What the rebalance callback tells before partitions go to another instance: a narrow handle,
 /// so this layer knows nothing of who listens (the query layer, which closes its readers).
 pub trait Revoked: Send + Sync {
-    fn revoked(&self);
+    /// `partitions` (of the inputs) are no longer this consumer's.
+    fn revoked(&self, partitions: &[i32]);
 }
 
 /// What a rebalance changed, for the loop to act on after the poll that saw it.
@@ -232,8 +233,8 @@ impl Shared {
     /// transaction is aborted; otherwise nothing more is committed). The next owner resumes
     /// from the committed offsets with the state its changelog holds, so at-least-once may
     /// repeat outputs but never loses a state change.
-    fn on_lost(&self) {
-        self.revoked.revoked();
+    fn on_lost(&self, partitions: &[i32]) {
+        self.revoked.revoked(partitions);
         let mut book = self.book();
         if self.abort(&mut book) {
             tracing::info!("partitions lost: aborted the open transaction");
@@ -299,7 +300,8 @@ impl ConsumerContext for ConsumerCtx {
                 if lost || self.shared.closing.load(Ordering::SeqCst) {
                     if lost {
                         tracing::warn!(partitions = partitions.len(), "partitions lost");
-                        self.shared.on_lost();
+                        let numbers: Vec<i32> = partitions.iter().map(|(_, p)| *p).collect();
+                        self.shared.on_lost(&numbers);
                     }
                     if let Err(e) = unassign(consumer, tpl) {
                         tracing::warn!("releasing the revoked partitions failed: {e}");
@@ -379,7 +381,7 @@ pub fn base(config: &PipelineConfig) -> ClientConfig {
 
 /// The `client.id` of a pipeline's Kafka clients when its `[kafka]` table names none.
 pub fn client_id(config: &PipelineConfig) -> String {
-    format!("weir-{}-{}", config.application_id, config.instance())
+    format!("weir-{}-{}", config.application_id, config.member())
 }
 
 fn default(client: &mut ClientConfig, config: &PipelineConfig, key: &str, value: &str) {
@@ -652,7 +654,7 @@ pub fn producer(config: &PipelineConfig, changelogs: &[String]) -> anyhow::Resul
     default(&mut client, config, "linger.ms", "5");
     match config.guarantee {
         Guarantee::ExactlyOnce => {
-            client.set("transactional.id", format!("{}-{}", config.application_id, config.instance()));
+            client.set("transactional.id", format!("{}-{}", config.application_id, config.member()));
             // A crashed instance that does not come back holds its partitions' offsets at most
             // this long (Kafka Streams uses 10 s under exactly-once too).
             default(
@@ -719,7 +721,7 @@ impl GroupPlan {
 /// The consumer's `group.instance.id` (static membership, KIP-345): the pipeline's instance id,
 /// unless the file turns static membership off.
 pub fn group_instance_id(config: &PipelineConfig) -> Option<String> {
-    config.static_membership.then(|| config.instance())
+    config.static_membership.then(|| config.member())
 }
 
 /// The consumer, in the application's group (a static member unless the file says otherwise),

@@ -24,9 +24,7 @@ use crate::error::{Domain, LoadError};
 use crate::metrics::{Metrics, PipelineMetrics};
 use crate::now_ms;
 use crate::pipeline::control::Phase;
-use crate::pipeline::{
-    channel, Attach, Command, Handle, Pipeline, Prepared, PreparedStage, Snapshot, Stats, SwapOutcome,
-};
+use crate::pipeline::{channel, Attach, Command, Handle, Prepared, PreparedStage, Snapshot, Stats, SwapOutcome};
 use crate::query::Queryable;
 use crate::state::MemoryStore;
 
@@ -773,7 +771,7 @@ fn run_pipeline(
     metrics: &PipelineMetrics,
 ) -> anyhow::Result<Stats> {
     let name = config.application_id.clone();
-    let result = Pipeline::start(config, modules, attach).and_then(|p| p.run(inbox, max_records));
+    let result = crate::pipeline::run(config, modules, attach, inbox, max_records);
     if let Err(e) = &result {
         tracing::error!(pipeline = %name, "failed: {e:#}");
         inbox.view.update(|s| {
@@ -808,6 +806,11 @@ fn not_ready_because(s: Snapshot) -> Option<String> {
 /// Whether the running pipeline can take `next` without a restart (see
 /// [`PipelineConfig::needs_restart`]); else the fields that differ.
 fn in_place(running: &PipelineConfig, next: &PipelineConfig) -> Result<(), String> {
+    if running.threads > 1 {
+        // Each thread would swap at its own commit boundary, and one refusing would leave the
+        // others on the new version: a restart changes them all or none.
+        return Err("the module of a pipeline of several worker threads".into());
+    }
     let changed = running.needs_restart(next);
     match changed.is_empty() {
         true => Ok(()),

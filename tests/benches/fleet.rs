@@ -17,23 +17,31 @@
 //! started again), with static membership (the default) and without: how long it took, the
 //! longest any partition went without a commit, and the records committed per second.
 //!
+//! Then worker threads: the word count on one instance, in process, with `threads = 1` and
+//! `threads = 2`, for the Rust guest and the Python one: records consumed per second, 3 rounds
+//! each, interleaved.
+//!
 //! Run: `scripts/kafka.sh start` then `cargo bench -p weir-tests --bench fleet` (`-- rebalance`,
-//! `-- failover` or `-- rolling` runs only that section).
+//! `-- failover`, `-- rolling` or `-- threads` runs only that section).
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use weir_runtime::config::PipelineConfig;
+use weir_runtime::engine::{Engine, EngineOptions};
+use weir_runtime::pipeline::run_alone;
 use weir_tests::fleet::{failover, wait_until, CommitWatch, Failover, Member};
 use weir_tests::kafka::{produce, setup, unique, words, Setup};
+use weir_tests::{guest, polyglot_guest};
 
 const BIN: &str = env!("CARGO_BIN_EXE_weir-e2e");
 const PARTITIONS: i32 = 12;
 
 fn main() {
     let only = |section: &str| std::env::args().skip(1).any(|a| a == section);
-    let all = !["rebalance", "failover", "rolling"].iter().any(|s| only(s));
+    let all = !["rebalance", "failover", "rolling", "threads"].iter().any(|s| only(s));
     if all || only("rebalance") {
         rebalances();
     }
@@ -42,6 +50,51 @@ fn main() {
     }
     if all || only("rolling") {
         rolling_restarts();
+    }
+    if all || only("threads") {
+        threads();
+    }
+}
+
+/// Word count throughput on one instance, `threads = 1` against `threads = 2`, for the Rust
+/// and the Python guest: records consumed per second, in process, exactly-once, the state in
+/// RocksDB with its changelog.
+fn threads() {
+    let engine = Engine::new(EngineOptions::default()).unwrap_or_else(|e| panic!("engine: {e}"));
+    println!("\nworker threads: word count on one instance, 4 partitions, exactly-once, RocksDB with a changelog");
+    println!(
+        "{:>8} {:>10} {:>18} {:>18} {:>7}   rounds (r/s)",
+        "guest", "records", "threads = 1 r/s", "threads = 2 r/s", "ratio"
+    );
+    let guests =
+        [("rust", guest("word-count"), 2_000_000), ("python", polyglot_guest("python", "word-count"), 300_000)];
+    for (label, module, total) in guests {
+        let s = setup(BIN, 4);
+        produce(&s.bootstrap, &s.input, &words(0, total), None);
+        let mut rates = [Vec::new(), Vec::new()];
+        for _round in 0..3 {
+            for (i, threads) in [1, 2].into_iter().enumerate() {
+                let app = unique("bench-threads");
+                let state = s.dir.path().join(&app);
+                let extra = format!(
+                    "threads = {threads}\ninstance_id = \"bench\"\nauto_offset_reset = \"earliest\"\nstate_dir = \"{}\"",
+                    state.display()
+                );
+                let path = s.pipeline_of(&module, &app, &extra);
+                let config = PipelineConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                let stats = run_alone(config, &engine, Some(total as u64)).unwrap_or_else(|e| panic!("{label}: {e:#}"));
+                rates[i].push(stats.throughput().unwrap_or(0.0));
+            }
+        }
+        let median = |r: &[f64]| {
+            let mut r = r.to_vec();
+            r.sort_by(f64::total_cmp);
+            r[r.len() / 2]
+        };
+        let (one, two) = (median(&rates[0]), median(&rates[1]));
+        let rounds: Vec<String> =
+            rates.iter().map(|r| r.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join("/")).collect();
+        println!("{label:>8} {total:>10} {one:>18.0} {two:>18.0} {:>7.2}   {}", two / one, rounds.join("  "));
     }
 }
 

@@ -621,6 +621,8 @@ fn config(
         errors: Default::default(),
         changelog: Default::default(),
         max_instances: 32,
+        threads: 1,
+        thread: None,
     }
 }
 

@@ -226,3 +226,109 @@ impl Commits {
         self.longest_gaps(partitions, from, to).into_values().max().unwrap_or_default()
     }
 }
+
+/// One answer of a query for a word's count: the partition, the input offset its position
+/// names (the records before it are counted), and the count.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub word: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub count: u64,
+}
+
+/// Asks an instance, over and over, for the count of words in turn, while a fleet changes: what
+/// it answered with a value, and how many times it answered 503 (the partition moving).
+pub struct QueryWatch {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<(Vec<Answer>, usize)>,
+}
+
+impl QueryWatch {
+    pub fn start(member: &Member, app: &str, words: Vec<String>) -> Self {
+        let (base, app) = (member.url.clone(), app.to_owned());
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let agent = crate::serve::agent();
+            let (mut answers, mut unavailable) = (Vec::new(), 0);
+            for word in words.iter().cycle() {
+                if stopped.load(Ordering::SeqCst) {
+                    break;
+                }
+                let url = format!("{base}/v1/pipelines/{app}/state/{word}");
+                let mut r = agent.get(&url).call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+                let text = r.body_mut().read_to_string().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+                let status = r.status().as_u16();
+                if status == 503 {
+                    unavailable += 1;
+                    continue;
+                }
+                let body: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {url}: {e}: {text}"));
+                assert!(status == 200 || status == 404, "GET {url}: {status} {text}");
+                let partition = body["partition"].as_i64().unwrap_or_else(|| panic!("no partition: {text}")) as i32;
+                let offset = body["position"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|p| p["partition"].as_i64() == Some(i64::from(partition)))
+                    .and_then(|p| p["offset"].as_i64())
+                    .unwrap_or_else(|| panic!("no position for partition {partition}: {text}"));
+                let count = body["value"].as_u64().unwrap_or(0);
+                answers.push(Answer { word: word.clone(), partition, offset, count });
+            }
+            (answers, unavailable)
+        });
+        Self { stop, thread }
+    }
+
+    /// Stops asking: the answers with a value, and the count of 503s.
+    pub fn stop(self) -> (Vec<Answer>, usize) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().unwrap_or_else(|_| panic!("the query watch panicked"))
+    }
+}
+
+/// The answers that are not the true count as of their position, from `topic` read back: a
+/// word's count as of offset `o` of its partition is how many of its records come before `o`.
+pub fn wrong_answers(bootstrap: &str, topic: &str, partitions: i32, answers: &[Answer]) -> Vec<(Answer, u64)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("fleet-answers"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap_or_else(|e| panic!("consumer: {e}"));
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap_or_else(|e| panic!("{e}"));
+    }
+    consumer.assign(&tpl).unwrap_or_else(|e| panic!("assign: {e}"));
+    // Each partition's keys in offset order.
+    let mut keys: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
+    let mut ended = BTreeSet::new();
+    let start = Instant::now();
+    while ended.len() < partitions as usize {
+        assert!(start.elapsed() < LONG, "reading {topic} back: not within {LONG:?}");
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                use rdkafka::message::Message as _;
+                let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
+                keys.entry(m.partition()).or_default().push((m.offset(), key));
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                ended.insert(p);
+            }
+            Some(Err(e)) => panic!("reading {topic} back: {e}"),
+            None => {}
+        }
+    }
+    answers
+        .iter()
+        .filter_map(|a| {
+            let before = keys.get(&a.partition).into_iter().flatten().take_while(|(o, _)| *o < a.offset);
+            let truth = before.filter(|(_, k)| *k == a.word).count() as u64;
+            (truth != a.count).then(|| (a.clone(), truth))
+        })
+        .collect()
+}

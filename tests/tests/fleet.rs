@@ -3,16 +3,19 @@
 //! under load takes only its share while the others keep their tasks and keep committing (under
 //! both group protocols); a static member SIGKILLed and restarted at once gets its own partitions
 //! back with no rebalance; a second live instance with the same id takes over and the first stops
-//! saying why; and a partition whose owner is SIGKILLed moves warm to the instance that kept its
-//! standby, and cold without one.
+//! saying why; a partition whose owner is SIGKILLed moves warm to the instance that kept its
+//! standby, and cold without one; and one instance of two worker threads splits the partitions
+//! between them and stays exactly-once across SIGKILLs.
 
 #![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use weir_tests::fleet::{failover, wait_until, CommitWatch, Failover, Member};
-use weir_tests::kafka::{last_counts, produce, read_committed, setup, true_counts, unique, words, LONG, QUIET};
+use weir_tests::fleet::{failover, wait_until, wrong_answers, CommitWatch, Failover, Member, QueryWatch};
+use weir_tests::kafka::{
+    crash_repeatedly, last_counts, produce, read_committed, setup, true_counts, unique, words, LONG, QUIET,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_weir-e2e");
 
@@ -28,7 +31,8 @@ fn under_the_consumer_protocol_a_joining_instance_moves_only_its_share_too() {
 
 /// Two instances of a word count on 12 partitions under load, and a third joining: it takes
 /// four; the other two lose two each and open or close no other task; every word is counted
-/// exactly once. Prints how long the partitions that stayed went without a commit.
+/// exactly once; every query answered meanwhile is the true count as of its position (or 503).
+/// Prints how long the partitions that stayed went without a commit.
 fn join_under_load(extra: &str) {
     let s = setup(BIN, 12);
     let app = unique("fleet-join");
@@ -52,6 +56,9 @@ fn join_under_load(extra: &str) {
         .map(|m| (m.partitions(&app).unwrap(), m.group(&app, "tasks_opened"), m.group(&app, "tasks_closed")))
         .collect();
 
+    // Queries of a, through the join: each answer true as of its position, or 503.
+    let vocabulary: Vec<String> = (0..500).map(|i| format!("w{i}")).collect();
+    let queries = QueryWatch::start(&a, &app, vocabulary);
     let joined = Instant::now();
     let c = Member::start(&s, &pipeline, "c");
     wait_until("c holds four partitions", || c.partitions(&app).is_some_and(|p| p.len() == 4));
@@ -71,8 +78,17 @@ fn join_under_load(extra: &str) {
     assert!(c.partitions(&app).unwrap().is_disjoint(&unmoved));
 
     producer.join().unwrap();
+    let (answers, unavailable) = queries.stop();
     let out = read_committed(&s.bootstrap, &s.output, input.len(), QUIET, LONG);
     let gaps = watch.stop().longest_gaps(&unmoved, joined, settled + Duration::from_secs(2));
+    let wrong = wrong_answers(&s.bootstrap, &s.input, 12, &answers);
+    println!("queries through the join: {} answered, {unavailable} answered 503, {} wrong", answers.len(), wrong.len());
+    assert!(answers.len() > 100, "queries were answered through the join: {}", answers.len());
+    assert!(
+        wrong.is_empty(),
+        "answers not true as of their position (answer, truth): {:?}",
+        &wrong[..wrong.len().min(5)]
+    );
     let longest = gaps.values().max().copied().unwrap_or_default();
     println!(
         "{}: a third instance joined 12 partitions in {} ms; the longest gap between two commits of the 8 that \
@@ -179,4 +195,35 @@ fn a_partition_moves_warm_to_the_instance_that_kept_its_standby_and_cold_without
     let (warm, cold) = (restored[0], restored[1]);
     assert!(cold >= (keys / 4) as u64, "without a standby the whole partition is restored: {cold}");
     assert!(warm * 10 < cold, "with a standby only its tail is: {warm} against {cold}");
+}
+
+#[test]
+fn with_two_threads_the_partitions_split_between_them_and_every_word_counts_once_across_sigkills() {
+    let s = setup(BIN, 4);
+    let app = unique("threads");
+    let pipeline = s.pipeline("word-count", &app, "threads = 2");
+    let a = Member::start(&s, &pipeline, "a");
+    // Each partition's thread, once all run: the threads join the group one after the other.
+    let split = |status: &serde_json::Value| {
+        let mut per_thread = std::collections::BTreeMap::new();
+        for p in status["partitions"].as_array().into_iter().flatten() {
+            *per_thread.entry(p["thread"].as_u64()).or_insert(0) += 1;
+        }
+        per_thread.into_iter().collect::<Vec<(Option<u64>, i32)>>()
+    };
+    wait_until("a's two threads hold two partitions each", || {
+        a.partitions(&app).is_some_and(|p| p.len() == 4) && split(&a.status(&app)) == [(Some(1), 2), (Some(2), 2)]
+    });
+    let status = a.status(&app);
+    let group = &status["group"];
+    assert_eq!((group["threads"].as_u64(), group["instance_id"].as_str()), (Some(2), Some("a-1")), "{status}");
+    a.weir.stop();
+
+    // Another application over the same topics, so that a's static members (which do not leave
+    // their group on a stop) hold nothing of it.
+    let pipeline = s.pipeline("word-count", &unique("threads-eos"), "threads = 2");
+    let input = words(0, 100_000);
+    let out = crash_repeatedly(&s, &pipeline, input.clone(), 5, input.len());
+    assert_eq!(out.len(), input.len(), "one output per word, exactly once");
+    assert_eq!(last_counts(&out), true_counts(&input), "the last count of every word is its true count");
 }

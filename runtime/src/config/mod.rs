@@ -9,6 +9,7 @@
 //! group_protocol = "classic"             # or "consumer" (KIP-848)
 //! static_membership = true               # group.instance.id = instance_id
 //! standby_replicas = 0                   # warm copies of each store on other instances
+//! threads = 1                            # worker threads, each a member of the group
 //!
 //! [outputs]                              # names the module routes to, and their topics
 //! default = "word-counts"
@@ -226,7 +227,23 @@ pub struct PipelineConfig {
     /// process's `--max-instances`, so one pipeline cannot starve the others.
     #[serde(default = "default_max_instances")]
     pub max_instances: u32,
+    /// Worker threads, as Kafka Streams' `num.stream.threads`: each its own group member with
+    /// its own consumer and transactional producer, the partitions spread among them by the
+    /// group protocol.
+    #[serde(default = "one")]
+    pub threads: u32,
+    /// Which of the worker threads this copy of the file is for (1 to `threads`), when there is
+    /// more than one: it names the thread's group member and transactional producer.
+    #[serde(skip)]
+    pub thread: Option<u32>,
 }
+
+fn one() -> u32 {
+    1
+}
+
+/// Most worker threads a pipeline may have.
+pub const MAX_THREADS: u32 = 64;
 
 fn yes() -> bool {
     true
@@ -374,6 +391,8 @@ impl PipelineConfig {
             errors,
             changelog,
             max_instances,
+            threads,
+            thread: _,
         } = self;
         // Of a module, only its name (which names the state) needs a restart.
         let name = |m: &Option<ModuleConfig>| {
@@ -412,6 +431,7 @@ impl PipelineConfig {
             ("errors", *errors == next.errors),
             ("changelog", *changelog == next.changelog),
             ("max_instances", *max_instances == next.max_instances),
+            ("threads", *threads == next.threads),
         ]
         .into_iter()
         .filter_map(|(field, same)| (!same).then_some(field))
@@ -508,6 +528,9 @@ impl PipelineConfig {
         if self.max_instances == 0 {
             return Err("max_instances must be at least 1".into());
         }
+        if !(1..=MAX_THREADS).contains(&self.threads) {
+            return Err(format!("threads must be from 1 to {MAX_THREADS}"));
+        }
         if self.commit_interval_ms == Some(0) {
             return Err("commit_interval_ms must be at least 1".into());
         }
@@ -576,6 +599,15 @@ impl PipelineConfig {
     }
 
     /// This instance's name: `instance_id`, else the host name, else `0`.
+    /// This copy's name in the consumer group and as a transactional producer: the instance
+    /// id, with the worker thread's number when the pipeline has several (`<instance>-<n>`).
+    pub fn member(&self) -> String {
+        match self.thread {
+            Some(n) => format!("{}-{n}", self.instance()),
+            None => self.instance(),
+        }
+    }
+
     pub fn instance(&self) -> String {
         self.instance_id.clone().unwrap_or_else(|| {
             std::fs::read_to_string("/etc/hostname")

@@ -60,11 +60,23 @@ pub struct View {
     pub stop: Arc<AtomicBool>,
     /// When the loop last went round, in ms since the epoch (liveness).
     heartbeat: AtomicU64,
+    /// Records the loop consumed so far, as of its last round (what the snapshot says once a
+    /// second).
+    pub consumed: AtomicU64,
+    /// The views of the pipeline's worker threads, when it has several: the pipeline's
+    /// snapshot and heartbeat are then theirs, taken together.
+    threads: Mutex<Vec<Arc<View>>>,
 }
 
 impl View {
     pub fn snapshot(&self) -> Snapshot {
-        self.snapshot.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        let own = self.snapshot.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let threads = self.threads();
+        own.with_threads(threads.iter().map(|t| t.snapshot()).collect())
+    }
+
+    fn threads(&self) -> Vec<Arc<View>> {
+        self.threads.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     pub fn update(&self, f: impl FnOnce(&mut Snapshot)) {
@@ -75,9 +87,13 @@ impl View {
         self.heartbeat.store(now_ms(), Ordering::Relaxed);
     }
 
-    /// Milliseconds since the loop last went round.
+    /// Milliseconds since the loop last went round (of worker threads: the most silent one).
     pub fn silent_for_ms(&self) -> u64 {
-        now_ms().saturating_sub(self.heartbeat.load(Ordering::Relaxed))
+        let threads = self.threads();
+        match threads.iter().map(|t| t.silent_for_ms()).max() {
+            Some(most) => most,
+            None => now_ms().saturating_sub(self.heartbeat.load(Ordering::Relaxed)),
+        }
     }
 
     pub fn stopping(&self) -> bool {
@@ -118,8 +134,19 @@ impl Inbox {
 
 /// A connected handle and inbox, the view's stop flag being `stop`.
 pub fn channel(stop: Arc<AtomicBool>) -> (Handle, Inbox) {
+    connect(Arc::new(View { stop, ..View::default() }))
+}
+
+/// A handle and inbox for one worker thread of the pipeline `whole` views: the thread's view
+/// shares what queries read, stops at `stop`, and counts in `whole`'s snapshot.
+pub fn thread_channel(whole: &View, stop: Arc<AtomicBool>) -> (Handle, Inbox) {
+    let view = Arc::new(View { stop, queryable: whole.queryable.clone(), ..View::default() });
+    whole.threads.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(view.clone());
+    connect(view)
+}
+
+fn connect(view: Arc<View>) -> (Handle, Inbox) {
     let (tx, rx) = mpsc::channel();
-    let view = Arc::new(View { stop, ..View::default() });
     view.beat();
     (Handle { commands: tx, view: view.clone() }, Inbox { commands: rx, view })
 }

@@ -8,6 +8,7 @@
 //! anyone may read ([`progress`]). When partitions are assigned, their tasks open at once,
 //! restoring their state, so a pipeline is ready only when every assigned partition is; for a
 //! processor with timers, every [`WALL_CLOCK_TICK`] the due wall-clock timers of every task fire.
+//! A pipeline of several worker [`threads`] runs one such loop on each.
 
 pub mod control;
 pub mod dead_letter;
@@ -25,6 +26,7 @@ mod start;
 mod store;
 mod table_feed;
 mod task;
+mod threads;
 mod txn;
 mod work;
 
@@ -39,6 +41,7 @@ use failure::Failure;
 use recovery::Retries;
 pub use start::Attach;
 pub use table_feed::TableFeed;
+pub use threads::{run, run_alone};
 pub use work::Pipeline;
 pub use work::Stats;
 
@@ -65,6 +68,7 @@ impl Pipeline {
                 Err(failure) => self.failed(failure, &mut retries)?,
             }
             progress.tick(&mut self.work, &self.consumer, self.last_commit);
+            view.consumed.store(self.work.stats.consumed, Ordering::Relaxed);
         }
         progress.finish();
         view.queryable.close("the pipeline is stopping");

@@ -55,7 +55,7 @@ impl Progress {
         let secs = elapsed.as_secs_f64();
         let rate_in = (stats.consumed - self.last_stats.consumed) as f64 / secs;
         let rate_out = (stats.produced - self.last_stats.produced) as f64 / secs;
-        let partitions = self.offsets.lags(consumer);
+        let partitions = self.offsets.lags(consumer, work.config.thread);
         for p in &partitions {
             if let Some(lag) = p.lag {
                 work.metrics.set_lag(&p.topic, p.partition, lag);
@@ -149,9 +149,9 @@ impl Offsets {
         Self { wanted, marks, stop }
     }
 
-    /// Every assigned partition, with the records between the consumer's position (or the
+    /// Every assigned partition (of worker thread `thread`), with the records between the consumer's position (or the
     /// committed offset, or the start) and its end.
-    fn lags(&self, consumer: &Consumer) -> Vec<PartitionSnapshot> {
+    fn lags(&self, consumer: &Consumer, thread: Option<u32>) -> Vec<PartitionSnapshot> {
         let Ok(position) = consumer.position() else { return Vec::new() };
         let marks = self.marks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         let mut partitions = Vec::new();
@@ -165,7 +165,7 @@ impl Offsets {
                 };
                 (m.high - at).max(0)
             });
-            partitions.push(PartitionSnapshot { topic: key.0.clone(), partition: key.1, lag });
+            partitions.push(PartitionSnapshot { topic: key.0.clone(), partition: key.1, lag, thread });
             wanted.push(key);
         }
         *self.wanted.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = wanted;

@@ -26,7 +26,7 @@ impl Work {
     pub(super) fn follow_assignment(&mut self, consumer: &Consumer) -> Result<bool, Failure> {
         let lost = self.shared.take_lost();
         if lost {
-            let closed = self.stages.close_all();
+            let closed = self.stages.close_all(&self.view);
             self.count_rebalance(0, closed);
             self.poisoned.clear();
             self.view.update(|s| s.restored = false);

@@ -179,8 +179,8 @@ impl Pipeline {
         }
         work.stages.write_changelog(work.txn.producer())?;
         let committed = work.txn.commit(&self.consumer, &mut work.health)?;
-        work.stages.commit(work.txn.producer(), &committed)?;
-        work.view.queryable.committed(&committed);
+        let (stages, producer) = (&mut work.stages, work.txn.producer());
+        work.view.queryable.commit(&committed, || stages.commit(producer, &committed))?;
         work.poisoned.committed(&committed);
         Ok(())
     }
@@ -203,9 +203,8 @@ impl Pipeline {
     /// given reopen from their committed offsets.
     fn renew_consumer(&mut self) -> anyhow::Result<()> {
         self.abandon();
-        let closed = self.work.stages.close_all();
+        let closed = self.work.stages.close_all(&self.work.view);
         self.work.poisoned.clear();
-        self.work.view.queryable.revoke();
         self.work.view.update(|s| s.restored = false);
         let shared = self.work.shared.clone();
         let (_, _, _) = (shared.take_lost(), shared.take_assigned(), shared.take_revoked());

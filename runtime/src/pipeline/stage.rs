@@ -160,8 +160,8 @@ impl Stages {
     }
 
     /// Closes every task; how many there were.
-    pub fn close_all(&mut self) -> usize {
-        self.list.iter_mut().map(|s| s.tasks.close_all()).sum()
+    pub fn close_all(&mut self, view: &View) -> usize {
+        self.list.iter_mut().map(|s| s.tasks.close_all(view)).sum()
     }
 
     /// Closes the tasks of the revoked `partitions` (each stage those of the topics it reads),

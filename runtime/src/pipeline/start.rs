@@ -21,7 +21,8 @@ use crate::config::{PipelineConfig, StageSpec};
 use crate::engine::{Engine, Limits, Module};
 use crate::kafka::{self, Shared};
 use crate::metrics::{Metrics, PipelineMetrics};
-use crate::query::membership::{Advertise, Publisher};
+use crate::query::membership::Advertise;
+use crate::query::membership::Publisher;
 use crate::record::Batch;
 use crate::tables::{TableSpec, Tables};
 
@@ -42,31 +43,85 @@ pub struct Attach {
     pub wait_for_kafka: bool,
 }
 
-impl Pipeline {
-    /// Loads the module of each stage and connects to Kafka, reporting nowhere in particular
-    /// (the demo and the benchmarks).
-    pub fn new(config: PipelineConfig, engine: &Engine) -> anyhow::Result<Self> {
-        let mut modules = Vec::new();
-        for stage in config.stages() {
-            let module = stage.config.single_module().map_err(|e| anyhow!(e))?;
-            modules.push(engine.load(&module.path)?);
-        }
-        let (_, inbox) = channel(Arc::default());
-        let attach = Attach {
+impl Attach {
+    /// Reporting into `view` only, with metrics of its own, on a terminal's status line.
+    pub fn quiet(config: &PipelineConfig, view: Arc<View>) -> Self {
+        Attach {
             metrics: Metrics::new().pipeline(&config.application_id),
-            view: inbox.view,
+            view,
             version: None,
             paused: false,
             status_line: true,
             advertise: None,
             wait_for_kafka: false,
-        };
+        }
+    }
+}
+
+impl Pipeline {
+    /// Loads the module of each stage and connects to Kafka, reporting nowhere in particular
+    /// (the demo and the benchmarks).
+    pub fn new(config: PipelineConfig, engine: &Engine) -> anyhow::Result<Self> {
+        let modules = Self::modules(&config, engine)?;
+        let (_, inbox) = channel(Arc::default());
+        let attach = Attach::quiet(&config, inbox.view);
         Self::start(config, modules, attach)
     }
 
+    /// The module of each stage of `config`, loaded.
+    pub fn modules(config: &PipelineConfig, engine: &Engine) -> anyhow::Result<Vec<Module>> {
+        let mut modules = Vec::new();
+        for stage in config.stages() {
+            let module = stage.config.single_module().map_err(|e| anyhow!(e))?;
+            modules.push(engine.load(&module.path)?);
+        }
+        Ok(modules)
+    }
+
     /// Connects to Kafka with the module of each stage (`modules`, in the order of
-    /// [`PipelineConfig::stages`], under the file's limits); nothing is consumed yet.
+    /// [`PipelineConfig::stages`], under the file's limits); nothing is consumed yet. The loop
+    /// of a pipeline of one worker thread.
     pub fn start(config: PipelineConfig, modules: Vec<Module>, attach: Attach) -> anyhow::Result<Self> {
+        let mut common = Common::start(config, modules, &attach)?;
+        let membership = common.membership.take();
+        let thread =
+            Thread { number: None, view: attach.view, metrics: attach.metrics, status_line: attach.status_line };
+        let mut pipeline = common.thread(thread, attach.paused)?;
+        pipeline._membership = membership;
+        Ok(pipeline)
+    }
+}
+
+/// What the worker threads of a pipeline share, made once before any starts: the topics
+/// checked and created, the modules under their limits, the tables read to their end, the
+/// claim on the membership topic, and the keeper of the standby stores.
+pub(super) struct Common {
+    config: PipelineConfig,
+    specs: Vec<StageSpec>,
+    modules: Vec<Module>,
+    /// Each stage's changelog topic and its partitions, for the stages that keep state.
+    changelogs: Vec<Option<(String, i32)>>,
+    query_stage: Option<usize>,
+    tables: Tables,
+    /// Keeps the tables current: polled by the first thread's loop.
+    table_feed: Option<TableFeed>,
+    /// Writes this instance's partitions (all threads') to the membership topic.
+    pub(super) membership: Option<Publisher>,
+    standbys: Option<Arc<Standbys>>,
+    dead_letter: Option<String>,
+    repartitions: Vec<String>,
+}
+
+/// One worker thread's share of a pipeline: its number (with several), where it reports.
+pub(super) struct Thread {
+    pub number: Option<u32>,
+    pub view: Arc<View>,
+    pub metrics: PipelineMetrics,
+    pub status_line: bool,
+}
+
+impl Common {
+    pub(super) fn start(config: PipelineConfig, modules: Vec<Module>, attach: &Attach) -> anyhow::Result<Self> {
         let specs = config.stages();
         if specs.len() != modules.len() {
             bail!(
@@ -76,13 +131,13 @@ impl Pipeline {
                 modules.len()
             );
         }
-        let view = attach.view;
+        let view = &attach.view;
         view.update(|s| {
             s.status = Phase::Starting;
             (s.version, s.digest) = attach.version.clone().map_or((None, None), |(v, d)| (Some(v), Some(d)));
         });
         attach.metrics.set_status(Phase::Starting.as_str());
-        await_kafka(&config, &view, attach.wait_for_kafka)?;
+        await_kafka(&config, view, attach.wait_for_kafka)?;
         ensure_repartition_topics(&config, &specs)?;
         for spec in &specs {
             kafka::check_topics(&spec.config)?;
@@ -108,34 +163,61 @@ impl Pipeline {
             _ => None,
         };
         let repartitions: Vec<String> = specs.iter().filter_map(|s| Some(s.repartition.as_ref()?.0.clone())).collect();
-        let mut stages = Vec::with_capacity(specs.len());
-        let mut changelogs = Vec::new();
-        for (i, (spec, module)) in specs.into_iter().zip(modules).enumerate() {
+        let mut changelogs = Vec::with_capacity(specs.len());
+        let mut standbys = None;
+        for (i, (spec, module)) in specs.iter().zip(&modules).enumerate() {
             let changelog = match module.uses_state() {
                 true => Some(changelog::ensure(&spec.config, spec.config.store_name())?),
                 false => None,
             };
-            changelogs.extend(changelog.iter().map(|(name, _)| name.clone()));
-            let layout = kafka::Layout { changelog: changelog.clone(), dead_letter: dead_letter.clone() };
+            if let (Some((topic, _)), true) = (&changelog, query_stage == Some(i)) {
+                standbys = start_standbys(&spec.config, topic, membership.is_some(), view)?.map(Arc::new);
+            }
+            changelogs.push(changelog);
+        }
+        Ok(Self {
+            config,
+            specs,
+            modules,
+            changelogs,
+            query_stage,
+            tables,
+            table_feed,
+            membership,
+            standbys,
+            dead_letter,
+            repartitions,
+        })
+    }
+
+    /// The loop of one worker thread: its stages' tasks, its consumer in the group, its
+    /// producer and transaction. The first one made polls the table feed.
+    pub(super) fn thread(&mut self, thread: Thread, paused: bool) -> anyhow::Result<Pipeline> {
+        let Thread { number, view, metrics, status_line } = thread;
+        let config = PipelineConfig { thread: number, ..self.config.clone() };
+        let mut stages = Vec::with_capacity(self.specs.len());
+        for (i, (spec, module)) in self.specs.iter().zip(&self.modules).enumerate() {
+            let changelog = self.changelogs[i].clone();
+            let layout = kafka::Layout { changelog: changelog.clone(), dead_letter: self.dead_letter.clone() };
             tracing::info!(
                 application = %config.application_id, stage = %spec.name, inputs = ?spec.config.inputs,
-                module = %module.name(), "stage ready"
+                module = %module.name(), thread = number, "stage ready"
             );
             // Queries read the query stage's stores and partitions; with no stateful stage, table
             // lookups still need the first stage's partition count.
-            let queried = query_stage.unwrap_or(0) == i;
-            let standbys = match (&changelog, query_stage == Some(i)) {
-                (Some((topic, _)), true) => standbys(&spec.config, topic, membership.is_some(), &view)?,
-                _ => None,
-            };
-            let tasks = Tasks::new(module, changelog.map(|(name, _)| name), tables.clone(), queried, standbys);
-            stages.push(Stage { name: spec.name, config: spec.config, tasks, layout, warned_unkeyed: false });
+            let queried = self.query_stage.unwrap_or(0) == i;
+            let standbys = self.standbys.clone().filter(|_| self.query_stage == Some(i));
+            let changelog = changelog.map(|(name, _)| name);
+            let tasks = Tasks::new(module.clone(), changelog, self.tables.clone(), queried, standbys);
+            let stage_config = PipelineConfig { thread: number, ..spec.config.clone() };
+            stages.push(Stage { name: spec.name.clone(), config: stage_config, tasks, layout, warned_unkeyed: false });
         }
-        let admin = match repartitions.is_empty() {
+        let admin = match self.repartitions.is_empty() {
             true => None,
             false => Some(kafka::base(&config).create().context("cannot create a Kafka admin client")?),
         };
-        let stages = Stages::new(stages, repartitions, admin);
+        let stages = Stages::new(stages, self.repartitions.clone(), admin);
+        let changelogs: Vec<String> = self.changelogs.iter().flatten().map(|(name, _)| name.clone()).collect();
         let shared = Shared::new(view.queryable.clone());
         let producer = kafka::producer(&config, &changelogs)?;
         shared.set_producer(producer.clone());
@@ -146,11 +228,12 @@ impl Pipeline {
             assignor: plan.assignor.into(),
             incremental: plan.incremental,
             instance_id: kafka::group_instance_id(&config),
+            threads: config.threads,
             ..GroupSnapshot::default()
         };
         view.update(|s| s.group = Some(group));
         tracing::info!(
-            application = %config.application_id, instance = %config.instance(), guarantee = ?config.guarantee,
+            application = %config.application_id, instance = %config.member(), guarantee = ?config.guarantee,
             inputs = ?config.inputs, stages = stages.len(), group_protocol = plan.protocol.as_str(),
             assignor = plan.assignor, "pipeline started"
         );
@@ -161,32 +244,32 @@ impl Pipeline {
             stages,
             txn,
             shared,
-            table_feed,
+            table_feed: self.table_feed.take(),
             batch: Batch::new("", "", 0),
             stats: Stats::default(),
             last_wall_clock: Instant::now(),
-            metrics: attach.metrics,
+            metrics,
             view,
             consumed: HashMap::new(),
             paused: false,
             poisoned: dead_letter::Poisoned::default(),
-            dead_letter,
+            dead_letter: self.dead_letter.clone(),
         };
-        Ok(Self {
+        Ok(Pipeline {
             consumer,
             work,
             last_commit: Instant::now(),
-            want_paused: attach.paused,
+            want_paused: paused,
             pending_swap: None,
-            status_line: attach.status_line,
+            status_line,
             rewind_owed: false,
-            _membership: membership,
+            _membership: None,
         })
     }
 }
 
 /// The keeper of the query stage's standby stores, when the file asks for standby replicas.
-fn standbys(
+fn start_standbys(
     config: &PipelineConfig,
     changelog: &str,
     registry: bool,

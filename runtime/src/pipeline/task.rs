@@ -9,6 +9,7 @@
 //! The loop drives tasks through [`Tasks`] and never reaches into them.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::anyhow;
@@ -67,7 +68,7 @@ pub(super) struct Tasks {
     /// Whether queries read these tasks' stores (the pipeline's query stage).
     queryable: bool,
     /// The warm stores kept here for partitions other instances own (the query stage's).
-    standbys: Option<Standbys>,
+    standbys: Option<Arc<Standbys>>,
     open: HashMap<i32, Task>,
 }
 
@@ -77,7 +78,7 @@ impl Tasks {
         changelog: Option<String>,
         tables: Tables,
         queryable: bool,
-        standbys: Option<Standbys>,
+        standbys: Option<Arc<Standbys>>,
     ) -> Self {
         Self { module, changelog, tables, positions: Positions::new(), queryable, standbys, open: HashMap::new() }
     }
@@ -106,7 +107,7 @@ impl Tasks {
             tables: &self.tables,
             positions: &self.positions,
             queryable: self.queryable,
-            standbys: self.standbys.as_ref(),
+            standbys: self.standbys.as_deref(),
             env,
         };
         // A module that does not load or start is the user's; a store or a restore that fails, the
@@ -221,18 +222,12 @@ impl Tasks {
         }
     }
 
-    /// Closes every task (their partitions were lost; the work since the last commit is gone);
-    /// how many there were.
-    pub fn close_all(&mut self) -> usize {
+    /// Closes every task (their partitions were lost; the work since the last commit is gone),
+    /// and stops queries reading their stores; how many there were.
+    pub fn close_all(&mut self, view: &View) -> usize {
         self.rollback();
-        let closed = self.open.len();
-        for (partition, task) in self.open.drain() {
-            drop(task);
-            if let Some(standbys) = &self.standbys {
-                standbys.deactivate(partition);
-            }
-        }
-        closed
+        let partitions: Vec<i32> = self.open.keys().copied().collect();
+        self.close(&partitions, view)
     }
 
     /// Closes the tasks of `partitions` (revoked, right after a commit: nothing is pending), and

@@ -168,6 +168,17 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Adds what another worker thread did.
+    pub fn add(&mut self, other: &Stats) {
+        self.consumed += other.consumed;
+        self.produced += other.produced;
+        self.batches += other.batches;
+        self.commits += other.commits;
+        self.commit_time += other.commit_time;
+        self.first_record = self.first_record.into_iter().chain(other.first_record).min();
+        self.finished = self.finished.into_iter().chain(other.finished).max();
+    }
+
     /// Records consumed per second between the first record and the end.
     pub fn throughput(&self) -> Option<f64> {
         let secs = self.finished?.duration_since(self.first_record?).as_secs_f64();

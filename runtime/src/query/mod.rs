@@ -181,8 +181,8 @@ pub fn reserved(key: &[u8]) -> bool {
 pub type Page = Vec<(i32, Entry)>;
 
 impl crate::kafka::Revoked for Queryable {
-    fn revoked(&self) {
-        self.revoke();
+    fn revoked(&self, partitions: &[i32]) {
+        self.release(partitions);
     }
 }
 
@@ -210,15 +210,6 @@ impl Queryable {
         local.keeps_state = stage.is_some();
         local.stage = stage.map(str::to_owned);
         local.closed = None;
-    }
-
-    /// Partitions were lost: nothing is read until the next assignment is open.
-    pub fn revoke(&self) {
-        let mut local = self.local_mut();
-        local.stores.clear();
-        local.settled = false;
-        drop(local);
-        self.bump();
     }
 
     /// The standby stores kept here now, each with the changelog offset it reflects.
@@ -260,19 +251,22 @@ impl Queryable {
         self.bump();
     }
 
-    /// A commit made the stores reflect the inputs up to `positions`.
-    pub fn committed(&self, positions: &Positions) {
-        if positions.is_empty() {
-            return;
-        }
+    /// A commit makes the stores reflect the inputs up to `positions`: `apply` writes it into
+    /// the stores while no query reads, so that a read sees a value and the position it
+    /// reflects from the same commit (not a value one commit ahead of its position).
+    pub fn commit<T>(&self, positions: &Positions, apply: impl FnOnce() -> T) -> T {
         let mut local = self.local_mut();
+        let applied = apply();
         for ((topic, partition), next) in positions {
             if let Some(store) = local.stores.get_mut(partition) {
                 store.positions.insert((topic.clone(), *partition), *next);
             }
         }
         drop(local);
-        self.bump();
+        if !positions.is_empty() {
+            self.bump();
+        }
+        applied
     }
 
     /// The pipeline stopped (or failed): nothing can be read from this instance.
@@ -466,13 +460,13 @@ mod test {
     }
 
     #[test]
-    fn a_revoked_pipeline_reads_nothing_and_names_no_owner() {
+    fn a_lost_partition_reads_nothing_and_names_no_owner() {
         let q = Queryable::default();
         q.started("a", Tables::default(), Some("state"));
         q.open(0, store(&[(b"k", "v")]).reader(), Positions::new());
         q.settle(1);
         assert_eq!(q.owner(0), Owner::Here);
-        q.revoke();
+        q.release(&[0]);
         assert!(q.get(0, b"k").unwrap().is_none());
         assert!(matches!(q.owner(0), Owner::Unavailable(_)));
     }
