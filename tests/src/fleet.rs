@@ -70,6 +70,9 @@ pub struct Failover {
     pub took: Duration,
     /// Changelog records the survivor restored to take it over.
     pub restored: u64,
+    /// The survivor's answers to queries of 200 keys from before the SIGKILL until it ran
+    /// both partitions (503s left out).
+    pub answers: Vec<Answer>,
 }
 
 /// Two instances of a word count over the 2 partitions of `s`, with `standby_replicas`;
@@ -113,12 +116,14 @@ pub fn failover(s: &Setup, keys: usize, standby_replicas: u32) -> Failover {
     }
     let restored = |m: &Member| m.status(&app)["restored_records"].as_u64().unwrap_or_default();
     let before = restored(&b);
+    let queries = QueryWatch::start(&b, &app, (0..200).map(|i| format!("k{}", i * (keys / 200).max(1))).collect());
     let killed = Instant::now();
     a.weir.kill();
     wait_until("b holds both partitions", || b.partitions(&app).is_some_and(|p| p.len() == 2));
     let took = killed.elapsed();
+    let (answers, _) = queries.stop();
     let restored = restored(&b) - before;
-    Failover { app, survivor: b, input, took, restored }
+    Failover { app, survivor: b, input, took, restored, answers }
 }
 
 /// The high watermark of `partition` of `topic`.

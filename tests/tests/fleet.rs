@@ -5,7 +5,9 @@
 //! back with no rebalance; a second live instance with the same id takes over and the first stops
 //! saying why; a partition whose owner is SIGKILLed moves warm to the instance that kept its
 //! standby, and cold without one; and one instance of two worker threads splits the partitions
-//! between them and stays exactly-once across SIGKILLs.
+//! between them and stays exactly-once across SIGKILLs. Through the join, the static restart and
+//! the failover, an instance is queried throughout: every answer is the true count as of the
+//! position it gives (the input read back), or 503.
 
 #![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
 
@@ -122,9 +124,24 @@ fn a_static_member_killed_and_restarted_at_once_gets_its_partitions_back_with_no
     let (held_a, held_b) = (a.partitions(&app).unwrap(), b.partitions(&app).unwrap());
     let (rebalances_a, opened_a) = (a.group(&app, "rebalances"), a.group(&app, "tasks_opened"));
 
+    // Queries of a while b is down and back: each answer true as of its position, or 503.
+    let queries = QueryWatch::start(&a, &app, (0..500).map(|i| format!("w{i}")).collect());
     b.weir.kill();
     let b = Member::start(&s, &pipeline, "b");
     wait_until("b runs again", || b.partitions(&app).is_some_and(|p| !p.is_empty()));
+    let (answers, unavailable) = queries.stop();
+    let wrong = wrong_answers(&s.bootstrap, &s.input, 4, &answers);
+    println!(
+        "queries while b restarted: {} answered, {unavailable} answered 503, {} wrong",
+        answers.len(),
+        wrong.len()
+    );
+    assert!(!answers.is_empty(), "a answered queries while b restarted");
+    assert!(
+        wrong.is_empty(),
+        "answers not true as of their position (answer, truth): {:?}",
+        &wrong[..wrong.len().min(5)]
+    );
     assert_eq!(b.partitions(&app).unwrap(), held_b, "the restarted static member got its own partitions back");
     assert_eq!(a.partitions(&app).unwrap(), held_a);
     assert_eq!(a.group(&app, "rebalances"), rebalances_a, "the other member saw no rebalance");
@@ -175,7 +192,14 @@ fn a_partition_moves_warm_to_the_instance_that_kept_its_standby_and_cold_without
     let mut restored = Vec::new();
     for replicas in [1, 0] {
         let s = setup(BIN, 2);
-        let Failover { survivor: b, input, took, restored: records, .. } = failover(&s, keys, replicas);
+        let Failover { survivor: b, input, took, restored: records, answers, .. } = failover(&s, keys, replicas);
+        let wrong = wrong_answers(&s.bootstrap, &s.input, 2, &answers);
+        assert!(!answers.is_empty(), "b answered queries through the failover");
+        assert!(
+            wrong.is_empty(),
+            "answers not true as of their position (answer, truth): {:?}",
+            &wrong[..wrong.len().min(5)]
+        );
         println!(
             "standby_replicas = {replicas}: the owner of {} keys SIGKILLed; the other instance ran its partition \
              {} ms later (session timeout 10 s), restoring {records} changelog records",
