@@ -21,8 +21,7 @@ use crate::config::{PipelineConfig, StageSpec};
 use crate::engine::{Engine, Limits, Module};
 use crate::kafka::{self, Shared};
 use crate::metrics::{Metrics, PipelineMetrics};
-use crate::query::membership::Advertise;
-use crate::query::membership::Publisher;
+use crate::query::membership::{Advertise, Publisher};
 use crate::record::Batch;
 use crate::tables::{TableSpec, Tables};
 
