@@ -46,6 +46,9 @@ pub struct PartitionSnapshot {
     /// The worker thread whose task it is (1 to `threads`), when the pipeline has several.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thread: Option<u32>,
+    /// Whether its state is being restored (its records wait until its task opens).
+    #[serde(default)]
+    pub restoring: bool,
 }
 
 /// One stage of a pipeline: records it consumed and produced since the pipeline started, and
@@ -365,7 +368,13 @@ mod test {
                 error: Some("guest trapped".into()),
                 fault: Some(Domain::User),
                 version: Some(2),
-                partitions: vec![PartitionSnapshot { topic: "in".into(), partition: 3, lag: Some(7), thread: None }],
+                partitions: vec![PartitionSnapshot {
+                    topic: "in".into(),
+                    partition: 3,
+                    lag: Some(7),
+                    thread: None,
+                    restoring: false,
+                }],
                 ..Snapshot::default()
             },
             deployed_at: Some(1),
@@ -385,7 +394,8 @@ mod test {
 
     #[test]
     fn a_pipeline_of_threads_reports_their_partitions_and_counts_as_one_at_the_least_settled_status() {
-        let partition = |p, thread| PartitionSnapshot { topic: "in".into(), partition: p, lag: Some(1), thread };
+        let partition =
+            |p, thread| PartitionSnapshot { topic: "in".into(), partition: p, lag: Some(1), thread, restoring: false };
         let group = GroupSnapshot { rebalances: 1, tasks_opened: 2, threads: 2, ..GroupSnapshot::default() };
         let one = Snapshot {
             status: Phase::Running,

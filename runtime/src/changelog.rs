@@ -154,7 +154,8 @@ struct Filled {
 
 /// Brings every target's store up to the end of its partition of `topic` (read_committed),
 /// telling `progress` the records restored so far and how many there are to restore in all,
-/// at least every 100 ms.
+/// at least every 100 ms; when `progress` answers false the restore stops where it is (each
+/// store's checkpoint says how far it got) and fails with [`CalledOff`].
 ///
 /// [`catchup::READERS`] consumers read the partitions side by side (one consumer per partition in turn
 /// spent most of its time waiting for its first records); this thread writes
@@ -163,7 +164,7 @@ pub fn restore(
     config: &PipelineConfig,
     topic: &str,
     targets: Vec<Target<'_>>,
-    progress: &dyn Fn(u64, u64),
+    progress: &dyn Fn(u64, u64) -> bool,
 ) -> anyhow::Result<Restored> {
     let restored = read_into(config, topic, targets, progress)?;
     let Restored { records, elapsed, rebuilt } = restored;
@@ -173,8 +174,14 @@ pub fn restore(
 
 /// Like [`restore`], quietly: for stores kept warm (standby replicas), caught up over and over.
 pub fn catch_up(config: &PipelineConfig, topic: &str, targets: Vec<Target<'_>>) -> anyhow::Result<Restored> {
-    read_into(config, topic, targets, &|_, _| {})
+    read_into(config, topic, targets, &|_, _| true)
 }
+
+/// A restore stopped because its caller no longer wanted it (its partitions were revoked, the
+/// pipeline stops).
+#[derive(Debug, thiserror::Error)]
+#[error("the restore was called off")]
+pub struct CalledOff;
 
 /// How long to wait before asking a changelog's offsets again, when they say a store's
 /// checkpoint is one the changelog cannot have written.
@@ -201,7 +208,7 @@ fn read_into(
     config: &PipelineConfig,
     topic: &str,
     targets: Vec<Target<'_>>,
-    progress: &dyn Fn(u64, u64),
+    progress: &dyn Fn(u64, u64) -> bool,
 ) -> anyhow::Result<Restored> {
     let started = Instant::now();
     let first = catchup::reader(config, "restore")?;
@@ -238,7 +245,10 @@ fn read_into(
         }
     }
     let total: u64 = readings.iter().map(|r| (r.span.end - r.span.start) as u64).sum();
-    progress(0, total);
+    if !progress(0, total) {
+        catchup::close_aside(first);
+        return Err(CalledOff.into());
+    }
     if readings.is_empty() {
         catchup::close_aside(first);
         return Ok(Restored { records: 0, elapsed: started.elapsed(), rebuilt });
@@ -272,12 +282,12 @@ fn read_into(
 }
 
 /// Writes the chunks the readers fill into their stores until every reader is done, calling
-/// `progress` at least every 100 ms meanwhile.
+/// `progress` at least every 100 ms meanwhile; stops with [`CalledOff`] when it answers false.
 fn write_chunks(
     stores: &mut [&mut dyn StateStore],
     chunks: std::sync::mpsc::Receiver<Filled>,
     recycle: &[std::sync::mpsc::Sender<Chunk>],
-    progress: impl Fn(),
+    progress: impl Fn() -> bool,
 ) -> anyhow::Result<()> {
     use std::sync::mpsc::RecvTimeoutError;
     loop {
@@ -290,7 +300,9 @@ fn write_chunks(
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return Ok(()),
         }
-        progress();
+        if !progress() {
+            return Err(CalledOff.into());
+        }
     }
 }
 

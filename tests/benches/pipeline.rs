@@ -464,7 +464,7 @@ fn restore_speed(bootstrap: &str, total: usize) {
         })
         .collect();
     let restored =
-        changelog::restore(&config, &topic, targets, &|_, _| {}).unwrap_or_else(|e| panic!("restore: {e:#}")).records;
+        changelog::restore(&config, &topic, targets, &|_, _| true).unwrap_or_else(|e| panic!("restore: {e:#}")).records;
     let secs = started.elapsed().as_secs_f64();
     let read = read_only(bootstrap, &topic, 1);
     let read_two = read_only(bootstrap, &topic, 2);

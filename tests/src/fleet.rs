@@ -64,10 +64,13 @@ pub struct Failover {
     pub app: String,
     /// The instance that took the partition over, still running.
     pub survivor: Member,
-    /// The records produced, one per key.
+    /// The records produced: one per key, and then the survivor's own partition's feed.
     pub input: Vec<TestRecord>,
     /// From the SIGKILL until the survivor ran the partition.
     pub took: Duration,
+    /// The longest the survivor's own partition, fed all along, went without a commit from the
+    /// SIGKILL until it ran both (its restore of the other runs beside its loop).
+    pub kept_gap: Duration,
     /// Changelog records the survivor restored to take it over.
     pub restored: u64,
     /// The survivor's answers to queries of 200 keys from before the SIGKILL until it ran
@@ -78,7 +81,8 @@ pub struct Failover {
 /// Two instances of a word count over the 2 partitions of `s`, with `standby_replicas`;
 /// `keys` distinct keys counted (half in each partition's store); then the owner of one
 /// partition is SIGKILLed, once the other keeps it warm (with a standby), and the other takes it
-/// over after the session timeout.
+/// over after the session timeout, while records keep coming to its own partition (one word
+/// each, for 16 s from just before the SIGKILL).
 pub fn failover(s: &Setup, keys: usize, standby_replicas: u32) -> Failover {
     let app = unique("fleet-standby");
     let pipeline = s.pipeline("word-count", &app, &format!("standby_replicas = {standby_replicas}"));
@@ -117,13 +121,27 @@ pub fn failover(s: &Setup, keys: usize, standby_replicas: u32) -> Failover {
     let restored = |m: &Member| m.status(&app)["restored_records"].as_u64().unwrap_or_default();
     let before = restored(&b);
     let queries = QueryWatch::start(&b, &app, (0..200).map(|i| format!("k{}", i * (keys / 200).max(1))).collect());
+    let own = b.partitions(&app).unwrap_or_default();
+    let feed: Vec<TestRecord> = (0..20_000)
+        .map(|i| format!("f{i}"))
+        .filter(|w| own.contains(&i64::from(weir_runtime::query::partition_for(w.as_bytes(), 2))))
+        .map(|w| (w.clone(), w, Vec::new()))
+        .collect();
+    let commits = CommitWatch::start(&s.bootstrap, &app, &s.input, 2);
+    let (bootstrap, topic, fed) = (s.bootstrap.clone(), s.input.clone(), feed.clone());
+    let producer = std::thread::spawn(move || produce(&bootstrap, &topic, &fed, Some(Duration::from_secs(16))));
+    std::thread::sleep(Duration::from_millis(500));
     let killed = Instant::now();
     a.weir.kill();
     wait_until("b holds both partitions", || b.partitions(&app).is_some_and(|p| p.len() == 2));
     let took = killed.elapsed();
+    let settled = Instant::now();
     let (answers, _) = queries.stop();
     let restored = restored(&b) - before;
-    Failover { app, survivor: b, input, took, restored, answers }
+    producer.join().unwrap_or_else(|_| panic!("the feed of b's partition panicked"));
+    let kept_gap = commits.stop().longest_gap(&own, killed, settled);
+    let input = input.into_iter().chain(feed).collect();
+    Failover { app, survivor: b, input, took, kept_gap, restored, answers }
 }
 
 /// The high watermark of `partition` of `topic`.

@@ -5,9 +5,10 @@
 //! the guarantee says ([`txn`]). A failed step is retried, set aside or stops the pipeline
 //! ([`recovery`]). Between steps the loop takes the commands in its inbox ([`control`]: pause,
 //! resume, swap the module) and applies them at a commit boundary, and publishes a [`Snapshot`]
-//! anyone may read ([`progress`]). When partitions are assigned, their tasks open at once,
-//! restoring their state, so a pipeline is ready only when every assigned partition is; for a
-//! processor with timers, every [`WALL_CLOCK_TICK`] the due wall-clock timers of every task fire.
+//! anyone may read ([`progress`]). When partitions are assigned, their state is restored beside
+//! the loop ([`restore`]) and their tasks open when it is done, while the other tasks go on; a
+//! pipeline is ready only when every assigned partition's task is open. For a processor with
+//! timers, every [`WALL_CLOCK_TICK`] the due wall-clock timers of every task fire.
 //! A pipeline of several worker [`threads`] runs one such loop on each.
 
 pub mod control;
@@ -18,6 +19,7 @@ mod process;
 mod progress;
 mod rebalance;
 mod recovery;
+mod restore;
 mod sink;
 mod source;
 mod stage;
@@ -123,9 +125,11 @@ impl Pipeline {
         if let Some(feed) = &mut work.table_feed {
             feed.poll()?;
         }
+        // Before the poll: a partition's records polled before its seek back are not returned.
+        work.finish_restores(consumer)?;
         let linger = Duration::from_millis(work.config.linger_ms);
         let revoking = || work.shared.revoke_pending();
-        let (messages, trouble) = source::poll_batch(consumer, work.config.batch_size, linger, revoking)?;
+        let (mut messages, trouble) = source::poll_batch(consumer, work.config.batch_size, linger, revoking)?;
         match trouble {
             Some(e) => work.health.away(&format!("consumer: {e}")),
             None => work.health.polled(messages.len(), &work.config),
@@ -134,6 +138,10 @@ impl Pipeline {
             // The partitions were lost: what this poll returned may belong to another instance
             // now, and is read again by its owner.
             return Ok(());
+        }
+        if work.stages.restoring() {
+            // Fetched before their partitions' pause took hold: read again once restored.
+            messages.retain(|m| !work.stages.holds(m.topic(), m.partition()));
         }
         if work.paused {
             // Fetched before the pause took hold: read again after the resume.
@@ -178,7 +186,18 @@ impl Pipeline {
             let _ = reply.send(self.work.swap(*prepared));
         }
         if self.want_paused != self.work.paused {
-            let assignment = self.consumer.assignment()?;
+            let mut assignment = self.consumer.assignment()?;
+            if !self.want_paused && self.work.stages.restoring() {
+                // Partitions held by a restore resume when it is done.
+                let held = self.work.stages.held();
+                let mut free = rdkafka::TopicPartitionList::new();
+                for e in assignment.elements() {
+                    if !held.iter().any(|(t, p)| t == e.topic() && *p == e.partition()) {
+                        free.add_partition(e.topic(), e.partition());
+                    }
+                }
+                assignment = free;
+            }
             let application = &self.work.config.application_id;
             match self.want_paused {
                 true => self.consumer.pause(&assignment).map(|()| tracing::info!(%application, "paused"))?,

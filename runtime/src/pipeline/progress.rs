@@ -55,8 +55,9 @@ impl Progress {
         let secs = elapsed.as_secs_f64();
         let rate_in = (stats.consumed - self.last_stats.consumed) as f64 / secs;
         let rate_out = (stats.produced - self.last_stats.produced) as f64 / secs;
-        let partitions = self.offsets.lags(consumer, work.config.thread);
-        for p in &partitions {
+        let mut partitions = self.offsets.lags(consumer, work.config.thread);
+        for p in &mut partitions {
+            p.restoring = work.stages.holds(&p.topic, p.partition);
             if let Some(lag) = p.lag {
                 work.metrics.set_lag(&p.topic, p.partition, lag);
             }
@@ -165,7 +166,13 @@ impl Offsets {
                 };
                 (m.high - at).max(0)
             });
-            partitions.push(PartitionSnapshot { topic: key.0.clone(), partition: key.1, lag, thread });
+            partitions.push(PartitionSnapshot {
+                topic: key.0.clone(),
+                partition: key.1,
+                lag,
+                thread,
+                restoring: false,
+            });
             wanted.push(key);
         }
         *self.wanted.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = wanted;

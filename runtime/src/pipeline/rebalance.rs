@@ -1,8 +1,9 @@
 //! What the loop does when the group moves partitions (the consumer's callback only notes it,
 //! see [`kafka::ConsumerCtx`]).
 //!
-//! - **Assigned**: the new partitions' tasks open (restoring their stores) before their first
-//!   records are processed; the tasks already open are not touched.
+//! - **Assigned**: the new partitions' stores are restored beside the loop ([`super::restore`]),
+//!   their records held back meanwhile, and their tasks open when that is done; the tasks
+//!   already open are not touched and go on processing.
 //! - **Revoked**: the partitions stay this instance's until the open work is committed (their
 //!   records with everyone else's, in one transaction under exactly-once); then their tasks
 //!   close, queries stop reading them, and they are handed back. The other tasks keep their
@@ -32,7 +33,7 @@ impl Work {
             self.view.update(|s| s.restored = false);
         }
         let assigned = self.shared.take_assigned();
-        if !assigned.is_empty() {
+        if !assigned.is_empty() || self.stages.reopen_due() {
             if self.paused {
                 consumer.pause(&consumer.assignment()?)?;
             }
@@ -47,11 +48,26 @@ impl Work {
                 let only: Vec<(String, i32)> = internal.into_iter().cloned().collect();
                 source::rewind(consumer, OffsetReset::Latest, self.stages.internal(), Some(&only))?;
             }
-            self.view.update(|s| s.restored = true);
+            let restoring = self.stages.restoring();
+            self.view.update(|s| s.restored = !restoring);
             self.set_phase(self.settled_phase());
             say_assignment(consumer, &self.config.application_id);
         }
         Ok(lost)
+    }
+
+    /// Before a poll: opens the tasks whose restore is done and lets their records come.
+    pub(super) fn finish_restores(&mut self, consumer: &Consumer) -> Result<(), Failure> {
+        if !self.stages.restoring() {
+            return Ok(());
+        }
+        let opened = self.stages.finish_restores(&self.view, &self.metrics, consumer, self.paused)?;
+        if opened > 0 {
+            let restoring = self.stages.restoring();
+            self.view.update(|s| s.restored = !restoring);
+            self.set_phase(self.settled_phase());
+        }
+        Ok(())
     }
 
     /// Counts a rebalance that opened and closed these many tasks, in the status.

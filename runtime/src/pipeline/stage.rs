@@ -9,6 +9,7 @@
 //! every [`TRIM_EVERY`]), so they hold only what the next stage has not yet consumed.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
@@ -179,11 +180,11 @@ impl Stages {
         closed
     }
 
-    /// Opens the tasks of every assigned partition that has none, stage by stage; how many
-    /// opened.
+    /// Opens the tasks of every assigned partition that has none, stage by stage (those of a
+    /// stage with a changelog once their restore beside the loop is done); how many open.
     pub fn open_assigned(
         &mut self,
-        view: &View,
+        view: &Arc<View>,
         metrics: &PipelineMetrics,
         consumer: &Consumer,
     ) -> Result<usize, Failure> {
@@ -194,6 +195,43 @@ impl Stages {
             opened += stage.tasks.open_assigned(&env, consumer, &stage.layout)?;
         }
         Ok(opened)
+    }
+
+    /// Opens the tasks whose restore is done, stage by stage, and lets their partitions' records
+    /// come (unless the pipeline is `paused`); how many opened.
+    pub fn finish_restores(
+        &mut self,
+        view: &Arc<View>,
+        metrics: &PipelineMetrics,
+        consumer: &Consumer,
+        paused: bool,
+    ) -> Result<usize, Failure> {
+        let mut opened = 0;
+        for stage in &mut self.list {
+            let env = Env { config: &stage.config, view, metrics };
+            opened += stage.tasks.finish_restores(&env, consumer, &self.internal, paused)?;
+        }
+        Ok(opened)
+    }
+
+    /// Whether a stage restores state beside the loop.
+    pub fn restoring(&self) -> bool {
+        self.list.iter().any(|s| s.tasks.restoring())
+    }
+
+    /// Whether `partition` of `topic` is held back by a restore: its records wait.
+    pub fn holds(&self, topic: &str, partition: i32) -> bool {
+        self.by_topic.get(topic).is_some_and(|i| self.list[*i].tasks.holds(topic, partition))
+    }
+
+    /// The input partitions held back by restores.
+    pub fn held(&self) -> Vec<(String, i32)> {
+        self.list.iter().flat_map(|s| s.tasks.held().cloned()).collect()
+    }
+
+    /// Whether a stage has assigned partitions with neither a task nor a restore.
+    pub fn reopen_due(&self) -> bool {
+        self.list.iter().any(|s| s.tasks.reopen_due())
     }
 
     /// What changed underneath a stage, if anything did (see [`kafka::Layout::changed`]).

@@ -18,10 +18,12 @@ use rdkafka::producer::{BaseRecord, Producer as _};
 
 use super::control::{self, Phase, PreparedStage, View};
 use super::failure::Failure;
+use super::restore::Restore;
 use super::sink::send;
+use super::source;
 use super::standby::Standbys;
 use super::store::open_store;
-use crate::changelog;
+use crate::changelog::{self, Restored};
 use crate::config::PipelineConfig;
 use crate::engine::{Fired, Instance, Module};
 use crate::error::{Domain, LoadError, ProcessError};
@@ -35,7 +37,7 @@ use crate::tables::{TableView, Tables};
 /// Where a task reports while it opens, and what it opens from.
 pub(super) struct Env<'a> {
     pub config: &'a PipelineConfig,
-    pub view: &'a View,
+    pub view: &'a Arc<View>,
     pub metrics: &'a PipelineMetrics,
 }
 
@@ -70,6 +72,10 @@ pub(super) struct Tasks {
     /// The warm stores kept here for partitions other instances own (the query stage's).
     standbys: Option<Arc<Standbys>>,
     open: HashMap<i32, Task>,
+    /// Restores under way beside the loop, for partitions whose tasks open when they are done.
+    restoring: Vec<Restore>,
+    /// Set when a restore was called off while some of its partitions stay assigned.
+    reopen: bool,
 }
 
 impl Tasks {
@@ -80,7 +86,17 @@ impl Tasks {
         queryable: bool,
         standbys: Option<Arc<Standbys>>,
     ) -> Self {
-        Self { module, changelog, tables, positions: Positions::new(), queryable, standbys, open: HashMap::new() }
+        Self {
+            module,
+            changelog,
+            tables,
+            positions: Positions::new(),
+            queryable,
+            standbys,
+            open: HashMap::new(),
+            restoring: Vec::new(),
+            reopen: false,
+        }
     }
 
     pub fn module(&self) -> &Module {
@@ -97,38 +113,142 @@ impl Tasks {
             .ok_or_else(|| Failure::Fatal(anyhow!("partition {partition}: no task was opened"), Domain::Internal))
     }
 
-    /// Opens the tasks of `wanted` together (one restore), within the pipeline's share of
-    /// instances.
+    /// Opens the tasks of `wanted` together, their stores restored first (in one restore, on
+    /// this thread), within the pipeline's share of instances.
     fn open_partitions(&mut self, env: &Env<'_>, wanted: &[(String, i32)]) -> Result<(), Failure> {
-        env.config.within_instance_share(self.open.len(), wanted.len()).map_err(|e| Failure::Fatal(e, Domain::User))?;
-        let opener = Opener {
-            module: &self.module,
-            changelog: self.changelog.as_deref(),
-            tables: &self.tables,
-            positions: &self.positions,
-            queryable: self.queryable,
-            standbys: self.standbys.as_deref(),
-            env,
-        };
-        // A module that does not load or start is the user's; a store or a restore that fails, the
-        // disk's or the broker's.
-        let opened = opener.open(wanted).map_err(|e| {
-            let domain = e.downcast_ref::<LoadError>().map_or(Domain::External, LoadError::domain);
-            Failure::Fatal(e, domain)
-        })?;
+        self.within_share(env, wanted.len())?;
+        let opener = self.opener(env);
+        let opened = opener
+            .stores(wanted)
+            .and_then(|mut stores| {
+                if let Some(changelog) = self.changelog.as_deref() {
+                    let restored = opener.restore(changelog, wanted, &mut stores)?;
+                    opener.restored(restored);
+                }
+                opener.tasks(wanted, stores, &self.positions)
+            })
+            .map_err(opening_failure)?;
         self.open.extend(opened);
         Ok(())
     }
 
-    /// Opens the task of every assigned partition of this stage's inputs that has none, all at
-    /// once so that their stores are restored together; first checks that no input gained
-    /// partitions (keys would move away from their state). Returns how many opened.
+    /// Whether `more` tasks fit in the pipeline's share of instances, beside those open and
+    /// restoring.
+    fn within_share(&self, env: &Env<'_>, more: usize) -> Result<(), Failure> {
+        let restoring: usize = self.restoring.iter().map(|r| r.wanted.len()).sum();
+        env.config.within_instance_share(self.open.len() + restoring, more).map_err(|e| Failure::Fatal(e, Domain::User))
+    }
+
+    fn opener<'a>(&'a self, env: &'a Env<'a>) -> Opener<'a> {
+        Opener {
+            module: &self.module,
+            changelogged: self.changelog.is_some(),
+            tables: &self.tables,
+            queryable: self.queryable,
+            standbys: self.standbys.as_deref(),
+            env,
+        }
+    }
+
+    /// Starts restoring the stores of `wanted` beside the loop: their partitions (`held`, of
+    /// every input) are paused until [`Tasks::finish_restores`] opens their tasks.
+    fn start_restore(
+        &mut self,
+        env: &Env<'_>,
+        consumer: &Consumer,
+        changelog: &str,
+        wanted: Vec<(String, i32)>,
+        held: Vec<(String, i32)>,
+    ) -> Result<(), Failure> {
+        self.within_share(env, wanted.len())?;
+        let mut pause = rdkafka::TopicPartitionList::new();
+        for (topic, partition) in &held {
+            pause.add_partition(topic, *partition);
+        }
+        consumer.pause(&pause)?;
+        let stores = self.opener(env).stores(&wanted).map_err(opening_failure)?;
+        let positions = self.positions.iter().filter(|((t, p), _)| held.contains(&(t.clone(), *p)));
+        let positions = positions.map(|(k, v)| (k.clone(), *v)).collect();
+        let restore = Restore::start(env.config, changelog, wanted, held, positions, stores, env.view.clone())
+            .map_err(|e| Failure::Fatal(e, Domain::Internal))?;
+        self.restoring.push(restore);
+        Ok(())
+    }
+
+    /// Opens the tasks of the restores that are done, seeks their partitions to their committed
+    /// offsets and resumes them (unless the pipeline is `paused`); how many tasks opened. A
+    /// restore that failed fails the pipeline, as one on the loop's thread would.
+    pub fn finish_restores(
+        &mut self,
+        env: &Env<'_>,
+        consumer: &Consumer,
+        internal: &[String],
+        paused: bool,
+    ) -> Result<usize, Failure> {
+        let mut opened = 0;
+        while let Some(i) = self.restoring.iter().position(Restore::finished) {
+            let restore = self.restoring.swap_remove(i);
+            let (wanted, held, positions) = (restore.wanted.clone(), restore.held.clone(), restore.positions.clone());
+            let opener = self.opener(env);
+            let tasks = restore
+                .join()
+                .and_then(|(stores, restored)| {
+                    opener.restored(restored);
+                    opener.tasks(&wanted, stores, &positions)
+                })
+                .map_err(opening_failure)?;
+            opened += tasks.len();
+            self.open.extend(tasks);
+            // The polls meanwhile may have fetched (and the loop dropped) some of their records.
+            source::rewind(consumer, env.config.auto_offset_reset, internal, Some(&held))?;
+            if !paused {
+                let mut resume = rdkafka::TopicPartitionList::new();
+                for (topic, partition) in &held {
+                    resume.add_partition(topic, *partition);
+                }
+                consumer.resume(&resume)?;
+            }
+            tracing::info!(
+                application = %env.config.application_id, partitions = ?wanted.iter().map(|(_, p)| *p).collect::<Vec<_>>(),
+                "restored; the partitions' tasks are open"
+            );
+        }
+        Ok(opened)
+    }
+
+    /// Whether a restore is under way.
+    pub fn restoring(&self) -> bool {
+        !self.restoring.is_empty()
+    }
+
+    /// Whether a restore holds `partition` of `topic` back (its records are not processed).
+    pub fn holds(&self, topic: &str, partition: i32) -> bool {
+        self.restoring.iter().any(|r| r.holds(topic, partition))
+    }
+
+    /// The input partitions restores hold back (not to resume with the others).
+    pub fn held(&self) -> impl Iterator<Item = &(String, i32)> {
+        self.restoring.iter().flat_map(|r| r.held.iter())
+    }
+
+    /// Whether partitions still assigned wait for a restore to start again (one they shared
+    /// with a revoked partition was called off).
+    pub fn reopen_due(&self) -> bool {
+        self.reopen
+    }
+
+    /// Opens the task of every assigned partition of this stage's inputs that has none (nor a
+    /// restore under way): at once for a stage without a changelog, else beside the loop, all
+    /// in one restore ([`Tasks::finish_restores`] opens them when it is done). First checks that
+    /// no input gained partitions (keys would move away from their state). Returns how many
+    /// tasks it opens.
     pub fn open_assigned(
         &mut self,
         env: &Env<'_>,
         consumer: &Consumer,
         layout: &kafka::Layout,
     ) -> Result<usize, Failure> {
+        self.reopen = false;
         let mut assignment = rdkafka::TopicPartitionList::new();
         for e in consumer.assignment()?.elements() {
             if env.config.inputs.iter().any(|i| i == e.topic()) {
@@ -151,19 +271,28 @@ impl Tasks {
                 return Err(Failure::Fatal(anyhow!(problem), Domain::User));
             }
         }
+        let new = |p: i32| !self.open.contains_key(&p) && !self.restoring.iter().any(|r| r.restores(p));
         let mut wanted: Vec<(String, i32)> = Vec::new();
+        let mut held: Vec<(String, i32)> = Vec::new();
         for e in assignment.elements() {
-            if !self.open.contains_key(&e.partition()) && !wanted.iter().any(|(_, p)| *p == e.partition()) {
+            if !new(e.partition()) {
+                continue;
+            }
+            held.push((e.topic().to_owned(), e.partition()));
+            if !wanted.iter().any(|(_, p)| *p == e.partition()) {
                 wanted.push((e.topic().to_owned(), e.partition()));
             }
         }
-        if !wanted.is_empty() {
-            self.open_partitions(env, &wanted)?;
+        let opening = wanted.len();
+        match self.changelog.clone() {
+            _ if wanted.is_empty() => {}
+            Some(changelog) => self.start_restore(env, consumer, &changelog, wanted, held)?,
+            None => self.open_partitions(env, &wanted)?,
         }
         if self.queryable {
             env.view.queryable.settle(partitions);
         }
-        Ok(wanted.len())
+        Ok(opening)
     }
 
     /// Fires the due wall-clock timers of every task, in partition order: what fired, by
@@ -222,18 +351,32 @@ impl Tasks {
         }
     }
 
-    /// Closes every task (their partitions were lost; the work since the last commit is gone),
-    /// and stops queries reading their stores; how many there were.
+    /// Closes every task and calls every restore off (their partitions were lost; the work
+    /// since the last commit is gone), and stops queries reading their stores; how many tasks
+    /// there were.
     pub fn close_all(&mut self, view: &View) -> usize {
         self.rollback();
-        let partitions: Vec<i32> = self.open.keys().copied().collect();
+        let mut partitions: Vec<i32> = self.open.keys().copied().collect();
+        partitions.extend(self.restoring.iter().flat_map(|r| r.wanted.iter().map(|(_, p)| *p)));
         self.close(&partitions, view)
     }
 
     /// Closes the tasks of `partitions` (revoked, right after a commit: nothing is pending), and
-    /// stops queries reading their stores; how many were open.
+    /// stops queries reading their stores; calls off the restores that hold any of them (the
+    /// other partitions of such a restore start another at the next step); how many tasks
+    /// were open or restoring.
     pub fn close(&mut self, partitions: &[i32], view: &View) -> usize {
-        let closed: Vec<i32> = partitions.iter().copied().filter(|p| self.open.remove(p).is_some()).collect();
+        let mut closed: Vec<i32> = partitions.iter().copied().filter(|p| self.open.remove(p).is_some()).collect();
+        let (called_off, kept) = std::mem::take(&mut self.restoring)
+            .into_iter()
+            .partition::<Vec<Restore>, _>(|r| partitions.iter().any(|p| r.restores(*p)));
+        self.restoring = kept;
+        for restore in called_off {
+            let mine: Vec<i32> = restore.wanted.iter().map(|(_, p)| *p).filter(|p| partitions.contains(p)).collect();
+            self.reopen |= mine.len() < restore.wanted.len();
+            closed.extend(mine);
+            restore.call_off();
+        }
         if let Some(standbys) = &self.standbys {
             closed.iter().for_each(|p| standbys.deactivate(*p));
         }
@@ -298,37 +441,50 @@ fn guest_failure(metrics: &PipelineMetrics, e: ProcessError) -> Failure {
     Failure::Guest(e)
 }
 
+/// A failure to open tasks: a module that does not load or start is the user's; a store or a
+/// restore that fails, the disk's or the broker's.
+fn opening_failure(e: anyhow::Error) -> Failure {
+    let domain = e.downcast_ref::<LoadError>().map_or(Domain::External, LoadError::domain);
+    Failure::Fatal(e, domain)
+}
+
 /// What opening tasks needs.
 struct Opener<'a> {
     module: &'a Module,
-    changelog: Option<&'a str>,
+    /// Whether a changelog holds the stores.
+    changelogged: bool,
     tables: &'a Tables,
-    positions: &'a Positions,
     queryable: bool,
     standbys: Option<&'a Standbys>,
     env: &'a Env<'a>,
 }
 
 impl Opener<'_> {
-    /// Tasks for input partitions (`topic`, `partition`), each with its state store brought up
-    /// to the end of its changelog first (all in one restore), its tables, and a reader of its
-    /// store for queries.
-    fn open(&self, wanted: &[(String, i32)]) -> anyhow::Result<Vec<(i32, Task)>> {
+    /// The state store of each partition of `wanted`: the standby kept here, taken over (its
+    /// restore then applies only the tail), or the store on disk.
+    fn stores(&self, wanted: &[(String, i32)]) -> anyhow::Result<Vec<Box<dyn StateStore>>> {
         let config = self.env.config;
         let mut stores = Vec::with_capacity(wanted.len());
         for (_, partition) in wanted {
-            // A standby kept here is taken over: the restore then applies only its tail.
             let warm = self.standbys.and_then(|s| s.activate(*partition));
             if warm.is_some() {
                 tracing::info!(application = %config.application_id, partition, "taking over the standby store");
             }
-            let store = warm.map_or_else(|| open_store(config, self.changelog.is_some(), *partition), Ok)?;
+            let store = warm.map_or_else(|| open_store(config, self.changelogged, *partition), Ok)?;
             stores.push(store);
         }
-        if let Some(changelog) = self.changelog {
-            self.restore(changelog, wanted, &mut stores)?;
-        }
-        let module_config = config.module_config();
+        Ok(stores)
+    }
+
+    /// Tasks for input partitions (`topic`, `partition`) over their restored `stores`, each with
+    /// its tables and a reader of its store for queries, reflecting `positions`.
+    fn tasks(
+        &self,
+        wanted: &[(String, i32)],
+        stores: Vec<Box<dyn StateStore>>,
+        positions: &Positions,
+    ) -> anyhow::Result<Vec<(i32, Task)>> {
+        let module_config = self.env.config.module_config();
         let mut opened = Vec::with_capacity(wanted.len());
         for ((topic, partition), store) in wanted.iter().zip(stores) {
             let partition = *partition;
@@ -336,7 +492,7 @@ impl Opener<'_> {
             let mut instance = self.module.instantiate(topic, partition, store, &module_config)?;
             instance.set_tables(TableView { tables: self.tables.clone(), partition });
             if self.module.uses_state() && self.queryable {
-                let positions = self.positions.iter().filter(|((_, p), _)| *p == partition);
+                let positions = positions.iter().filter(|((_, p), _)| *p == partition);
                 self.env.view.queryable.open(partition, reader, positions.map(|(k, v)| (k.clone(), *v)).collect());
             }
             opened.push((partition, Task { instance }));
@@ -344,14 +500,14 @@ impl Opener<'_> {
         Ok(opened)
     }
 
-    /// Brings `stores` (of the partitions in `wanted`) up to the end of `changelog`, showing the
-    /// restore in the status meanwhile.
+    /// Brings `stores` (of the partitions in `wanted`) up to the end of `changelog` on this
+    /// thread, showing the restore in the status meanwhile.
     fn restore(
         &self,
         changelog: &str,
         wanted: &[(String, i32)],
         stores: &mut [Box<dyn StateStore>],
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Restored> {
         let Env { config, view, metrics } = self.env;
         let partitions: Vec<i32> = wanted.iter().map(|(_, p)| *p).collect();
         let before = view.snapshot().status;
@@ -365,6 +521,7 @@ impl Opener<'_> {
             view.update(|s| {
                 s.restore = Some(control::RestoreProgress { partitions: partitions.clone(), restored, total })
             });
+            true
         };
         let targets = wanted
             .iter()
@@ -372,13 +529,17 @@ impl Opener<'_> {
             .map(|((_, partition), store)| changelog::Target { partition: *partition, store: store.as_mut() })
             .collect();
         let restored = changelog::restore(config, changelog, targets, &progress)?;
-        metrics.restored.inc_by(restored.records);
         view.update(|s| {
-            s.restored_records += restored.records;
             s.status = before;
             s.restore = None;
         });
         metrics.set_status(before.as_str());
-        Ok(())
+        Ok(restored)
+    }
+
+    /// Counts what a restore did, in the metrics and the status.
+    fn restored(&self, restored: Restored) {
+        self.env.metrics.restored.inc_by(restored.records);
+        self.env.view.update(|s| s.restored_records += restored.records);
     }
 }

@@ -93,9 +93,10 @@ impl Work {
         }
     }
 
-    /// Running or paused, as asked.
+    /// Restoring while a restore is under way beside the loop; else running or paused, as asked.
     pub(super) fn settled_phase(&self) -> Phase {
         match self.paused {
+            _ if self.stages.restoring() => Phase::Restoring,
             true => Phase::Paused,
             false => Phase::Running,
         }
