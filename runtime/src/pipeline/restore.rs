@@ -4,15 +4,16 @@
 //! moves).
 //!
 //! The loop pauses the partitions a restore holds, drops any of their records a poll still
-//! returns, and when the restore is done opens their tasks and seeks them back to their
-//! committed offsets before it resumes them: nothing of them is processed before their state
-//! is whole, and nothing is skipped.
+//! returns, and when the restore is done opens their tasks and seeks them back to where they
+//! were when it began (their committed offsets) before it resumes them: nothing of them is
+//! processed before their state is whole, and nothing is skipped.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use anyhow::anyhow;
+use rdkafka::TopicPartitionList;
 
 use super::control::{RestoreProgress, View};
 use crate::changelog::{self, Restored};
@@ -23,8 +24,12 @@ use crate::state::StateStore;
 /// What a restore's thread hands back: the stores, as far as they got, and how it went.
 type Outcome = (Vec<Box<dyn StateStore>>, anyhow::Result<Restored>);
 
-/// One restore under way: some partitions of a stage, restored together.
-pub(super) struct Restore {
+/// The stores a restore brought up to date, and what it did.
+pub(super) type Done = (Vec<Box<dyn StateStore>>, Restored);
+
+/// What a restore is for: the partitions whose tasks it opens, and what the loop holds back
+/// for them meanwhile.
+pub(super) struct Plan {
     /// The tasks to open when it is done: each partition with the input topic it was assigned
     /// under (a stage reading several topics has one task for a partition number of them all).
     pub wanted: Vec<(String, i32)>,
@@ -32,24 +37,29 @@ pub(super) struct Restore {
     pub held: Vec<(String, i32)>,
     /// The committed input offsets of those partitions (what the restored stores reflect).
     pub positions: Positions,
+    /// Where each held partition is read from once its task is open.
+    pub resume_at: TopicPartitionList,
+}
+
+/// One restore under way: some partitions of a stage, restored together.
+pub(super) struct Restore {
+    pub plan: Plan,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Outcome>>,
 }
 
 impl Restore {
-    /// Starts bringing `stores` (one per partition of `wanted`, in order) up to the end of
+    /// Starts bringing `stores` (one per partition the plan wants, in order) up to the end of
     /// `changelog`, showing its progress in the view's status.
     pub fn start(
         config: &PipelineConfig,
         changelog: &str,
-        wanted: Vec<(String, i32)>,
-        held: Vec<(String, i32)>,
-        positions: Positions,
+        plan: Plan,
         mut stores: Vec<Box<dyn StateStore>>,
         view: Arc<View>,
     ) -> anyhow::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
-        let partitions: Vec<i32> = wanted.iter().map(|(_, p)| *p).collect();
+        let partitions: Vec<i32> = plan.wanted.iter().map(|(_, p)| *p).collect();
         let (config, changelog, called_off) = (config.clone(), changelog.to_owned(), stop.clone());
         view.update(|s| s.restore = Some(RestoreProgress { partitions: partitions.clone(), restored: 0, total: 0 }));
         let thread = std::thread::Builder::new()
@@ -69,7 +79,7 @@ impl Restore {
                 (stores, result)
             })
             .map_err(|e| anyhow!("cannot start a thread to restore state: {e}"))?;
-        Ok(Self { wanted, held, positions, stop, thread: Some(thread) })
+        Ok(Self { plan, stop, thread: Some(thread) })
     }
 
     /// Whether its thread is done (and [`Restore::join`] will not wait).
@@ -79,18 +89,19 @@ impl Restore {
 
     /// Whether it holds `partition` of `topic` back.
     pub fn holds(&self, topic: &str, partition: i32) -> bool {
-        self.held.iter().any(|(t, p)| t == topic && *p == partition)
+        self.plan.held.iter().any(|(t, p)| t == topic && *p == partition)
     }
 
     /// Whether it restores `partition`'s store.
     pub fn restores(&self, partition: i32) -> bool {
-        self.wanted.iter().any(|(_, p)| *p == partition)
+        self.plan.wanted.iter().any(|(_, p)| *p == partition)
     }
 
-    /// Waits for its thread: the restored stores and what the restore did.
-    pub fn join(mut self) -> anyhow::Result<(Vec<Box<dyn StateStore>>, Restored)> {
-        let (stores, result) = self.wait()?;
-        Ok((stores, result?))
+    /// Waits for its thread: the plan, and the restored stores and what the restore did.
+    pub fn join(mut self) -> (Plan, anyhow::Result<Done>) {
+        let outcome = self.wait().and_then(|(stores, result)| Ok((stores, result?)));
+        let plan = std::mem::replace(&mut self.plan, Plan::empty());
+        (plan, outcome)
     }
 
     /// Stops it where it is and waits: its stores are dropped (each keeps the checkpoint it
@@ -108,7 +119,13 @@ impl Restore {
     }
 
     fn partitions(&self) -> Vec<i32> {
-        self.wanted.iter().map(|(_, p)| *p).collect()
+        self.plan.wanted.iter().map(|(_, p)| *p).collect()
+    }
+}
+
+impl Plan {
+    fn empty() -> Self {
+        Self { wanted: Vec::new(), held: Vec::new(), positions: Positions::new(), resume_at: TopicPartitionList::new() }
     }
 }
 

@@ -147,6 +147,29 @@ pub(super) fn rewind(
     Ok(())
 }
 
+/// Where each of `partitions` is to be read from once a restore lets it go: its committed
+/// offset in `committed`, else the reset position as it is now (the start for the repartition
+/// topics in `internal`; for `latest`, the partition's end now, not when the restore is done, so
+/// that what arrives meanwhile is read).
+pub(super) fn resume_points(
+    consumer: &Consumer,
+    reset: OffsetReset,
+    internal: &[String],
+    partitions: &[(String, i32)],
+    committed: &crate::query::Positions,
+) -> Result<TopicPartitionList, KafkaError> {
+    let mut points = TopicPartitionList::new();
+    for (topic, partition) in partitions {
+        let offset = match committed.get(&(topic.clone(), *partition)) {
+            Some(next) => Offset::Offset(*next),
+            None if internal.contains(topic) || reset == OffsetReset::Earliest => Offset::Beginning,
+            None => Offset::Offset(consumer.fetch_watermarks(topic, *partition, KAFKA_TIMEOUT)?.1),
+        };
+        points.add_partition_offset(topic, *partition, offset)?;
+    }
+    Ok(points)
+}
+
 #[cfg(test)]
 mod test {
     use super::*;

@@ -192,7 +192,7 @@ impl Stages {
         let mut opened = 0;
         for stage in &mut self.list {
             let env = Env { config: &stage.config, view, metrics };
-            opened += stage.tasks.open_assigned(&env, consumer, &stage.layout)?;
+            opened += stage.tasks.open_assigned(&env, consumer, &stage.layout, &self.internal)?;
         }
         Ok(opened)
     }
@@ -209,7 +209,7 @@ impl Stages {
         let mut opened = 0;
         for stage in &mut self.list {
             let env = Env { config: &stage.config, view, metrics };
-            opened += stage.tasks.finish_restores(&env, consumer, &self.internal, paused)?;
+            opened += stage.tasks.finish_restores(&env, consumer, paused)?;
         }
         Ok(opened)
     }

@@ -18,7 +18,7 @@ use rdkafka::producer::{BaseRecord, Producer as _};
 
 use super::control::{self, Phase, PreparedStage, View};
 use super::failure::Failure;
-use super::restore::Restore;
+use super::restore::{Plan, Restore};
 use super::sink::send;
 use super::source;
 use super::standby::Standbys;
@@ -135,7 +135,7 @@ impl Tasks {
     /// Whether `more` tasks fit in the pipeline's share of instances, beside those open and
     /// restoring.
     fn within_share(&self, env: &Env<'_>, more: usize) -> Result<(), Failure> {
-        let restoring: usize = self.restoring.iter().map(|r| r.wanted.len()).sum();
+        let restoring: usize = self.restoring.iter().map(|r| r.plan.wanted.len()).sum();
         env.config.within_instance_share(self.open.len() + restoring, more).map_err(|e| Failure::Fatal(e, Domain::User))
     }
 
@@ -157,6 +157,7 @@ impl Tasks {
         env: &Env<'_>,
         consumer: &Consumer,
         changelog: &str,
+        internal: &[String],
         wanted: Vec<(String, i32)>,
         held: Vec<(String, i32)>,
     ) -> Result<(), Failure> {
@@ -168,8 +169,10 @@ impl Tasks {
         consumer.pause(&pause)?;
         let stores = self.opener(env).stores(&wanted).map_err(opening_failure)?;
         let positions = self.positions.iter().filter(|((t, p), _)| held.contains(&(t.clone(), *p)));
-        let positions = positions.map(|(k, v)| (k.clone(), *v)).collect();
-        let restore = Restore::start(env.config, changelog, wanted, held, positions, stores, env.view.clone())
+        let positions: Positions = positions.map(|(k, v)| (k.clone(), *v)).collect();
+        let resume_at = source::resume_points(consumer, env.config.auto_offset_reset, internal, &held, &positions)?;
+        let plan = Plan { wanted, held, positions, resume_at };
+        let restore = Restore::start(env.config, changelog, plan, stores, env.view.clone())
             .map_err(|e| Failure::Fatal(e, Domain::Internal))?;
         self.restoring.push(restore);
         Ok(())
@@ -178,20 +181,13 @@ impl Tasks {
     /// Opens the tasks of the restores that are done, seeks their partitions to their committed
     /// offsets and resumes them (unless the pipeline is `paused`); how many tasks opened. A
     /// restore that failed fails the pipeline, as one on the loop's thread would.
-    pub fn finish_restores(
-        &mut self,
-        env: &Env<'_>,
-        consumer: &Consumer,
-        internal: &[String],
-        paused: bool,
-    ) -> Result<usize, Failure> {
+    pub fn finish_restores(&mut self, env: &Env<'_>, consumer: &Consumer, paused: bool) -> Result<usize, Failure> {
         let mut opened = 0;
         while let Some(i) = self.restoring.iter().position(Restore::finished) {
             let restore = self.restoring.swap_remove(i);
-            let (wanted, held, positions) = (restore.wanted.clone(), restore.held.clone(), restore.positions.clone());
+            let (Plan { wanted, held, positions, resume_at }, outcome) = restore.join();
             let opener = self.opener(env);
-            let tasks = restore
-                .join()
+            let tasks = outcome
                 .and_then(|(stores, restored)| {
                     opener.restored(restored);
                     opener.tasks(&wanted, stores, &positions)
@@ -200,7 +196,7 @@ impl Tasks {
             opened += tasks.len();
             self.open.extend(tasks);
             // The polls meanwhile may have fetched (and the loop dropped) some of their records.
-            source::rewind(consumer, env.config.auto_offset_reset, internal, Some(&held))?;
+            consumer.seek_partitions(resume_at, KAFKA_TIMEOUT)?;
             if !paused {
                 let mut resume = rdkafka::TopicPartitionList::new();
                 for (topic, partition) in &held {
@@ -228,7 +224,7 @@ impl Tasks {
 
     /// The input partitions restores hold back (not to resume with the others).
     pub fn held(&self) -> impl Iterator<Item = &(String, i32)> {
-        self.restoring.iter().flat_map(|r| r.held.iter())
+        self.restoring.iter().flat_map(|r| r.plan.held.iter())
     }
 
     /// Whether partitions still assigned wait for a restore to start again (one they shared
@@ -247,6 +243,7 @@ impl Tasks {
         env: &Env<'_>,
         consumer: &Consumer,
         layout: &kafka::Layout,
+        internal: &[String],
     ) -> Result<usize, Failure> {
         self.reopen = false;
         let mut assignment = rdkafka::TopicPartitionList::new();
@@ -286,7 +283,7 @@ impl Tasks {
         let opening = wanted.len();
         match self.changelog.clone() {
             _ if wanted.is_empty() => {}
-            Some(changelog) => self.start_restore(env, consumer, &changelog, wanted, held)?,
+            Some(changelog) => self.start_restore(env, consumer, &changelog, internal, wanted, held)?,
             None => self.open_partitions(env, &wanted)?,
         }
         if self.queryable {
@@ -357,7 +354,7 @@ impl Tasks {
     pub fn close_all(&mut self, view: &View) -> usize {
         self.rollback();
         let mut partitions: Vec<i32> = self.open.keys().copied().collect();
-        partitions.extend(self.restoring.iter().flat_map(|r| r.wanted.iter().map(|(_, p)| *p)));
+        partitions.extend(self.restoring.iter().flat_map(|r| r.plan.wanted.iter().map(|(_, p)| *p)));
         self.close(&partitions, view)
     }
 
@@ -372,8 +369,9 @@ impl Tasks {
             .partition::<Vec<Restore>, _>(|r| partitions.iter().any(|p| r.restores(*p)));
         self.restoring = kept;
         for restore in called_off {
-            let mine: Vec<i32> = restore.wanted.iter().map(|(_, p)| *p).filter(|p| partitions.contains(p)).collect();
-            self.reopen |= mine.len() < restore.wanted.len();
+            let wanted = &restore.plan.wanted;
+            let mine: Vec<i32> = wanted.iter().map(|(_, p)| *p).filter(|p| partitions.contains(p)).collect();
+            self.reopen |= mine.len() < wanted.len();
             closed.extend(mine);
             restore.call_off();
         }
