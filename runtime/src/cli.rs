@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -274,9 +275,23 @@ struct TestArgs {
     /// Keep state here between runs (RocksDB, one store per partition); in memory otherwise.
     #[arg(long)]
     state_dir: Option<PathBuf>,
-    /// Most records handed to the processor in one call.
-    #[arg(long, default_value_t = 100)]
-    batch_size: usize,
+    /// Most records handed to the processor in one call [default: 100, or 1 with --expect, so
+    /// that each output names the one input line it came from].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Compare the outputs with this JSONL file instead of printing them: prints what is
+    /// missing, extra or changed (with the expected file's line and the input line each output
+    /// came from) and exits 1 if anything is.
+    #[arg(long, value_name = "FILE")]
+    expect: Option<PathBuf>,
+    /// With --expect: how outputs are matched to its lines. `exact`: in the order weir writes
+    /// them, the input's order (each partition's records keep theirs, as in Kafka); `sorted`:
+    /// as a set, in any order.
+    #[arg(long, value_enum, default_value = "exact", requires = "expect")]
+    order: crate::expect::Order,
+    /// With --expect: write the outputs into its file (creating it) instead of comparing.
+    #[arg(long, requires = "expect")]
+    update: bool,
     /// A table the processor looks up, as NAME=FILE.jsonl (input lines: key and value); read in
     /// full before the first record, every key visible to every partition. Repeatable.
     #[arg(long = "table", value_name = "NAME=FILE")]
@@ -385,16 +400,42 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<bool> {
                 (None, Some(_)) => anyhow::bail!("--config goes with --module; a pipeline file configures its stages"),
                 (None, None) => anyhow::bail!("give --module or --pipeline"),
             };
+            let batch_size = args.batch_size.unwrap_or(if args.expect.is_some() { 1 } else { 100 });
             let run = testrun::TestRun {
                 target,
                 input: args.input,
                 state_dir: args.state_dir,
-                batch_size: args.batch_size,
+                batch_size,
                 tables: table_args(&args.tables)?,
             };
-            let summary = testrun::run(&engine, &run, out)?;
-            tracing::info!(records = summary.records, batches = summary.batches, outputs = summary.outputs, "done");
-            Ok(true)
+            let Some(expected) = args.expect else {
+                let summary = testrun::run(&engine, &run, out)?;
+                tracing::info!(records = summary.records, batches = summary.batches, outputs = summary.outputs, "done");
+                return Ok(true);
+            };
+            let (_, outputs) = testrun::run_collect(&engine, &run)?;
+            if args.update {
+                let mut text = String::new();
+                for (line, _) in &outputs {
+                    text.push_str(&serde_json::to_string(line)?);
+                    text.push('\n');
+                }
+                std::fs::write(&expected, text).with_context(|| format!("cannot write {}", expected.display()))?;
+                writeln!(out, "wrote {} outputs to {}", outputs.len(), expected.display())?;
+                return Ok(true);
+            }
+            let wanted = crate::expect::load(&expected)?;
+            let actual = outputs
+                .iter()
+                .map(|(line, origin)| crate::expect::Actual::of(line, *origin))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let differences = crate::expect::compare(&wanted, &actual, args.order);
+            if differences.is_empty() {
+                writeln!(out, "{} outputs match {}", actual.len(), expected.display())?;
+                return Ok(true);
+            }
+            write!(out, "{}", crate::expect::render(&expected, actual.len(), wanted.len(), &differences))?;
+            Ok(false)
         }
         Command::Run(args) => {
             let config = run_config(&args)?;

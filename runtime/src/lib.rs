@@ -22,6 +22,7 @@ mod datadir;
 mod demo;
 pub mod engine;
 pub mod error;
+mod expect;
 mod host;
 mod inspect;
 mod jsonl;

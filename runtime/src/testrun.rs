@@ -60,9 +60,42 @@ impl Summary {
     }
 }
 
+/// Where an output came from: the input lines of the batch that made it (one line with
+/// `--batch-size 1`), and their partition. For a pipeline's later stages, the input lines of the
+/// first stage's batch that led to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    pub first_line: usize,
+    pub last_line: usize,
+    pub partition: i32,
+}
+
+impl Origin {
+    /// The origin of a batch of records from `origins`.
+    fn of(origins: &[Origin]) -> Origin {
+        let first = origins.iter().map(|o| o.first_line).min().unwrap_or(0);
+        let last = origins.iter().map(|o| o.last_line).max().unwrap_or(0);
+        Origin { first_line: first, last_line: last, partition: origins.first().map_or(0, |o| o.partition) }
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.first_line == self.last_line {
+            true => write!(f, "input line {} (partition {})", self.first_line, self.partition),
+            false => write!(f, "input lines {}-{} (partition {})", self.first_line, self.last_line, self.partition),
+        }
+    }
+}
+
 /// Reads every input line first, so a malformed line stops the run before anything is
 /// processed, and names its line number.
 pub fn read_input(path: &Path) -> anyhow::Result<Vec<InputRecord>> {
+    Ok(read_numbered(path)?.into_iter().map(|(_, r)| r).collect())
+}
+
+/// [`read_input`], each record with its line number.
+fn read_numbered(path: &Path) -> anyhow::Result<Vec<(usize, InputRecord)>> {
     let shown = path.display();
     let reader: Box<dyn BufRead> = if path == Path::new("-") {
         Box::new(std::io::stdin().lock())
@@ -77,7 +110,7 @@ pub fn read_input(path: &Path) -> anyhow::Result<Vec<InputRecord>> {
             continue;
         }
         match parse_line(&line) {
-            Ok(record) => records.push(record),
+            Ok(record) => records.push((n + 1, record)),
             Err(e) => bail!("{shown}:{}: malformed record: {e}", n + 1),
         }
     }
@@ -86,27 +119,47 @@ pub fn read_input(path: &Path) -> anyhow::Result<Vec<InputRecord>> {
 
 /// Runs `run` with `engine`, writing one JSON line per output to `out`.
 pub fn run(engine: &Engine, run: &TestRun, out: &mut dyn Write) -> anyhow::Result<Summary> {
-    if run.batch_size == 0 {
-        bail!("--batch-size must be at least 1");
-    }
-    let records = read_input(&run.input)?;
-    let tables = load_tables(&run.tables)?;
-    let result = match &run.target {
-        Target::Module { path, config } => {
-            let module = engine.load(path)?;
-            let one = One { module: &module, store: module.name(), config, run, tables: &tables };
-            one.run(&records, &mut |o| write_line(out, OutputLine::from_output(&o)))
-        }
-        Target::Pipeline(pipeline) => run_stages(engine, pipeline, run, &tables, records, out),
-    };
+    let result = run_each(engine, run, &mut |line, _| {
+        serde_json::to_writer(&mut *out, &line)?;
+        out.write_all(b"\n")?;
+        Ok(())
+    });
     out.flush()?;
     result
 }
 
-fn write_line(out: &mut dyn Write, line: OutputLine) -> anyhow::Result<()> {
-    serde_json::to_writer(&mut *out, &line)?;
-    out.write_all(b"\n")?;
-    Ok(())
+/// Runs `run` with `engine`: every output line, with where it came from.
+pub fn run_collect(engine: &Engine, run: &TestRun) -> anyhow::Result<(Summary, Vec<(OutputLine, Origin)>)> {
+    let mut lines = Vec::new();
+    let summary = run_each(engine, run, &mut |line, origin| {
+        lines.push((line, origin));
+        Ok(())
+    })?;
+    Ok((summary, lines))
+}
+
+/// What is done with each output line, and where it came from.
+type Emit<'a> = dyn FnMut(OutputLine, Origin) -> anyhow::Result<()> + 'a;
+
+fn run_each(engine: &Engine, run: &TestRun, emit: &mut Emit<'_>) -> anyhow::Result<Summary> {
+    if run.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let numbered = read_numbered(&run.input)?;
+    let origins: Vec<Origin> = numbered
+        .iter()
+        .map(|(line, r)| Origin { first_line: *line, last_line: *line, partition: r.partition })
+        .collect();
+    let records: Vec<InputRecord> = numbered.into_iter().map(|(_, r)| r).collect();
+    let tables = load_tables(&run.tables)?;
+    match &run.target {
+        Target::Module { path, config } => {
+            let module = engine.load(path)?;
+            let one = One { module: &module, store: module.name(), config, run, tables: &tables };
+            one.run(&records, &origins, &mut |o, origin| emit(OutputLine::from_output(&o), origin))
+        }
+        Target::Pipeline(pipeline) => run_stages(engine, pipeline, run, &tables, (records, origins), emit),
+    }
 }
 
 /// Runs a pipeline's stages in flow order, each over all of its input before the next: what a
@@ -119,25 +172,25 @@ fn run_stages(
     pipeline: &PipelineConfig,
     run: &TestRun,
     tables: &Tables,
-    records: Vec<InputRecord>,
-    out: &mut dyn Write,
+    (records, origins): (Vec<InputRecord>, Vec<Origin>),
+    emit: &mut Emit<'_>,
 ) -> anyhow::Result<Summary> {
     let widest = records.iter().map(|r| r.partition + 1).max().unwrap_or(1);
     let stages = pipeline.stages();
-    let mut fed: HashMap<String, Vec<InputRecord>> = HashMap::new();
+    let mut fed: HashMap<String, Vec<(InputRecord, Origin)>> = HashMap::new();
     let mut summary = Summary::default();
     for stage in &stages {
         let module_config = stage.config.single_module().map_err(anyhow::Error::msg)?;
         let module = engine.load(&module_config.path)?;
         let config: Vec<(String, String)> = module_config.config.clone().into_iter().collect();
-        let input = match &stage.repartition {
+        let (input, input_origins): (Vec<InputRecord>, Vec<Origin>) = match &stage.repartition {
             Some((topic, _)) => {
                 let mut input = fed.remove(topic).unwrap_or_default();
                 // Stable: each partition's records keep the order they were produced in.
-                input.sort_by_key(|r| r.partition);
-                input
+                input.sort_by_key(|(r, _)| r.partition);
+                input.into_iter().unzip()
             }
-            None => records.clone(),
+            None => (records.clone(), origins.clone()),
         };
         let partitions_of = |topic: &str| {
             stages
@@ -146,7 +199,7 @@ fn run_stages(
                 .map(|s| s.repartition.as_ref().and_then(|(_, n)| *n).unwrap_or(widest))
         };
         let one = One { module: &module, store: &stage.name, config: &config, run, tables };
-        let done = one.run(&input, &mut |o| {
+        let done = one.run(&input, &input_origins, &mut |o, origin| {
             let name = o.topic().unwrap_or("default");
             let Some(topic) = stage.config.outputs.get(name) else {
                 bail!(
@@ -166,10 +219,10 @@ fn run_stages(
                         value: o.value().map(<[u8]>::to_vec),
                         headers: o.headers().map(|(k, v)| (k.to_vec(), v.to_vec())).collect(),
                     };
-                    fed.entry(topic.clone()).or_default().push(record);
+                    fed.entry(topic.clone()).or_default().push((record, origin));
                     Ok(())
                 }
-                None => write_line(out, OutputLine { topic: Some(topic.clone()), ..OutputLine::from_output(&o) }),
+                None => emit(OutputLine { topic: Some(topic.clone()), ..OutputLine::from_output(&o) }, origin),
             }
         })?;
         summary.add(done);
@@ -188,10 +241,12 @@ struct One<'a> {
 }
 
 impl One<'_> {
+    /// Runs `records` (each from its origin in `origins`) through the module, batch by batch.
     fn run(
         &self,
         records: &[InputRecord],
-        emit: &mut dyn FnMut(OutputRef<'_>) -> anyhow::Result<()>,
+        origins: &[Origin],
+        emit: &mut dyn FnMut(OutputRef<'_>, Origin) -> anyhow::Result<()>,
     ) -> anyhow::Result<Summary> {
         let mut instances: HashMap<i32, Instance> = HashMap::new();
         let mut next_offset: HashMap<(String, i32), i64> = HashMap::new();
@@ -205,6 +260,8 @@ impl One<'_> {
                 .take_while(|r| r.topic == first.topic && r.partition == first.partition)
                 .count();
             let (chunk, tail) = rest.split_at(same);
+            let done = records.len() - rest.len();
+            let origin = Origin::of(origins.get(done..done + same).unwrap_or_default());
             rest = tail;
 
             batch.reset(&first.topic, &first.topic, first.partition);
@@ -229,7 +286,7 @@ impl One<'_> {
             let (outputs, fired) = process(instance, &batch)?;
             let timer_outputs = fired.iter().flat_map(|f| f.outputs.iter());
             for o in outputs.iter().chain(timer_outputs) {
-                emit(o)?;
+                emit(o, origin)?;
             }
             instance.commit().context("cannot commit state")?;
             summary.records += chunk.len();

@@ -217,3 +217,74 @@ fn inspect_names_the_world_and_version_of_a_processor() {
     assert!(run.stdout.contains("imports: weir:processor/state@0.2.1"), "{}", run.stdout);
     assert!(run.stdout.contains("valid:   yes"), "{}", run.stdout);
 }
+
+#[test]
+fn weir_test_expect_passes_each_example_against_its_golden_file() {
+    let cache = tempfile::tempdir().unwrap();
+    for example in ["uppercase", "word-count", "windowed-count", "route-by-key"] {
+        let (input, expected) =
+            (golden(&format!("{example}.input.jsonl")), golden(&format!("{example}.expected.jsonl")));
+        let module = guest(example);
+        let args = ["test", "-m", module.to_str().unwrap(), "-i", input.to_str().unwrap()];
+        let run = weir(&[&args[..], &["--expect", expected.to_str().unwrap()]].concat(), cache.path());
+        assert!(run.ok, "{example}: {:?}\n{}", run.error, run.stdout);
+        let lines = std::fs::read_to_string(&expected).unwrap().lines().count();
+        assert_eq!(run.stdout.trim(), format!("{lines} outputs match {}", expected.display()));
+    }
+}
+
+#[test]
+fn weir_test_expect_names_each_changed_missing_and_extra_output_with_its_lines_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = golden("uppercase.input.jsonl");
+    let golden_lines: Vec<String> =
+        std::fs::read_to_string(golden("uppercase.expected.jsonl")).unwrap().lines().map(str::to_owned).collect();
+    // Line 2 changed (its fields reordered too, which alone is no difference), line 4 left out,
+    // and a line that no input makes added at the end.
+    let mut lines = golden_lines.clone();
+    lines[1] = r#"{"value": "WEIR RUNS JAVA", "key": "user-2"}"#.to_owned();
+    lines.remove(3);
+    lines.push(r#"{"key": "ghost", "value": "BOO"}"#.to_owned());
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let expected = weir_tests::write_lines(dir.path(), "expected.jsonl", &refs);
+    let module = guest("uppercase");
+    let (m, i, e) = (module.to_str().unwrap(), input.to_str().unwrap(), expected.to_str().unwrap());
+    let run = weir(&["test", "-m", m, "-i", i, "--expect", e], dir.path());
+    assert!(!run.ok && run.error.is_none(), "a difference fails the run: {:?}", run.error);
+    let shown = run.stdout;
+    let file = expected.display();
+    assert!(shown.starts_with(&format!("3 differences between the {} outputs", golden_lines.len())), "{shown}");
+    assert!(shown.contains(&format!("changed  {file}:2, output from input line 2 (partition 0)")), "{shown}");
+    assert!(
+        shown.contains(r#"expected {"topic":null,"key":"user-2","value":"WEIR RUNS JAVA","headers":[]}"#),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(r#"got      {"topic":null,"key":"user-2","value":"WEIR RUNS WASM","headers":[]}"#),
+        "{shown}"
+    );
+    assert!(shown.contains("extra    output from input line 4 (partition 0)"), "{shown}");
+    assert!(shown.contains(&format!("missing  {file}:{}", lines.len())), "{shown}");
+
+    // --update rewrites the file with what the run gives, and then it matches.
+    let run = weir(&["test", "-m", m, "-i", i, "--expect", e, "--update"], dir.path());
+    assert!(run.ok, "{:?}", run.error);
+    assert_eq!(std::fs::read_to_string(&expected).unwrap().lines().collect::<Vec<_>>(), golden_lines);
+    assert!(weir(&["test", "-m", m, "-i", i, "--expect", e], dir.path()).ok);
+}
+
+#[test]
+fn weir_test_expect_in_sorted_order_accepts_the_outputs_in_any_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = golden("uppercase.input.jsonl");
+    let mut lines: Vec<String> =
+        std::fs::read_to_string(golden("uppercase.expected.jsonl")).unwrap().lines().map(str::to_owned).collect();
+    lines.reverse();
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let expected = weir_tests::write_lines(dir.path(), "reversed.jsonl", &refs);
+    let module = guest("uppercase");
+    let (m, i, e) = (module.to_str().unwrap(), input.to_str().unwrap(), expected.to_str().unwrap());
+    assert!(!weir(&["test", "-m", m, "-i", i, "--expect", e], dir.path()).ok, "in exact order they differ");
+    let run = weir(&["test", "-m", m, "-i", i, "--expect", e, "--order", "sorted"], dir.path());
+    assert!(run.ok, "{:?}\n{}", run.error, run.stdout);
+}
