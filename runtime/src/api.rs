@@ -97,6 +97,16 @@ pub struct StandbySnapshot {
     pub lag: Option<i64>,
 }
 
+/// Lines a pipeline's guests logged, oldest first (`GET /v1/pipelines/{name}/logs`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GuestLogPage {
+    pub lines: Vec<crate::guest_log::LogLine>,
+    /// Lines dropped by the rate limit since the pipeline started.
+    pub dropped: u64,
+    /// The `seq` to ask for lines after, to read on.
+    pub next: u64,
+}
+
 /// A restore in progress.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RestoreProgress {

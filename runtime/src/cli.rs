@@ -32,19 +32,23 @@ enum Command {
     #[command(after_help = "Input lines look like {\"key\": \"k\", \"value\": \"v\", \"partition\": 0}; \
 bytes that are not UTF-8 are written {\"base64\": \"...\"}.\n\
 Example: weir test --module uppercase.wasm --input records.jsonl")]
+    #[command(display_order = 3)]
     Test(TestArgs),
     /// Run a pipeline: consume Kafka topics, run the module on every batch, produce its outputs and
     /// commit as the pipeline's guarantee says. Stops cleanly on SIGINT or SIGTERM.
     #[command(after_help = "The pipeline file is TOML; see runtime/src/pipeline/config.rs or the README.\n\
 Example: weir run pipeline.toml --bootstrap-servers 127.0.0.1:9092 --instance-id a")]
+    #[command(display_order = 4)]
     Run(RunArgs),
     /// Host many pipelines as a service: deployed, hot-swapped, paused and watched over a local
     /// HTTP API (see `weir deploy`). Runs until SIGTERM; after a crash, a restart on the same
     /// data dir brings every pipeline back as it was.
     #[command(after_help = "Example: weir serve --data-dir /var/lib/weir --listen 127.0.0.1:8787")]
+    #[command(display_order = 5)]
     Serve(ServeArgs),
     /// Upload a pipeline file and the module it names to a `weir serve`, and wait until it runs.
     /// A running pipeline swaps the new module in at its next commit, keeping state and offsets.
+    #[command(display_order = 6)]
     Deploy {
         pipeline: PathBuf,
         #[command(flatten)]
@@ -54,29 +58,55 @@ Example: weir run pipeline.toml --bootstrap-servers 127.0.0.1:9092 --instance-id
         timeout: u64,
     },
     /// List the pipelines of a `weir serve`: status, version, partitions, rates, lag.
+    #[command(display_order = 7)]
     Ps {
         #[command(flatten)]
         server: ServerArgs,
     },
     /// One pipeline's whole status, as JSON.
+    #[command(display_order = 8)]
     Status {
         name: String,
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// What a pipeline's guests logged and printed, newest last, with where each was logged.
+    #[command(after_help = "Lines come from the SDKs' log calls, and from what a guest prints (stdout at info, \
+stderr at warn), each with its topic, partition and the offsets of the batch being processed. \
+The latest 1,000 lines of each pipeline are kept; a guest logging more than 200 lines a second \
+has the rest dropped and counted.\n\
+Example: weir logs word-count --follow --level warn")]
+    #[command(display_order = 9)]
+    Logs {
+        name: String,
+        /// Keep printing lines as they are logged, until interrupted.
+        #[arg(long, short)]
+        follow: bool,
+        /// Only lines at this level or worse.
+        #[arg(long, value_enum, default_value = "trace")]
+        level: crate::guest_log::Level,
+        /// How many of the newest lines to print first.
+        #[arg(long, short = 'n', default_value_t = 100)]
+        lines: usize,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Stop consuming at the next commit (the group keeps its partitions).
+    #[command(display_order = 10)]
     Pause {
         name: String,
         #[command(flatten)]
         server: ServerArgs,
     },
     /// Consume again; a failed pipeline starts again from its committed offsets.
+    #[command(display_order = 11)]
     Resume {
         name: String,
         #[command(flatten)]
         server: ServerArgs,
     },
     /// Swap back to the version before the live one, keeping state and offsets.
+    #[command(display_order = 12)]
     Rollback {
         name: String,
         #[command(flatten)]
@@ -84,9 +114,11 @@ Example: weir run pipeline.toml --bootstrap-servers 127.0.0.1:9092 --instance-id
     },
     /// The dead-letter topic of a pipeline under `weir serve`.
     #[command(subcommand)]
+    #[command(display_order = 14)]
     Dlq(DlqCommand),
     /// Stop a pipeline (its partitions go to the application's other instances once its session
     /// times out); `--purge` also deletes its local state. Kafka topics are never deleted.
+    #[command(display_order = 13)]
     Undeploy {
         name: String,
         #[arg(long)]
@@ -96,6 +128,7 @@ Example: weir run pipeline.toml --bootstrap-servers 127.0.0.1:9092 --instance-id
     },
     /// Try weir with no broker: an embedded in-memory Kafka (not durable), sample records in, a
     /// pipeline running the module, the outputs printed.
+    #[command(display_order = 1)]
     Demo {
         /// The processor component (.wasm).
         #[arg(long, short)]
@@ -113,6 +146,7 @@ Example: weir run pipeline.toml --bootstrap-servers 127.0.0.1:9092 --instance-id
         after_help = "Python needs componentize-py (pip), JavaScript needs Node.js and componentize-js (npm).\n\
 Example: weir build guest-examples/python/word-count -o word-count.wasm"
     )]
+    #[command(display_order = 2)]
     Build {
         /// The processor's folder.
         dir: PathBuf,
@@ -124,14 +158,28 @@ Example: weir build guest-examples/python/word-count -o word-count.wasm"
     },
     /// Create a topic, produce JSONL records to it, or read it as JSONL (committed records only).
     #[command(subcommand)]
+    #[command(display_order = 15)]
     Topic(TopicCommand),
     /// Show which world and version a component targets, its size, and whether it is valid.
+    #[command(display_order = 16)]
     Inspect {
         /// The component to inspect.
         module: PathBuf,
         #[command(flatten)]
         limits: LimitArgs,
     },
+    /// Print a shell's completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = "Examples: weir completions bash > /etc/bash_completion.d/weir\n\
+          weir completions zsh > \"${fpath[1]}/_weir\"\n\
+          weir completions fish > ~/.config/fish/completions/weir.fish")]
+    #[command(display_order = 17)]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print weir's man page (roff).
+    #[command(display_order = 18, after_help = "Example: weir man > /usr/local/share/man/man1/weir.1")]
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -514,6 +562,29 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<bool> {
         Command::Status { name, server } => {
             let status = server.client()?.status(&name)?;
             writeln!(out, "{}", serde_json::to_string_pretty(&status)?)?;
+            Ok(true)
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "weir", out);
+            Ok(true)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(out)?;
+            Ok(true)
+        }
+        Command::Logs { name, follow, level, lines, server } => {
+            let client = server.client()?;
+            if follow {
+                client.follow_logs(&name, level, lines, out)?;
+                return Ok(true);
+            }
+            let page = client.logs(&name, level, lines)?;
+            for line in &page.lines {
+                writeln!(out, "{}", client::show_log_line(line))?;
+            }
+            if page.dropped > 0 {
+                writeln!(out, "({} lines were dropped by the rate limit since the pipeline started)", page.dropped)?;
+            }
             Ok(true)
         }
         Command::Pause { name, server } => {

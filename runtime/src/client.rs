@@ -1,5 +1,5 @@
-//! The CLI's side of the HTTP API: `weir deploy | ps | status | pause | resume | rollback |
-//! undeploy` against a `weir serve`.
+//! The CLI's side of the HTTP API: `weir deploy | ps | status | logs | pause | resume |
+//! rollback | undeploy` against a `weir serve`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,9 +10,11 @@ use base64::Engine as _;
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    ApiError, DeployRequest, Deployed, ModuleUpload, Paused, Phase, Pipelines, Replayed, Status, Undeployed,
+    ApiError, DeployRequest, Deployed, GuestLogPage, ModuleUpload, Paused, Phase, Pipelines, Replayed, Status,
+    Undeployed,
 };
 use crate::config::PipelineConfig;
+use crate::guest_log::{Level, LogLine};
 
 /// Where the server is, and the token to send.
 pub struct Client {
@@ -57,7 +59,8 @@ impl Client {
         let url = format!("{}{path}", self.server);
         let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
         let sent = match (method, body) {
-            ("GET", _) => self.agent.get(&url).call(),
+            // The admin token reads too, where reads need a token.
+            ("GET", _) => with_auth(self.agent.get(&url), &auth).call(),
             ("DELETE", _) => with_auth(self.agent.delete(&url), &auth).call(),
             ("PUT", Some(b)) => with_auth(self.agent.put(&url), &auth).send_json(b),
             _ => with_auth(self.agent.post(&url), &auth).send_empty(),
@@ -71,6 +74,43 @@ impl Client {
         }
         serde_json::from_str(&text)
             .map_err(|e| anyhow!("{method} {path}: the answer is not what weir answers ({e}): {text}"))
+    }
+
+    /// The newest `limit` lines pipeline `name`'s guests logged at `level` or worse.
+    pub fn logs(&self, name: &str, level: Level, limit: usize) -> anyhow::Result<GuestLogPage> {
+        self.call("GET", &format!("/v1/pipelines/{name}/logs?level={}&limit={limit}", level.as_str()), None)
+    }
+
+    /// Prints the newest `limit` lines, then each line as it is logged, until the server ends
+    /// the stream (the connection is not timed out: following is meant to last).
+    pub fn follow_logs(&self, name: &str, level: Level, limit: usize, out: &mut dyn Write) -> anyhow::Result<()> {
+        let path = format!("/v1/pipelines/{name}/logs?level={}&limit={limit}&follow=true", level.as_str());
+        let url = format!("{}{path}", self.server);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(5)))
+            .build()
+            .into();
+        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let mut response = with_auth(agent.get(&url), &auth)
+            .call()
+            .map_err(|e| anyhow!("cannot reach weir at {}: {e}", self.server))?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.body_mut().read_to_string().unwrap_or_default();
+            let message = serde_json::from_str::<ApiError>(&text).map_or(text, |e| e.error);
+            bail!("GET {path}: {status}: {message}")
+        }
+        let reader = std::io::BufReader::new(response.body_mut().as_reader());
+        for line in std::io::BufRead::lines(reader) {
+            let line = line.with_context(|| format!("reading the log stream of `{name}`"))?;
+            let Some(data) = line.strip_prefix("data: ") else { continue };
+            let logged: LogLine =
+                serde_json::from_str(data).map_err(|e| anyhow!("a log event weir would not send ({e}): {data}"))?;
+            writeln!(out, "{}", show_log_line(&logged))?;
+            out.flush()?;
+        }
+        Ok(())
     }
 
     pub fn status(&self, name: &str) -> anyhow::Result<Status> {
@@ -150,6 +190,40 @@ fn with_auth<B>(request: ureq::RequestBuilder<B>, auth: &Option<String>) -> ureq
     }
 }
 
+/// A guest's log line as `weir logs` prints it: when (UTC), level, module, where, message.
+pub fn show_log_line(line: &LogLine) -> String {
+    let at = match line.offsets {
+        Some((first, last)) if first == last => format!("{}[{}]@{first}", line.topic, line.partition),
+        Some((first, last)) => format!("{}[{}]@{first}-{last}", line.topic, line.partition),
+        None => format!("{}[{}]", line.topic, line.partition),
+    };
+    let source = if line.source == "log" { String::new() } else { format!("{}: ", line.source) };
+    format!(
+        "{} {:<5} {} {at} {source}{}",
+        utc(line.at_ms),
+        line.level.as_str().to_uppercase(),
+        line.module,
+        line.message
+    )
+}
+
+/// Milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+fn utc(ms: u64) -> String {
+    let (days, rest) = ((ms / 86_400_000) as i64, ms % 86_400_000);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (h, m, s, milli) = (rest / 3_600_000, rest / 60_000 % 60, rest / 1000 % 60, rest % 1000);
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z")
+}
+
 /// `weir ps`: one line a pipeline.
 pub fn print_table(pipelines: &[Status], out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(
@@ -173,4 +247,16 @@ pub fn print_table(pipelines: &[Status], out: &mut dyn Write) -> std::io::Result
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn times_print_as_utc_dates() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(utc(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(utc(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
 }

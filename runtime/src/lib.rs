@@ -23,6 +23,7 @@ mod demo;
 pub mod engine;
 pub mod error;
 mod expect;
+pub mod guest_log;
 mod host;
 mod inspect;
 mod jsonl;

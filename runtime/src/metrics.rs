@@ -40,6 +40,8 @@ struct Families {
     restored: Family<Labels, Counter>,
     status: Family<Labels, Gauge>,
     state_bytes: Family<Labels, Gauge>,
+    guest_log_lines: Family<Labels, Counter>,
+    guest_log_dropped: Family<Labels, Counter>,
 }
 
 /// The process's registry.
@@ -75,6 +77,8 @@ impl Metrics {
             restored: Family::default(),
             status: Family::default(),
             state_bytes: Family::default(),
+            guest_log_lines: Family::default(),
+            guest_log_dropped: Family::default(),
         };
         let mut r = Registry::with_prefix("weir");
         let f = families.clone();
@@ -99,6 +103,12 @@ impl Metrics {
         r.register("restored_records", "Changelog records restored into state stores", f.restored);
         r.register("pipeline_status", "1 for the pipeline's current status, 0 for the others", f.status);
         r.register("state_store_bytes", "About how many bytes a partition's state store holds", f.state_bytes);
+        r.register("guest_log_lines", "Lines guests logged or printed, kept, by level", f.guest_log_lines);
+        r.register(
+            "guest_log_dropped",
+            "Lines guests logged or printed past the rate limit, dropped",
+            f.guest_log_dropped,
+        );
         let (http_refused, queries_shed) = (Counter::default(), Counter::default());
         r.register(
             "http_connections_refused",
@@ -145,6 +155,8 @@ impl Metrics {
                 &f.guest_errors,
                 &f.failed_records,
                 &f.restored,
+                &f.guest_log_lines,
+                &f.guest_log_dropped,
             ] {
                 family.remove(labels);
             }
@@ -189,6 +201,18 @@ impl PipelineMetrics {
         labels.extend(more.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
         self.made.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(labels.clone());
         labels
+    }
+
+    /// The counters of the pipeline's guest log: kept lines by level, and dropped ones.
+    pub fn guest_log(&self) -> crate::guest_log::Counters {
+        let level = |l: crate::guest_log::Level| {
+            let labels = self.labels(&[("level", l.as_str().to_owned())]);
+            self.families.guest_log_lines.get_or_create(&labels).clone()
+        };
+        use crate::guest_log::Level;
+        let lines = [Level::Trace, Level::Debug, Level::Info, Level::Warn, Level::Error].map(level);
+        let dropped = self.families.guest_log_dropped.get_or_create(&self.labels(&[])).clone();
+        crate::guest_log::Counters { lines, dropped }
     }
 
     /// The consumed-records counter of one input partition.

@@ -24,7 +24,9 @@ use crate::error::{Domain, LoadError};
 use crate::metrics::{Metrics, PipelineMetrics};
 use crate::now_ms;
 use crate::pipeline::control::Phase;
-use crate::pipeline::{channel, Attach, Command, Handle, Prepared, PreparedStage, Snapshot, Stats, SwapOutcome};
+use crate::pipeline::{
+    channel, channel_with_log, Attach, Command, Handle, Prepared, PreparedStage, Snapshot, Stats, SwapOutcome,
+};
 use crate::query::Queryable;
 use crate::state::MemoryStore;
 
@@ -190,6 +192,13 @@ impl Supervisor {
         Ok(slot.handle.view.queryable.clone())
     }
 
+    /// What pipeline `name`'s guests logged.
+    pub fn guest_log(&self, name: &str) -> Result<Arc<crate::guest_log::GuestLog>, Refusal> {
+        let pipelines = self.pipelines();
+        let slot = pipelines.get(name).ok_or_else(|| Refusal::not_found(name))?;
+        Ok(slot.handle.view.guest_log.clone())
+    }
+
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
     }
@@ -328,7 +337,9 @@ impl Supervisor {
         paused: bool,
     ) -> Result<(), Refusal> {
         let name = deployment.name.clone();
-        let (handle, inbox) = channel(Arc::new(AtomicBool::new(false)));
+        // What its guests logged before a restart stays readable.
+        let guest_log = self.pipelines().get(&name).map(|s| s.handle.view.guest_log.clone()).unwrap_or_default();
+        let (handle, inbox) = channel_with_log(Arc::new(AtomicBool::new(false)), guest_log);
         let metrics = self.inner.metrics.pipeline(&name);
         let version = deployment.live().map(|v| (v.version, v.digest.clone()));
         let advertise = self.site().advertise;

@@ -288,3 +288,36 @@ fn weir_test_expect_in_sorted_order_accepts_the_outputs_in_any_order() {
     let run = weir(&["test", "-m", m, "-i", i, "--expect", e, "--order", "sorted"], dir.path());
     assert!(run.ok, "{:?}\n{}", run.error, run.stdout);
 }
+
+#[test]
+fn weir_prints_shell_completions_and_a_man_page_naming_every_command() {
+    let cache = tempfile::tempdir().unwrap();
+    let commands = ["demo", "build", "test", "run", "serve", "deploy", "ps", "status", "logs", "undeploy", "topic"];
+    for shell in ["bash", "zsh", "fish"] {
+        let run = weir(&["completions", shell], cache.path());
+        assert!(run.ok, "{shell}: {:?}", run.error);
+        for command in commands {
+            assert!(run.stdout.contains(command), "{shell} completions lack `{command}`");
+        }
+    }
+    assert!(weir(&["completions", "tcsh"], cache.path()).failure().contains("tcsh"));
+    let man = weir(&["man"], cache.path());
+    assert!(man.ok && man.stdout.starts_with(".ie") && man.stdout.contains(".TH weir 1"), "{}", man.stdout);
+    for command in commands {
+        assert!(man.stdout.contains(&format!("weir\\-{command}(1)")), "the man page lacks `{command}`");
+    }
+}
+
+#[test]
+fn weir_help_lists_the_commands_in_the_order_a_newcomer_uses_them() {
+    let mut help = Vec::new();
+    let shown = weir_runtime::cli::run_from(["weir", "--help"], &mut help);
+    // clap answers --help with an "error" that carries the text.
+    let text = match shown {
+        Err(e) => e.to_string(),
+        Ok(_) => String::from_utf8_lossy(&help).into_owned(),
+    };
+    let at = |c: &str| text.find(&format!("\n  {c} ")).unwrap_or_else(|| panic!("`{c}` not in:\n{text}"));
+    let order = ["demo", "build", "test", "run", "serve", "deploy", "ps", "status", "logs"];
+    assert!(order.windows(2).all(|w| at(w[0]) < at(w[1])), "{text}");
+}

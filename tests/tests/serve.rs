@@ -500,3 +500,113 @@ fn a_request_whose_body_comes_after_its_headers_is_answered_and_its_connection_s
     assert!(answers.contains("HTTP/1.1 200"), "{answers}");
     server.stop();
 }
+
+/// The data lines of a following log stream, until one holds `until` (or the stream ends, or a
+/// minute passes: the read times out).
+fn follow_until(url: &str, token: &str, until: &'static str) -> std::thread::JoinHandle<Vec<serde_json::Value>> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into();
+    let mut response = agent.get(url).header("Authorization", format!("Bearer {token}")).call().unwrap();
+    assert_eq!(response.status().as_u16(), 200, "GET {url}");
+    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    assert_eq!(content_type.as_deref(), Some("text/event-stream"));
+    std::thread::spawn(move || {
+        let reader = std::io::BufReader::new(response.body_mut().as_reader());
+        let mut seen = Vec::new();
+        for line in std::io::BufRead::lines(reader) {
+            let Some(data) = line.unwrap().strip_prefix("data: ").map(str::to_owned) else { continue };
+            let value: serde_json::Value = serde_json::from_str(&data).unwrap();
+            let done = value["message"].as_str().is_some_and(|m| m.contains(until));
+            seen.push(value);
+            if done {
+                break;
+            }
+        }
+        seen
+    })
+}
+
+#[test]
+fn guest_logs_and_prints_are_kept_where_they_were_logged_followed_live_and_a_flood_is_dropped() {
+    let s = sidecar();
+    let server = s.serve(&[]);
+    let (input, output) = s.topics(1);
+    let app = unique("logs");
+    server.deploy(&s.pipeline(&app, "misbehave", &input, &output, ""));
+    let follow = follow_until(
+        &format!("{}/v1/pipelines/{app}/logs?follow=true", server.url),
+        &server.token,
+        "complained at offset 1",
+    );
+    // One record at a time, so each batch is one offset.
+    let one = |value: &str, outputs: usize| {
+        produce(&s.bootstrap, &input, &[(String::new(), value.to_owned(), Vec::new())], None);
+        read_committed(&s.bootstrap, &output, outputs, QUIET, LONG)
+    };
+    one("log 3", 1);
+    one("log 2", 2);
+
+    let (code, page) = server.get(&format!("/v1/pipelines/{app}/logs"));
+    assert_eq!(code, 200, "{page}");
+    let lines = page["lines"].as_array().unwrap();
+    let shown: Vec<(String, String, String, i64)> = lines
+        .iter()
+        .map(|l| {
+            let (level, source, message) = (&l["level"], &l["source"], &l["message"]);
+            let first = l["offsets"][0].as_i64().unwrap_or(-1);
+            (level.as_str().unwrap().into(), source.as_str().unwrap().into(), message.as_str().unwrap().into(), first)
+        })
+        .collect();
+    let line = |level: &str, source: &str, message: &str, offset: i64| {
+        (level.to_owned(), source.to_owned(), message.to_owned(), offset)
+    };
+    assert_eq!(
+        shown,
+        vec![
+            line("info", "log", "note 0 of 3 at offset 0", 0),
+            line("info", "log", "note 1 of 3 at offset 0", 0),
+            line("info", "log", "note 2 of 3 at offset 0", 0),
+            line("info", "stdout", "printed at offset 0", 0),
+            line("warn", "stderr", "complained at offset 0", 0),
+            line("info", "log", "note 0 of 2 at offset 1", 1),
+            line("info", "log", "note 1 of 2 at offset 1", 1),
+            line("info", "stdout", "printed at offset 1", 1),
+            line("warn", "stderr", "complained at offset 1", 1),
+        ],
+        "{page}"
+    );
+    assert!(lines
+        .iter()
+        .all(|l| l["topic"] == input.as_str() && l["partition"] == 0 && l["module"] == "misbehave.wasm"));
+    let followed = follow.join().unwrap();
+    let messages: Vec<&str> = followed.iter().filter_map(|l| l["message"].as_str()).collect();
+    assert_eq!(messages, shown.iter().map(|l| l.2.as_str()).collect::<Vec<_>>(), "the stream sent each line once");
+
+    let warned = server.cli(&["logs", &app, "--level", "warn"]);
+    assert!(warned.ok, "{:?}", warned.error);
+    let printed: Vec<&str> = warned.stdout.lines().collect();
+    assert_eq!(printed.len(), 2, "{}", warned.stdout);
+    assert!(
+        printed[1].contains(&format!("WARN  misbehave.wasm {input}[0]@1 stderr: complained at offset 1")),
+        "{}",
+        printed[1]
+    );
+
+    // A guest logging 20,000 lines in one call: most are dropped and counted, and the pipeline
+    // goes on to the next record.
+    one("flood", 3);
+    one("after the flood", 4);
+    let (_, page) = server.get(&format!("/v1/pipelines/{app}/logs?limit=1000"));
+    let dropped = page["dropped"].as_u64().unwrap();
+    assert!(dropped > 15_000, "{dropped} dropped");
+    let kept = page["lines"].as_array().unwrap();
+    assert!(kept.len() <= 1000);
+    let text = server.get_text("/metrics");
+    assert_eq!(metric(&text, "weir_guest_log_dropped_total", &[("pipeline", &app)]), dropped as f64, "{text}");
+    assert!(metric(&text, "weir_guest_log_lines_total", &[("pipeline", &app), ("level", "warn")]) >= 2.0);
+    assert_eq!(server.status(&app)["status"], "running");
+    server.stop();
+}

@@ -14,6 +14,7 @@
 //! | `DELETE /v1/pipelines/{name}[?purge=true]` | stop it and leave the group; `purge` deletes its local state |
 //! | `POST /v1/pipelines/{name}/dlq/replay[?from=&until=]` | send its dead-lettered records back to their source topics |
 //! | `GET /v1/pipelines/{name}/state/...`, `/tables/...`, `/instances` | queries of its state (see [`query`]) |
+//! | `GET /v1/pipelines/{name}/logs[?level=&limit=&after=&follow=true]` | what its guests logged and printed (see [`logs`]) |
 //!
 //! Whatever mutates needs `Authorization: Bearer <token>` (401 otherwise, and nothing changes).
 //! Reads are open unless a read token is set (`weir serve --read-token-file`): then every route
@@ -24,6 +25,7 @@
 //! Kafka's or the disk's 503, weir's 500.
 
 mod conn;
+mod logs;
 mod query;
 
 use std::net::SocketAddr;
@@ -158,6 +160,7 @@ fn router(supervisor: Supervisor, options: &Options) -> Router {
         .route("/v1/pipelines/{name}", get(status).put(deploy).delete(undeploy))
         .route("/v1/pipelines/{name}/{action}", post(act))
         .route("/v1/pipelines/{name}/dlq/replay", post(replay))
+        .route("/v1/pipelines/{name}/logs", get(logs::logs))
         .route("/v1/pipelines/{name}/state", get(query::state))
         .route("/v1/pipelines/{name}/state/{key}", get(query::state_key))
         .route("/v1/pipelines/{name}/stages/{stage}/state", get(query::stage_state))

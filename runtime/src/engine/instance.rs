@@ -88,7 +88,13 @@ impl Instance {
         state: StateView,
         config: &[(String, String)],
     ) -> Result<Self, LoadError> {
-        let log = LogContext { module: module.name.clone(), topic: topic.to_owned(), partition };
+        let log = LogContext {
+            module: module.name.clone(),
+            topic: topic.to_owned(),
+            partition,
+            offsets: None,
+            sink: module.log.clone(),
+        };
         let host = HostState::new(state, log, module.limits.memory_limit, module.limits.outputs.max_record_bytes);
         let (store, bindings, on_timer) = start(&module, host, config).map_err(|failed| failed.0)?;
         Ok(Self { module, config: config.to_vec(), store, bindings, on_timer, dead: false })
@@ -241,12 +247,16 @@ impl Instance {
     }
 
     fn call(&mut self, batch: &Batch) -> Result<Outputs, CallFailure> {
+        let last = batch.len().checked_sub(1);
+        let offsets = batch.offset(0).zip(last.and_then(|i| batch.offset(i)));
+        self.store.data_mut().log.offsets = offsets;
         self.call_with(batch.len(), |store, bindings, _| {
             bindings.weir_processor_processor().call_process(store, &batch.wit)
         })
     }
 
     fn call_on_timer(&mut self, timers: &[Timer]) -> Result<Outputs, CallFailure> {
+        self.store.data_mut().log.offsets = None;
         self.call_with(timers.len(), |store, _, on_timer| match on_timer {
             Some(f) => f.call(store, (timers.to_vec(),)).map(|(result,)| result),
             None => Err(wasmtime::Error::msg("the component exports no `on-timer`")),
@@ -268,7 +278,9 @@ impl Instance {
             self.restart().map_err(|e| CallFailure::Trap(wasmtime::Error::msg(e.to_string())))?;
         }
         arm(&mut self.store, &self.module);
-        match f(&mut self.store, &self.bindings, self.on_timer.as_ref()) {
+        let called = f(&mut self.store, &self.bindings, self.on_timer.as_ref());
+        self.store.data_mut().drain_prints();
+        match called {
             Ok(Ok(outputs)) => Outputs::check(outputs, count, &self.module.limits.outputs)
                 .map_err(|(i, d)| CallFailure::BadOutput(i, d)),
             Ok(Err(rejected)) => Err(CallFailure::Rejected(rejected)),
@@ -314,6 +326,9 @@ impl Instance {
         let state = std::mem::replace(&mut data.state, StateView::new(Box::new(MemoryStore::new())));
         let mut log = data.log.clone();
         log.module = module.name.clone();
+        if module.log.is_some() {
+            log.sink = module.log.clone();
+        }
         let mut host = HostState::new(state, log, module.limits.memory_limit, module.limits.outputs.max_record_bytes);
         // What the partition's instance knows carries over to the fresh guest.
         host.tables = data.tables.clone();
@@ -444,7 +459,9 @@ fn start(
         Ok(found) => found,
         Err(e) => return Err(Box::new((LoadError::Init { path, detail: one_line(&e) }, store.into_data()))),
     };
-    let error = match bindings.weir_processor_processor().call_init(&mut store, config) {
+    let initialised = bindings.weir_processor_processor().call_init(&mut store, config);
+    store.data_mut().drain_prints();
+    let error = match initialised {
         Ok(Ok(())) => return Ok((store, bindings, on_timer)),
         Ok(Err(message)) => LoadError::Config { path, message },
         Err(e) => LoadError::Init { path, detail: init_failure(&mut store, module, &e) },

@@ -173,7 +173,16 @@ impl Engine {
             fuel: options.fuel,
             outputs: crate::record::OutputLimits::default(),
         };
-        Ok(Module { limits, engine: self.clone(), name: name.into(), path: path.into(), uses_state, on_timer, pre })
+        Ok(Module {
+            limits,
+            engine: self.clone(),
+            name: name.into(),
+            path: path.into(),
+            uses_state,
+            on_timer,
+            pre,
+            log: None,
+        })
     }
 
     /// Validates and compiles (or loads from cache) without checking the world.
@@ -206,9 +215,17 @@ pub struct Module {
     /// The `on-timer` function, for a component that sets and handles timers.
     on_timer: Option<wasmtime::component::ComponentExportIndex>,
     pre: ProcessorPre<HostState>,
+    /// Where its instances' log lines and prints go: the pipeline's guest log.
+    log: Option<std::sync::Arc<crate::guest_log::GuestLog>>,
 }
 
 impl Module {
+    /// The module with its instances logging into `log`.
+    pub fn with_log(mut self, log: std::sync::Arc<crate::guest_log::GuestLog>) -> Self {
+        self.log = Some(log);
+        self
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

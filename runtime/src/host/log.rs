@@ -1,22 +1,22 @@
-//! `weir:processor/log`: guest log lines into the host's `tracing` logs.
+//! `weir:processor/log`: guest log lines into the pipeline's guest log (and weir's own).
 
 use super::HostState;
 use crate::contract::weir::processor::log::{Host, Level};
 use crate::contract::weir::processor::types;
+use crate::guest_log::Level as Kept;
 
 impl Host for HostState {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
-        let c = &self.log;
-        let (module, topic, partition) = (c.module.as_str(), c.topic.as_str(), c.partition);
-        match level {
-            Level::Trace => tracing::trace!(target: "weir::guest", module, topic, partition, "{message}"),
-            Level::Debug => tracing::debug!(target: "weir::guest", module, topic, partition, "{message}"),
-            Level::Info => tracing::info!(target: "weir::guest", module, topic, partition, "{message}"),
-            Level::Warn => tracing::warn!(target: "weir::guest", module, topic, partition, "{message}"),
-            Level::Error => {
-                tracing::error!(target: "weir::guest", module, topic, partition, "{message}");
-                self.last_error = Some(message);
-            }
+        let level = match level {
+            Level::Trace => Kept::Trace,
+            Level::Debug => Kept::Debug,
+            Level::Info => Kept::Info,
+            Level::Warn => Kept::Warn,
+            Level::Error => Kept::Error,
+        };
+        self.log.write(level, "log", &message);
+        if level == Kept::Error {
+            self.last_error = Some(message);
         }
         Ok(())
     }

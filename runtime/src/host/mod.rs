@@ -3,13 +3,17 @@
 
 pub(crate) mod clocks;
 mod log;
+mod output;
 mod state;
 mod tables;
 mod timers;
 
+use std::sync::Arc;
+
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::guest_log::{GuestLog, Level, Origin};
 use crate::state::StateView;
 use crate::tables::{TableView, Tables};
 
@@ -40,14 +44,50 @@ pub struct HostState {
     pub(crate) refused_state: Option<String>,
     /// The guest's monotonic clock, to read a sleep's instant by.
     clock: clocks::GuestClock,
+    /// What it prints, until the call ends.
+    stdout: output::Captured,
+    stderr: output::Captured,
 }
 
-/// Who is logging, for the structured fields of guest log lines.
-#[derive(Debug, Clone)]
+/// Who is logging, for the structured fields of guest log lines, and where they go.
+#[derive(Clone)]
 pub struct LogContext {
     pub module: String,
     pub topic: String,
     pub partition: i32,
+    /// The offsets of the batch being processed (first and last), during a `process` call.
+    pub offsets: Option<(i64, i64)>,
+    /// The pipeline's guest log; without one (`weir test`), lines go to weir's own log only.
+    pub sink: Option<Arc<GuestLog>>,
+}
+
+impl LogContext {
+    /// Logs a line the guest wrote (`source`: `log`, `stdout` or `stderr`).
+    pub fn write(&self, level: Level, source: &str, message: &str) {
+        let origin =
+            Origin { module: &self.module, topic: &self.topic, partition: self.partition, offsets: self.offsets };
+        match &self.sink {
+            Some(sink) => {
+                sink.push(level, source, &origin, message);
+            }
+            None => {
+                let (module, topic, partition) = (origin.module, origin.topic, origin.partition);
+                match level {
+                    Level::Trace => {
+                        tracing::trace!(target: "weir::guest", module, topic, partition, source, "{message}")
+                    }
+                    Level::Debug => {
+                        tracing::debug!(target: "weir::guest", module, topic, partition, source, "{message}")
+                    }
+                    Level::Info => tracing::info!(target: "weir::guest", module, topic, partition, source, "{message}"),
+                    Level::Warn => tracing::warn!(target: "weir::guest", module, topic, partition, source, "{message}"),
+                    Level::Error => {
+                        tracing::error!(target: "weir::guest", module, topic, partition, source, "{message}")
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl HostState {
@@ -55,6 +95,7 @@ impl HostState {
     /// and `max_state_bytes` for one state entry (the changelog producer's limit).
     pub fn new(state: StateView, log: LogContext, memory_limit: usize, max_state_bytes: usize) -> Self {
         let clock = clocks::GuestClock::new();
+        let (stdout, stderr) = (output::Captured::default(), output::Captured::default());
         let wasi = WasiCtx::builder()
             // Its sleeps end by the call's deadline (see `clocks`).
             .monotonic_clock(clock)
@@ -62,9 +103,9 @@ impl HostState {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
-            // Guest prints go to the host's stderr, never into an output stream on stdout.
-            .stdout(std::io::stderr())
-            .stderr(std::io::stderr())
+            // Guest prints go to its log, never into an output stream on stdout.
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
             .build();
         Self {
             wasi,
@@ -81,6 +122,23 @@ impl HostState {
             max_state_bytes,
             refused_state: None,
             clock,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Hands what the guest printed during the call that just ended to its log: stdout at
+    /// `info`, stderr at `warn`.
+    pub(crate) fn drain_prints(&mut self) {
+        for (stream, source, level) in [(&self.stdout, "stdout", Level::Info), (&self.stderr, "stderr", Level::Warn)] {
+            let (lines, dropped) = stream.take();
+            for line in lines {
+                self.log.write(level, source, &line);
+            }
+            if dropped > 0 {
+                let note = format!("({dropped} more bytes printed in this call were dropped)");
+                self.log.write(level, source, &note);
+            }
         }
     }
 

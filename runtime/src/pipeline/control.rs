@@ -66,6 +66,8 @@ pub struct View {
     /// The views of the pipeline's worker threads, when it has several: the pipeline's
     /// snapshot and heartbeat are then theirs, taken together.
     threads: Mutex<Vec<Arc<View>>>,
+    /// What its guests log and print (one for all its worker threads).
+    pub guest_log: Arc<crate::guest_log::GuestLog>,
 }
 
 impl View {
@@ -137,10 +139,20 @@ pub fn channel(stop: Arc<AtomicBool>) -> (Handle, Inbox) {
     connect(Arc::new(View { stop, ..View::default() }))
 }
 
+/// Like [`channel`], the guests logging into `guest_log` (kept from the pipeline's last run).
+pub fn channel_with_log(stop: Arc<AtomicBool>, guest_log: Arc<crate::guest_log::GuestLog>) -> (Handle, Inbox) {
+    connect(Arc::new(View { stop, guest_log, ..View::default() }))
+}
+
 /// A handle and inbox for one worker thread of the pipeline `whole` views: the thread's view
 /// shares what queries read, stops at `stop`, and counts in `whole`'s snapshot.
 pub fn thread_channel(whole: &View, stop: Arc<AtomicBool>) -> (Handle, Inbox) {
-    let view = Arc::new(View { stop, queryable: whole.queryable.clone(), ..View::default() });
+    let view = Arc::new(View {
+        stop,
+        queryable: whole.queryable.clone(),
+        guest_log: whole.guest_log.clone(),
+        ..View::default()
+    });
     whole.threads.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(view.clone());
     connect(view)
 }

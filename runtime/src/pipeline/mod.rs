@@ -38,7 +38,9 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::Consumer as _;
 use rdkafka::message::Message as _;
 
-pub use control::{channel, Command, Handle, Inbox, Phase, Prepared, PreparedStage, Snapshot, SwapOutcome, View};
+pub use control::{
+    channel, channel_with_log, Command, Handle, Inbox, Phase, Prepared, PreparedStage, Snapshot, SwapOutcome, View,
+};
 use failure::Failure;
 use recovery::Retries;
 pub use start::Attach;

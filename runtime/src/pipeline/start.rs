@@ -136,6 +136,7 @@ impl Common {
             (s.version, s.digest) = attach.version.clone().map_or((None, None), |(v, d)| (Some(v), Some(d)));
         });
         attach.metrics.set_status(Phase::Starting.as_str());
+        view.guest_log.count_into(attach.metrics.guest_log());
         await_kafka(&config, view, attach.wait_for_kafka)?;
         ensure_repartition_topics(&config, &specs)?;
         for spec in &specs {
@@ -207,7 +208,8 @@ impl Common {
             let queried = self.query_stage.unwrap_or(0) == i;
             let standbys = self.standbys.clone().filter(|_| self.query_stage == Some(i));
             let changelog = changelog.map(|(name, _)| name);
-            let tasks = Tasks::new(module.clone(), changelog, self.tables.clone(), queried, standbys);
+            let module = module.clone().with_log(view.guest_log.clone());
+            let tasks = Tasks::new(module, changelog, self.tables.clone(), queried, standbys);
             let stage_config = PipelineConfig { thread: number, ..spec.config.clone() };
             stages.push(Stage { name: spec.name.clone(), config: stage_config, tasks, layout, warned_unkeyed: false });
         }

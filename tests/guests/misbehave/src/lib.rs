@@ -5,10 +5,11 @@
 //! for weir, `recurse` recurses without bound, `connect ADDR` opens a TCP connection and `read
 //! PATH` reads a file (weir gives no network and no directories: both are rejected with the
 //! error the guest got); `sleep MS` sleeps, `hoard` writes 256 MiB of state in 64 KiB values
-//! (held by the host until the commit), and `bigstate` writes a 2 MiB state value (more than a changelog record may be); every record writes to
-//! state first; anything else passes through.
+//! (held by the host until the commit), and `bigstate` writes a 2 MiB state value (more than a changelog record may be); `log N`
+//! logs N info lines, prints one to stdout and one to stderr, and `flood` logs 20,000 lines;
+//! every record writes to state first; anything else passes through.
 use weir_sdk::timers::{self, Clock, Timer};
-use weir_sdk::{processor, state, Error, Output, Record};
+use weir_sdk::{log, processor, state, Error, Output, Record};
 
 #[processor(config = ["note"], on_timer = misbehave_later)]
 pub fn misbehave(record: &Record) -> Result<Output, Error> {
@@ -51,6 +52,21 @@ pub fn misbehave(record: &Record) -> Result<Output, Error> {
         "bigstate" => {
             state::put_bytes(format!("big/{}", record.offset()), vec![b'x'; 2 << 20]);
             Ok(Output::new("stored"))
+        }
+        v if v.starts_with("log ") => {
+            let n: u32 = v["log ".len()..].parse().map_err(|_| Error::msg("log takes a count"))?;
+            for i in 0..n {
+                log::info(format!("note {i} of {n} at offset {}", record.offset()));
+            }
+            println!("printed at offset {}", record.offset());
+            eprintln!("complained at offset {}", record.offset());
+            Ok(Output::new("logged"))
+        }
+        "flood" => {
+            for i in 0..20_000 {
+                log::info(format!("flood line {i}"));
+            }
+            Ok(Output::new("flooded"))
         }
         v if v.starts_with("connect ") => match std::net::TcpStream::connect(&v["connect ".len()..]) {
             Ok(_) => Ok(Output::new("connected")),
