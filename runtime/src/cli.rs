@@ -27,6 +27,30 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Make a processor's folder that builds and tests at once: the processor, a sample input
+    /// and the outputs it gives, a pipeline.toml and a README of the next commands.
+    #[command(
+        display_order = 0,
+        after_help = "Works outside weir's repository: the Rust SDK is written under weir's data dir, the \
+Python and JavaScript SDKs come with `weir build`.\n\
+Example: weir new clicks --lang python --template stateful"
+    )]
+    New {
+        /// The folder to make; its name names the processor (lowercase letters, digits, - and _).
+        #[arg(required_unless_present = "list")]
+        dir: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: crate::scaffold::Lang,
+        #[arg(long, value_enum, default_value = "map")]
+        template: crate::scaffold::Template,
+        /// Show the languages and templates.
+        #[arg(long)]
+        list: bool,
+        /// Where the Rust SDK is written [default: <data dir>/sdk, the data dir being $WEIR_DATA_DIR or
+        /// ~/.local/share/weir].
+        #[arg(long, value_name = "DIR")]
+        sdk_dir: Option<PathBuf>,
+    },
     /// Run a processor over records from a JSONL file, no broker needed; outputs go to stdout as
     /// JSONL.
     #[command(after_help = "Input lines look like {\"key\": \"k\", \"value\": \"v\", \"partition\": 0}; \
@@ -562,6 +586,15 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<bool> {
         Command::Status { name, server } => {
             let status = server.client()?.status(&name)?;
             writeln!(out, "{}", serde_json::to_string_pretty(&status)?)?;
+            Ok(true)
+        }
+        Command::New { dir, lang, template, list, sdk_dir } => {
+            let Some(dir) = dir.filter(|_| !list) else {
+                write!(out, "{}", crate::scaffold::list())?;
+                return Ok(true);
+            };
+            let sdk_dir = sdk_dir.unwrap_or_else(|| client::default_data_dir().join("sdk"));
+            write!(out, "{}", crate::scaffold::create(&dir, lang, template, &sdk_dir)?)?;
             Ok(true)
         }
         Command::Completions { shell } => {

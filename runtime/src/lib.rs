@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod query;
 pub mod record;
+mod scaffold;
 mod sched;
 mod serve;
 pub mod state;

@@ -292,7 +292,8 @@ fn weir_test_expect_in_sorted_order_accepts_the_outputs_in_any_order() {
 #[test]
 fn weir_prints_shell_completions_and_a_man_page_naming_every_command() {
     let cache = tempfile::tempdir().unwrap();
-    let commands = ["demo", "build", "test", "run", "serve", "deploy", "ps", "status", "logs", "undeploy", "topic"];
+    let commands =
+        ["new", "demo", "build", "test", "run", "serve", "deploy", "ps", "status", "logs", "undeploy", "topic"];
     for shell in ["bash", "zsh", "fish"] {
         let run = weir(&["completions", shell], cache.path());
         assert!(run.ok, "{shell}: {:?}", run.error);
@@ -318,6 +319,6 @@ fn weir_help_lists_the_commands_in_the_order_a_newcomer_uses_them() {
         Ok(_) => String::from_utf8_lossy(&help).into_owned(),
     };
     let at = |c: &str| text.find(&format!("\n  {c} ")).unwrap_or_else(|| panic!("`{c}` not in:\n{text}"));
-    let order = ["demo", "build", "test", "run", "serve", "deploy", "ps", "status", "logs"];
+    let order = ["new", "demo", "build", "test", "run", "serve", "deploy", "ps", "status", "logs"];
     assert!(order.windows(2).all(|w| at(w[0]) < at(w[1])), "{text}");
 }

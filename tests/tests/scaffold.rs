@@ -1,0 +1,109 @@
+//! `weir new` from a scratch folder outside the checkout, for every language and template: the
+//! folder it makes builds with `weir build` (the real toolchains: cargo, componentize-py,
+//! componentize-js) and its sample gives the outputs its `expected.jsonl` says, through `weir
+//! test --expect`. The Rust SDK comes from the `weir` binary, written under a scratch data dir.
+
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_weir-e2e");
+
+/// The processors' builds, with what they need from this machine: a cargo target dir shared by
+/// the Rust ones (so the SDK's dependencies compile once), and the componentize-js the test
+/// command installed.
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        Self { dir: tempfile::tempdir().unwrap() }
+    }
+
+    /// `weir ARGS` in `cwd`, as a user runs it: its stdout, or a panic with its stderr.
+    fn weir(&self, cwd: &Path, args: &[&str]) -> String {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let componentize_js = repo.join("node_modules/@bytecodealliance/componentize-js");
+        let output = Command::new(BIN)
+            .args(args)
+            .current_dir(cwd)
+            .env("WEIR_DATA_DIR", self.dir.path().join("data"))
+            .env("CARGO_TARGET_DIR", shared_target())
+            .env("WEIR_COMPONENTIZE_JS", componentize_js)
+            .env("WEIR_LOG", "error")
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success(), "weir {args:?} in {}:\n{stdout}\n{stderr}", cwd.display());
+        stdout.into_owned()
+    }
+
+    /// `weir new` for `lang` and `template`, then its own next commands: build, and test
+    /// against its expected outputs.
+    fn new_builds_and_passes_its_test(&self, lang: &str, template: &str) {
+        let name = format!("my-{lang}-{template}");
+        let said = self.weir(self.dir.path(), &["new", &name, "--lang", lang, "--template", template]);
+        assert!(said.contains(&format!("weir build . -o {name}.wasm")), "{said}");
+        let folder = self.dir.path().join(&name);
+        let wasm = format!("{name}.wasm");
+        self.weir(&folder, &["build", ".", "-o", &wasm]);
+        let mut test = vec!["test", "--module", &wasm, "--input", "sample.jsonl", "--expect", "expected.jsonl"];
+        if template == "table-join" {
+            test.extend(["--table", "customers=customers.jsonl"]);
+        }
+        let checked = self.weir(&folder, &test);
+        assert!(checked.contains("outputs match expected.jsonl"), "{lang} {template}: {checked}");
+        // The pipeline file reads as weir reads pipeline files, its module where `weir build` put it.
+        let pipeline = std::fs::read_to_string(folder.join("pipeline.toml")).unwrap();
+        assert!(pipeline.contains(&format!("path = \"{wasm}\"")), "{pipeline}");
+        assert!(folder.join(&wasm).is_file());
+    }
+}
+
+/// One cargo target dir for every Rust scaffold of the run, outside the checkout's.
+fn shared_target() -> PathBuf {
+    std::env::temp_dir().join("weir-tests-scaffold-target")
+}
+
+#[test]
+fn weir_new_makes_rust_processors_of_every_template_that_build_and_pass_their_own_test() {
+    let scratch = Scratch::new();
+    for template in ["map", "stateful", "table-join", "window"] {
+        scratch.new_builds_and_passes_its_test("rust", template);
+    }
+    let sdk = scratch.dir.path().join("data/sdk").join(env!("CARGO_PKG_VERSION")).join("rust/weir-sdk");
+    assert!(sdk.join("Cargo.toml").is_file(), "the Rust SDK is written under the data dir");
+}
+
+#[test]
+fn weir_new_makes_python_processors_of_every_template_that_build_and_pass_their_own_test() {
+    let scratch = Scratch::new();
+    for template in ["map", "stateful", "table-join", "window"] {
+        scratch.new_builds_and_passes_its_test("python", template);
+    }
+}
+
+#[test]
+fn weir_new_makes_javascript_processors_of_every_template_that_build_and_pass_their_own_test() {
+    let scratch = Scratch::new();
+    for template in ["map", "stateful", "table-join", "window"] {
+        scratch.new_builds_and_passes_its_test("js", template);
+    }
+}
+
+#[test]
+fn weir_new_lists_its_languages_and_templates_and_refuses_a_folder_that_is_not_empty() {
+    let scratch = Scratch::new();
+    let listed = scratch.weir(scratch.dir.path(), &["new", "--list"]);
+    for word in ["rust", "python", "js", "map", "stateful", "table-join", "window"] {
+        assert!(listed.contains(word), "{listed}");
+    }
+    std::fs::create_dir(scratch.dir.path().join("taken")).unwrap();
+    std::fs::write(scratch.dir.path().join("taken/notes.txt"), "mine").unwrap();
+    let refused = Command::new(BIN).args(["new", "taken"]).current_dir(scratch.dir.path()).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("exists and is not empty"));
+    assert_eq!(std::fs::read_to_string(scratch.dir.path().join("taken/notes.txt")).unwrap(), "mine");
+}
