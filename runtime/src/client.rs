@@ -163,16 +163,42 @@ impl Client {
     }
 
     /// Waits until pipeline `name` runs `version` (or is paused with it), or fails.
+    /// On a terminal, says what it waits for (a restore, with its progress) on one line.
     pub fn wait_running(&self, name: &str, version: u32, timeout: Duration) -> anyhow::Result<Status> {
         let started = Instant::now();
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let mut shown = false;
         loop {
             let s = self.status(name)?;
-            match s.snapshot.status {
-                Phase::Running | Phase::Paused if s.snapshot.version == Some(version) => return Ok(s),
+            let waiting = match s.snapshot.status {
+                Phase::Running | Phase::Paused if s.snapshot.version == Some(version) => {
+                    if shown {
+                        eprint!("\r\x1b[2K");
+                    }
+                    return Ok(s);
+                }
                 Phase::Failed => {
+                    if shown {
+                        eprintln!();
+                    }
                     bail!("pipeline {name} failed: {}", s.snapshot.error.as_deref().unwrap_or("(no error)"))
                 }
-                _ => {}
+                Phase::Restoring => match &s.snapshot.restore {
+                    Some(r) if r.total > 0 => format!(
+                        "restoring partitions {:?}: {} of {} records ({}%)",
+                        r.partitions,
+                        r.restored,
+                        r.total,
+                        r.restored * 100 / r.total
+                    ),
+                    _ => "restoring state".to_owned(),
+                },
+                phase => format!("{} (version {version} deploying)", phase.as_str()),
+            };
+            if terminal {
+                eprint!("\r\x1b[2K{name}: {waiting}, {} s", started.elapsed().as_secs());
+                let _ = std::io::stderr().flush();
+                shown = true;
             }
             if started.elapsed() > timeout {
                 let now = serde_json::to_string(&s).unwrap_or_default();
