@@ -578,9 +578,7 @@ fn guest_logs_and_prints_are_kept_where_they_were_logged_followed_live_and_a_flo
         ],
         "{page}"
     );
-    assert!(lines
-        .iter()
-        .all(|l| l["topic"] == input.as_str() && l["partition"] == 0 && l["module"] == "misbehave.wasm"));
+    assert!(lines.iter().all(|l| l["topic"] == input.as_str() && l["partition"] == 0 && l["module"] == "misbehave"));
     let followed = follow.join().unwrap();
     let messages: Vec<&str> = followed.iter().filter_map(|l| l["message"].as_str()).collect();
     assert_eq!(messages, shown.iter().map(|l| l.2.as_str()).collect::<Vec<_>>(), "the stream sent each line once");
@@ -590,7 +588,7 @@ fn guest_logs_and_prints_are_kept_where_they_were_logged_followed_live_and_a_flo
     let printed: Vec<&str> = warned.stdout.lines().collect();
     assert_eq!(printed.len(), 2, "{}", warned.stdout);
     assert!(
-        printed[1].contains(&format!("WARN  misbehave.wasm {input}[0]@1 stderr: complained at offset 1")),
+        printed[1].contains(&format!("WARN  misbehave {input}[0]@1 stderr: complained at offset 1")),
         "{}",
         printed[1]
     );
