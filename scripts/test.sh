@@ -29,6 +29,18 @@ command -v componentize-py >/dev/null || { echo "componentize-py installed but n
 # `npm ci` installs exactly the lock file and never rewrites it.
 npm ci --no-audit --no-fund --loglevel=error >&2
 
+step "a headless browser for the console's test (Debian's chromium and its chromedriver)"
+browser_missing=()
+for pkg in chromium chromium-driver; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || browser_missing+=("$pkg")
+done
+if [ ${#browser_missing[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get install -y --no-install-recommends "${browser_missing[@]}" >&2 \
+        || { $sudo apt-get update >&2 && $sudo apt-get install -y --no-install-recommends "${browser_missing[@]}" >&2; }
+fi
+
 step "Python SDK unit tests (plain CPython, the SDK's in-memory host)"
 python3 -m unittest discover -s sdk/python/tests
 

@@ -15,6 +15,7 @@
 //! | `POST /v1/pipelines/{name}/dlq/replay[?from=&until=]` | send its dead-lettered records back to their source topics |
 //! | `GET /v1/pipelines/{name}/state/...`, `/tables/...`, `/instances` | queries of its state (see [`query`]) |
 //! | `GET /v1/pipelines/{name}/logs[?level=&limit=&after=&follow=true]` | what its guests logged and printed (see [`logs`]) |
+//! | `GET /ui/` | the console, a page over this API (see [`ui`]) |
 //!
 //! Whatever mutates needs `Authorization: Bearer <token>` (401 otherwise, and nothing changes).
 //! Reads are open unless a read token is set (`weir serve --read-token-file`): then every route
@@ -27,6 +28,7 @@
 mod conn;
 mod logs;
 mod query;
+mod ui;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -161,6 +163,9 @@ fn router(supervisor: Supervisor, options: &Options) -> Router {
         .route("/v1/pipelines/{name}/{action}", post(act))
         .route("/v1/pipelines/{name}/dlq/replay", post(replay))
         .route("/v1/pipelines/{name}/logs", get(logs::logs))
+        .route("/ui", get(ui::root))
+        .route("/ui/", get(ui::index))
+        .route("/ui/{file}", get(ui::asset))
         .route("/v1/pipelines/{name}/state", get(query::state))
         .route("/v1/pipelines/{name}/state/{key}", get(query::state_key))
         .route("/v1/pipelines/{name}/stages/{stage}/state", get(query::stage_state))
@@ -205,7 +210,9 @@ async fn authorize(State(api): State<Api>, headers: HeaderMap, request: Request,
         Request::from_parts(parts, Body::empty())
     };
     if matches!(*request.method(), Method::GET | Method::HEAD) {
-        let probe = matches!(request.uri().path(), "/healthz" | "/readyz");
+        // The probes and the console's files (which hold no data) need no read token.
+        let path = request.uri().path();
+        let probe = matches!(path, "/healthz" | "/readyz" | "/ui") || path.starts_with("/ui/");
         return match (&api.read_token, probe) {
             (Some(read), false)
                 if !bearer_is(&headers, read) && !api.token.as_ref().is_some_and(|t| bearer_is(&headers, t)) =>
