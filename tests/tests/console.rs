@@ -118,6 +118,9 @@ fn the_console_shows_a_running_pipeline_its_state_and_pauses_it_only_with_the_to
         assert_eq!(seen, Value::Bool(true));
         let status = page.find(Locator::Css(&format!("#pipelines tr[data-name=\"{app}\"] td:nth-child(2)"))).await;
         assert_eq!(status.unwrap().text().await.unwrap(), "running");
+        // Twenty seconds of the chart, for the screenshot.
+        let points = "return Number(document.getElementById('chart').dataset.points) >= 20";
+        wait_for(&page, "twenty seconds of rates", points).await;
         let dir = screenshots();
         std::fs::write(dir.join("console-pipelines.png"), page.screenshot().await.unwrap()).unwrap();
 
