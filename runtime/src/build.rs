@@ -74,7 +74,7 @@ pub fn build(engine: &Engine, dir: &Path, out: &Path) -> anyhow::Result<Language
     let staging = tempfile::tempdir()?;
     let wit = write_files(&staging.path().join("wit"), WIT)?;
     let out_abs = absolute(out)?;
-    let _ticker = Ticker::start(format!("building {} ({language:?})", dir.display()));
+    let _ticker = crate::ticker::Ticker::start(format!("building {} ({language:?})", dir.display()));
     match language {
         Language::Rust => build_rust(dir, &out_abs)?,
         Language::Python => build_python(dir, &wit, staging.path(), &out_abs)?,
@@ -86,43 +86,6 @@ pub fn build(engine: &Engine, dir: &Path, out: &Path) -> anyhow::Result<Language
         .load_bytes("build", &out.display().to_string(), &bytes)
         .map_err(|e| anyhow::anyhow!("{}: built, but weir cannot run it: {e}", out.display()))?;
     Ok(language)
-}
-
-/// On a terminal, a line that says what runs and for how long, every second, until dropped
-/// (the toolchains' own output is captured, to show only their errors).
-struct Ticker {
-    stop: Option<std::sync::mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Ticker {
-    fn start(what: String) -> Self {
-        if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            return Self { stop: None, thread: None };
-        }
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let started = std::time::Instant::now();
-            loop {
-                eprint!("\r\x1b[2K{what}: {} s", started.elapsed().as_secs());
-                match stopped.recv_timeout(std::time::Duration::from_secs(1)) {
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                    _ => break,
-                }
-            }
-            eprint!("\r\x1b[2K");
-        });
-        Self { stop: Some(stop), thread: Some(thread) }
-    }
-}
-
-impl Drop for Ticker {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }
 
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {

@@ -636,7 +636,10 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<bool> {
             Ok(true)
         }
         Command::Dlq(DlqCommand::Replay { name, from, until, server }) => {
-            let done = server.client()?.replay(&name, from, until)?;
+            let ticker = crate::ticker::Ticker::start(format!("{name}: replaying dead-lettered records"));
+            let done = server.client()?.replay(&name, from, until);
+            drop(ticker);
+            let done = done?;
             writeln!(out, "{name}: replayed {} dead-lettered records", done.replayed)?;
             Ok(true)
         }

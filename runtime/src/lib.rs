@@ -39,6 +39,7 @@ pub mod state;
 mod supervisor;
 pub mod tables;
 mod testrun;
+mod ticker;
 mod timers;
 mod topic;
 
