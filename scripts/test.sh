@@ -23,11 +23,21 @@ export WEIR_KAFKA_BOOTSTRAP
 $already_running || trap './scripts/kafka.sh stop' EXIT
 echo "broker at $WEIR_KAFKA_BOOTSTRAP" >&2
 
-step "Python and JavaScript guest toolchains (componentize-py from PyPI, componentize-js from npm)"
+step "Python, JavaScript and TypeScript guest toolchains (componentize-py from PyPI; componentize-js and tsc from npm)"
 python3 -m pip install -q --disable-pip-version-check componentize-py==0.25.1 >&2
 command -v componentize-py >/dev/null || { echo "componentize-py installed but not on PATH" >&2; exit 1; }
 # `npm ci` installs exactly the lock file and never rewrites it.
 npm ci --no-audit --no-fund --loglevel=error >&2
+
+step "Go guest toolchain (stock Go 1.24 or later: //go:wasmexport for wasip1)"
+go_version=$(go env GOVERSION 2>/dev/null || true)
+case "$go_version" in
+    go1.2[4-9]*|go1.[3-9][0-9]*|go[2-9]*) echo "$go_version" >&2 ;;
+    *) echo "Go 1.24 or later is needed for the Go processors' tests (found: ${go_version:-none}); https://go.dev/dl/" >&2; exit 1 ;;
+esac
+
+step "Go SDK unit tests (go test with the SDK's in-memory host; go vet for wasip1 too)"
+(cd sdk/go && go vet ./... && GOOS=wasip1 GOARCH=wasm go vet ./... && go test ./...) >&2
 
 step "a headless browser for the console's test (Debian's chromium and its chromedriver)"
 browser_missing=()

@@ -13,17 +13,22 @@ pub fn guest(name: &str) -> PathBuf {
     Path::new(env!("WEIR_GUEST_DIR")).join(format!("{}.wasm", name.replace('-', "_")))
 }
 
-/// The component of the Python (`"python"`) or JavaScript (`"js"`) example `name` under
-/// `guest-examples/<language>/`, built with `weir build` when missing or older than its sources
-/// (example, SDK, WIT). Needs componentize-py and componentize-js, which `scripts/test.sh`
-/// installs; without them this panics with the install command.
+/// The component of the Python (`"python"`), JavaScript (`"js"`), TypeScript (`"ts"`) or Go
+/// (`"go"`) example `name` under `guest-examples/<language>/`, built with `weir build` when
+/// missing or older than its sources (example, SDK, WIT). Needs componentize-py,
+/// componentize-js, tsc and Go, which `scripts/test.sh` installs or checks; without them this
+/// panics with the install command.
 pub fn polyglot_guest(language: &str, name: &str) -> PathBuf {
     static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one_at_a_time = BUILDING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = root.join("guest-examples").join(language).join(name);
     let out = polyglot_dir().join(format!("{language}-{name}.wasm"));
-    let sdk = root.join("sdk").join(if language == "js" { "js" } else { "python" });
+    let sdk = root.join("sdk").join(match language {
+        "js" | "ts" => "js",
+        "go" => "go",
+        _ => "python",
+    });
     let newest = [dir.as_path(), &sdk, &root.join("wit")].iter().map(|p| newest_mtime(p)).max().flatten();
     let built = std::fs::metadata(&out).and_then(|m| m.modified()).ok();
     if built.is_none() || built < newest {

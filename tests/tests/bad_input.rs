@@ -378,6 +378,60 @@ fn weir_build_shows_where_a_python_processor_is_broken() {
 }
 
 #[test]
+fn weir_build_shows_where_a_go_processor_does_not_compile() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("broken");
+    std::fs::create_dir(&app).unwrap();
+    write_lines(
+        &app,
+        "go.mod",
+        &["module example.com/broken", "", "go 1.24", "", "require github.com/weir-rs/weir/sdk/go v0.2.1"],
+    );
+    write_lines(
+        &app,
+        "main.go",
+        &[
+            "package main",
+            "",
+            "import weir \"github.com/weir-rs/weir/sdk/go\"",
+            "",
+            "func init() { weir.Register(weir.Processor{Process: nope}) }",
+            "",
+            "func main() {}",
+        ],
+    );
+    let out = dir.path().join("broken.wasm");
+    let run = weir(&["build", app.to_str().unwrap(), "-o", out.to_str().unwrap()], dir.path());
+    let error = run.failure();
+    assert!(error.contains("go build") && error.contains("main.go:5:") && error.contains("undefined: nope"), "{error}");
+    assert!(!out.exists(), "a failed build left a component behind");
+}
+
+#[test]
+fn weir_build_shows_where_a_typescript_processor_does_not_type_check() {
+    // Inside the repository, so weir build finds the tsc and componentize-js `npm ci` installed.
+    let dir = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).unwrap();
+    let app = dir.path().join("broken");
+    std::fs::create_dir(&app).unwrap();
+    write_lines(
+        &app,
+        "app.ts",
+        &[
+            "import * as weir from \"weir\";",
+            "export const processor = weir.processor((record: weir.Record) => {",
+            "  const n: number = record.text();",
+            "  return new weir.Output(String(n));",
+            "});",
+        ],
+    );
+    let out = dir.path().join("broken.wasm");
+    let run = weir(&["build", app.to_str().unwrap(), "-o", out.to_str().unwrap()], dir.path());
+    let error = run.failure();
+    assert!(error.contains("broken/app.ts(3,") && error.contains("TS2322"), "{error}");
+    assert!(!out.exists(), "a failed build left a component behind");
+}
+
+#[test]
 fn weir_build_shows_where_a_javascript_processor_is_broken() {
     // Inside the repository, so weir build finds the componentize-js that `npm ci` installed.
     let dir = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).unwrap();

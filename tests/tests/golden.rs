@@ -140,6 +140,39 @@ fn javascript_word_count_outputs_the_same_bytes_as_rust() {
 }
 
 #[test]
+fn go_and_typescript_examples_output_the_same_bytes_as_rust() {
+    for language in ["go", "ts"] {
+        for example in ["word-count", "uppercase", "orders-notify"] {
+            assert_same_as_rust(language, example);
+        }
+    }
+}
+
+#[test]
+fn the_word_count_in_every_language_counts_unicode_text_byte_for_byte_as_rust() {
+    // Accents, scripts without case, Cyrillic and Greek case, emoji, tabs, a no-break and an
+    // ideographic space, a newline: split on Unicode whitespace and lowercased alike everywhere.
+    let cache = tempfile::tempdir().unwrap();
+    assert_golden_of("word-count-unicode", &guest("word-count"), cache.path());
+    for language in ["python", "js", "ts", "go"] {
+        assert_golden_of("word-count-unicode", &polyglot_guest(language, "word-count"), &polyglot_cache());
+    }
+}
+
+#[test]
+fn go_orders_notify_gives_the_same_emails_whatever_the_batch_size() {
+    let input = golden("orders-notify.input.jsonl");
+    let module = polyglot_guest("go", "orders-notify");
+    let run = |size: &str| {
+        let args = ["test", "-m", module.to_str().unwrap(), "-i", input.to_str().unwrap(), "--batch-size", size];
+        weir(&args, &polyglot_cache())
+    };
+    let (one, many) = (run("1"), run("1000"));
+    assert!(one.ok && many.ok, "{:?} {:?}", one.error, many.error);
+    assert_eq!(one.stdout, many.stdout);
+}
+
+#[test]
 fn python_and_javascript_read_the_state_rust_wrote() {
     // One state directory, three languages: the counts run on, since all store JSON. The
     // store is named after the component's file, so each goes under the same name.

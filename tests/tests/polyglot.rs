@@ -1,4 +1,4 @@
-//! Python and JavaScript processors in real pipelines, against the real broker: the same
+//! Python, JavaScript and Go processors in real pipelines, against the real broker: the same
 //! exactly-once guarantees as Rust ones, state included.
 
 use weir_tests::kafka::{
@@ -17,6 +17,21 @@ fn a_python_word_count_stays_exact_across_sigkill_crashes() {
     let truth = true_counts(&input);
     let out = crash_repeatedly(&s, &pipeline, input, 5, 30_000);
     assert_eq!(out.len(), 30_000, "one output per word, exactly once");
+    assert_eq!(last_counts(&out), truth, "the last count emitted for every word is its true count");
+}
+
+#[test]
+fn a_go_word_count_counts_a_million_records_exactly_once_across_sigkill_crashes() {
+    // Stock Go's runtime and collector run between the host's calls, never inside them: a
+    // collection inside the allocator the host calls would trap ("cannot leave component
+    // instance") some tens of thousands of records in.
+    let s = setup(BIN, 2).with_cache(polyglot_cache());
+    let app = unique("go-wc");
+    let pipeline = s.pipeline_of(&polyglot_guest("go", "word-count"), &app, "batch_size = 2000\n");
+    let input = words(0, 1_000_000);
+    let truth = true_counts(&input);
+    let out = crash_repeatedly(&s, &pipeline, input, 4, 1_000_000);
+    assert_eq!(out.len(), 1_000_000, "one output per word, exactly once");
     assert_eq!(last_counts(&out), truth, "the last count emitted for every word is its true count");
 }
 

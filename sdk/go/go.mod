@@ -1,0 +1,3 @@
+module github.com/weir-rs/weir/sdk/go
+
+go 1.24
