@@ -1,19 +1,21 @@
-//! `weir new`: a processor's folder that builds and tests at once, in Rust, Python or
-//! JavaScript, from a template (`map`, `stateful`, `table-join`, `window`), as `rpk transform
+//! `weir new`: a processor's folder that builds and tests at once, in Rust, Python, JavaScript,
+//! TypeScript or Go, from a template (`map`, `stateful`, `table-join`, `window`), as `rpk transform
 //! init` and `spin new` make theirs.
 //!
 //! The folder holds the processor, a sample input and the outputs it gives (`weir test
 //! --expect` checks them), a `pipeline.toml` ready for `weir run` and `weir deploy`, and a README
 //! of the commands that matter. Everything it needs travels inside the `weir` binary: the
-//! Python and JavaScript SDKs are staged by `weir build` itself, and the Rust SDK is written
-//! under weir's data dir (`sdk/<version>/rust`) at this weir's version, where the folder's
-//! `Cargo.toml` points. The templates are `runtime/templates/`.
+//! Python, JavaScript and Go SDKs are staged by `weir build` itself, and the Rust and Go SDKs are
+//! written under weir's data dir (`sdk/<version>/rust`, `sdk/<version>/go`) at this weir's
+//! version, where the folder's `Cargo.toml` or `go.work` points (for cargo and editors). A
+//! TypeScript folder gets the SDK's types and a `tsconfig.json` for editors; `weir build` uses
+//! its own. The templates are `runtime/templates/`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 
-use crate::build::{COMPONENTIZE_JS, COMPONENTIZE_PY};
+use crate::build::{COMPONENTIZE_JS, COMPONENTIZE_PY, TYPESCRIPT};
 
 /// The language of a new processor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -21,6 +23,8 @@ pub enum Lang {
     Rust,
     Python,
     Js,
+    Ts,
+    Go,
 }
 
 /// What a new processor does.
@@ -37,13 +41,15 @@ pub enum Template {
 }
 
 impl Lang {
-    pub const ALL: [Lang; 3] = [Lang::Rust, Lang::Python, Lang::Js];
+    pub const ALL: [Lang; 5] = [Lang::Rust, Lang::Python, Lang::Js, Lang::Ts, Lang::Go];
 
     pub fn name(self) -> &'static str {
         match self {
             Lang::Rust => "rust",
             Lang::Python => "python",
             Lang::Js => "js",
+            Lang::Ts => "ts",
+            Lang::Go => "go",
         }
     }
 }
@@ -77,6 +83,8 @@ impl Template {
                     rust: include_str!(concat!("../templates/", $dir, "/rust.rs")),
                     python: include_str!(concat!("../templates/", $dir, "/python.py")),
                     js: include_str!(concat!("../templates/", $dir, "/js.js")),
+                    ts: include_str!(concat!("../templates/", $dir, "/ts.ts")),
+                    go: include_str!(concat!("../templates/", $dir, "/go.go")),
                     sample: include_str!(concat!("../templates/", $dir, "/sample.jsonl")),
                     expected: include_str!(concat!("../templates/", $dir, "/expected.jsonl")),
                 }
@@ -95,6 +103,8 @@ struct Files {
     rust: &'static str,
     python: &'static str,
     js: &'static str,
+    ts: &'static str,
+    go: &'static str,
     sample: &'static str,
     expected: &'static str,
 }
@@ -168,8 +178,23 @@ pub fn create(dir: &Path, lang: Lang, template: Template, sdk_dir: &Path) -> any
         }
         Lang::Js => {
             write("app.js", files.js)?;
-            write("package.json", &package_json(&name))?;
+            write("package.json", &package_json(&name, false))?;
             write(".gitignore", "*.wasm\nnode_modules/\n")?;
+        }
+        Lang::Ts => {
+            write("app.ts", files.ts)?;
+            write("package.json", &package_json(&name, true))?;
+            write("weir.d.ts", crate::build::JS_SDK_TYPES)?;
+            write("tsconfig.json", crate::build::TSCONFIG)?;
+            write(".gitignore", "*.wasm\nnode_modules/\n")?;
+        }
+        Lang::Go => {
+            let sdk = sdk_dir.join(VERSION).join("go");
+            crate::build::write_go_sdk(&sdk)?;
+            write("go.mod", &go_mod(&name))?;
+            write("go.work", &format!("go 1.24\n\nuse (\n\t.\n\t{:?}\n)\n", sdk))?;
+            write("main.go", files.go)?;
+            write(".gitignore", "*.wasm\ngo.work.sum\n")?;
         }
     }
     write("sample.jsonl", files.sample)?;
@@ -256,12 +281,20 @@ fn cargo_toml(name: &str, sdk: &Path) -> String {
     )
 }
 
-fn package_json(name: &str) -> String {
+fn package_json(name: &str, typescript: bool) -> String {
     let version = COMPONENTIZE_JS.rsplit_once('@').map_or("", |(_, v)| v);
+    let tsc = TYPESCRIPT.rsplit_once('@').map_or("", |(_, v)| v);
+    let typescript = if typescript { format!(",\n    \"typescript\": \"^{tsc}\"") } else { String::new() };
     format!(
         "{{\n  \"name\": \"{name}\",\n  \"private\": true,\n  \"type\": \"module\",\n  \"devDependencies\": {{\n    \
-         \"@bytecodealliance/componentize-js\": \"{version}\"\n  }}\n}}\n"
+         \"@bytecodealliance/componentize-js\": \"{version}\"{typescript}\n  }}\n}}\n"
     )
+}
+
+/// A Go processor's module: it requires the SDK, which `go.work` (for `go test` and editors)
+/// and `weir build` (its own workspace) find on disk.
+fn go_mod(name: &str) -> String {
+    format!("module example.com/{name}\n\ngo 1.24\n\nrequire github.com/weir-rs/weir/sdk/go v{VERSION}\n")
 }
 
 fn pipeline_toml(name: &str, template: Template) -> String {
@@ -283,6 +316,8 @@ fn steps(name: &str, lang: Lang, template: Template) -> String {
         Lang::Rust => "rustup target add wasm32-wasip2   # once".to_owned(),
         Lang::Python => format!("pip install {COMPONENTIZE_PY}   # once"),
         Lang::Js => "npm install   # componentize-js, as package.json pins it".to_owned(),
+        Lang::Ts => "npm install   # componentize-js and tsc, as package.json pins them".to_owned(),
+        Lang::Go => "go version    # Go 1.24 or later; go test runs it off wasm".to_owned(),
     };
     let table = if template == Template::TableJoin { " --table customers=customers.jsonl" } else { "" };
     let table_topic = if template == Template::TableJoin {
@@ -303,6 +338,8 @@ fn readme(name: &str, lang: Lang, template: Template) -> String {
         Lang::Rust => "src/lib.rs",
         Lang::Python => "app.py",
         Lang::Js => "app.js",
+        Lang::Ts => "app.ts",
+        Lang::Go => "main.go",
     };
     format!(
         "# {name}\n\nA weir processor in {} that {} (`{source}`).\n\n```sh\n{}```\n\n\
@@ -315,6 +352,8 @@ fn readme(name: &str, lang: Lang, template: Template) -> String {
             Lang::Rust => "Rust",
             Lang::Python => "Python",
             Lang::Js => "JavaScript",
+            Lang::Ts => "TypeScript",
+            Lang::Go => "Go",
         },
         template.about(),
         steps(name, lang, template).lines().skip(1).map(|l| format!("{l}\n")).collect::<String>()

@@ -32,6 +32,7 @@ impl Scratch {
             .env("WEIR_DATA_DIR", self.dir.path().join("data"))
             .env("CARGO_TARGET_DIR", shared_target())
             .env("WEIR_COMPONENTIZE_JS", componentize_js)
+            .env("WEIR_TYPESCRIPT", repo.join("node_modules/typescript"))
             .env("WEIR_LOG", "error")
             .output()
             .unwrap();
@@ -94,10 +95,30 @@ fn weir_new_makes_javascript_processors_of_every_template_that_build_and_pass_th
 }
 
 #[test]
+fn weir_new_makes_typescript_processors_of_every_template_that_build_and_pass_their_own_test() {
+    let scratch = Scratch::new();
+    for template in ["map", "stateful", "table-join", "window"] {
+        scratch.new_builds_and_passes_its_test("ts", template);
+    }
+}
+
+#[test]
+fn weir_new_makes_go_processors_of_every_template_that_build_and_pass_their_own_test() {
+    let scratch = Scratch::new();
+    for template in ["map", "stateful", "table-join", "window"] {
+        scratch.new_builds_and_passes_its_test("go", template);
+        // Its go.work points at the SDK under the data dir, so plain Go (and an editor) reads it.
+        let folder = scratch.dir.path().join(format!("my-go-{template}"));
+        let vet = Command::new("go").args(["vet", "."]).current_dir(&folder).output().unwrap();
+        assert!(vet.status.success(), "go vet in {}: {}", folder.display(), String::from_utf8_lossy(&vet.stderr));
+    }
+}
+
+#[test]
 fn weir_new_lists_its_languages_and_templates_and_refuses_a_folder_that_is_not_empty() {
     let scratch = Scratch::new();
     let listed = scratch.weir(scratch.dir.path(), &["new", "--list"]);
-    for word in ["rust", "python", "js", "map", "stateful", "table-join", "window"] {
+    for word in ["rust", "python", "js", "ts", "go", "map", "stateful", "table-join", "window"] {
         assert!(listed.contains(word), "{listed}");
     }
     std::fs::create_dir(scratch.dir.path().join("taken")).unwrap();

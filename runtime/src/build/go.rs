@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::{absolute, run, TIMED_WORLD, WIT_TEXT};
+use super::{run, TIMED_WORLD, WIT_TEXT};
 
 /// The Go SDK (module `github.com/weir-rs/weir/sdk/go`), by path in its module.
 pub(crate) const GO_SDK: &[(&str, &str)] = &[
@@ -23,10 +23,11 @@ pub(crate) const GO_SDK: &[(&str, &str)] = &[
     ("timers/timers.go", include_str!("../../../sdk/go/timers/timers.go")),
     ("log/log.go", include_str!("../../../sdk/go/log/log.go")),
     ("join/join.go", include_str!("../../../sdk/go/join/join.go")),
+    ("window/window.go", include_str!("../../../sdk/go/window/window.go")),
 ];
 
 /// Writes the Go SDK under `dir`.
-pub(crate) fn write_sdk(dir: &Path) -> anyhow::Result<()> {
+pub fn write_sdk(dir: &Path) -> anyhow::Result<()> {
     for (name, text) in GO_SDK {
         let path = dir.join(name);
         if let Some(parent) = path.parent() {
@@ -43,7 +44,8 @@ pub(super) fn build_go(dir: &Path, staging: &Path, out: &Path) -> anyhow::Result
     // The folder's module and the SDK's, as one workspace: the folder's `require` of the SDK is
     // answered by this copy, at this weir's version, with no download.
     let work = staging.join("go.work");
-    std::fs::write(&work, format!("go 1.24\n\nuse (\n\t{:?}\n\t{:?}\n)\n", absolute(dir)?, sdk))?;
+    let module = std::fs::canonicalize(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    std::fs::write(&work, format!("go 1.24\n\nuse (\n\t{module:?}\n\t{sdk:?}\n)\n"))?;
     let core = staging.join("core.wasm");
     run(
         Command::new("go")

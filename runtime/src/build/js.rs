@@ -52,11 +52,11 @@ fn componentize(sources: &Path, app: &Path, dir: &Path, wit: &Path, staging: &Pa
 }
 
 /// The JavaScript SDK's types, which a TypeScript processor is checked against.
-const JS_SDK_TYPES: &str = include_str!("../../../sdk/js/weir.d.ts");
+pub const JS_SDK_TYPES: &str = include_str!("../../../sdk/js/weir.d.ts");
 
 /// How tsc checks and compiles a TypeScript processor: strictly, to the modules componentize-js
 /// takes, with the web APIs StarlingMonkey offers (`TextEncoder`, `console`, ...).
-const TSCONFIG: &str = r#"{
+pub const TSCONFIG: &str = r#"{
   "compilerOptions": {
     "target": "ES2022",
     "module": "ES2022",

@@ -31,6 +31,9 @@ pub const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 pub const COMPONENTIZE_JS: &str = "@bytecodealliance/componentize-js@0.23.0";
 pub const TYPESCRIPT: &str = "typescript@5";
 
+pub use go::write_sdk as write_go_sdk;
+pub use js::{JS_SDK_TYPES, TSCONFIG};
+
 /// The languages `weir build` knows, by entry file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Language {
