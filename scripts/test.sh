@@ -30,6 +30,8 @@ command -v componentize-py >/dev/null || { echo "componentize-py installed but n
 npm ci --no-audit --no-fund --loglevel=error >&2
 
 step "Go guest toolchain (stock Go 1.24 or later: //go:wasmexport for wasip1)"
+# Go's own installer puts it in /usr/local/go, which a non-login shell may not have on its PATH.
+command -v go >/dev/null || [ ! -x /usr/local/go/bin/go ] || export PATH="$PATH:/usr/local/go/bin"
 go_version=$(go env GOVERSION 2>/dev/null || true)
 case "$go_version" in
     go1.2[4-9]*|go1.[3-9][0-9]*|go[2-9]*) echo "$go_version" >&2 ;;
