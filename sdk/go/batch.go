@@ -73,23 +73,29 @@ func (s *sink) push(o Output) {
 			s.u32(&s.headers, v)
 		}
 	}
-	row := [8]uint32{0, absent, 0, absent, 0, absent, first, uint32(len(o.headers))}
-	add := func(i int, b []byte) {
-		row[i], row[i+1] = uint32(len(s.data)), uint32(len(b))
-		s.data = append(s.data, b...)
-	}
+	var row [32]byte
+	put := func(i int, v uint32) { binary.LittleEndian.PutUint32(row[i*4:], v) }
+	put(1, absent)
+	put(3, absent)
+	put(5, absent)
+	put(6, first)
+	put(7, uint32(len(o.headers)))
 	if o.topic != "" {
-		add(0, []byte(o.topic))
+		put(0, uint32(len(s.data)))
+		put(1, uint32(len(o.topic)))
+		s.data = append(s.data, o.topic...)
 	}
 	if o.hasKey {
-		add(2, o.key)
+		put(2, uint32(len(s.data)))
+		put(3, uint32(len(o.key)))
+		s.data = append(s.data, o.key...)
 	}
 	if !o.tombstone {
-		add(4, o.value)
+		put(4, uint32(len(s.data)))
+		put(5, uint32(len(o.value)))
+		s.data = append(s.data, o.value...)
 	}
-	for _, v := range row {
-		s.u32(&s.rows, v)
-	}
+	s.rows = append(s.rows, row[:]...)
 	source := o.source
 	if source < 0 {
 		source = s.source
@@ -100,6 +106,11 @@ func (s *sink) push(o Output) {
 		stamp = o.timestamp
 	}
 	s.stamps = binary.LittleEndian.AppendUint64(s.stamps, uint64(stamp))
+}
+
+// newSink is a sink with room for about one output per record of n records and bytes of data.
+func newSink(n, bytes int) *sink {
+	return &sink{rows: make([]byte, 0, 32*n), sources: make([]byte, 0, 4*n), stamps: make([]byte, 0, 8*n), data: make([]byte, 0, bytes)}
 }
 
 // guarded calls f, turning a panic into an error with its stack.
@@ -113,9 +124,9 @@ func guarded[T any](f func(T) ([]Output, error), arg T) (outs []Output, err erro
 }
 
 // processRecords runs the registered processor over a batch's records.
-func processRecords(records []Record) (*sink, *failure) {
+func processRecords(records []Record, dataLen int) (*sink, *failure) {
 	host.BeginCall()
-	s := &sink{}
+	s := newSink(len(records), dataLen)
 	for i := range records {
 		r := &records[i]
 		host.BatchTime = max(host.BatchTime, r.Timestamp)

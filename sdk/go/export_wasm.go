@@ -3,6 +3,7 @@
 package weir
 
 import (
+	"runtime/debug"
 	"unsafe"
 
 	"github.com/weir-rs/weir/sdk/go/internal/host"
@@ -17,6 +18,11 @@ var result [11]uint32
 
 // keep holds what the results point to until the host has read them (the post-return call).
 var keep [][]byte
+
+// Collect less often than Go's default (at 100% heap growth): most of what a call allocates is
+// garbage once it returns, and the instance's memory limit bounds the heap anyway. The engine
+// benchmark's uppercase went from about 800 to 650 ns a record.
+func init() { debug.SetGCPercent(400) }
 
 func addr(b []byte) uint32 {
 	keep = append(keep, b)
@@ -60,7 +66,7 @@ func exportProcess(inputPtr, inputLen, topicPtr, topicLen uint32, partition int3
 	if registered == nil || registered.Process == nil {
 		return fail(&failure{0, "no processor is registered: call weir.Register in an init function"})
 	}
-	return finish(processRecords(records))
+	return finish(processRecords(records, int(dataLen)))
 }
 
 //go:wasmexport cabi_post_weir:processor/processor@0.2.1#process

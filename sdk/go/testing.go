@@ -13,7 +13,7 @@ func Run(records ...Record) ([]Output, error) {
 	for i := range records {
 		records[i].Index = i
 	}
-	s, f := processRecords(records)
+	s, f := processRecords(records, 0)
 	if f != nil {
 		return nil, fmt.Errorf("record %d: %s", f.index, f.message)
 	}

@@ -144,12 +144,12 @@ fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
         if name == "node_modules" || name.to_string_lossy().starts_with('.') {
             continue;
         }
-        if ["weir.d.ts", "weir.ts", "tsconfig.json"].iter().any(|n| name == *n) && from.join(&name) == path {
-            anyhow::bail!(
-                "{}: weir build makes its own {}; remove or rename it",
-                path.display(),
-                name.to_string_lossy()
-            );
+        // weir's own types and settings stand in for the copies `weir new` writes for editors.
+        if name == "weir.d.ts" || name == "tsconfig.json" {
+            continue;
+        }
+        if name == "weir.ts" {
+            anyhow::bail!("{}: a file named weir.ts would hide weir's SDK; rename it", path.display());
         }
         if entry.file_type()?.is_dir() {
             copy_tree(&path, &to.join(&name))?;
