@@ -41,16 +41,16 @@ esac
 step "Go SDK unit tests (go test with the SDK's in-memory host; go vet for wasip1 too)"
 (cd sdk/go && go vet ./... && GOOS=wasip1 GOARCH=wasm go vet ./... && go test ./...) >&2
 
-step "a headless browser for the console's test (Debian's chromium and its chromedriver)"
-browser_missing=()
-for pkg in chromium chromium-driver; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || browser_missing+=("$pkg")
+step "a headless browser for the console's test (Debian's chromium and its chromedriver), and clang for C processors"
+apt_missing=()
+for pkg in chromium chromium-driver clang-19 lld-19 libclang-rt-19-dev-wasm32 wasi-libc; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || apt_missing+=("$pkg")
 done
-if [ ${#browser_missing[@]} -gt 0 ]; then
+if [ ${#apt_missing[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get install -y --no-install-recommends "${browser_missing[@]}" >&2 \
-        || { $sudo apt-get update >&2 && $sudo apt-get install -y --no-install-recommends "${browser_missing[@]}" >&2; }
+    $sudo apt-get install -y --no-install-recommends "${apt_missing[@]}" >&2 \
+        || { $sudo apt-get update >&2 && $sudo apt-get install -y --no-install-recommends "${apt_missing[@]}" >&2; }
 fi
 
 step "Python SDK unit tests (plain CPython, the SDK's in-memory host)"

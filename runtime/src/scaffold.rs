@@ -1,13 +1,14 @@
 //! `weir new`: a processor's folder that builds and tests at once, in Rust, Python, JavaScript,
-//! TypeScript or Go, from a template (`map`, `stateful`, `table-join`, `window`), as `rpk transform
+//! TypeScript, Go or C, from a template (`map`, `stateful`, `table-join`, `window`), as `rpk transform
 //! init` and `spin new` make theirs.
 //!
 //! The folder holds the processor, a sample input and the outputs it gives (`weir test
 //! --expect` checks them), a `pipeline.toml` ready for `weir run` and `weir deploy`, and a README
 //! of the commands that matter. Everything it needs travels inside the `weir` binary: the
-//! Python, JavaScript and Go SDKs are staged by `weir build` itself, and the Rust and Go SDKs are
-//! written under weir's data dir (`sdk/<version>/rust`, `sdk/<version>/go`) at this weir's
-//! version, where the folder's `Cargo.toml` or `go.work` points (for cargo and editors). A
+//! Python, JavaScript, Go and C SDKs are staged by `weir build` itself, and the Rust, Go and C
+//! SDKs are written under weir's data dir (`sdk/<version>/rust`, `.../go`, `.../c`) at this
+//! weir's version, where the folder's `Cargo.toml`, `go.work` or `compile_flags.txt` points (for
+//! cargo, go and editors). A
 //! TypeScript folder gets the SDK's types and a `tsconfig.json` for editors; `weir build` uses
 //! its own. The templates are `runtime/templates/`.
 
@@ -25,6 +26,7 @@ pub enum Lang {
     Js,
     Ts,
     Go,
+    C,
 }
 
 /// What a new processor does.
@@ -41,7 +43,7 @@ pub enum Template {
 }
 
 impl Lang {
-    pub const ALL: [Lang; 5] = [Lang::Rust, Lang::Python, Lang::Js, Lang::Ts, Lang::Go];
+    pub const ALL: [Lang; 6] = [Lang::Rust, Lang::Python, Lang::Js, Lang::Ts, Lang::Go, Lang::C];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -50,6 +52,7 @@ impl Lang {
             Lang::Js => "js",
             Lang::Ts => "ts",
             Lang::Go => "go",
+            Lang::C => "c",
         }
     }
 }
@@ -85,6 +88,7 @@ impl Template {
                     js: include_str!(concat!("../templates/", $dir, "/js.js")),
                     ts: include_str!(concat!("../templates/", $dir, "/ts.ts")),
                     go: include_str!(concat!("../templates/", $dir, "/go.go")),
+                    c: include_str!(concat!("../templates/", $dir, "/c.c")),
                     sample: include_str!(concat!("../templates/", $dir, "/sample.jsonl")),
                     expected: include_str!(concat!("../templates/", $dir, "/expected.jsonl")),
                 }
@@ -105,6 +109,7 @@ struct Files {
     js: &'static str,
     ts: &'static str,
     go: &'static str,
+    c: &'static str,
     sample: &'static str,
     expected: &'static str,
 }
@@ -195,6 +200,14 @@ pub fn create(dir: &Path, lang: Lang, template: Template, sdk_dir: &Path) -> any
             write("go.work", &format!("go 1.24\n\nuse (\n\t.\n\t{:?}\n)\n", sdk))?;
             write("main.go", files.go)?;
             write(".gitignore", "*.wasm\ngo.work.sum\n")?;
+        }
+        Lang::C => {
+            let sdk = sdk_dir.join(VERSION).join("c");
+            crate::build::write_c_sdk(&sdk)?;
+            write("app.c", files.c)?;
+            // For clangd and editors: where weir.h is, and the target weir build compiles for.
+            write("compile_flags.txt", &format!("--target=wasm32-wasi\n-I{}\n", sdk.display()))?;
+            write(".gitignore", "*.wasm\n")?;
         }
     }
     write("sample.jsonl", files.sample)?;
@@ -318,6 +331,7 @@ fn steps(name: &str, lang: Lang, template: Template) -> String {
         Lang::Js => "npm install   # componentize-js, as package.json pins it".to_owned(),
         Lang::Ts => "npm install   # componentize-js and tsc, as package.json pins them".to_owned(),
         Lang::Go => "go version    # Go 1.24 or later; go test runs it off wasm".to_owned(),
+        Lang::C => "clang-19 --version   # with lld-19, libclang-rt-19-dev-wasm32 and wasi-libc (Debian)".to_owned(),
     };
     let table = if template == Template::TableJoin { " --table customers=customers.jsonl" } else { "" };
     let table_topic = if template == Template::TableJoin {
@@ -340,6 +354,7 @@ fn readme(name: &str, lang: Lang, template: Template) -> String {
         Lang::Js => "app.js",
         Lang::Ts => "app.ts",
         Lang::Go => "main.go",
+        Lang::C => "app.c",
     };
     format!(
         "# {name}\n\nA weir processor in {} that {} (`{source}`).\n\n```sh\n{}```\n\n\
@@ -354,6 +369,7 @@ fn readme(name: &str, lang: Lang, template: Template) -> String {
             Lang::Js => "JavaScript",
             Lang::Ts => "TypeScript",
             Lang::Go => "Go",
+            Lang::C => "C",
         },
         template.about(),
         steps(name, lang, template).lines().skip(1).map(|l| format!("{l}\n")).collect::<String>()

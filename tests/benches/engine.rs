@@ -192,13 +192,13 @@ fn main() {
     }
 }
 
-/// `uppercase` written in Rust, Python, JavaScript, TypeScript and Go, through the same host path.
+/// `uppercase` written in Rust, Python, JavaScript, TypeScript, Go and C, through the same host path.
 fn languages(rust: &Module, rust_overhead: &std::collections::HashMap<usize, f64>) {
     // Python and JS components take seconds to compile: use the cache the tests filled.
     let cached = Engine::new(EngineOptions { cache_dir: Some(polyglot_cache()), ..EngineOptions::default() })
         .unwrap_or_else(|e| panic!("engine: {e}"));
     let load = |language: &str| cached.load(&polyglot_guest(language, "uppercase")).unwrap_or_else(|e| panic!("{e}"));
-    let (python, js, ts, go) = (load("python"), load("js"), load("ts"), load("go"));
+    let (python, js, ts, go, c) = (load("python"), load("js"), load("ts"), load("go"), load("c"));
     let input = records(1000, |i| {
         let mut v = format!("record {i} ").into_bytes();
         v.resize(100, b'x');
@@ -207,8 +207,8 @@ fn languages(rust: &Module, rust_overhead: &std::collections::HashMap<usize, f64
     println!();
     println!("uppercase in each language, 100-byte values: wasm ns per record (and its ratio to Rust)");
     println!(
-        "{:>6} {:>10} {:>18} {:>18} {:>18} {:>14} {:>16}",
-        "batch", "rust", "python", "javascript", "typescript", "go", "rust overhead"
+        "{:>6} {:>10} {:>18} {:>18} {:>18} {:>14} {:>14} {:>16}",
+        "batch", "rust", "python", "javascript", "typescript", "go", "c", "rust overhead"
     );
     for batch_size in [100, 1000] {
         let run = |module: &Module, total: usize| {
@@ -219,14 +219,16 @@ fn languages(rust: &Module, rust_overhead: &std::collections::HashMap<usize, f64
         let js_ns = run(&js, 20_000);
         let ts_ns = run(&ts, 20_000);
         let go_ns = run(&go, 200_000);
+        let c_ns = run(&c, 200_000);
         let ratio = |ns: f64| format!("{ns:.0} ({:.1}x)", ns / rust_ns);
         let overhead = rust_overhead.get(&batch_size).map_or_else(|| "-".to_owned(), |o| format!("{o:.0}"));
         println!(
-            "{batch_size:>6} {rust_ns:>10.0} {:>18} {:>18} {:>18} {:>14} {overhead:>16}",
+            "{batch_size:>6} {rust_ns:>10.0} {:>18} {:>18} {:>18} {:>14} {:>14} {overhead:>16}",
             ratio(python_ns),
             ratio(js_ns),
             ratio(ts_ns),
-            ratio(go_ns)
+            ratio(go_ns),
+            ratio(c_ns)
         );
     }
 }

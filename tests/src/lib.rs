@@ -13,10 +13,10 @@ pub fn guest(name: &str) -> PathBuf {
     Path::new(env!("WEIR_GUEST_DIR")).join(format!("{}.wasm", name.replace('-', "_")))
 }
 
-/// The component of the Python (`"python"`), JavaScript (`"js"`), TypeScript (`"ts"`) or Go
-/// (`"go"`) example `name` under `guest-examples/<language>/`, built with `weir build` when
+/// The component of the Python (`"python"`), JavaScript (`"js"`), TypeScript (`"ts"`), Go
+/// (`"go"`) or C (`"c"`) example `name` under `guest-examples/<language>/`, built with `weir build` when
 /// missing or older than its sources (example, SDK, WIT). Needs componentize-py,
-/// componentize-js, tsc and Go, which `scripts/test.sh` installs or checks; without them this
+/// componentize-js, tsc, Go and clang for wasm32-wasi, which `scripts/test.sh` installs or checks; without them this
 /// panics with the install command.
 pub fn polyglot_guest(language: &str, name: &str) -> PathBuf {
     static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -27,6 +27,7 @@ pub fn polyglot_guest(language: &str, name: &str) -> PathBuf {
     let sdk = root.join("sdk").join(match language {
         "js" | "ts" => "js",
         "go" => "go",
+        "c" => "c",
         _ => "python",
     });
     let newest = [dir.as_path(), &sdk, &root.join("wit")].iter().map(|p| newest_mtime(p)).max().flatten();

@@ -352,7 +352,7 @@ fn weir_build_names_the_folder_when_it_holds_no_processor() {
     let error = run.failure();
     assert!(
         error.contains(dir.path().to_str().unwrap())
-            && error.contains("no Cargo.toml (Rust), app.py (Python) or app.js"),
+            && error.contains("no Cargo.toml (Rust), app.py (Python), app.js (JavaScript), app.ts (TypeScript), go.mod (Go) or app.c (C)"),
         "{error}"
     );
     let missing = dir.path().join("nowhere");
@@ -404,6 +404,26 @@ fn weir_build_shows_where_a_go_processor_does_not_compile() {
     let run = weir(&["build", app.to_str().unwrap(), "-o", out.to_str().unwrap()], dir.path());
     let error = run.failure();
     assert!(error.contains("go build") && error.contains("main.go:5:") && error.contains("undefined: nope"), "{error}");
+    assert!(!out.exists(), "a failed build left a component behind");
+}
+
+#[test]
+fn weir_build_shows_where_a_c_processor_does_not_compile() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("broken");
+    std::fs::create_dir(&app).unwrap();
+    write_lines(
+        &app,
+        "app.c",
+        &["#include \"weir.h\"", "", "int weir_process(const weir_record *record) {", "    return nope(record);", "}"],
+    );
+    let out = dir.path().join("broken.wasm");
+    let run = weir(&["build", app.to_str().unwrap(), "-o", out.to_str().unwrap()], dir.path());
+    let error = run.failure();
+    assert!(
+        error.contains("clang") && error.contains("broken/app.c:4:12: error") && error.contains("'nope'"),
+        "{error}"
+    );
     assert!(!out.exists(), "a failed build left a component behind");
 }
 

@@ -140,8 +140,8 @@ fn javascript_word_count_outputs_the_same_bytes_as_rust() {
 }
 
 #[test]
-fn go_and_typescript_examples_output_the_same_bytes_as_rust() {
-    for language in ["go", "ts"] {
+fn go_typescript_and_c_examples_output_the_same_bytes_as_rust() {
+    for language in ["go", "ts", "c"] {
         for example in ["word-count", "uppercase", "orders-notify"] {
             assert_same_as_rust(language, example);
         }
@@ -154,7 +154,7 @@ fn the_word_count_in_every_language_counts_unicode_text_byte_for_byte_as_rust() 
     // ideographic space, a newline: split on Unicode whitespace and lowercased alike everywhere.
     let cache = tempfile::tempdir().unwrap();
     assert_golden_of("word-count-unicode", &guest("word-count"), cache.path());
-    for language in ["python", "js", "ts", "go"] {
+    for language in ["python", "js", "ts", "go", "c"] {
         assert_golden_of("word-count-unicode", &polyglot_guest(language, "word-count"), &polyglot_cache());
     }
 }

@@ -115,10 +115,20 @@ fn weir_new_makes_go_processors_of_every_template_that_build_and_pass_their_own_
 }
 
 #[test]
+fn weir_new_makes_c_processors_of_every_template_that_build_and_pass_their_own_test() {
+    let scratch = Scratch::new();
+    for template in ["map", "stateful", "table-join", "window"] {
+        scratch.new_builds_and_passes_its_test("c", template);
+    }
+    let sdk = scratch.dir.path().join("data/sdk").join(env!("CARGO_PKG_VERSION")).join("c");
+    assert!(sdk.join("weir.h").is_file(), "the C SDK is written under the data dir, for editors");
+}
+
+#[test]
 fn weir_new_lists_its_languages_and_templates_and_refuses_a_folder_that_is_not_empty() {
     let scratch = Scratch::new();
     let listed = scratch.weir(scratch.dir.path(), &["new", "--list"]);
-    for word in ["rust", "python", "js", "ts", "go", "map", "stateful", "table-join", "window"] {
+    for word in ["rust", "python", "js", "ts", "go", "c", "map", "stateful", "table-join", "window"] {
         assert!(listed.contains(word), "{listed}");
     }
     std::fs::create_dir(scratch.dir.path().join("taken")).unwrap();

@@ -1,5 +1,5 @@
 //! Go processors: stock Go builds a wasip1 reactor (`-buildmode=c-shared`, `//go:wasmexport`),
-//! which `go_component` makes a component. The user needs Go 1.24 or later and nothing else: the
+//! which `component` makes a component. The user needs Go 1.24 or later and nothing else: the
 //! SDK is written beside the folder's module and joined to it by a `go.work`.
 
 use std::path::Path;
@@ -62,7 +62,8 @@ pub(super) fn build_go(dir: &Path, staging: &Path, out: &Path) -> anyhow::Result
         "install Go 1.24 or later (https://go.dev/dl/, or Debian's golang-go)",
     )?;
     let core = std::fs::read(&core)?;
-    let component = super::go_component::componentize(&core, WIT_TEXT, TIMED_WORLD)
+    let component = super::component::add_arena_allocators(&core)
+        .and_then(|core| super::component::componentize(&core, WIT_TEXT, TIMED_WORLD))
         .map_err(|e| anyhow::anyhow!("{}: go built it, but it does not make a component: {e:#}", dir.display()))?;
     std::fs::write(out, component).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
     Ok(())

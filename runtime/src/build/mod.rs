@@ -1,16 +1,17 @@
-//! `weir build`: turns a processor's folder, in Rust, Python, JavaScript, TypeScript or Go, into
-//! a component, so users need not learn each toolchain's flags.
+//! `weir build`: turns a processor's folder, in Rust, Python, JavaScript, TypeScript, Go or C,
+//! into a component, so users need not learn each toolchain's flags.
 //!
 //! The language is told by the folder's entry file: `Cargo.toml` (Rust, cargo for
 //! `wasm32-wasip2`), `app.py` (Python, componentize-py), `app.js` (JavaScript,
 //! componentize-js), `app.ts` (TypeScript: tsc, then componentize-js), `go.mod` (Go: stock Go
-//! for wasip1, made a component here). weir carries its WIT and its Python, JavaScript and Go
-//! SDKs, so a folder outside this repository builds the same way. The result is checked and
+//! for wasip1, made a component here), `app.c` (C: clang for wasm32-wasi, made a component
+//! here). weir carries its WIT and its Python, JavaScript, Go and C SDKs, so a folder outside this repository builds the same way. The result is checked and
 //! compiled into weir's cache, so the first run does not pay the compile (7–9 s for a Python or
 //! JS component).
 
+mod c;
+mod component;
 mod go;
-mod go_component;
 mod js;
 mod python;
 mod rust;
@@ -31,6 +32,7 @@ pub const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 pub const COMPONENTIZE_JS: &str = "@bytecodealliance/componentize-js@0.23.0";
 pub const TYPESCRIPT: &str = "typescript@5";
 
+pub use c::write_sdk as write_c_sdk;
 pub use go::write_sdk as write_go_sdk;
 pub use js::{JS_SDK_TYPES, TSCONFIG};
 
@@ -42,15 +44,17 @@ pub enum Language {
     JavaScript,
     TypeScript,
     Go,
+    C,
 }
 
 /// Each language's entry file.
-const ENTRIES: [(&str, Language); 5] = [
+const ENTRIES: [(&str, Language); 6] = [
     ("Cargo.toml", Language::Rust),
     ("app.py", Language::Python),
     ("app.js", Language::JavaScript),
     ("app.ts", Language::TypeScript),
     ("go.mod", Language::Go),
+    ("app.c", Language::C),
 ];
 
 impl Language {
@@ -64,12 +68,12 @@ impl Language {
         match found[..] {
             [language] => Ok(language),
             [] => anyhow::bail!(
-                "{}: no Cargo.toml (Rust), app.py (Python), app.js (JavaScript), app.ts (TypeScript) or go.mod (Go) \
-                 here; which language is it?",
+                "{}: no Cargo.toml (Rust), app.py (Python), app.js (JavaScript), app.ts (TypeScript), go.mod (Go) \
+                 or app.c (C) here; which language is it?",
                 dir.display()
             ),
             _ => anyhow::bail!(
-                "{}: more than one of Cargo.toml, app.py, app.js, app.ts and go.mod; keep one entry per folder",
+                "{}: more than one of Cargo.toml, app.py, app.js, app.ts, go.mod and app.c; keep one entry per folder",
                 dir.display()
             ),
         }
@@ -89,6 +93,7 @@ pub fn build(engine: &Engine, dir: &Path, out: &Path) -> anyhow::Result<Language
         Language::JavaScript => js::build_js(dir, &wit, staging.path(), &out_abs)?,
         Language::TypeScript => js::build_ts(dir, &wit, staging.path(), &out_abs)?,
         Language::Go => go::build_go(dir, staging.path(), &out_abs)?,
+        Language::C => c::build_c(dir, staging.path(), &out_abs)?,
     }
     let bytes =
         std::fs::read(&out_abs).map_err(|e| anyhow::anyhow!("{}: the build wrote no component: {e}", out.display()))?;

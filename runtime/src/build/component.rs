@@ -1,5 +1,6 @@
-//! Stock Go to a component: the core module `go build -buildmode=c-shared` makes for wasip1,
-//! given the two allocators the component model needs, weir's WIT, and the WASI adapter.
+//! A core module for wasip1 made a component: weir's WIT embedded, the WASI reactor adapter
+//! around it. Stock Go's module first gets the two allocators the component model needs
+//! (`add_arena_allocators`); C brings its own.
 
 use std::ops::Range;
 
@@ -14,9 +15,9 @@ const BASE: u64 = 16;
 const LOW: u64 = 32;
 const HIGH: u64 = 40;
 
-/// The component of a Go processor's core module.
-pub fn componentize(core: &[u8], wit: &str, world: &str) -> anyhow::Result<Vec<u8>> {
-    let mut module = add_allocators(core)?;
+/// The component of a core module built for wasip1 that exports weir's `world`.
+pub(super) fn componentize(core: &[u8], wit: &str, world: &str) -> anyhow::Result<Vec<u8>> {
+    let mut module = core.to_vec();
     let mut resolve = wit_parser::Resolve::default();
     let package = resolve.push_str("processor.wit", wit)?;
     let world = resolve.select_world(&[package], Some(world))?;
@@ -35,7 +36,7 @@ pub fn componentize(core: &[u8], wit: &str, world: &str) -> anyhow::Result<Vec<u
 /// arena. The host calls them when Go cannot run: before its runtime starts (the adapter's
 /// state), and while the host lowers a list (Go's allocator could start a collection there,
 /// which the component model forbids).
-fn add_allocators(core: &[u8]) -> anyhow::Result<Vec<u8>> {
+pub(super) fn add_arena_allocators(core: &[u8]) -> anyhow::Result<Vec<u8>> {
     let mut header = None;
     let mut imported_functions = 0u32;
     let mut sections: Vec<(u8, Range<usize>)> = Vec::new();
@@ -140,131 +141,112 @@ fn field(offset: u64) -> MemArg {
     MemArg { offset, align: 2, memory_index: 0 }
 }
 
-/// `cabi_realloc(old, old_len, align, len)`: the next `len` bytes at `align` above `low`, below
-/// `high`; a trap when they do not fit. Locals: 4 base, 5 the new block, 6 its end.
+/// A `realloc(old, old_len, align, len)` in plain wasm over the arena header at `h`. Locals: 4
+/// the arena's base, 5 the new block, 6 its end.
+struct Realloc {
+    f: Function,
+    h: i32,
+}
+
+impl Realloc {
+    fn new(header: u32) -> Self {
+        let mut r = Self { f: Function::new([(3, ValType::I32)]), h: header as i32 };
+        r.field(BASE);
+        r.ops(&[Instruction::LocalSet(4)]);
+        r
+    }
+
+    fn ops(&mut self, ops: &[Instruction]) {
+        for op in ops {
+            self.f.instruction(op);
+        }
+    }
+
+    /// Pushes the header's field at `offset`.
+    fn field(&mut self, offset: u64) {
+        self.ops(&[Instruction::I32Const(self.h), Instruction::I32Load(field(offset))]);
+    }
+
+    /// Pushes base + the header's field at `offset`.
+    fn base_plus(&mut self, offset: u64) {
+        self.ops(&[Instruction::LocalGet(4)]);
+        self.field(offset);
+        self.ops(&[Instruction::I32Add]);
+    }
+
+    /// Rounds the address on the stack down to `align` into local 5.
+    fn align_down(&mut self) {
+        use Instruction::*;
+        self.ops(&[I32Const(0), LocalGet(2), I32Sub, I32And, LocalSet(5)]);
+    }
+
+    /// Traps when the condition on the stack holds: no room.
+    fn trap_if(&mut self) {
+        self.ops(&[Instruction::If(wasm_encoder::BlockType::Empty), Instruction::Unreachable, Instruction::End]);
+    }
+
+    /// Sets the header's field at `offset` to `local` - base.
+    fn set(&mut self, offset: u64, local: u32) {
+        use Instruction::*;
+        self.ops(&[I32Const(self.h), LocalGet(local), LocalGet(4), I32Sub, I32Store(field(offset))]);
+    }
+
+    /// Copies the old block's bytes (at most the new length) into the new one, and returns it.
+    fn finish(mut self) -> Function {
+        use Instruction::*;
+        self.ops(&[
+            LocalGet(1),
+            If(wasm_encoder::BlockType::Empty),
+            LocalGet(5),
+            LocalGet(0),
+            LocalGet(1),
+            LocalGet(3),
+            LocalGet(1),
+            LocalGet(3),
+            I32LtU,
+            Select,
+            MemoryCopy { src_mem: 0, dst_mem: 0 },
+            End,
+            LocalGet(5),
+            End,
+        ]);
+        self.f
+    }
+}
+
+/// `cabi_realloc`: the next `len` bytes at `align` above `low`, below `high`; a trap when they
+/// do not fit.
 fn bump_up(header: u32) -> Function {
     use Instruction::*;
-    let h = header as i32;
-    let mut f = Function::new([(3, ValType::I32)]);
-    for i in [
-        I32Const(h),
-        I32Load(field(BASE)),
-        LocalSet(4),
-        // p = (base + low + align - 1) & -align
-        LocalGet(4),
-        I32Const(h),
-        I32Load(field(LOW)),
-        I32Add,
-        LocalGet(2),
-        I32Add,
-        I32Const(1),
-        I32Sub,
-        I32Const(0),
-        LocalGet(2),
-        I32Sub,
-        I32And,
-        LocalSet(5),
-        LocalGet(5),
-        LocalGet(3),
-        I32Add,
-        LocalSet(6),
-        // end > base + high, or it wrapped: no room
-        LocalGet(6),
-        LocalGet(4),
-        I32Const(h),
-        I32Load(field(HIGH)),
-        I32Add,
-        I32GtU,
-        LocalGet(6),
-        LocalGet(5),
-        I32LtU,
-        I32Or,
-        If(wasm_encoder::BlockType::Empty),
-        Unreachable,
-        End,
-        I32Const(h),
-        LocalGet(6),
-        LocalGet(4),
-        I32Sub,
-        I32Store(field(LOW)),
-    ] {
-        f.instruction(&i);
-    }
-    copy_old(&mut f);
-    f
+    let mut r = Realloc::new(header);
+    r.base_plus(LOW); // (base + low + align - 1) & -align
+    r.ops(&[LocalGet(2), I32Add, I32Const(1), I32Sub]);
+    r.align_down();
+    r.ops(&[LocalGet(5), LocalGet(3), I32Add, LocalSet(6)]);
+    r.ops(&[LocalGet(6)]); // end > base + high, or it wrapped
+    r.base_plus(HIGH);
+    r.ops(&[I32GtU, LocalGet(6), LocalGet(5), I32LtU, I32Or]);
+    r.trap_if();
+    r.set(LOW, 6);
+    r.finish()
 }
 
-/// `cabi_realloc_adapter(old, old_len, align, len)`: `len` bytes at `align` below `high`, kept
-/// for good (the WASI adapter's state); a trap when they would reach `low`.
+/// `cabi_realloc_adapter`: `len` bytes at `align` below `high`, kept for good (the WASI
+/// adapter's state); a trap when they would reach `low`.
 fn bump_down(header: u32) -> Function {
     use Instruction::*;
-    let h = header as i32;
-    let mut f = Function::new([(3, ValType::I32)]);
-    for i in [
-        // len > high: no room
-        LocalGet(3),
-        I32Const(h),
-        I32Load(field(HIGH)),
-        I32GtU,
-        If(wasm_encoder::BlockType::Empty),
-        Unreachable,
-        End,
-        I32Const(h),
-        I32Load(field(BASE)),
-        LocalSet(4),
-        // p = (base + high - len) & -align
-        LocalGet(4),
-        I32Const(h),
-        I32Load(field(HIGH)),
-        I32Add,
-        LocalGet(3),
-        I32Sub,
-        I32Const(0),
-        LocalGet(2),
-        I32Sub,
-        I32And,
-        LocalSet(5),
-        // p < base + low: no room
-        LocalGet(5),
-        LocalGet(4),
-        I32Const(h),
-        I32Load(field(LOW)),
-        I32Add,
-        I32LtU,
-        If(wasm_encoder::BlockType::Empty),
-        Unreachable,
-        End,
-        I32Const(h),
-        LocalGet(5),
-        LocalGet(4),
-        I32Sub,
-        I32Store(field(HIGH)),
-    ] {
-        f.instruction(&i);
-    }
-    copy_old(&mut f);
-    f
-}
-
-/// Copies the old block's bytes (at most the new length) into the new one, then returns it.
-fn copy_old(f: &mut Function) {
-    use Instruction::*;
-    for i in [
-        LocalGet(1),
-        If(wasm_encoder::BlockType::Empty),
-        LocalGet(5),
-        LocalGet(0),
-        LocalGet(1),
-        LocalGet(3),
-        LocalGet(1),
-        LocalGet(3),
-        I32LtU,
-        Select,
-        MemoryCopy { src_mem: 0, dst_mem: 0 },
-        End,
-        LocalGet(5),
-        End,
-    ] {
-        f.instruction(&i);
-    }
+    let mut r = Realloc::new(header);
+    r.ops(&[LocalGet(3)]); // len > high
+    r.field(HIGH);
+    r.ops(&[I32GtU]);
+    r.trap_if();
+    r.base_plus(HIGH); // (base + high - len) & -align
+    r.ops(&[LocalGet(3), I32Sub]);
+    r.align_down();
+    r.ops(&[LocalGet(5)]); // below base + low
+    r.base_plus(LOW);
+    r.ops(&[I32LtU]);
+    r.trap_if();
+    r.set(HIGH, 5);
+    r.finish()
 }
