@@ -1,7 +1,8 @@
 //! `weir new` from a scratch folder outside the checkout, for every language and template: the
 //! folder it makes builds with `weir build` (the real toolchains: cargo, componentize-py,
-//! componentize-js) and its sample gives the outputs its `expected.jsonl` says, through `weir
-//! test --expect`. The Rust SDK comes from the `weir` binary, written under a scratch data dir.
+//! componentize-js, tsc, go, clang) and its sample gives the outputs its `expected.jsonl` says,
+//! through `weir test --expect`. The Rust, Go and C SDKs come from the `weir` binary, written
+//! under a scratch data dir.
 
 #![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
 
@@ -122,6 +123,30 @@ fn weir_new_makes_c_processors_of_every_template_that_build_and_pass_their_own_t
     }
     let sdk = scratch.dir.path().join("data/sdk").join(env!("CARGO_PKG_VERSION")).join("c");
     assert!(sdk.join("weir.h").is_file(), "the C SDK is written under the data dir, for editors");
+}
+
+#[test]
+fn weir_build_says_what_to_install_when_a_toolchain_is_missing() {
+    let scratch = Scratch::new();
+    for (lang, install) in
+        [("go", "install Go 1.24 or later"), ("c", "apt install clang-19 lld-19"), ("ts", "npm install typescript@5")]
+    {
+        let name = format!("no-{lang}");
+        scratch.weir(scratch.dir.path(), &["new", &name, "--lang", lang]);
+        // A PATH with none of the toolchains (and no node_modules above the scratch folder).
+        let empty = scratch.dir.path().join("empty-path");
+        std::fs::create_dir_all(&empty).unwrap();
+        let output = Command::new(BIN)
+            .args(["build", ".", "-o", "x.wasm"])
+            .current_dir(scratch.dir.path().join(&name))
+            .env("PATH", &empty)
+            .env("WEIR_DATA_DIR", scratch.dir.path().join("data"))
+            .env("WEIR_LOG", "error")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success() && stderr.contains(install), "{lang}: {stderr}");
+    }
 }
 
 #[test]
