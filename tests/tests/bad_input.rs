@@ -385,7 +385,7 @@ fn weir_build_shows_where_a_go_processor_does_not_compile() {
     write_lines(
         &app,
         "go.mod",
-        &["module example.com/broken", "", "go 1.24", "", "require github.com/weir-rs/weir/sdk/go v0.2.1"],
+        &["module example.com/broken", "", "go 1.24", "", "require github.com/weir-rs/weir/sdk/go v0.1.0"],
     );
     write_lines(
         &app,
