@@ -3,6 +3,7 @@
 package weir
 
 import (
+	"encoding/binary"
 	"runtime/debug"
 	"unsafe"
 
@@ -79,15 +80,13 @@ func exportOnTimer(ptr, n uint32) uint32 {
 	for i := range fired {
 		at := raw[i*24:]
 		key := host.Borrow(le32(at[16:]), le32(at[20:]))
-		fired[i] = Timer{Clock: Clock(at[0]), At: int64(le64(at[8:])), Key: append(make([]byte, 0, len(key)), key...)}
+		fired[i] = Timer{Clock: Clock(at[0]), At: int64(binary.LittleEndian.Uint64(at[8:])), Key: append(make([]byte, 0, len(key)), key...)}
 	}
 	return finish(fireTimers(fired))
 }
 
 //go:wasmexport cabi_post_weir:processor/timer-handler@0.2.1#on-timer
 func postOnTimer(ret uint32) { released(ret) }
-
-func le64(b []byte) uint64 { return uint64(le32(b)) | uint64(le32(b[4:]))<<32 }
 
 func finish(s *sink, f *failure) uint32 {
 	if f != nil {

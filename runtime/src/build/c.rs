@@ -7,7 +7,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{run, TIMED_WORLD, WIT_TEXT};
+use super::{run, write_files, TIMED_WORLD, WIT_TEXT};
 
 /// The C SDK, written beside the build.
 const C_SDK: &[(&str, &str)] =
@@ -27,11 +27,7 @@ fn clang() -> PathBuf {
 
 /// Writes the C SDK (`weir.h`, `weir.c`) into `dir`.
 pub fn write_sdk(dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    for (name, text) in C_SDK {
-        std::fs::write(dir.join(name), text)?;
-    }
-    Ok(())
+    write_files(dir, C_SDK).map(drop)
 }
 
 pub(super) fn build_c(dir: &Path, staging: &Path, out: &Path) -> anyhow::Result<()> {

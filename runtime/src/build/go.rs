@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::{run, TIMED_WORLD, WIT_TEXT};
+use super::{run, write_files, TIMED_WORLD, WIT_TEXT};
 
 /// The Go SDK (module `github.com/weir-rs/weir/sdk/go`), by path in its module.
 pub(crate) const GO_SDK: &[(&str, &str)] = &[
@@ -28,14 +28,7 @@ pub(crate) const GO_SDK: &[(&str, &str)] = &[
 
 /// Writes the Go SDK under `dir`.
 pub fn write_sdk(dir: &Path) -> anyhow::Result<()> {
-    for (name, text) in GO_SDK {
-        let path = dir.join(name);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(path, text)?;
-    }
-    Ok(())
+    write_files(dir, GO_SDK).map(drop)
 }
 
 pub(super) fn build_go(dir: &Path, staging: &Path, out: &Path) -> anyhow::Result<()> {

@@ -135,15 +135,23 @@ fn typescript(dir: &Path) -> anyhow::Result<PathBuf> {
     )
 }
 
+/// The entries of a processor's folder that are its sources: not `node_modules`, not dot files.
+fn sources(dir: &Path) -> anyhow::Result<Vec<(std::fs::DirEntry, PathBuf, std::ffi::OsString)>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let (path, name) = (entry.path(), entry.file_name());
+        if name != "node_modules" && !name.to_string_lossy().starts_with('.') {
+            found.push((entry, path, name));
+        }
+    }
+    Ok(found)
+}
+
 /// Copies a TypeScript processor's folder (not `node_modules`, not dot files).
 fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let (path, name) = (entry.path(), entry.file_name());
-        if name == "node_modules" || name.to_string_lossy().starts_with('.') {
-            continue;
-        }
+    for (entry, path, name) in sources(from)? {
         // weir's own types and settings stand in for the copies `weir new` writes for editors.
         if name == "weir.d.ts" || name == "tsconfig.json" {
             continue;
@@ -230,12 +238,7 @@ fn componentize_js(dir: &Path) -> anyhow::Result<PathBuf> {
 /// Copies the processor's folder (not `node_modules`), pointing `from "weir"` at `./weir.js`.
 fn copy_js_sources(from: &Path, to: &Path, depth: usize) -> anyhow::Result<()> {
     std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let (path, name) = (entry.path(), entry.file_name());
-        if name == "node_modules" || name.to_string_lossy().starts_with('.') {
-            continue;
-        }
+    for (entry, path, name) in sources(from)? {
         if depth == 0 && name == "weir.js" {
             anyhow::bail!("{}: a file named weir.js would hide weir's SDK; rename it", path.display());
         }

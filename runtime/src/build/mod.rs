@@ -107,10 +107,15 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     Ok(if path.is_absolute() { path.to_owned() } else { std::env::current_dir()?.join(path) })
 }
 
+/// Writes `files` (paths relative to `dir`, folders made as needed) under `dir`.
 fn write_files(dir: &Path, files: &[(&str, &str)]) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     for (name, text) in files {
-        std::fs::write(dir.join(name), text)?;
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, text)?;
     }
     Ok(dir.to_owned())
 }

@@ -2,7 +2,10 @@
 
 package host
 
-import "unsafe"
+import (
+	"encoding/binary"
+	"unsafe"
+)
 
 //go:wasmimport weir:processor/state@0.2.1 get
 func stateGet(key unsafe.Pointer, keyLen uint32, ret unsafe.Pointer)
@@ -145,6 +148,4 @@ func Log(level uint32, message string) {
 	logLog(level, unsafe.Pointer(unsafe.StringData(message)), uint32(len(message)))
 }
 
-func le32(b []byte) uint32 {
-	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
-}
+func le32(b []byte) uint32 { return binary.LittleEndian.Uint32(b) }
