@@ -194,45 +194,92 @@ pub fn read_committed(
     quiet: Duration,
     timeout: Duration,
 ) -> Vec<ReadRecord> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", unique("reader"))
-        .set("isolation.level", "read_committed")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap_or_else(|e| panic!("reader: {e}"));
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("metadata of {topic}: {e}"));
-    let mut tpl = TopicPartitionList::new();
-    for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
-        tpl.add_partition_offset(topic, p.id(), Offset::Beginning).unwrap_or_else(|e| panic!("{e}"));
-    }
-    consumer.assign(&tpl).unwrap_or_else(|e| panic!("assign {topic}: {e}"));
+    let mut reader = CommittedReader::new(bootstrap, topic);
     let mut out = Vec::new();
-    let start = Instant::now();
-    let mut last_new = Instant::now();
-    while out.len() < want && start.elapsed() < timeout && last_new.elapsed() < quiet {
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
-                let headers = m
-                    .headers()
-                    .map(|hs| hs.iter().map(|h| (h.key.to_owned(), text(h.value).unwrap_or_default())).collect())
-                    .unwrap_or_default();
-                out.push(ReadRecord {
-                    key: text(m.key()),
-                    value: text(m.payload()),
-                    headers,
-                    partition: m.partition(),
-                });
-                last_new = Instant::now();
+    reader.read(|r| out.push(r), |n| n >= want, quiet, timeout);
+    out
+}
+
+/// A read_committed reader of every partition of a topic from its beginning, which goes on from
+/// where it stopped.
+pub struct CommittedReader {
+    consumer: BaseConsumer,
+    topic: String,
+    seen: usize,
+}
+
+impl CommittedReader {
+    pub fn new(bootstrap: &str, topic: &str) -> Self {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", unique("reader"))
+            .set("isolation.level", "read_committed")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap_or_else(|e| panic!("reader: {e}"));
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("metadata of {topic}: {e}"));
+        let mut tpl = TopicPartitionList::new();
+        for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning).unwrap_or_else(|e| panic!("{e}"));
+        }
+        consumer.assign(&tpl).unwrap_or_else(|e| panic!("assign {topic}: {e}"));
+        Self { consumer, topic: topic.to_owned(), seen: 0 }
+    }
+
+    /// How many committed records it has read so far.
+    pub fn seen(&self) -> usize {
+        self.seen
+    }
+
+    /// Reads on until nothing new arrived for `quiet` (or `timeout` passed); returns how many
+    /// records it has read in all.
+    pub fn settle(&mut self, quiet: Duration, timeout: Duration) -> usize {
+        self.read(|_| {}, |_| false, quiet, timeout);
+        self.seen
+    }
+
+    /// Reads on until it has read more than `n` records in all, or `timeout` passed; returns
+    /// whether it got there.
+    pub fn wait_past(&mut self, n: usize, timeout: Duration) -> bool {
+        self.read(|_| {}, |seen| seen > n, timeout, timeout);
+        self.seen > n
+    }
+
+    /// Hands each record read to `each` until `done(records read in all)`, nothing new for
+    /// `quiet`, or `timeout`.
+    fn read(
+        &mut self,
+        mut each: impl FnMut(ReadRecord),
+        done: impl Fn(usize) -> bool,
+        quiet: Duration,
+        timeout: Duration,
+    ) {
+        let start = Instant::now();
+        let mut last_new = Instant::now();
+        while !done(self.seen) && start.elapsed() < timeout && last_new.elapsed() < quiet {
+            match self.consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
+                    let headers = m
+                        .headers()
+                        .map(|hs| hs.iter().map(|h| (h.key.to_owned(), text(h.value).unwrap_or_default())).collect())
+                        .unwrap_or_default();
+                    each(ReadRecord {
+                        key: text(m.key()),
+                        value: text(m.payload()),
+                        headers,
+                        partition: m.partition(),
+                    });
+                    self.seen += 1;
+                    last_new = Instant::now();
+                }
+                Some(Err(e)) => panic!("reading {}: {e}", self.topic),
+                None => {}
             }
-            Some(Err(e)) => panic!("reading {topic}: {e}"),
-            None => {}
         }
     }
-    out
 }
 
 /// Counts how often each value occurs.
@@ -472,7 +519,8 @@ impl Setup {
     }
 }
 
-/// Starts and SIGKILLs weir `crashes` times at random moments while `records` flow in, then
+/// Starts and SIGKILLs weir `crashes` times at random moments while `records` flow in (each
+/// instance first commits some output of its own), then
 /// lets a last instance run until the output has `want` records (or goes quiet).
 pub fn crash_repeatedly(
     s: &Setup,
@@ -500,14 +548,20 @@ pub fn crash_repeatedly_at(
         produce_at(&bootstrap, &topic, &input, timestamps.as_deref(), Some(Duration::from_secs(40)))
     });
     let mut rng = rand::rng();
+    let mut output = CommittedReader::new(&s.bootstrap, &s.output);
     let mut committed_at_kills = Vec::new();
     for _ in 0..crashes {
-        let mut weir = s.start(pipeline, &["--instance-id", "crashy"]);
-        weir.wait_for_log("partitions assigned", LONG);
-        std::thread::sleep(Duration::from_millis(rng.random_range(300..2000)));
+        // Each kill lands once this instance has committed something of its own, a random
+        // moment later: a fixed delay after the assignment can end an instance that is still
+        // starting on a loaded machine, and then the crash tests nothing.
+        let weir = s.start(pipeline, &["--instance-id", "crashy"]);
+        let before = output.seen();
+        if !output.wait_past(before, LONG) {
+            panic!("weir committed nothing past {before} outputs within {LONG:?}:\n{}", weir.log());
+        }
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..1500)));
         weir.kill();
-        let so_far = read_committed(&s.bootstrap, &s.output, usize::MAX, Duration::from_secs(1), LONG).len();
-        committed_at_kills.push(so_far);
+        committed_at_kills.push(output.settle(Duration::from_secs(1), LONG));
     }
     // As many outputs as inputs, unless the caller expects a number of its own.
     let expected = if want == usize::MAX { records } else { want };
