@@ -100,6 +100,21 @@ impl ProcessError {
         }
     }
 
+    /// Whether it befell a batch as a whole and none of its records alone: a batch too much
+    /// for the guest's memory, deadline or fuel together, though each record fits. Smaller
+    /// batches of the same records may pass.
+    pub fn befell_the_batch(&self) -> bool {
+        let whole = matches!(self.location().offsets, Offsets::Range(..));
+        whole
+            && matches!(
+                self,
+                ProcessError::Trap { .. }
+                    | ProcessError::Deadline { .. }
+                    | ProcessError::MemoryLimit { .. }
+                    | ProcessError::OutOfFuel { .. }
+            )
+    }
+
     /// Its kind, as metrics and dead-letter headers name it.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -253,20 +253,21 @@ impl One<'_> {
         let mut batch = Batch::new("input", "input", 0);
         let mut summary = Summary::default();
         let mut rest = records;
+        let mut batch_size = self.run.batch_size;
         while let Some(first) = rest.first() {
             let same = rest
                 .iter()
-                .take(self.run.batch_size)
+                .take(batch_size)
                 .take_while(|r| r.topic == first.topic && r.partition == first.partition)
                 .count();
             let (chunk, tail) = rest.split_at(same);
             let done = records.len() - rest.len();
             let origin = Origin::of(origins.get(done..done + same).unwrap_or_default());
-            rest = tail;
 
             batch.reset(&first.topic, &first.topic, first.partition);
+            let next = next_offset.entry((first.topic.clone(), first.partition)).or_insert(0);
+            let first_offset = *next;
             for r in chunk {
-                let next = next_offset.entry((r.topic.clone(), r.partition)).or_insert(0);
                 let offset = r.offset.unwrap_or(*next);
                 *next = offset + 1;
                 let headers = r.headers.iter().map(|(k, v)| (k.as_slice(), v.as_slice()));
@@ -283,7 +284,21 @@ impl One<'_> {
             };
             // A processor with timers: the batch moves the partition's event time, and the
             // event-time timers now due fire after it (wall-clock timers do not fire in a test run).
-            let (outputs, fired) = process(instance, &batch)?;
+            let (outputs, fired) = match process(instance, &batch) {
+                // Too much together for the module's limits, though each record fits: as the
+                // pipeline does, go on in batches half as big (the failed one left no state).
+                Err(e) if chunk.len() > 1 && e.befell_the_batch() => {
+                    batch_size = (chunk.len() / 2).max(1);
+                    tracing::warn!(
+                        "{e}; none of its {} records fails alone: going on in batches of at most {batch_size}",
+                        chunk.len()
+                    );
+                    next_offset.insert((first.topic.clone(), first.partition), first_offset);
+                    continue;
+                }
+                processed => processed?,
+            };
+            rest = tail;
             let timer_outputs = fired.iter().flat_map(|f| f.outputs.iter());
             for o in outputs.iter().chain(timer_outputs) {
                 emit(o, origin)?;

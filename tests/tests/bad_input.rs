@@ -215,6 +215,47 @@ fn a_guest_that_sleeps_within_its_deadline_sleeps_as_asked() {
 }
 
 #[test]
+fn a_batch_too_slow_together_for_its_deadline_is_run_again_in_smaller_batches_losing_nothing() {
+    // Each record sleeps 150 ms, within the 400 ms deadline alone; six in one batch take 900.
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = (0..6).map(|i| format!(r#"{{"key": "k{i}", "value": "sleep 150"}}"#)).collect();
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let input = write_lines(dir.path(), "in.jsonl", &lines);
+    let argv = [
+        "test",
+        "-m",
+        &module_arg("misbehave"),
+        "-i",
+        input.to_str().unwrap(),
+        "--deadline",
+        "400",
+        "--batch-size",
+        "6",
+    ];
+    let run = weir(&argv, dir.path());
+    let out = run.lines();
+    assert_eq!(out.len(), 6, "one output per record: {out:?}");
+    assert!(out.iter().all(|o| o["value"] == "slept"), "{out:?}");
+}
+
+#[test]
+fn a_record_found_at_fault_in_a_failed_batch_is_reported_as_it_fails_alone() {
+    // The batch passes its deadline in the third sleep; alone, the last record's output is
+    // too big for Kafka: that is the error, at its offset, not the batch's deadline.
+    let lines = [
+        r#"{"value": "sleep 150"}"#,
+        r#"{"value": "sleep 150"}"#,
+        r#"{"value": "sleep 150"}"#,
+        r#"{"key": "whale", "value": "big"}"#,
+    ];
+    let error = fails(&module_arg("misbehave"), &lines, &["--deadline", "400", "--batch-size", "4"]);
+    assert!(
+        error.contains("malformed outputs") && error.contains("offset 3") && error.contains(r#"key "whale""#),
+        "{error}"
+    );
+}
+
+#[test]
 fn state_a_guest_hoards_in_the_host_counts_against_its_memory_limit() {
     let error =
         fails(&module_arg("misbehave"), &[r#"{"key": "hoarder", "value": "hoard"}"#], &["--memory-limit", "64"]);

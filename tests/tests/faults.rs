@@ -156,6 +156,35 @@ fn partitions_added_to_a_stateful_pipelines_input_stop_it_before_any_record_of_t
     run.server.stop();
 }
 
+#[test]
+fn a_batch_too_slow_together_for_its_deadline_is_redone_in_smaller_batches_and_each_record_comes_out_once() {
+    // Each record sleeps 150 ms, within the 500 ms deadline alone; twenty in one batch take 3 s.
+    // Under `stop`: no record is at fault, so none may stop the pipeline or be set aside.
+    let s = Sidecar::new(Path::new(BIN));
+    let server = s.serve(&[]);
+    let (input, output) = s.topics(1);
+    let records: Vec<TestRecord> = (0..20).map(|i| (format!("k{i}"), "sleep 150".to_owned(), Vec::new())).collect();
+    produce(&s.bootstrap, &input, &records, None);
+    let app = unique("slow-batch");
+    let extra = "guarantee = \"exactly-once\"\nbatch_size = 20\nlinger_ms = 2000\n";
+    let file = s.pipeline(&app, "misbehave", &input, &output, extra);
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str("deadline_ms = 500\n");
+    std::fs::write(&file, text).unwrap();
+    server.deploy(&file);
+    let status = server.wait_for(&app, "all 20 records processed", LONG, |s| {
+        s["consumed"].as_u64() == Some(20) || s["status"] == "failed"
+    });
+    assert_eq!(status["status"], "running", "{status}");
+    let notice = status["notice"].as_str().unwrap_or_default();
+    assert!(notice.contains("deadline of 500 ms") && notice.contains("batches of at most"), "{status}");
+    // One more than expected: a duplicate would show.
+    let out = read_committed(&s.bootstrap, &output, 21, Duration::from_secs(3), LONG);
+    assert_eq!(out.len(), 20, "one output per record, each once");
+    assert!(out.iter().all(|r| r.value.as_deref() == Some("slept")));
+    server.stop();
+}
+
 /// 10,000 records `k<i>`; every 500th is poisoned, in turn with a trap, a blown deadline, a
 /// rejection and a 2 MiB output. The records, and the indices of the poisoned ones.
 fn poisoned_stream() -> (Vec<weir_tests::kafka::TestRecord>, Vec<usize>) {

@@ -199,17 +199,29 @@ impl Instance {
         };
         self.rollback();
         match failure {
+            // The whole batch's failure, explained before the retries change the instance;
+            // then, if one record fails alone, that record and how it fails alone.
+            CallFailure::Trap(error) if subject.len() > 1 => {
+                let whole = self.explain(error, subject, None);
+                Err(self.isolate(subject).unwrap_or(whole))
+            }
+            failure => Err(self.located(failure, subject)),
+        }
+    }
+
+    /// `failure` of a call over `subject`, located: at the record or timer it names, at the
+    /// only one there is, or over them all.
+    fn located(&mut self, failure: CallFailure, subject: &Subject<'_>) -> ProcessError {
+        let named = |index: Option<usize>| index.filter(|&i| i < subject.len()).or((subject.len() == 1).then_some(0));
+        match failure {
             CallFailure::Rejected(e) => {
-                let index = e.record.map(|i| i as usize).filter(|&i| i < subject.len());
-                Err(ProcessError::Rejected { location: self.location(subject, index), message: e.message })
+                let index = named(e.record.map(|i| i as usize));
+                ProcessError::Rejected { location: self.location(subject, index), message: e.message }
             }
             CallFailure::BadOutput(index, detail) => {
-                Err(ProcessError::BadOutput { location: self.location(subject, index), detail })
+                ProcessError::BadOutput { location: self.location(subject, named(index)), detail }
             }
-            CallFailure::Trap(error) => {
-                let culprit = if subject.len() > 1 { self.isolate(subject) } else { Some(0) };
-                Err(self.explain(error, subject, culprit))
-            }
+            CallFailure::Trap(error) => self.explain(error, subject, named(None)),
         }
     }
 
@@ -291,22 +303,27 @@ impl Instance {
         }
     }
 
-    /// Retries each record (or timer) alone to find the one that traps; state is rolled back
-    /// after each.
-    fn isolate(&mut self, subject: &Subject<'_>) -> Option<usize> {
-        let mut culprit = None;
+    /// Retries each record (or timer) alone to find one that fails alone, and says how it
+    /// does; state is rolled back after each. `None` when each passes alone: the subject failed
+    /// only as a whole.
+    fn isolate(&mut self, subject: &Subject<'_>) -> Option<ProcessError> {
         for i in 0..subject.len() {
             let failed = match subject {
-                Subject::Batch(batch) => self.call(&batch.single(i)).is_err(),
-                Subject::Timers(timers) => self.call_on_timer(&timers[i..=i]).is_err(),
+                Subject::Batch(batch) => {
+                    let one = batch.single(i);
+                    self.call(&one).err().map(|failure| self.located(failure, &Subject::Batch(&one)))
+                }
+                Subject::Timers(timers) => {
+                    let one = &timers[i..=i];
+                    self.call_on_timer(one).err().map(|failure| self.located(failure, &Subject::Timers(one)))
+                }
             };
             self.rollback();
-            if failed {
-                culprit = Some(i);
-                break;
+            if failed.is_some() {
+                return failed;
             }
         }
-        culprit
+        None
     }
 
     fn restart(&mut self) -> Result<(), LoadError> {

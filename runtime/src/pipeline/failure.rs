@@ -27,6 +27,9 @@ pub(super) enum Failure {
     ConsumerLost(anyhow::Error),
     /// The guest failed on a record or a timer.
     Guest(ProcessError),
+    /// The guest failed on a batch of `records` as a whole and on none of them alone (see
+    /// [`ProcessError::befell_the_batch`]): redone in smaller batches.
+    WholeBatch { error: ProcessError, records: usize },
     /// Nothing to retry: the configuration, a topic, the disk or weir itself is wrong, as the
     /// domain says.
     Fatal(anyhow::Error, Domain),
@@ -41,7 +44,7 @@ impl Failure {
             | Failure::Fenced(_)
             | Failure::Rebalanced(_)
             | Failure::ConsumerLost(_) => Domain::External,
-            Failure::Guest(_) => Domain::User,
+            Failure::Guest(_) | Failure::WholeBatch { .. } => Domain::User,
             Failure::Fatal(_, domain) => *domain,
         }
     }

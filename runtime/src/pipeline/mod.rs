@@ -96,7 +96,7 @@ impl Pipeline {
                     | Failure::Rebalanced(e)
                     | Failure::ConsumerLost(e)
                     | Failure::Fatal(e, _) => e,
-                    Failure::Guest(e) => e.into(),
+                    Failure::Guest(e) | Failure::WholeBatch { error: e, .. } => e.into(),
                 };
                 return Err(
                     self.fail(e.context("the final commit failed; the open work will be redone on restart"), domain)
@@ -131,7 +131,7 @@ impl Pipeline {
         work.finish_restores(consumer)?;
         let linger = Duration::from_millis(work.config.linger_ms);
         let revoking = || work.shared.revoke_pending();
-        let (mut messages, trouble) = source::poll_batch(consumer, work.config.batch_size, linger, revoking)?;
+        let (mut messages, trouble) = source::poll_batch(consumer, work.batch_size(), linger, revoking)?;
         match trouble {
             Some(e) => work.health.away(&format!("consumer: {e}")),
             None => work.health.polled(messages.len(), &work.config),

@@ -6,9 +6,10 @@
 //!
 //! Kafka trouble is retried from the last commit, with backoff (a new producer when the old one
 //! failed fatally). A guest error stops the pipeline, or sets its record aside as the pipeline's
-//! `[errors]` policy says. A fenced producer stops, unless the broker fenced it for a transaction
-//! that outlived its timeout (a broker away that long), a few times in a row at most. A topic
-//! deleted or repartitioned underneath is not retried: the error says which.
+//! `[errors]` policy says; a batch that fails as a whole though each of its records passes
+//! alone is redone in smaller batches. A fenced producer stops, unless the broker fenced it for
+//! a transaction that outlived its timeout (a broker away that long), a few times in a row at
+//! most. A topic deleted or repartitioned underneath is not retried: the error says which.
 
 use std::time::Instant;
 
@@ -83,6 +84,10 @@ impl Pipeline {
                 self.work.txn.lose_producer();
                 e
             }
+            Failure::WholeBatch { error, records } => {
+                self.smaller_batches(&error, records);
+                return Ok(());
+            }
             Failure::Guest(e) if self.set_aside(&e) => return Ok(()),
             Failure::Guest(e) => return Err(self.fail(e.into(), domain)),
             // A broker that was away longer than the timeout aborts the transaction too: a new
@@ -125,6 +130,22 @@ impl Pipeline {
         view.update(|s| (s.error, s.fault) = (Some(format!("{e:#}")), Some(domain)));
         view.queryable.close("the pipeline failed (see its status)");
         e
+    }
+
+    /// After a batch of `records` failed as a whole though none of them fails alone: from now
+    /// on the guest gets at most half as many records a call, and the work since the last
+    /// commit is redone so. Nothing is skipped, whatever the policy: no record is at fault.
+    fn smaller_batches(&mut self, e: &ProcessError, records: usize) {
+        let most = (records / 2).max(1);
+        self.work.batch_cap = Some(most);
+        let message = format!(
+            "{e}; none of its {records} records fails alone, so together they were too much for the module's \
+             limits: redoing the work since the last commit in batches of at most {most} records (lower \
+             batch_size, or raise memory_limit_mib, deadline_ms or fuel)"
+        );
+        tracing::warn!(application = %self.work.config.application_id, "{message}");
+        self.work.view.update(|s| s.notice = Some(message));
+        self.recover();
     }
 
     /// Under `dead-letter` or `skip`: marks the record `e` is about and drops the work since

@@ -254,6 +254,7 @@ impl Common {
             consumed: HashMap::new(),
             paused: false,
             poisoned: dead_letter::Poisoned::default(),
+            batch_cap: None,
             dead_letter: self.dead_letter.clone(),
         };
         Ok(Pipeline {

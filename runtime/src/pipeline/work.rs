@@ -75,9 +75,17 @@ pub(super) struct Work {
     pub(super) poisoned: Poisoned,
     /// Where set-aside records go, under `dead-letter`.
     pub(super) dead_letter: Option<String>,
+    /// Most records a guest call gets, below `batch_size` once a batch failed as a whole and
+    /// none of its records alone.
+    pub(super) batch_cap: Option<usize>,
 }
 
 impl Work {
+    /// Most records a poll gathers for the guest.
+    pub(super) fn batch_size(&self) -> usize {
+        self.batch_cap.map_or(self.config.batch_size, |cap| cap.min(self.config.batch_size))
+    }
+
     /// Publishes a new phase.
     pub(super) fn set_phase(&self, phase: Phase) {
         let mut changed = false;
@@ -146,6 +154,8 @@ impl Work {
             }
             stage.config.outputs = part.outputs;
         }
+        // The new module (and its limits) starts with whole batches again.
+        self.batch_cap = None;
         self.view.update(|s| {
             (s.version, s.digest) = (Some(version), Some(prepared.digest));
             s.notice = None;
