@@ -1,5 +1,5 @@
-//! Python, JavaScript and Go processors in real pipelines, against the real broker: the same
-//! exactly-once guarantees as Rust ones, state included.
+//! Python, JavaScript, TypeScript, Go and C processors in real pipelines, against the real
+//! broker: the same exactly-once guarantees as Rust ones, state included.
 
 use weir_tests::kafka::{
     crash_repeatedly, last_counts, produce, read_committed, setup, true_counts, unique, words, LONG, QUIET,
@@ -36,9 +36,31 @@ fn a_go_word_count_counts_a_million_records_exactly_once_across_sigkill_crashes(
 }
 
 #[test]
-fn a_javascript_uppercase_pipeline_uppercases_every_record_once_keeping_keys_and_headers() {
+fn a_c_word_count_stays_exact_across_sigkill_crashes() {
     let s = setup(BIN, 2).with_cache(polyglot_cache());
-    let pipeline = s.pipeline_of(&polyglot_guest("js", "uppercase"), &unique("js-up"), "");
+    let app = unique("c-wc");
+    let pipeline = s.pipeline_of(&polyglot_guest("c", "word-count"), &app, "");
+    let input = words(0, 100_000);
+    let truth = true_counts(&input);
+    let out = crash_repeatedly(&s, &pipeline, input, 3, 100_000);
+    assert_eq!(out.len(), 100_000, "one output per word, exactly once");
+    assert_eq!(last_counts(&out), truth, "the last count emitted for every word is its true count");
+}
+
+#[test]
+fn a_javascript_uppercase_pipeline_uppercases_every_record_once_keeping_keys_and_headers() {
+    uppercases_every_record_once("js");
+}
+
+#[test]
+fn a_typescript_uppercase_pipeline_uppercases_every_record_once_keeping_keys_and_headers() {
+    uppercases_every_record_once("ts");
+}
+
+/// The `language` uppercase example over 2,000 records with keys and headers.
+fn uppercases_every_record_once(language: &str) {
+    let s = setup(BIN, 2).with_cache(polyglot_cache());
+    let pipeline = s.pipeline_of(&polyglot_guest(language, "uppercase"), &unique(&format!("{language}-up")), "");
     let input: Vec<_> =
         (0..2_000).map(|i| (format!("k{i}"), format!("record {i}"), vec![("n".into(), i.to_string())])).collect();
     produce(&s.bootstrap, &s.input, &input, None);
