@@ -12,10 +12,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 
 use crate::config::PipelineConfig;
-use crate::engine::{Engine, Fired, Instance, Module};
-use crate::error::ProcessError;
+use crate::engine::{Engine, Instance, Module};
 use crate::jsonl::{parse_line, InputRecord, OutputLine};
-use crate::record::{Batch, OutputRef, Outputs};
+use crate::record::{Batch, OutputRef};
 use crate::state::{MemoryStore, RocksStore, StateStore};
 use crate::tables::{TableSpec, TableView, Tables};
 
@@ -282,9 +281,7 @@ impl One<'_> {
                     e.insert(instance)
                 }
             };
-            // A processor with timers: the batch moves the partition's event time, and the
-            // event-time timers now due fire after it (wall-clock timers do not fire in a test run).
-            let (outputs, fired) = match process(instance, &batch) {
+            let outputs = match instance.process(&batch) {
                 // Too much together for the module's limits, though each record fits: as the
                 // pipeline does, go on in batches half as big (the failed one left no state).
                 Err(e) if chunk.len() > 1 && e.befell_the_batch() => {
@@ -298,6 +295,9 @@ impl One<'_> {
                 }
                 processed => processed?,
             };
+            // A processor with timers: the batch moves the partition's event time, and the
+            // event-time timers now due fire after it (wall-clock timers do not fire in a test run).
+            let fired = instance.advance(&batch)?;
             rest = tail;
             let timer_outputs = fired.iter().flat_map(|f| f.outputs.iter());
             for o in outputs.iter().chain(timer_outputs) {
@@ -318,12 +318,6 @@ impl One<'_> {
         };
         Ok(self.module.instantiate(topic, partition, store, self.config)?)
     }
-}
-
-/// Processes a batch, then fires the event-time timers it made due.
-fn process(instance: &mut Instance, batch: &Batch) -> Result<(Outputs, Vec<Fired>), ProcessError> {
-    let outputs = instance.process(batch)?;
-    Ok((outputs, instance.advance(batch)?))
 }
 
 /// The `--table` files, read in full: later lines of a key replace earlier ones, and a `null`

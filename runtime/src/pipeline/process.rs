@@ -98,12 +98,7 @@ impl Work {
             }
         }
         let env = Env { config: &stage.config, view: &self.view, metrics: &self.metrics };
-        let (outputs, fired) = match stage.tasks.task(&env, topic, partition)?.process(&self.batch, &self.metrics) {
-            Err(Failure::Guest(error)) if messages.len() > 1 && error.befell_the_batch() => {
-                return Err(Failure::WholeBatch { error, records: messages.len() });
-            }
-            processed => processed?,
-        };
+        let (outputs, fired) = stage.tasks.task(&env, topic, partition)?.process(&self.batch, &self.metrics)?;
         produce(self.txn.producer(), &stage.config, &outputs, &Answering::Batch(&self.batch))?;
         self.stats.produced += outputs.len() as u64;
         self.metrics.produced.inc_by(outputs.len() as u64);
