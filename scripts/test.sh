@@ -41,9 +41,10 @@ esac
 step "Go SDK unit tests (go test with the SDK's in-memory host; go vet for wasip1 too)"
 (cd sdk/go && go vet ./... && GOOS=wasip1 GOARCH=wasm go vet ./... && go test ./...) >&2
 
-step "a headless browser for the console's test (Debian's chromium and its chromedriver), and clang for C processors"
+step "a headless browser for the console's test (Debian's chromium and its chromedriver), and clang for C and C++ processors"
 apt_missing=()
-for pkg in chromium chromium-driver clang-19 lld-19 libclang-rt-19-dev-wasm32 wasi-libc; do
+for pkg in chromium chromium-driver clang-19 lld-19 libclang-rt-19-dev-wasm32 wasi-libc libc++-19-dev-wasm32 \
+    libc++abi-19-dev-wasm32; do
     dpkg -s "$pkg" >/dev/null 2>&1 || apt_missing+=("$pkg")
 done
 if [ ${#apt_missing[@]} -gt 0 ]; then

@@ -665,7 +665,7 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<bool> {
                 }
             };
             let language = crate::build::build(&limits.engine()?, &dir, &target)?;
-            writeln!(out, "built {} ({language:?}) into {}", dir.display(), target.display())?;
+            writeln!(out, "built {} ({language}) into {}", dir.display(), target.display())?;
             Ok(true)
         }
         Command::Topic(TopicCommand::Create { name, partitions, config, bootstrap_servers }) => {

@@ -14,7 +14,7 @@ pub fn guest(name: &str) -> PathBuf {
 }
 
 /// The component of the Python (`"python"`), JavaScript (`"js"`), TypeScript (`"ts"`), Go
-/// (`"go"`) or C (`"c"`) example `name` under `guest-examples/<language>/`, built with `weir build` when
+/// (`"go"`), C (`"c"`) or C++ (`"cpp"`) example `name` under `guest-examples/<language>/`, built with `weir build` when
 /// missing or older than its sources (example, SDK, WIT). Needs componentize-py,
 /// componentize-js, tsc, Go and clang for wasm32-wasi, which `scripts/test.sh` installs or checks; without them this
 /// panics with the install command.
@@ -27,7 +27,7 @@ pub fn polyglot_guest(language: &str, name: &str) -> PathBuf {
     let sdk = root.join("sdk").join(match language {
         "js" | "ts" => "js",
         "go" => "go",
-        "c" => "c",
+        "c" | "cpp" => "c",
         _ => "python",
     });
     let newest = [dir.as_path(), &sdk, &root.join("wit")].iter().map(|p| newest_mtime(p)).max().flatten();

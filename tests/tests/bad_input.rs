@@ -393,7 +393,10 @@ fn weir_build_names_the_folder_when_it_holds_no_processor() {
     let error = run.failure();
     assert!(
         error.contains(dir.path().to_str().unwrap())
-            && error.contains("no Cargo.toml (Rust), app.py (Python), app.js (JavaScript), app.ts (TypeScript), go.mod (Go) or app.c (C)"),
+            && error.contains(
+                "no Cargo.toml (Rust), app.py (Python), app.js (JavaScript), app.ts (TypeScript), go.mod (Go), \
+                 app.c (C) or app.cpp (C++)"
+            ),
         "{error}"
     );
     let missing = dir.path().join("nowhere");
@@ -466,6 +469,39 @@ fn weir_build_shows_where_a_c_processor_does_not_compile() {
         "{error}"
     );
     assert!(!out.exists(), "a failed build left a component behind");
+}
+
+#[test]
+fn weir_build_shows_where_a_cpp_processor_does_not_compile_and_that_it_has_no_exceptions() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("broken");
+    std::fs::create_dir(&app).unwrap();
+    let source = [
+        "#include <string>",
+        "#include \"weir.h\"",
+        "",
+        "extern \"C\" int weir_process(const weir_record *record) {",
+        "    std::string s = nope(record);",
+        "    return WEIR_OK;",
+        "}",
+    ];
+    write_lines(&app, "app.cpp", &source);
+    let out = dir.path().join("broken.wasm");
+    let run = weir(&["build", app.to_str().unwrap(), "-o", out.to_str().unwrap()], dir.path());
+    let error = run.failure();
+    assert!(
+        error.contains("clang++") && error.contains("broken/app.cpp:5:21: error") && error.contains("'nope'"),
+        "{error}"
+    );
+    assert!(!out.exists(), "a failed build left a component behind");
+    // wasm32-wasi's libc++ has no exceptions: a throw is refused where it is written.
+    write_lines(
+        &app,
+        "app.cpp",
+        &["#include \"weir.h\"", "", "extern \"C\" int weir_process(const weir_record *) {", "    throw 1;", "}"],
+    );
+    let error = weir(&["build", app.to_str().unwrap(), "-o", out.to_str().unwrap()], dir.path()).failure().to_owned();
+    assert!(error.contains("broken/app.cpp:4:5: error") && error.contains("exceptions"), "{error}");
 }
 
 #[test]

@@ -149,12 +149,17 @@ fn go_typescript_and_c_examples_output_the_same_bytes_as_rust() {
 }
 
 #[test]
+fn the_cpp_word_count_outputs_the_same_bytes_as_rust() {
+    assert_same_as_rust("cpp", "word-count");
+}
+
+#[test]
 fn the_word_count_in_every_language_counts_unicode_text_byte_for_byte_as_rust() {
     // Accents, scripts without case, Cyrillic and Greek case, emoji, tabs, a no-break and an
     // ideographic space, a newline: split on Unicode whitespace and lowercased alike everywhere.
     let cache = tempfile::tempdir().unwrap();
     assert_golden_of("word-count-unicode", &guest("word-count"), cache.path());
-    for language in ["python", "js", "ts", "go", "c"] {
+    for language in ["python", "js", "ts", "go", "c", "cpp"] {
         assert_golden_of("word-count-unicode", &polyglot_guest(language, "word-count"), &polyglot_cache());
     }
 }

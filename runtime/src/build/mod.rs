@@ -1,13 +1,14 @@
-//! `weir build`: turns a processor's folder, in Rust, Python, JavaScript, TypeScript, Go or C,
+//! `weir build`: turns a processor's folder, in Rust, Python, JavaScript, TypeScript, Go, C or C++,
 //! into a component, so users need not learn each toolchain's flags.
 //!
 //! The language is told by the folder's entry file: `Cargo.toml` (Rust, cargo for
 //! `wasm32-wasip2`), `app.py` (Python, componentize-py), `app.js` (JavaScript,
 //! componentize-js), `app.ts` (TypeScript: tsc, then componentize-js), `go.mod` (Go: stock Go
 //! for wasip1, made a component here), `app.c` (C: clang for wasm32-wasi, made a component
-//! here). weir carries its WIT and its Python, JavaScript, Go and C SDKs, so a folder outside this repository builds the same way. The result is checked and
-//! compiled into weir's cache, so the first run does not pay the compile (7–9 s for a Python or
-//! JS component).
+//! here), `app.cpp` (C++: the same, with libc++ and no exceptions). weir carries its WIT and its
+//! Python, JavaScript, Go and C SDKs, so a folder outside this repository builds the same way.
+//! The result is checked and compiled into weir's cache, so the first run does not pay the
+//! compile (7–9 s for a Python or JS component).
 
 mod c;
 mod component;
@@ -45,17 +46,28 @@ pub enum Language {
     TypeScript,
     Go,
     C,
+    Cpp,
 }
 
 /// Each language's entry file.
-const ENTRIES: [(&str, Language); 6] = [
+const ENTRIES: [(&str, Language); 7] = [
     ("Cargo.toml", Language::Rust),
     ("app.py", Language::Python),
     ("app.js", Language::JavaScript),
     ("app.ts", Language::TypeScript),
     ("go.mod", Language::Go),
     ("app.c", Language::C),
+    ("app.cpp", Language::Cpp),
 ];
+
+impl std::fmt::Display for Language {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Language::Cpp => f.write_str("C++"),
+            other => write!(f, "{other:?}"),
+        }
+    }
+}
 
 impl Language {
     /// The language of the processor in `dir`, from its entry file.
@@ -68,12 +80,13 @@ impl Language {
         match found[..] {
             [language] => Ok(language),
             [] => anyhow::bail!(
-                "{}: no Cargo.toml (Rust), app.py (Python), app.js (JavaScript), app.ts (TypeScript), go.mod (Go) \
-                 or app.c (C) here; which language is it?",
+                "{}: no Cargo.toml (Rust), app.py (Python), app.js (JavaScript), app.ts (TypeScript), go.mod (Go), \
+                 app.c (C) or app.cpp (C++) here; which language is it?",
                 dir.display()
             ),
             _ => anyhow::bail!(
-                "{}: more than one of Cargo.toml, app.py, app.js, app.ts, go.mod and app.c; keep one entry per folder",
+                "{}: more than one of Cargo.toml, app.py, app.js, app.ts, go.mod, app.c and app.cpp; keep one entry \
+                 per folder",
                 dir.display()
             ),
         }
@@ -86,7 +99,7 @@ pub fn build(engine: &Engine, dir: &Path, out: &Path) -> anyhow::Result<Language
     let staging = tempfile::tempdir()?;
     let wit = write_files(&staging.path().join("wit"), WIT)?;
     let out_abs = absolute(out)?;
-    let _ticker = crate::ticker::Ticker::start(format!("building {} ({language:?})", dir.display()));
+    let _ticker = crate::ticker::Ticker::start(format!("building {} ({language})", dir.display()));
     match language {
         Language::Rust => rust::build_rust(dir, &out_abs)?,
         Language::Python => python::build_python(dir, &wit, staging.path(), &out_abs)?,
@@ -94,6 +107,7 @@ pub fn build(engine: &Engine, dir: &Path, out: &Path) -> anyhow::Result<Language
         Language::TypeScript => js::build_ts(dir, &wit, staging.path(), &out_abs)?,
         Language::Go => go::build_go(dir, staging.path(), &out_abs)?,
         Language::C => c::build_c(dir, staging.path(), &out_abs)?,
+        Language::Cpp => c::build_cpp(dir, staging.path(), &out_abs)?,
     }
     let bytes =
         std::fs::read(&out_abs).map_err(|e| anyhow::anyhow!("{}: the build wrote no component: {e}", out.display()))?;
