@@ -27,6 +27,7 @@ pub enum Lang {
     Ts,
     Go,
     C,
+    Cpp,
 }
 
 /// What a new processor does.
@@ -43,7 +44,7 @@ pub enum Template {
 }
 
 impl Lang {
-    pub const ALL: [Lang; 6] = [Lang::Rust, Lang::Python, Lang::Js, Lang::Ts, Lang::Go, Lang::C];
+    pub const ALL: [Lang; 7] = [Lang::Rust, Lang::Python, Lang::Js, Lang::Ts, Lang::Go, Lang::C, Lang::Cpp];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -53,6 +54,7 @@ impl Lang {
             Lang::Ts => "ts",
             Lang::Go => "go",
             Lang::C => "c",
+            Lang::Cpp => "cpp",
         }
     }
 }
@@ -89,6 +91,7 @@ impl Template {
                     ts: include_str!(concat!("../templates/", $dir, "/ts.ts")),
                     go: include_str!(concat!("../templates/", $dir, "/go.go")),
                     c: include_str!(concat!("../templates/", $dir, "/c.c")),
+                    cpp: include_str!(concat!("../templates/", $dir, "/cpp.cpp")),
                     sample: include_str!(concat!("../templates/", $dir, "/sample.jsonl")),
                     expected: include_str!(concat!("../templates/", $dir, "/expected.jsonl")),
                 }
@@ -110,6 +113,7 @@ struct Files {
     ts: &'static str,
     go: &'static str,
     c: &'static str,
+    cpp: &'static str,
     sample: &'static str,
     expected: &'static str,
 }
@@ -201,12 +205,18 @@ pub fn create(dir: &Path, lang: Lang, template: Template, sdk_dir: &Path) -> any
             write("main.go", files.go)?;
             write(".gitignore", "*.wasm\ngo.work.sum\n")?;
         }
-        Lang::C => {
+        Lang::C | Lang::Cpp => {
             let sdk = sdk_dir.join(VERSION).join("c");
             crate::build::write_c_sdk(&sdk)?;
-            write("app.c", files.c)?;
-            // For clangd and editors: where weir.h is, and the target weir build compiles for.
-            write("compile_flags.txt", &format!("--target=wasm32-wasi\n-I{}\n", sdk.display()))?;
+            // For clangd and editors: where weir.h is, and how weir build compiles.
+            let flags = if lang == Lang::Cpp {
+                write("app.cpp", files.cpp)?;
+                "--target=wasm32-wasi\n-std=c++20\n-fno-exceptions\n"
+            } else {
+                write("app.c", files.c)?;
+                "--target=wasm32-wasi\n"
+            };
+            write("compile_flags.txt", &format!("{flags}-I{}\n", sdk.display()))?;
             write(".gitignore", "*.wasm\n")?;
         }
     }
@@ -332,6 +342,9 @@ fn steps(name: &str, lang: Lang, template: Template) -> String {
         Lang::Ts => "npm install   # componentize-js and tsc, as package.json pins them".to_owned(),
         Lang::Go => "go version    # Go 1.24 or later; go test runs it off wasm".to_owned(),
         Lang::C => "clang-19 --version   # with lld-19, libclang-rt-19-dev-wasm32 and wasi-libc (Debian)".to_owned(),
+        Lang::Cpp => "clang-19 --version   # with lld-19, libclang-rt-19-dev-wasm32, wasi-libc, \
+                      libc++-19-dev-wasm32 and libc++abi-19-dev-wasm32 (Debian)"
+            .to_owned(),
     };
     let table = if template == Template::TableJoin { " --table customers=customers.jsonl" } else { "" };
     let table_topic = if template == Template::TableJoin {
@@ -355,6 +368,7 @@ fn readme(name: &str, lang: Lang, template: Template) -> String {
         Lang::Ts => "app.ts",
         Lang::Go => "main.go",
         Lang::C => "app.c",
+        Lang::Cpp => "app.cpp",
     };
     format!(
         "# {name}\n\nA weir processor in {} that {} (`{source}`).\n\n```sh\n{}```\n\n\
@@ -370,6 +384,7 @@ fn readme(name: &str, lang: Lang, template: Template) -> String {
             Lang::Ts => "TypeScript",
             Lang::Go => "Go",
             Lang::C => "C",
+            Lang::Cpp => "C++",
         },
         template.about(),
         steps(name, lang, template).lines().skip(1).map(|l| format!("{l}\n")).collect::<String>()

@@ -126,11 +126,22 @@ fn weir_new_makes_c_processors_of_every_template_that_build_and_pass_their_own_t
 }
 
 #[test]
+fn weir_new_makes_cpp_processors_of_every_template_that_build_and_pass_their_own_test() {
+    let scratch = Scratch::new();
+    for template in ["map", "stateful", "table-join", "window"] {
+        scratch.new_builds_and_passes_its_test("cpp", template);
+    }
+}
+
+#[test]
 fn weir_build_says_what_to_install_when_a_toolchain_is_missing() {
     let scratch = Scratch::new();
-    for (lang, install) in
-        [("go", "install Go 1.24 or later"), ("c", "apt install clang-19 lld-19"), ("ts", "npm install typescript@5")]
-    {
+    for (lang, install) in [
+        ("go", "install Go 1.24 or later"),
+        ("c", "apt install clang-19 lld-19"),
+        ("cpp", "libc++-19-dev-wasm32 libc++abi-19-dev-wasm32"),
+        ("ts", "npm install typescript@5"),
+    ] {
         let name = format!("no-{lang}");
         scratch.weir(scratch.dir.path(), &["new", &name, "--lang", lang]);
         // A PATH with none of the toolchains (and no node_modules above the scratch folder).
@@ -153,7 +164,7 @@ fn weir_build_says_what_to_install_when_a_toolchain_is_missing() {
 fn weir_new_lists_its_languages_and_templates_and_refuses_a_folder_that_is_not_empty() {
     let scratch = Scratch::new();
     let listed = scratch.weir(scratch.dir.path(), &["new", "--list"]);
-    for word in ["rust", "python", "js", "ts", "go", "c", "map", "stateful", "table-join", "window"] {
+    for word in ["rust", "python", "js", "ts", "go", "c", "cpp", "map", "stateful", "table-join", "window"] {
         assert!(listed.contains(word), "{listed}");
     }
     std::fs::create_dir(scratch.dir.path().join("taken")).unwrap();
