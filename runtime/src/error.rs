@@ -100,19 +100,20 @@ impl ProcessError {
         }
     }
 
-    /// Whether it befell a batch as a whole and none of its records alone: a batch too much
-    /// for the guest's memory, deadline or fuel together, though each record fits. Smaller
-    /// batches of the same records may pass.
-    pub fn befell_the_batch(&self) -> bool {
-        let whole = matches!(self.location().offsets, Offsets::Range(..));
-        whole
+    /// How many records to give the guest at most from now on, when this befell a batch of
+    /// `records` as a whole and none of its records alone (together too much for the guest's
+    /// memory, deadline or fuel, though each record fits): half as many, since smaller batches
+    /// of the same records may pass. `None` when a record is at fault, or the batch had one.
+    pub fn smaller_batch(&self, records: usize) -> Option<usize> {
+        let whole = matches!(self.location().offsets, Offsets::Range(..))
             && matches!(
                 self,
                 ProcessError::Trap { .. }
                     | ProcessError::Deadline { .. }
                     | ProcessError::MemoryLimit { .. }
                     | ProcessError::OutOfFuel { .. }
-            )
+            );
+        (whole && records > 1).then_some(records / 2)
     }
 
     /// Its kind, as metrics and dead-letter headers name it.

@@ -282,18 +282,21 @@ impl One<'_> {
                 }
             };
             let outputs = match instance.process(&batch) {
+                Ok(outputs) => outputs,
                 // Too much together for the module's limits, though each record fits: as the
-                // pipeline does, go on in batches half as big (the failed one left no state).
-                Err(e) if chunk.len() > 1 && e.befell_the_batch() => {
-                    batch_size = (chunk.len() / 2).max(1);
-                    tracing::warn!(
-                        "{e}; none of its {} records fails alone: going on in batches of at most {batch_size}",
-                        chunk.len()
-                    );
-                    next_offset.insert((first.topic.clone(), first.partition), first_offset);
-                    continue;
-                }
-                processed => processed?,
+                // pipeline does, go on in smaller batches (the failed one left no state).
+                Err(e) => match e.smaller_batch(chunk.len()) {
+                    Some(most) => {
+                        batch_size = most;
+                        tracing::warn!(
+                            "{e}; none of its {} records fails alone: going on in batches of at most {most}",
+                            chunk.len()
+                        );
+                        next_offset.insert((first.topic.clone(), first.partition), first_offset);
+                        continue;
+                    }
+                    None => return Err(e.into()),
+                },
             };
             // A processor with timers: the batch moves the partition's event time, and the
             // event-time timers now due fire after it (wall-clock timers do not fire in a test run).

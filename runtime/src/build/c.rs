@@ -15,9 +15,6 @@ use super::{run, write_files, TIMED_WORLD, WIT_TEXT};
 const C_SDK: &[(&str, &str)] =
     &[("weir.h", include_str!("../../../sdk/c/weir.h")), ("weir.c", include_str!("../../../sdk/c/weir.c"))];
 
-const INSTALL: &str = "install clang and its wasm32 runtime and libc: on Debian `apt install clang-19 lld-19 \
-                       libclang-rt-19-dev-wasm32 wasi-libc`; or wasi-sdk, with WEIR_CLANG and WEIR_WASI_SYSROOT";
-
 /// The C compiler: `WEIR_CLANG`, else `clang-19`, else `clang`.
 fn clang() -> PathBuf {
     if let Some(path) = std::env::var_os("WEIR_CLANG") {
@@ -32,13 +29,13 @@ pub fn write_sdk(dir: &Path) -> anyhow::Result<()> {
     write_files(dir, C_SDK).map(drop)
 }
 
-/// What `cpp` says a build needs installed.
+/// What a C (or, with `cpp`, a C++) build needs installed.
 fn install_hint(cpp: bool) -> String {
-    if cpp {
-        INSTALL.replace("wasi-libc`", "wasi-libc libc++-19-dev-wasm32 libc++abi-19-dev-wasm32`")
-    } else {
-        INSTALL.to_owned()
-    }
+    let libcxx = if cpp { " libc++-19-dev-wasm32 libc++abi-19-dev-wasm32" } else { "" };
+    format!(
+        "install clang and its wasm32 runtime and libc: on Debian `apt install clang-19 lld-19 \
+         libclang-rt-19-dev-wasm32 wasi-libc{libcxx}`; or wasi-sdk, with WEIR_CLANG and WEIR_WASI_SYSROOT"
+    )
 }
 
 /// The folder's source files with one of `extensions`, sorted; refuses a `weir.c` of its own.

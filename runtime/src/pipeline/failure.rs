@@ -28,8 +28,8 @@ pub(super) enum Failure {
     /// The guest failed on a record or a timer.
     Guest(ProcessError),
     /// The guest failed on a batch of `records` as a whole and on none of them alone (see
-    /// [`ProcessError::befell_the_batch`]): redone in smaller batches.
-    WholeBatch { error: ProcessError, records: usize },
+    /// [`ProcessError::smaller_batch`]): redone in batches of at most `most`.
+    WholeBatch { error: ProcessError, records: usize, most: usize },
     /// Nothing to retry: the configuration, a topic, the disk or weir itself is wrong, as the
     /// domain says.
     Fatal(anyhow::Error, Domain),

@@ -84,8 +84,8 @@ impl Pipeline {
                 self.work.txn.lose_producer();
                 e
             }
-            Failure::WholeBatch { error, records } => {
-                self.smaller_batches(&error, records);
+            Failure::WholeBatch { error, records, most } => {
+                self.smaller_batches(&error, records, most);
                 return Ok(());
             }
             Failure::Guest(e) if self.set_aside(&e) => return Ok(()),
@@ -133,10 +133,9 @@ impl Pipeline {
     }
 
     /// After a batch of `records` failed as a whole though none of them fails alone: from now
-    /// on the guest gets at most half as many records a call, and the work since the last
-    /// commit is redone so. Nothing is skipped, whatever the policy: no record is at fault.
-    fn smaller_batches(&mut self, e: &ProcessError, records: usize) {
-        let most = (records / 2).max(1);
+    /// on the guest gets at most `most` records a call, and the work since the last commit is
+    /// redone so. Nothing is skipped, whatever the policy: no record is at fault.
+    fn smaller_batches(&mut self, e: &ProcessError, records: usize, most: usize) {
         self.work.batch_cap = Some(most);
         let message = format!(
             "{e}; none of its {records} records fails alone, so together they were too much for the module's \

@@ -51,13 +51,12 @@ impl Task {
     /// timers the batch made due: the outputs of both, or the guest's error (counted by kind).
     pub fn process(&mut self, batch: &Batch, metrics: &PipelineMetrics) -> Result<(Outputs, Vec<Fired>), Failure> {
         let called = Instant::now();
-        let outputs = self.instance.process(batch).map_err(|error| {
-            if batch.len() > 1 && error.befell_the_batch() {
+        let outputs = self.instance.process(batch).map_err(|error| match error.smaller_batch(batch.len()) {
+            Some(most) => {
                 metrics.guest_error(error.kind());
-                Failure::WholeBatch { error, records: batch.len() }
-            } else {
-                guest_failure(metrics, error)
+                Failure::WholeBatch { error, records: batch.len(), most }
             }
+            None => guest_failure(metrics, error),
         })?;
         let fired = self.instance.advance(batch).map_err(|e| guest_failure(metrics, e))?;
         metrics.guest_call_seconds.observe(called.elapsed().as_secs_f64());
