@@ -27,6 +27,21 @@ fn fails_with_cache(module: &str, lines: &[&str], args: &[&str], cache: &Path) -
     error
 }
 
+/// `weir build` of a folder `broken` under `dir` holding `files` (name and lines each): its
+/// error, once it is known that the failed build left no component behind.
+fn build_error(dir: &Path, files: &[(&str, &[&str])]) -> String {
+    let app = dir.join("broken");
+    std::fs::create_dir_all(&app).unwrap();
+    for (name, lines) in files {
+        write_lines(&app, name, lines);
+    }
+    let out = dir.join("broken.wasm");
+    let run = weir(&["build", app.to_str().unwrap(), "-o", out.to_str().unwrap()], dir);
+    let error = run.failure().to_owned();
+    assert!(!out.exists(), "a failed build left a component behind");
+    error
+}
+
 #[test]
 fn a_file_that_is_not_wasm_is_refused_with_its_path() {
     let dir = tempfile::tempdir().unwrap();
@@ -407,76 +422,45 @@ fn weir_build_names_the_folder_when_it_holds_no_processor() {
 #[test]
 fn weir_build_shows_where_a_python_processor_is_broken() {
     let dir = tempfile::tempdir().unwrap();
-    let app = dir.path().join("broken");
-    std::fs::create_dir(&app).unwrap();
-    write_lines(
-        &app,
-        "app.py",
-        &["from weir import Processor, processor", "", "@processor", "def f(record)", "    return None"],
-    );
-    let out = dir.path().join("broken.wasm");
-    let run = weir(&["build", app.to_str().unwrap(), "-o", out.to_str().unwrap()], dir.path());
-    let error = run.failure();
+    let app: &[&str] = &["from weir import Processor, processor", "", "@processor", "def f(record)", "    return None"];
+    let error = build_error(dir.path(), &[("app.py", app)]);
     assert!(error.contains("componentize-py") && error.contains("app.py") && error.contains("SyntaxError"), "{error}");
-    assert!(!out.exists(), "a failed build left a component behind");
 }
 
 #[test]
 fn weir_build_shows_where_a_go_processor_does_not_compile() {
     let dir = tempfile::tempdir().unwrap();
-    let app = dir.path().join("broken");
-    std::fs::create_dir(&app).unwrap();
-    write_lines(
-        &app,
-        "go.mod",
-        &["module example.com/broken", "", "go 1.24", "", "require github.com/weir-rs/weir/sdk/go v0.1.0"],
-    );
-    write_lines(
-        &app,
-        "main.go",
-        &[
-            "package main",
-            "",
-            "import weir \"github.com/weir-rs/weir/sdk/go\"",
-            "",
-            "func init() { weir.Register(weir.Processor{Process: nope}) }",
-            "",
-            "func main() {}",
-        ],
-    );
-    let out = dir.path().join("broken.wasm");
-    let run = weir(&["build", app.to_str().unwrap(), "-o", out.to_str().unwrap()], dir.path());
-    let error = run.failure();
+    let go_mod: &[&str] =
+        &["module example.com/broken", "", "go 1.24", "", "require github.com/weir-rs/weir/sdk/go v0.1.0"];
+    let main: &[&str] = &[
+        "package main",
+        "",
+        "import weir \"github.com/weir-rs/weir/sdk/go\"",
+        "",
+        "func init() { weir.Register(weir.Processor{Process: nope}) }",
+        "",
+        "func main() {}",
+    ];
+    let error = build_error(dir.path(), &[("go.mod", go_mod), ("main.go", main)]);
     assert!(error.contains("go build") && error.contains("main.go:5:") && error.contains("undefined: nope"), "{error}");
-    assert!(!out.exists(), "a failed build left a component behind");
 }
 
 #[test]
 fn weir_build_shows_where_a_c_processor_does_not_compile() {
     let dir = tempfile::tempdir().unwrap();
-    let app = dir.path().join("broken");
-    std::fs::create_dir(&app).unwrap();
-    write_lines(
-        &app,
-        "app.c",
-        &["#include \"weir.h\"", "", "int weir_process(const weir_record *record) {", "    return nope(record);", "}"],
-    );
-    let out = dir.path().join("broken.wasm");
-    let run = weir(&["build", app.to_str().unwrap(), "-o", out.to_str().unwrap()], dir.path());
-    let error = run.failure();
+    let app: &[&str] =
+        &["#include \"weir.h\"", "", "int weir_process(const weir_record *record) {", "    return nope(record);", "}"];
+    let error = build_error(dir.path(), &[("app.c", app)]);
     assert!(
         error.contains("clang") && error.contains("broken/app.c:4:12: error") && error.contains("'nope'"),
         "{error}"
     );
-    assert!(!out.exists(), "a failed build left a component behind");
 }
 
 #[test]
 fn weir_build_shows_where_a_cpp_processor_does_not_compile_and_that_it_has_no_exceptions() {
     let dir = tempfile::tempdir().unwrap();
-    let app = dir.path().join("broken");
-    std::fs::create_dir(&app).unwrap();
-    let source = [
+    let app: &[&str] = &[
         "#include <string>",
         "#include \"weir.h\"",
         "",
@@ -485,22 +469,15 @@ fn weir_build_shows_where_a_cpp_processor_does_not_compile_and_that_it_has_no_ex
         "    return WEIR_OK;",
         "}",
     ];
-    write_lines(&app, "app.cpp", &source);
-    let out = dir.path().join("broken.wasm");
-    let run = weir(&["build", app.to_str().unwrap(), "-o", out.to_str().unwrap()], dir.path());
-    let error = run.failure();
+    let error = build_error(dir.path(), &[("app.cpp", app)]);
     assert!(
         error.contains("clang++") && error.contains("broken/app.cpp:5:21: error") && error.contains("'nope'"),
         "{error}"
     );
-    assert!(!out.exists(), "a failed build left a component behind");
     // wasm32-wasi's libc++ has no exceptions: a throw is refused where it is written.
-    write_lines(
-        &app,
-        "app.cpp",
-        &["#include \"weir.h\"", "", "extern \"C\" int weir_process(const weir_record *) {", "    throw 1;", "}"],
-    );
-    let error = weir(&["build", app.to_str().unwrap(), "-o", out.to_str().unwrap()], dir.path()).failure().to_owned();
+    let app: &[&str] =
+        &["#include \"weir.h\"", "", "extern \"C\" int weir_process(const weir_record *) {", "    throw 1;", "}"];
+    let error = build_error(dir.path(), &[("app.cpp", app)]);
     assert!(error.contains("broken/app.cpp:4:5: error") && error.contains("exceptions"), "{error}");
 }
 
@@ -508,40 +485,22 @@ fn weir_build_shows_where_a_cpp_processor_does_not_compile_and_that_it_has_no_ex
 fn weir_build_shows_where_a_typescript_processor_does_not_type_check() {
     // Inside the repository, so weir build finds the tsc and componentize-js `npm ci` installed.
     let dir = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).unwrap();
-    let app = dir.path().join("broken");
-    std::fs::create_dir(&app).unwrap();
-    write_lines(
-        &app,
-        "app.ts",
-        &[
-            "import * as weir from \"weir\";",
-            "export const processor = weir.processor((record: weir.Record) => {",
-            "  const n: number = record.text();",
-            "  return new weir.Output(String(n));",
-            "});",
-        ],
-    );
-    let out = dir.path().join("broken.wasm");
-    let run = weir(&["build", app.to_str().unwrap(), "-o", out.to_str().unwrap()], dir.path());
-    let error = run.failure();
+    let app: &[&str] = &[
+        "import * as weir from \"weir\";",
+        "export const processor = weir.processor((record: weir.Record) => {",
+        "  const n: number = record.text();",
+        "  return new weir.Output(String(n));",
+        "});",
+    ];
+    let error = build_error(dir.path(), &[("app.ts", app)]);
     assert!(error.contains("broken/app.ts(3,") && error.contains("TS2322"), "{error}");
-    assert!(!out.exists(), "a failed build left a component behind");
 }
 
 #[test]
 fn weir_build_shows_where_a_javascript_processor_is_broken() {
     // Inside the repository, so weir build finds the componentize-js that `npm ci` installed.
     let dir = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).unwrap();
-    let app = dir.path().join("broken");
-    std::fs::create_dir(&app).unwrap();
-    write_lines(
-        &app,
-        "app.js",
-        &["import * as weir from \"weir\";", "export const processor = weir.processor((record) => {;"],
-    );
-    let out = dir.path().join("broken.wasm");
-    let run = weir(&["build", app.to_str().unwrap(), "-o", out.to_str().unwrap()], dir.path());
-    let error = run.failure();
+    let app: &[&str] = &["import * as weir from \"weir\";", "export const processor = weir.processor((record) => {;"];
+    let error = build_error(dir.path(), &[("app.js", app)]);
     assert!(error.contains("broken/app.js:") && error.contains("SyntaxError: Unexpected end of input"), "{error}");
-    assert!(!out.exists(), "a failed build left a component behind");
 }

@@ -10,14 +10,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_weir-e2e");
 
 #[test]
 fn a_python_word_count_stays_exact_across_sigkill_crashes() {
-    let s = setup(BIN, 2).with_cache(polyglot_cache());
-    let app = unique("py-wc");
-    let pipeline = s.pipeline_of(&polyglot_guest("python", "word-count"), &app, "");
-    let input = words(0, 30_000);
-    let truth = true_counts(&input);
-    let out = crash_repeatedly(&s, &pipeline, input, 5, 30_000);
-    assert_eq!(out.len(), 30_000, "one output per word, exactly once");
-    assert_eq!(last_counts(&out), truth, "the last count emitted for every word is its true count");
+    counts_exactly_once_across_sigkill_crashes("python", 30_000, 5, "");
 }
 
 #[test]
@@ -25,25 +18,24 @@ fn a_go_word_count_counts_a_million_records_exactly_once_across_sigkill_crashes(
     // Stock Go's runtime and collector run between the host's calls, never inside them: a
     // collection inside the allocator the host calls would trap ("cannot leave component
     // instance") some tens of thousands of records in.
-    let s = setup(BIN, 2).with_cache(polyglot_cache());
-    let app = unique("go-wc");
-    let pipeline = s.pipeline_of(&polyglot_guest("go", "word-count"), &app, "batch_size = 2000\n");
-    let input = words(0, 1_000_000);
-    let truth = true_counts(&input);
-    let out = crash_repeatedly(&s, &pipeline, input, 4, 1_000_000);
-    assert_eq!(out.len(), 1_000_000, "one output per word, exactly once");
-    assert_eq!(last_counts(&out), truth, "the last count emitted for every word is its true count");
+    counts_exactly_once_across_sigkill_crashes("go", 1_000_000, 4, "batch_size = 2000\n");
 }
 
 #[test]
 fn a_c_word_count_stays_exact_across_sigkill_crashes() {
+    counts_exactly_once_across_sigkill_crashes("c", 100_000, 3, "");
+}
+
+/// The `language` word count over `records` words under exactly-once, SIGKILLed `crashes`
+/// times meanwhile: one output per word, and every word's last count its true count.
+fn counts_exactly_once_across_sigkill_crashes(language: &str, records: usize, crashes: usize, extra: &str) {
     let s = setup(BIN, 2).with_cache(polyglot_cache());
-    let app = unique("c-wc");
-    let pipeline = s.pipeline_of(&polyglot_guest("c", "word-count"), &app, "");
-    let input = words(0, 100_000);
+    let app = unique(&format!("{language}-wc"));
+    let pipeline = s.pipeline_of(&polyglot_guest(language, "word-count"), &app, extra);
+    let input = words(0, records);
     let truth = true_counts(&input);
-    let out = crash_repeatedly(&s, &pipeline, input, 3, 100_000);
-    assert_eq!(out.len(), 100_000, "one output per word, exactly once");
+    let out = crash_repeatedly(&s, &pipeline, input, crashes, records);
+    assert_eq!(out.len(), records, "one output per word, exactly once");
     assert_eq!(last_counts(&out), truth, "the last count emitted for every word is its true count");
 }
 

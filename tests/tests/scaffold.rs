@@ -44,6 +44,16 @@ impl Scratch {
 
     /// `weir new` for `lang` and `template`, then its own next commands: build, and test
     /// against its expected outputs.
+    /// A scratch folder where `weir new` made `lang` processors of every template, each built
+    /// and passing its own test.
+    fn every_template_builds_and_passes_its_test(lang: &str) -> Self {
+        let scratch = Self::new();
+        for template in TEMPLATES {
+            scratch.new_builds_and_passes_its_test(lang, template);
+        }
+        scratch
+    }
+
     fn new_builds_and_passes_its_test(&self, lang: &str, template: &str) {
         let name = format!("my-{lang}-{template}");
         let said = self.weir(self.dir.path(), &["new", &name, "--lang", lang, "--template", template]);
@@ -64,6 +74,8 @@ impl Scratch {
     }
 }
 
+const TEMPLATES: [&str; 4] = ["map", "stateful", "table-join", "window"];
+
 /// One cargo target dir for every Rust scaffold of the run, outside the checkout's.
 fn shared_target() -> PathBuf {
     std::env::temp_dir().join("weir-tests-scaffold-target")
@@ -71,43 +83,30 @@ fn shared_target() -> PathBuf {
 
 #[test]
 fn weir_new_makes_rust_processors_of_every_template_that_build_and_pass_their_own_test() {
-    let scratch = Scratch::new();
-    for template in ["map", "stateful", "table-join", "window"] {
-        scratch.new_builds_and_passes_its_test("rust", template);
-    }
+    let scratch = Scratch::every_template_builds_and_passes_its_test("rust");
     let sdk = scratch.dir.path().join("data/sdk").join(env!("CARGO_PKG_VERSION")).join("rust/weir-sdk");
     assert!(sdk.join("Cargo.toml").is_file(), "the Rust SDK is written under the data dir");
 }
 
 #[test]
 fn weir_new_makes_python_processors_of_every_template_that_build_and_pass_their_own_test() {
-    let scratch = Scratch::new();
-    for template in ["map", "stateful", "table-join", "window"] {
-        scratch.new_builds_and_passes_its_test("python", template);
-    }
+    Scratch::every_template_builds_and_passes_its_test("python");
 }
 
 #[test]
 fn weir_new_makes_javascript_processors_of_every_template_that_build_and_pass_their_own_test() {
-    let scratch = Scratch::new();
-    for template in ["map", "stateful", "table-join", "window"] {
-        scratch.new_builds_and_passes_its_test("js", template);
-    }
+    Scratch::every_template_builds_and_passes_its_test("js");
 }
 
 #[test]
 fn weir_new_makes_typescript_processors_of_every_template_that_build_and_pass_their_own_test() {
-    let scratch = Scratch::new();
-    for template in ["map", "stateful", "table-join", "window"] {
-        scratch.new_builds_and_passes_its_test("ts", template);
-    }
+    Scratch::every_template_builds_and_passes_its_test("ts");
 }
 
 #[test]
 fn weir_new_makes_go_processors_of_every_template_that_build_and_pass_their_own_test() {
-    let scratch = Scratch::new();
-    for template in ["map", "stateful", "table-join", "window"] {
-        scratch.new_builds_and_passes_its_test("go", template);
+    let scratch = Scratch::every_template_builds_and_passes_its_test("go");
+    for template in TEMPLATES {
         // Its go.work points at the SDK under the data dir, so plain Go (and an editor) reads it.
         let folder = scratch.dir.path().join(format!("my-go-{template}"));
         let vet = Command::new("go").args(["vet", "."]).current_dir(&folder).output().unwrap();
@@ -117,20 +116,14 @@ fn weir_new_makes_go_processors_of_every_template_that_build_and_pass_their_own_
 
 #[test]
 fn weir_new_makes_c_processors_of_every_template_that_build_and_pass_their_own_test() {
-    let scratch = Scratch::new();
-    for template in ["map", "stateful", "table-join", "window"] {
-        scratch.new_builds_and_passes_its_test("c", template);
-    }
+    let scratch = Scratch::every_template_builds_and_passes_its_test("c");
     let sdk = scratch.dir.path().join("data/sdk").join(env!("CARGO_PKG_VERSION")).join("c");
     assert!(sdk.join("weir.h").is_file(), "the C SDK is written under the data dir, for editors");
 }
 
 #[test]
 fn weir_new_makes_cpp_processors_of_every_template_that_build_and_pass_their_own_test() {
-    let scratch = Scratch::new();
-    for template in ["map", "stateful", "table-join", "window"] {
-        scratch.new_builds_and_passes_its_test("cpp", template);
-    }
+    Scratch::every_template_builds_and_passes_its_test("cpp");
 }
 
 #[test]
